@@ -1,0 +1,1 @@
+"""Example participant services: each a Ray actor with its own SQLite database."""

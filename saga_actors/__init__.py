@@ -1,0 +1,61 @@
+"""saga_actors: a durable saga runtime for Ray."""
+
+from saga_actors.config import RuntimeConfig
+from saga_actors.definition import RetryPolicy, Saga, Step, StepKind
+from saga_actors.errors import (
+    ActionRefusedError,
+    JournalError,
+    NonRetryableError,
+    ParticipantUnavailableError,
+    SagaConflictError,
+    SagaDefinitionError,
+    SagaError,
+    SagaInputError,
+    SagaNotFoundError,
+    SagaRuntimeError,
+    SagaUsageError,
+    SagaWaitTimeoutError,
+    StepError,
+    StepTimeoutError,
+    UnknownParticipantError,
+    UnknownSagaTypeError,
+)
+from saga_actors.logging import configure_logging
+from saga_actors.participant import Fault, Participant, StepContext, action, compensation
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.runtime import SagaRuntime
+from saga_actors.state import SagaStatus
+
+__all__ = [
+    "ActionRefusedError",
+    "Fault",
+    "JournalError",
+    "NonRetryableError",
+    "Participant",
+    "ParticipantUnavailableError",
+    "RetryPolicy",
+    "RuntimeConfig",
+    "Saga",
+    "SagaConflictError",
+    "SagaDefinitionError",
+    "SagaError",
+    "SagaInputError",
+    "SagaNotFoundError",
+    "SagaRecord",
+    "SagaRuntime",
+    "SagaRuntimeError",
+    "SagaStatus",
+    "SagaUsageError",
+    "SagaWaitTimeoutError",
+    "Step",
+    "StepContext",
+    "StepError",
+    "StepKind",
+    "StepTimeoutError",
+    "Transition",
+    "UnknownParticipantError",
+    "UnknownSagaTypeError",
+    "action",
+    "compensation",
+    "configure_logging",
+]

@@ -1,0 +1,49 @@
+"""Runtime configuration. Precedence, stated once: defaults < SAGA_ACTORS_* environment <
+explicit arguments. Config is passed INTO actors; actors never read the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from saga_actors.constants import DEFAULT_NAMESPACE
+
+
+class RuntimeConfig(BaseModel):
+    """Where the journal lives, which Ray namespace the runtime uses, how it logs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(DEFAULT_NAMESPACE, min_length=1, description="Ray namespace.")
+    data_dir: str = Field(".saga_actors", description="Local folder for SQLite files.")
+    journal_url: str = Field("", description="Journal URL; default: SQLite in data_dir.")
+    log_level: str = Field("INFO", description="loguru level for every component.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        # Actors run in other working directories: pin relative paths now.
+        return str(Path(value).expanduser().resolve())
+
+    @classmethod
+    def load(cls, **overrides: Any) -> RuntimeConfig:
+        """Defaults, then ``SAGA_ACTORS_<FIELD>`` variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for field in cls.model_fields:
+            env = os.environ.get(f"SAGA_ACTORS_{field.upper()}")
+            if env:
+                values[field] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def journal(self) -> str:
+        """The journal URL in effect."""
+        return self.journal_url or f"sqlite:///{Path(self.data_dir) / 'journal.sqlite'}"
+
+    def participant_store(self, name: str) -> Path:
+        """The SQLite file of participant ``name``."""
+        return Path(self.data_dir) / "participants" / f"{name}.sqlite"

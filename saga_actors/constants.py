@@ -1,0 +1,19 @@
+"""Documented names: the Ray namespace and how every actor is named in it."""
+
+from __future__ import annotations
+
+DEFAULT_NAMESPACE = "saga_actors"
+SAGA_ACTOR_PREFIX = "saga:"
+PARTICIPANT_ACTOR_PREFIX = "participant:"
+SUPERVISOR_ACTOR_NAME = "saga_actors:supervisor"
+REGISTRY_ACTOR_NAME = "saga_actors:registry"
+
+
+def saga_actor_name(saga_id: str) -> str:
+    """``saga:<saga_id>``."""
+    return f"{SAGA_ACTOR_PREFIX}{saga_id}"
+
+
+def participant_actor_name(name: str) -> str:
+    """``participant:<name>``."""
+    return f"{PARTICIPANT_ACTOR_PREFIX}{name}"

@@ -1,0 +1,161 @@
+"""Saga definitions as data: :class:`Saga`, :class:`Step`, :class:`StepKind`, :class:`RetryPolicy`.
+
+Pure data, no Ray. A malformed definition raises :class:`SagaDefinitionError` when it is
+built, never later while a saga runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from saga_actors.errors import SagaDefinitionError
+
+Placement = Literal["dedicated", "hosted"]
+
+
+class StepKind(str, enum.Enum):
+    """Where a step stands relative to the point of no return (Garcia-Molina & Salem)."""
+
+    COMPENSATABLE = "compensatable"
+    """Has a compensation; undone when a later step fails for good."""
+    PIVOT = "pivot"
+    """The point of no return: once it succeeds the saga can only go forward."""
+    RETRIABLE = "retriable"
+    """After the pivot: retried until it succeeds, never compensated."""
+
+
+class _Data(BaseModel):
+    """Frozen, strict data whose validation errors become :class:`SagaDefinitionError`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            label = data.get("name") or type(self).__name__
+            raise SagaDefinitionError(str(label), _brief(exc)) from None
+
+
+def _brief(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "definition"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class RetryPolicy(_Data):
+    """How often and how patiently a participant call is retried."""
+
+    max_attempts: int = Field(3, ge=1, description="Attempts in all, the first included.")
+    initial_backoff_s: float = Field(0.05, ge=0, description="Wait before the 2nd attempt.")
+    backoff_multiplier: float = Field(2.0, ge=1, description="Growth of the wait per attempt.")
+    max_backoff_s: float = Field(5.0, ge=0, description="Upper bound of any single wait.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Wait is scaled by 1 ± jitter at random.")
+    non_retryable: tuple[str, ...] = Field(
+        (), description="Exception type names that fail the step at once."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RetryPolicy:
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError("max_backoff_s must be >= initial_backoff_s")
+        return self
+
+    def backoff_s(self, failed_attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
+        if failed_attempt < 1:
+            raise ValueError("failed_attempt is 1-based")
+        base = self.initial_backoff_s * self.backoff_multiplier ** (failed_attempt - 1)
+        base = min(base, self.max_backoff_s)
+        if self.jitter and rng is not None:
+            base *= 1 + self.jitter * (2 * rng.random() - 1)
+        return min(max(base, 0.0), self.max_backoff_s)
+
+    def is_retryable(self, error_type: str, retryable_flag: bool = True) -> bool:
+        """Whether a failure of this type may be retried at all."""
+        return retryable_flag and error_type not in self.non_retryable
+
+
+class Step(_Data):
+    """One step: an action on a participant, and the compensation that undoes it."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Unique in its saga.")
+    participant: str = Field(min_length=1, description="Name of the participant actor.")
+    action: str = Field("", description="Participant method to call; defaults to `name`.")
+    compensation: str | None = Field(None, description="Participant method that undoes it.")
+    kind: StepKind = Field(StepKind.COMPENSATABLE, description="Compensatable, pivot or retriable.")
+    timeout_s: float = Field(10.0, gt=0, description="Per attempt; the call is cancelled past it.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="For the action.")
+    compensation_retry: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(max_attempts=5),
+        description="For the compensation; past it the saga is STUCK.",
+    )
+    output_model: type[BaseModel] | None = Field(
+        None, description="Validates the action's output before it is merged."
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Step:
+        if not self.action:
+            object.__setattr__(self, "action", self.name)
+        if self.kind is StepKind.COMPENSATABLE and not self.compensation:
+            raise ValueError(f"compensatable step {self.name!r} needs a compensation")
+        if self.kind is not StepKind.COMPENSATABLE and self.compensation:
+            raise ValueError(f"{self.kind.value} step {self.name!r} cannot have a compensation")
+        return self
+
+
+class Saga(_Data):
+    """A saga type: a name, a version, an input model and its ordered steps."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", description="The saga type.")
+    version: int = Field(1, ge=1, description="Bumped when the steps change.")
+    input_model: type[BaseModel] = Field(description="Validates the input of every saga.")
+    steps: tuple[Step, ...] = Field(min_length=1, description="Run in this order.")
+    deadline_s: float | None = Field(None, gt=0, description="Whole-saga time limit.")
+    placement: Placement = Field("dedicated", description="Default placement of instances.")
+
+    @model_validator(mode="after")
+    def _order(self) -> Saga:
+        seen: set[str] = set()
+        pivot_at: int | None = None
+        for i, step in enumerate(self.steps):
+            if step.name in seen:
+                raise ValueError(f"duplicate step name {step.name!r}")
+            seen.add(step.name)
+            if step.kind is StepKind.PIVOT:
+                if pivot_at is not None:
+                    raise ValueError(f"second pivot {step.name!r}: a saga has at most one")
+                pivot_at = i
+            elif step.kind is StepKind.COMPENSATABLE and pivot_at is not None:
+                raise ValueError(
+                    f"compensatable step {step.name!r} comes after the pivot "
+                    f"{self.steps[pivot_at].name!r}; only retriable steps may follow it"
+                )
+            elif step.kind is StepKind.RETRIABLE and pivot_at is None:
+                raise ValueError(f"retriable step {step.name!r} must come after a pivot")
+        return self
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    @property
+    def participants(self) -> dict[str, set[str]]:
+        """Participant name -> the methods this saga calls on it."""
+        out: dict[str, set[str]] = {}
+        for step in self.steps:
+            methods = out.setdefault(step.participant, set())
+            methods.add(step.action)
+            if step.compensation:
+                methods.add(step.compensation)
+        return out

@@ -1,0 +1,197 @@
+"""Errors raised by saga_actors.
+
+One root, :class:`SagaError`. Using the library wrong (a malformed definition, bad input,
+an unknown saga type) is the :class:`SagaUsageError` family and is raised before anything
+is journaled. A saga failing at run time is the :class:`SagaRuntimeError` family.
+
+Every error pickles (Ray ships exceptions between processes): each class passes all of
+its constructor arguments to ``Exception.__init__`` so the default ``__reduce__`` rebuilds
+it, and keeps its data as attributes.
+"""
+
+from __future__ import annotations
+
+
+class SagaError(Exception):
+    """Root of every error this library raises."""
+
+
+# --- using the library wrong ----------------------------------------------------------
+
+
+class SagaUsageError(SagaError):
+    """The library was used wrong; nothing was journaled or started."""
+
+
+class SagaDefinitionError(SagaUsageError):
+    """A saga definition is malformed."""
+
+    def __init__(self, saga: str, problem: str) -> None:
+        super().__init__(saga, problem)
+        self.saga = saga
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"saga definition {self.saga!r} is invalid: {self.problem}"
+
+
+class SagaInputError(SagaUsageError):
+    """A saga's input does not validate against its input model."""
+
+    def __init__(self, saga_type: str, details: str) -> None:
+        super().__init__(saga_type, details)
+        self.saga_type = saga_type
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"invalid input for saga {self.saga_type!r}: {self.details}"
+
+
+class UnknownSagaTypeError(SagaUsageError):
+    """No saga definition is registered under this name."""
+
+    def __init__(self, saga_type: str, known: tuple[str, ...] = ()) -> None:
+        super().__init__(saga_type, known)
+        self.saga_type = saga_type
+        self.known = tuple(known)
+
+    def __str__(self) -> str:
+        known = ", ".join(sorted(self.known)) or "none"
+        return f"unknown saga type {self.saga_type!r} (registered: {known})"
+
+
+class UnknownParticipantError(SagaUsageError):
+    """A step names a participant (or a method) that is not running or not declared."""
+
+    def __init__(self, participant: str, method: str | None = None, reason: str = "") -> None:
+        super().__init__(participant, method, reason)
+        self.participant = participant
+        self.method = method
+        self.reason = reason
+
+    def __str__(self) -> str:
+        what = f"participant {self.participant!r}"
+        if self.method:
+            what += f" method {self.method!r}"
+        return f"unknown {what}" + (f": {self.reason}" if self.reason else "")
+
+
+class SagaConflictError(SagaUsageError):
+    """A saga id is already taken by a saga of another type or with another input."""
+
+    def __init__(self, saga_id: str, reason: str) -> None:
+        super().__init__(saga_id, reason)
+        self.saga_id = saga_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"saga {self.saga_id!r} already exists: {self.reason}"
+
+
+class SagaNotFoundError(SagaUsageError):
+    """No saga with this id is in the journal."""
+
+    def __init__(self, saga_id: str) -> None:
+        super().__init__(saga_id)
+        self.saga_id = saga_id
+
+    def __str__(self) -> str:
+        return f"no saga with id {self.saga_id!r}"
+
+
+class JournalError(SagaError):
+    """The journal cannot be opened, read or written."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(url, problem)
+        self.url = url
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"journal {self.url}: {self.problem}"
+
+
+# --- a saga failing at run time -------------------------------------------------------
+
+
+class SagaRuntimeError(SagaError):
+    """Something went wrong while a saga ran."""
+
+
+class StepError(SagaRuntimeError):
+    """A participant raised this to fail a step; ``retryable=False`` stops the retries.
+
+    Participants raise it (or a subclass) with a message for the operator. Any other
+    exception a participant raises is retryable unless the step's retry policy lists its
+    type name as non-retryable.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message, retryable)
+        self.message = message
+        self.retryable = retryable
+
+    def __reduce__(self):  # keyword-only argument: rebuild explicitly
+        return (_rebuild_step_error, (type(self), self.message, self.retryable))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild_step_error(cls: type[StepError], message: str, retryable: bool) -> StepError:
+    return cls(message, retryable=retryable)
+
+
+class NonRetryableError(StepError):
+    """A step failure that retrying cannot fix (card declined, out of stock)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ActionRefusedError(NonRetryableError):
+    """The action's idempotency key was tombstoned by an earlier compensation."""
+
+
+class StepTimeoutError(SagaRuntimeError):
+    """A participant call did not answer within the step's timeout (it was cancelled)."""
+
+    def __init__(self, saga_id: str, step: str, attempt: int, timeout_s: float) -> None:
+        super().__init__(saga_id, step, attempt, timeout_s)
+        self.saga_id = saga_id
+        self.step = step
+        self.attempt = attempt
+        self.timeout_s = timeout_s
+
+    def __str__(self) -> str:
+        return (
+            f"saga {self.saga_id} step {self.step!r} attempt {self.attempt} "
+            f"timed out after {self.timeout_s:g}s"
+        )
+
+
+class ParticipantUnavailableError(SagaRuntimeError):
+    """The participant's actor died or is unreachable: the call's outcome is unknown."""
+
+    def __init__(self, participant: str, detail: str) -> None:
+        super().__init__(participant, detail)
+        self.participant = participant
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"participant {self.participant!r} unavailable (outcome unknown): {self.detail}"
+
+
+class SagaWaitTimeoutError(SagaRuntimeError):
+    """``wait`` gave up before the saga reached a terminal state."""
+
+    def __init__(self, saga_id: str, status: str, timeout_s: float) -> None:
+        super().__init__(saga_id, status, timeout_s)
+        self.saga_id = saga_id
+        self.status = status
+        self.timeout_s = timeout_s
+
+    def __str__(self) -> str:
+        return (
+            f"saga {self.saga_id} still {self.status} after waiting {self.timeout_s:g}s"
+        )

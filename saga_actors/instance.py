@@ -1,0 +1,467 @@
+"""The saga instance: an asyncio state machine that imports no Ray.
+
+It journals every transition *before* acting on it, so that whatever process runs it can
+die at any point and a new instance built from the journal carries on: a step whose
+outcome was not journaled is re-sent with the same idempotency key, and the participant
+returns the recorded outcome instead of applying the effect twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loguru import logger
+from pydantic import ValidationError
+
+from saga_actors.clock import Clock, SystemClock
+from saga_actors.definition import Saga, Step, StepKind
+from saga_actors.errors import (
+    ParticipantUnavailableError,
+    SagaConflictError,
+    SagaInputError,
+    StepTimeoutError,
+)
+from saga_actors.journal.base import Journal
+from saga_actors.messages import Kind, StepReply, StepRequest
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import SagaStatus, check_transition
+
+
+class Gateway(Protocol):
+    """Sends a request to a participant.
+
+    Returns the participant's :class:`StepReply`; raises :class:`StepTimeoutError` after
+    cancelling a call that took longer than ``timeout_s``, or
+    :class:`ParticipantUnavailableError` when the participant died (outcome unknown).
+    """
+
+    async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
+        """One call."""
+
+
+TransitionListener = Callable[[SagaRecord, Transition], None]
+
+
+def build_record(
+    definition: Saga,
+    saga_id: str,
+    payload: Any,
+    *,
+    now: float,
+    placement: str | None = None,
+    definition_ref: str | None = None,
+) -> SagaRecord:
+    """Validate ``payload`` against the saga's input model and build its first record.
+
+    Raises :class:`SagaInputError` (nothing is journaled) for an input that does not
+    validate or cannot be stored as JSON.
+    """
+    model = definition.input_model
+    try:
+        parsed = payload if isinstance(payload, model) else model.model_validate(payload)
+        data = parsed.model_dump(mode="json")
+        json.dumps(data)
+    except ValidationError as exc:
+        raise SagaInputError(definition.name, _validation_brief(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
+    return SagaRecord(
+        saga_id=saga_id,
+        saga_type=definition.name,
+        version=definition.version,
+        placement=placement or definition.placement,
+        definition_ref=definition_ref,
+        input=data,
+        data=dict(data),
+        created_at=now,
+        updated_at=now,
+        deadline_at=now + definition.deadline_s if definition.deadline_s else None,
+    )
+
+
+def admit(journal: Journal, record: SagaRecord) -> SagaRecord:
+    """Journal a new saga; an existing saga with the same id and input is returned instead.
+
+    Raises :class:`SagaConflictError` when the id is taken by another type or input.
+    """
+    first = Transition(
+        saga_id=record.saga_id,
+        seq=0,
+        at=record.created_at,
+        event="saga_started",
+        status=SagaStatus.STARTED,
+        detail={"saga_type": record.saga_type, "version": record.version},
+    )
+    if journal.create(record, first):
+        return record
+    existing = journal.load(record.saga_id)
+    assert existing is not None
+    if existing.saga_type != record.saga_type:
+        raise SagaConflictError(record.saga_id, f"it is a {existing.saga_type!r} saga")
+    if existing.input != record.input:
+        raise SagaConflictError(record.saga_id, "it was started with a different input")
+    return existing
+
+
+def _validation_brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+class _Failure:
+    """Why a call did not succeed, and whether its effect might have happened."""
+
+    __slots__ = ("error", "retryable", "uncertain")
+
+    def __init__(self, error: str, retryable: bool, uncertain: bool) -> None:
+        self.error = error
+        self.retryable = retryable
+        self.uncertain = uncertain
+
+
+class SagaInstance:
+    """Runs one saga to a terminal state, journaling each transition before acting on it."""
+
+    def __init__(
+        self,
+        definition: Saga,
+        record: SagaRecord,
+        journal: Journal,
+        gateway: Gateway,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_transition: TransitionListener | None = None,
+    ) -> None:
+        if record.saga_type != definition.name:
+            raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
+        self.definition = definition
+        self.record = record
+        self._journal = journal
+        self._gateway = gateway
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._on_transition = on_transition
+        self._wake = asyncio.Event()
+
+    @property
+    def saga_id(self) -> str:
+        return self.record.saga_id
+
+    # --- operator requests --------------------------------------------------------
+
+    def request_cancel(self, reason: str) -> bool:
+        """Ask a running saga to abort and compensate; False once past the pivot or done."""
+        rec = self.record
+        if rec.status.terminal or rec.status is SagaStatus.COMPENSATING or self._past_pivot():
+            return False
+        self._commit("cancel_requested", cancel_reason=reason, detail={"reason": reason})
+        self._wake.set()
+        return True
+
+    def retry_stuck(self) -> None:
+        """Re-drive the pending compensations of a STUCK saga (call :meth:`run` after)."""
+        if self.record.status is not SagaStatus.STUCK:
+            raise ValueError(f"saga {self.saga_id} is {self.record.status.value}, not STUCK")
+        self._commit(
+            "retry_requested", status=SagaStatus.COMPENSATING, attempt=0, in_flight=False
+        )
+
+    def resolve_stuck(self, note: str) -> None:
+        """An operator fixed a STUCK saga by hand: it ends FAILED with the note."""
+        if self.record.status is not SagaStatus.STUCK:
+            raise ValueError(f"saga {self.saga_id} is {self.record.status.value}, not STUCK")
+        self._commit(
+            "resolved",
+            status=SagaStatus.FAILED,
+            finished_at=self._clock.now(),
+            error=f"{self.record.error} (resolved by operator: {note})",
+            detail={"note": note},
+        )
+
+    # --- the run loop -------------------------------------------------------------
+
+    async def run(self) -> SagaRecord:
+        """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
+        with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
+            while not self.record.status.terminal:
+                if self.record.status is SagaStatus.COMPENSATING:
+                    await self._compensate()
+                else:
+                    await self._forward()
+        return self.record
+
+    async def _forward(self) -> None:
+        steps = self.definition.steps
+        while self.record.cursor < len(steps):
+            abort = self._abort_reason()
+            if abort:
+                self._begin_compensation(abort, failed_step=None)
+                return
+            step = steps[self.record.cursor]
+            output, failure = await self._call_with_retries(step, "action")
+            if failure is not None:
+                self._begin_compensation(
+                    f"step {step.name!r} failed: {failure.error}",
+                    failed_step=step.name if failure.uncertain else None,
+                )
+                return
+            data = {**self.record.data, **output}
+            self._commit(
+                "step_succeeded",
+                status=SagaStatus.PENDING,
+                step=step.name,
+                data=data,
+                outputs={**self.record.outputs, step.name: output},
+                completed=[*self.record.completed, step.name],
+                cursor=self.record.cursor + 1,
+                current_step=None,
+                phase=None,
+                attempt=0,
+                in_flight=False,
+            )
+        self._commit(
+            "saga_completed", status=SagaStatus.COMPLETED, finished_at=self._clock.now()
+        )
+
+    def _begin_compensation(self, reason: str, *, failed_step: str | None) -> None:
+        rec = self.record
+        uncertain = list(rec.uncertain)
+        if failed_step and failed_step not in uncertain:
+            uncertain.append(failed_step)
+        order = [*rec.completed, *[s for s in uncertain if s not in rec.completed]]
+        todo = [
+            name
+            for name in reversed(order)
+            if self.definition.step(name).kind is StepKind.COMPENSATABLE
+        ]
+        logger.warning("compensating {} step(s): {}", len(todo), reason)
+        self._commit(
+            "compensation_started",
+            status=SagaStatus.COMPENSATING,
+            error=reason,
+            to_compensate=todo,
+            uncertain=uncertain,
+            current_step=None,
+            phase=None,
+            attempt=0,
+            in_flight=False,
+            detail={"reason": reason, "to_compensate": todo},
+        )
+
+    async def _compensate(self) -> None:
+        while self.record.to_compensate:
+            step = self.definition.step(self.record.to_compensate[0])
+            _, failure = await self._call_with_retries(step, "compensation")
+            if failure is not None:
+                self._commit(
+                    "saga_stuck",
+                    status=SagaStatus.STUCK,
+                    step=step.name,
+                    error=f"compensation of {step.name!r} failed: {failure.error}",
+                    finished_at=self._clock.now(),
+                    in_flight=False,
+                )
+                logger.error("saga STUCK: {}", self.record.error)
+                return
+            self._commit(
+                "step_compensated",
+                step=step.name,
+                to_compensate=self.record.to_compensate[1:],
+                compensated=[*self.record.compensated, step.name],
+                current_step=None,
+                phase=None,
+                attempt=0,
+                in_flight=False,
+            )
+        self._commit("saga_failed", status=SagaStatus.FAILED, finished_at=self._clock.now())
+
+    # --- one step, with retries -----------------------------------------------------
+
+    async def _call_with_retries(
+        self, step: Step, kind: Kind
+    ) -> tuple[dict[str, Any], _Failure | None]:
+        rec = self.record
+        policy = step.retry if kind == "action" else step.compensation_retry
+        forever = kind == "action" and step.kind is StepKind.RETRIABLE
+        resuming = rec.current_step == step.name and rec.phase == kind
+        attempt = rec.attempt if resuming else 0
+        resend = resuming and rec.in_flight
+        while True:
+            abort = self._abort_reason() if kind == "action" and attempt else None
+            if abort:
+                return {}, _Failure(abort, False, uncertain=resend)
+            if resend:
+                logger.info("re-sending {} {} attempt {} after a restart", kind, step.name, attempt)
+            else:
+                attempt += 1
+                self._commit(
+                    f"{kind}_sent",
+                    status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING,
+                    step=step.name,
+                    current_step=step.name,
+                    phase=kind,
+                    attempt=attempt,
+                    in_flight=True,
+                )
+            resend = False
+            with logger.contextualize(step=step.name, attempt=attempt, kind=kind):
+                output, failure = await self._attempt(step, kind, attempt)
+                if failure is None:
+                    return output, None
+                give_up = not failure.retryable or (
+                    not forever and attempt >= policy.max_attempts
+                )
+                uncertain = list(self.record.uncertain)
+                if failure.uncertain and kind == "action" and step.name not in uncertain:
+                    uncertain.append(step.name)
+                self._commit(
+                    f"{kind}_attempt_failed",
+                    step=step.name,
+                    in_flight=False,
+                    uncertain=uncertain,
+                    detail={"error": failure.error, "final": give_up},
+                )
+                logger.warning(
+                    "{} {} attempt {} failed{}: {}",
+                    kind,
+                    step.name,
+                    attempt,
+                    " for good" if give_up else "",
+                    failure.error,
+                )
+                if give_up:
+                    return {}, failure
+                await self._pause(policy.backoff_s(attempt, self._rng))
+
+    async def _attempt(
+        self, step: Step, kind: Kind, attempt: int
+    ) -> tuple[dict[str, Any], _Failure | None]:
+        rec = self.record
+        request = StepRequest(
+            saga_id=rec.saga_id,
+            saga_type=rec.saga_type,
+            step=step.name,
+            kind=kind,
+            method=step.action if kind == "action" else step.compensation or "",
+            attempt=attempt,
+            data=rec.data,
+            action_output=rec.outputs.get(step.name) if kind == "compensation" else None,
+        )
+        timeout = step.timeout_s
+        if kind == "action" and rec.deadline_at is not None and not self._past_pivot():
+            timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
+        call = asyncio.ensure_future(self._gateway.call(step.participant, request, timeout))
+        cancel_watch = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({call, cancel_watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancel_watch.cancel()
+        if not call.done():
+            # An operator cancel arrived mid-call: stop the call; its effect is unknown.
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+            self._wake.clear()
+            return {}, _Failure(f"cancelled: {self.record.cancel_reason}", False, True)
+        try:
+            reply = call.result()
+        except StepTimeoutError as exc:
+            return {}, _Failure(str(exc), True, True)
+        except ParticipantUnavailableError as exc:
+            return {}, _Failure(str(exc), True, True)
+        if not reply.ok:
+            policy = step.retry if kind == "action" else step.compensation_retry
+            retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
+            return {}, _Failure(f"{reply.error_type}: {reply.error}", retryable, False)
+        if kind == "compensation":
+            return reply.output, None
+        try:
+            return _checked_output(step, reply.output), None
+        except ValueError as exc:
+            # The participant applied its effect but returned bad data: undo it.
+            return {}, _Failure(f"invalid output: {exc}", False, True)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _past_pivot(self) -> bool:
+        return any(
+            self.definition.step(name).kind is StepKind.PIVOT for name in self.record.completed
+        )
+
+    def _abort_reason(self) -> str | None:
+        rec = self.record
+        if self._past_pivot():
+            return None
+        if rec.cancel_reason:
+            return f"cancelled: {rec.cancel_reason}"
+        if rec.deadline_at is not None and self._clock.now() >= rec.deadline_at:
+            return f"deadline of {self.definition.deadline_s:g}s exceeded"
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off, but wake early for a cancel or the deadline."""
+        rec = self.record
+        if rec.deadline_at is not None and not self._past_pivot():
+            seconds = max(0.0, min(seconds, rec.deadline_at - self._clock.now()))
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        self._wake.clear()
+
+    def _commit(
+        self,
+        event: str,
+        *,
+        step: str | None = None,
+        detail: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Journal a transition, then make it the instance's state."""
+        rec = self.record
+        status = changes.get("status", rec.status)
+        if status is not rec.status:
+            check_transition(rec.status, status)
+        now = self._clock.now()
+        new = rec.model_copy(update={**changes, "seq": rec.seq + 1, "updated_at": now})
+        transition = Transition(
+            saga_id=rec.saga_id,
+            seq=new.seq,
+            at=now,
+            event=event,
+            status=new.status,
+            step=step or new.current_step,
+            attempt=new.attempt,
+            detail=detail or ({"error": new.error} if "error" in changes else {}),
+        )
+        self._journal.commit(new, transition)
+        self.record = new
+        if self._on_transition is not None:
+            try:
+                self._on_transition(new, transition)
+            except Exception:  # a listener must never break the saga
+                logger.exception("transition listener failed")
+
+
+def _checked_output(step: Step, output: Any) -> dict[str, Any]:
+    if not isinstance(output, dict):
+        raise ValueError(f"expected a dict, got {type(output).__name__}")
+    if step.output_model is not None:
+        try:
+            output = step.output_model.model_validate(output).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ValueError(_validation_brief(exc)) from None
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON-serializable: {exc}") from None
+    return output
+

@@ -1,0 +1,91 @@
+"""The journal: the source of truth for every saga. One abstract store, backends by URL."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+
+from saga_actors.errors import JournalError
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import TERMINAL, SagaStatus
+
+SCHEMA_VERSION = 1
+
+
+class JournalConflictError(JournalError):
+    """Another writer advanced this saga first (a stale instance must stop)."""
+
+
+class Journal(abc.ABC):
+    """Durable store of saga snapshots and their transitions.
+
+    Writers use optimistic concurrency: :meth:`commit` takes a record whose ``seq`` is one
+    past the stored one, so a zombie instance of a saga (its actor was replaced) cannot
+    overwrite the live one's progress.
+    """
+
+    url: str
+
+    @abc.abstractmethod
+    def create(self, record: SagaRecord, transition: Transition) -> bool:
+        """Store a new saga atomically; ``False`` (and nothing written) if the id exists."""
+
+    @abc.abstractmethod
+    def commit(self, record: SagaRecord, transition: Transition) -> None:
+        """Replace the snapshot and append ``transition``, atomically.
+
+        Raises :class:`JournalConflictError` unless ``record.seq`` is the stored seq + 1.
+        """
+
+    @abc.abstractmethod
+    def load(self, saga_id: str) -> SagaRecord | None:
+        """The snapshot of ``saga_id``, or ``None``."""
+
+    @abc.abstractmethod
+    def history(self, saga_id: str) -> list[Transition]:
+        """Every transition of ``saga_id``, oldest first."""
+
+    @abc.abstractmethod
+    def query(
+        self,
+        *,
+        statuses: Iterable[SagaStatus] | None = None,
+        saga_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SagaRecord]:
+        """Snapshots filtered by status, type and creation time, oldest first, paged."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store's resources."""
+
+    def non_terminal(self) -> list[SagaRecord]:
+        """Every saga that still has work to do."""
+        live = set(SagaStatus) - TERMINAL
+        return self.query(statuses=live)
+
+    def counts(self) -> dict[str, int]:
+        """Number of sagas by status (every status present, zeros included)."""
+        out = {s.value: 0 for s in SagaStatus}
+        for rec in self.query():
+            out[rec.status.value] += 1
+        return out
+
+
+def open_journal(url: str) -> Journal:
+    """Open the journal at ``url``: ``memory://NAME`` or ``sqlite:///PATH``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise JournalError(str(url), "not a journal URL (expected memory://NAME or sqlite:///PATH)")
+    scheme = url.split("://", 1)[0]
+    if scheme == "memory":
+        from saga_actors.journal.memory import MemoryJournal
+
+        return MemoryJournal(url)
+    if scheme == "sqlite":
+        from saga_actors.journal.sqlite import SqliteJournal
+
+        return SqliteJournal(url)
+    raise JournalError(url, f"unknown journal scheme {scheme!r} (known: memory, sqlite)")

@@ -1,0 +1,218 @@
+"""SQLite journal: the embedded default. One file, WAL, synchronous=FULL.
+
+Several processes (saga actors, the driver, the CLI) open the same file; SQLite's WAL lets
+them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialises writers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from saga_actors.errors import JournalError
+from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import SagaStatus
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sagas (
+    saga_id TEXT PRIMARY KEY,
+    saga_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status, created_at);
+CREATE INDEX IF NOT EXISTS sagas_created ON sagas (created_at);
+CREATE TABLE IF NOT EXISTS transitions (
+    saga_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (saga_id, seq)
+);
+"""
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///rel/path.db`` is relative, ``sqlite:////abs/path.db`` absolute."""
+    path = url.split("://", 1)[1]
+    if not path.startswith("/") or path == "/":
+        raise JournalError(url, "expected sqlite:///PATH (relative) or sqlite:////PATH")
+    return Path(path[1:])
+
+
+class SqliteJournal(Journal):
+    """The embedded journal backend."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(url, f"cannot open {self.path}: {exc}") from None
+        except OSError as exc:
+            raise JournalError(url, f"cannot create {self.path.parent}: {exc}") from None
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            except sqlite3.DatabaseError:
+                self._db.execute("ROLLBACK")
+                raise
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            self._db.execute("COMMIT")
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise JournalError(
+                self.url,
+                f"schema version {row[0]} is newer than this saga_actors ({SCHEMA_VERSION}); "
+                "upgrade saga_actors",
+            )
+
+    def _write(self, fn) -> bool:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    done = fn()
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return done
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(self.url, f"write failed: {exc}") from None
+
+    def create(self, record: SagaRecord, transition: Transition) -> bool:
+        def insert() -> bool:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _row(record),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._db.execute(
+                "INSERT INTO transitions VALUES (?, ?, ?)",
+                (transition.saga_id, transition.seq, transition.model_dump_json()),
+            )
+            return True
+
+        return self._write(insert)
+
+    def commit(self, record: SagaRecord, transition: Transition) -> None:
+        def update() -> bool:
+            cur = self._db.execute(
+                "UPDATE sagas SET status=?, seq=?, updated_at=?, record=? "
+                "WHERE saga_id=? AND seq=?",
+                (
+                    record.status.value,
+                    record.seq,
+                    record.updated_at,
+                    record.model_dump_json(),
+                    record.saga_id,
+                    record.seq - 1,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise JournalConflictError(
+                    self.url, f"saga {record.saga_id}: seq {record.seq} is not next"
+                )
+            self._db.execute(
+                "INSERT INTO transitions VALUES (?, ?, ?)",
+                (transition.saga_id, transition.seq, transition.model_dump_json()),
+            )
+            return True
+
+        self._write(update)
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(self.url, f"read failed: {exc}") from None
+
+    def load(self, saga_id: str) -> SagaRecord | None:
+        rows = self._read("SELECT record FROM sagas WHERE saga_id=?", (saga_id,))
+        return SagaRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def history(self, saga_id: str) -> list[Transition]:
+        rows = self._read(
+            "SELECT body FROM transitions WHERE saga_id=? ORDER BY seq", (saga_id,)
+        )
+        return [Transition.model_validate_json(r[0]) for r in rows]
+
+    def query(
+        self,
+        *,
+        statuses: Iterable[SagaStatus] | None = None,
+        saga_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SagaRecord]:
+        where, args = [], []
+        if statuses is not None:
+            values = [SagaStatus(s).value for s in statuses]
+            if not values:
+                return []
+            where.append(f"status IN ({','.join('?' * len(values))})")
+            args += values
+        if saga_type is not None:
+            where.append("saga_type=?")
+            args.append(saga_type)
+        if since is not None:
+            where.append("created_at>=?")
+            args.append(since)
+        if until is not None:
+            where.append("created_at<?")
+            args.append(until)
+        sql = "SELECT record FROM sagas"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, saga_id LIMIT ? OFFSET ?"
+        args += [-1 if limit is None else limit, offset]
+        return [SagaRecord.model_validate_json(r[0]) for r in self._read(sql, tuple(args))]
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in SagaStatus}
+        for status, n in self._read("SELECT status, COUNT(*) FROM sagas GROUP BY status"):
+            out[status] = n
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _row(record: SagaRecord) -> tuple:
+    return (
+        record.saga_id,
+        record.saga_type,
+        record.status.value,
+        record.seq,
+        record.created_at,
+        record.updated_at,
+        record.model_dump_json(),
+    )

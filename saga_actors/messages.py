@@ -1,0 +1,60 @@
+"""What a saga sends to a participant and what comes back. Plain data, no Ray."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Kind = Literal["action", "compensation"]
+
+
+def idempotency_key(saga_id: str, step: str, kind: Kind) -> str:
+    """The deterministic key of one effect: the same on every retry and after any crash."""
+    return f"{saga_id}/{step}/{kind}"
+
+
+class StepRequest(BaseModel):
+    """One call of an action or a compensation on a participant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    saga_type: str
+    step: str
+    kind: Kind
+    method: str
+    attempt: int = Field(ge=1)
+    data: dict[str, Any] = Field(default_factory=dict, description="Input plus earlier outputs.")
+    action_output: dict[str, Any] | None = Field(
+        None, description="For a compensation: the output of the action it undoes."
+    )
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of this effect."""
+        return idempotency_key(self.saga_id, self.step, self.kind)
+
+    @property
+    def task_name(self) -> str:
+        """The Ray task name, so the dashboard's task view reads as a saga timeline."""
+        suffix = "/compensate" if self.kind == "compensation" else ""
+        return f"{self.saga_id}/{self.step}{suffix}"
+
+
+class StepReply(BaseModel):
+    """The outcome of a call, as the participant recorded it.
+
+    Participants never let business exceptions cross Ray: an exception becomes
+    ``ok=False`` with its type name and message, so an unpicklable exception cannot break
+    the caller.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    output: dict[str, Any] = Field(default_factory=dict)
+    error_type: str | None = None
+    error: str | None = None
+    retryable: bool = True
+    replayed: bool = Field(False, description="A recorded outcome returned for a repeated key.")

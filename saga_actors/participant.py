@@ -1,0 +1,259 @@
+"""The participant base: a service with its own database, and idempotency built in.
+
+A participant declares actions and compensations with :func:`action` and
+:func:`compensation`. Each request carries the idempotency key
+``<saga_id>/<step>/<action|compensation>``; the base class records the outcome in the
+participant's own SQLite store *in the same transaction* as the business effect, so a
+participant that crashes and restarts neither loses an effect nor applies one twice:
+
+- a repeated key returns the recorded outcome (``replayed=True``) without re-applying;
+- a compensation whose action never applied records a tombstone for the action's key, so
+  a late duplicate of that action is refused instead of applied.
+
+No Ray here: :mod:`saga_actors.actors` turns a subclass into a named Ray actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from saga_actors.errors import ActionRefusedError, NonRetryableError, StepError
+from saga_actors.messages import StepReply, StepRequest, idempotency_key
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EFFECTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS saga_effects (
+    key TEXT PRIMARY KEY,
+    saga_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    method TEXT NOT NULL,
+    status TEXT NOT NULL,          -- applied | tombstone | noop
+    output TEXT NOT NULL,
+    at REAL NOT NULL
+)
+"""
+
+
+def action(fn: F) -> F:
+    """Mark a method as an action. It gets a :class:`StepContext` and returns a dict."""
+    fn.__saga_role__ = ("action", None)  # type: ignore[attr-defined]
+    return fn
+
+
+def compensation(of: str) -> Callable[[F], F]:
+    """Mark a method as the compensation of the action named ``of``."""
+
+    def mark(fn: F) -> F:
+        fn.__saga_role__ = ("compensation", of)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@dataclass
+class StepContext:
+    """What a handler sees; ``db`` is the participant's store, inside the transaction."""
+
+    saga_id: str
+    step: str
+    kind: str
+    attempt: int
+    data: dict[str, Any]
+    action_output: dict[str, Any] | None
+    db: sqlite3.Connection
+
+
+class Fault(BaseModel):
+    """An injected fault for demos and tests: delay a method and/or make it fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay_s: float = Field(0.0, ge=0, description="Pause before the effect (cancellable).")
+    fail: bool = Field(False, description="Raise instead of applying the effect.")
+    retryable: bool = Field(False, description="Whether the injected failure is retryable.")
+    times: int | None = Field(None, ge=1, description="Fault the first N calls only.")
+
+
+class Participant:
+    """Base class of participant services. Subclasses set ``name`` and declare handlers."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self, *, store_path: str | Path, name: str | None = None, faults: dict | None = None
+    ) -> None:
+        self.participant_name = name or type(self).name or type(self).__name__.lower()
+        self.store_path = Path(store_path)
+        self.store_path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.store_path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(_EFFECTS_SCHEMA)
+        self.setup(self.db)
+        self.db.execute("COMMIT")
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._faults: dict[str, Fault] = {}
+        self._fault_calls: dict[str, int] = {}
+        self.set_faults(faults or {})
+
+    # --- for subclasses -------------------------------------------------------------
+
+    def setup(self, db: sqlite3.Connection) -> None:
+        """Create the business tables (runs inside a transaction, on every start)."""
+
+    @classmethod
+    def handlers(cls) -> dict[str, tuple[str, str | None]]:
+        """Method name -> (role, action it compensates)."""
+        out = {}
+        for klass in reversed(cls.__mro__):
+            for attr, fn in vars(klass).items():
+                role = getattr(fn, "__saga_role__", None)
+                if role:
+                    out[attr] = role
+        return out
+
+    # --- what the runtime calls -----------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Name, actions and compensations (compensation -> the action it undoes)."""
+        handlers = self.handlers()
+        return {
+            "name": self.participant_name,
+            "actions": sorted(m for m, (r, _) in handlers.items() if r == "action"),
+            "compensations": {m: of for m, (r, of) in handlers.items() if r == "compensation"},
+        }
+
+    def set_faults(self, faults: dict[str, Fault | dict]) -> None:
+        """Replace the injected faults (method name -> :class:`Fault`)."""
+        unknown = set(faults) - set(self.handlers())
+        if unknown:
+            raise ValueError(f"{self.participant_name}: no handler named {sorted(unknown)}")
+        self._faults = {m: f if isinstance(f, Fault) else Fault(**f) for m, f in faults.items()}
+        self._fault_calls = {}
+
+    async def handle(self, request: StepRequest | dict) -> StepReply:
+        """Apply one action or compensation exactly once per idempotency key."""
+        req = request if isinstance(request, StepRequest) else StepRequest(**request)
+        role = self.handlers().get(req.method)
+        if role is None or role[0] != req.kind:
+            return StepReply(
+                ok=False,
+                error_type="UnknownMethod",
+                error=f"{self.participant_name} has no {req.kind} {req.method!r}",
+                retryable=False,
+            )
+        lock = self._locks.setdefault(req.key, asyncio.Lock())
+        with logger.contextualize(
+            saga_id=req.saga_id, step=req.step, attempt=req.attempt, kind=req.kind
+        ):
+            async with lock:
+                try:
+                    recorded = self._recorded(req.key)
+                    if recorded is not None:
+                        return recorded
+                    await self._inject(req.method)
+                    return self._apply(req, getattr(self, req.method))
+                finally:
+                    if not lock._waiters:  # type: ignore[attr-defined]
+                        self._locks.pop(req.key, None)
+
+    def ledger(self, saga_id: str | None = None) -> list[dict[str, Any]]:
+        """Applied effects (not tombstones), oldest first: what tests and scripts audit."""
+        sql = "SELECT key, saga_id, step, kind, method, output, at FROM saga_effects"
+        sql += " WHERE status='applied'" + (" AND saga_id=?" if saga_id else "") + " ORDER BY at"
+        rows = self.db.execute(sql, (saga_id,) if saga_id else ()).fetchall()
+        cols = ("key", "saga_id", "step", "kind", "method", "output", "at")
+        return [{**dict(zip(cols, r)), "output": json.loads(r[5])} for r in rows]
+
+    def effect_counts(self) -> dict[str, int]:
+        """Applied effects by method name."""
+        rows = self.db.execute(
+            "SELECT method, COUNT(*) FROM saga_effects WHERE status='applied' GROUP BY method"
+        ).fetchall()
+        return dict(rows)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _recorded(self, key: str) -> StepReply | None:
+        row = self.db.execute(
+            "SELECT kind, status, output FROM saga_effects WHERE key=?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        kind, status, output = row
+        if status == "tombstone":
+            err = ActionRefusedError(f"{key}: compensated before it applied; refused")
+            return StepReply(ok=False, error_type=type(err).__name__, error=str(err), retryable=False)
+        return StepReply(ok=True, output=json.loads(output), replayed=True)
+
+    async def _inject(self, method: str) -> None:
+        fault = self._faults.get(method)
+        if fault is None:
+            return
+        n = self._fault_calls[method] = self._fault_calls.get(method, 0) + 1
+        if fault.times is not None and n > fault.times:
+            return
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.fail:
+            message = f"injected failure in {self.participant_name}.{method}"
+            raise StepError(message) if fault.retryable else NonRetryableError(message)
+
+    def _apply(self, req: StepRequest, handler: Callable[[StepContext], Any]) -> StepReply:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._recorded(req.key) is not None:  # another process got here first
+                db.execute("ROLLBACK")
+                return self._recorded(req.key)  # type: ignore[return-value]
+            status = "applied"
+            if req.kind == "compensation" and not self._action_applied(req):
+                # Nothing to undo: tombstone the action so a late duplicate is refused.
+                action_key = idempotency_key(req.saga_id, req.step, "action")
+                self._insert(action_key, req, "action", "tombstone", {})
+                status, output = "noop", {"noop": True}
+            else:
+                ctx = StepContext(
+                    req.saga_id, req.step, req.kind, req.attempt, req.data, req.action_output, db
+                )
+                output = handler(ctx)
+                if output is None:
+                    output = {}
+                if not isinstance(output, dict):
+                    raise TypeError(f"{req.method} returned {type(output).__name__}, not a dict")
+            self._insert(req.key, req, req.kind, status, output)
+            db.execute("COMMIT")
+        except Exception as exc:  # business failure: roll the effect back, report it
+            db.execute("ROLLBACK")
+            retryable = exc.retryable if isinstance(exc, StepError) else True
+            logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+            return StepReply(
+                ok=False, error_type=type(exc).__name__, error=str(exc), retryable=retryable
+            )
+        logger.debug("{}.{} {}", self.participant_name, req.method, status)
+        return StepReply(ok=True, output=output)
+
+    def _action_applied(self, req: StepRequest) -> bool:
+        key = idempotency_key(req.saga_id, req.step, "action")
+        row = self.db.execute("SELECT status FROM saga_effects WHERE key=?", (key,)).fetchone()
+        return row is not None and row[0] == "applied"
+
+    def _insert(self, key: str, req: StepRequest, kind: str, status: str, output: dict) -> None:
+        self.db.execute(
+            "INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, req.saga_id, req.step, kind, req.method, status, json.dumps(output), time.time()),
+        )
+

@@ -1,0 +1,60 @@
+"""What the journal stores: a saga's snapshot and its transitions, as JSON via pydantic."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from saga_actors.state import SagaStatus
+
+Phase = Literal["action", "compensation"]
+
+
+class SagaRecord(BaseModel):
+    """The latest state of one saga; enough to resume it after any crash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    saga_type: str
+    version: int = 1
+    placement: str = "dedicated"
+    definition_ref: str | None = Field(None, description="module:attr to import the definition")
+    status: SagaStatus = SagaStatus.STARTED
+    seq: int = Field(0, description="Number of the last journaled transition.")
+    input: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict, description="Input plus step outputs.")
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cursor: int = Field(0, description="Index of the next forward step.")
+    current_step: str | None = None
+    phase: Phase | None = None
+    attempt: int = 0
+    in_flight: bool = Field(False, description="A call was sent and its outcome not journaled.")
+    uncertain: list[str] = Field(
+        default_factory=list, description="Steps whose action outcome is unknown (timeout, crash)."
+    )
+    completed: list[str] = Field(default_factory=list, description="Forward steps done, in order.")
+    to_compensate: list[str] = Field(default_factory=list, description="Next compensation first.")
+    compensated: list[str] = Field(default_factory=list, description="In the order compensated.")
+    error: str | None = None
+    cancel_reason: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    deadline_at: float | None = None
+
+
+class Transition(BaseModel):
+    """One journaled event in a saga's history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    seq: int
+    at: float
+    event: str
+    status: SagaStatus
+    step: str | None = None
+    attempt: int = 0
+    detail: dict[str, Any] = Field(default_factory=dict)

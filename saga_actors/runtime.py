@@ -1,0 +1,255 @@
+"""What users call: :class:`SagaRuntime` starts sagas and answers where each one stands."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ray
+
+from saga_actors.actors import deploy_participant, spawn_saga_actor
+from saga_actors.config import RuntimeConfig
+from saga_actors.constants import participant_actor_name, saga_actor_name
+from saga_actors.definition import Saga
+from saga_actors.errors import (
+    SagaNotFoundError,
+    SagaUsageError,
+    SagaWaitTimeoutError,
+    UnknownParticipantError,
+    UnknownSagaTypeError,
+)
+from saga_actors.instance import admit, build_record
+from saga_actors.journal import open_journal
+from saga_actors.participant import Participant
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import SagaStatus
+
+_SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+Progress = Callable[[SagaRecord], None]
+
+
+def connect(config: RuntimeConfig, address: str | None = None, **init_kwargs: Any) -> None:
+    """Attach to Ray at ``address``, or start an embedded local Ray when it is None."""
+    if ray.is_initialized():
+        return
+    ray.init(address=address, namespace=config.namespace, **init_kwargs)
+
+
+def definition_ref(saga: Saga) -> str | None:
+    """``module:attr`` under which the definition can be imported again, if any."""
+    module_name = saga.input_model.__module__
+    module = sys.modules.get(module_name)
+    if module is None or module_name == "__main__":
+        return None
+    for attr, value in vars(module).items():
+        if value is saga:
+            return f"{module_name}:{attr}"
+    return None
+
+
+class SagaRuntime:
+    """Start sagas, query them, wait for them, cancel them.
+
+    Options are keyword-only; each falls back to ``SAGA_ACTORS_<NAME>`` in the environment,
+    then to its default (see :class:`RuntimeConfig`).
+    """
+
+    def __init__(
+        self,
+        *,
+        sagas: Iterable[Saga] = (),
+        address: str | None = None,
+        namespace: str | None = None,
+        data_dir: str | None = None,
+        journal_url: str | None = None,
+        log_level: str | None = None,
+        ray_init: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = RuntimeConfig.load(
+            namespace=namespace, data_dir=data_dir, journal_url=journal_url, log_level=log_level
+        )
+        self.journal = open_journal(self.config.journal)
+        self._catalog: dict[str, Saga] = {}
+        self._participants_ok: set[tuple[str, str]] = set()
+        for saga in sagas:
+            self.register(saga)
+        connect(self.config, address, **(ray_init or {}))
+
+    # --- definitions and participants ------------------------------------------------
+
+    def register(self, saga: Saga) -> None:
+        """Make ``saga`` startable by its name."""
+        if not isinstance(saga, Saga):
+            raise SagaUsageError(f"register() takes a Saga, not {type(saga).__name__}")
+        self._catalog[saga.name] = saga
+
+    def definition(self, saga_type: str | Saga) -> Saga:
+        """The registered definition called ``saga_type``."""
+        if isinstance(saga_type, Saga):
+            return saga_type
+        try:
+            return self._catalog[saga_type]
+        except KeyError:
+            raise UnknownSagaTypeError(str(saga_type), tuple(self._catalog)) from None
+
+    def deploy(
+        self,
+        cls: type[Participant],
+        *,
+        name: str | None = None,
+        faults: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start (or find) a participant actor with this runtime's data folder and namespace."""
+        return deploy_participant(cls, self.config, name=name, faults=faults, **kwargs)
+
+    def _check_participants(self, saga: Saga) -> None:
+        for participant, methods in saga.participants.items():
+            if all((participant, m) in self._participants_ok for m in methods):
+                continue
+            try:
+                actor = ray.get_actor(participant_actor_name(participant), self.config.namespace)
+            except ValueError:
+                raise UnknownParticipantError(
+                    participant,
+                    reason=f"no actor {participant_actor_name(participant)!r} in namespace "
+                    f"{self.config.namespace!r}",
+                ) from None
+            described = ray.get(actor.describe.remote(), timeout=30)
+            declared = set(described["actions"]) | set(described["compensations"])
+            for method in sorted(methods):
+                if method not in declared:
+                    raise UnknownParticipantError(
+                        participant, method, reason=f"declared: {sorted(declared)}"
+                    )
+                self._participants_ok.add((participant, method))
+
+    # --- starting -------------------------------------------------------------------
+
+    def start(
+        self,
+        saga_type: str | Saga,
+        input: Any,
+        *,
+        saga_id: str | None = None,
+        placement: str | None = None,
+    ) -> str:
+        """Validate, journal and launch a saga; return its id.
+
+        Nothing is journaled or started when the input, the saga type, a participant or
+        the placement is wrong. Starting an existing id with the same input returns that
+        saga instead of running it twice.
+        """
+        saga = self.definition(saga_type)
+        if saga_id is None:
+            saga_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        elif not isinstance(saga_id, str) or not _SAGA_ID.match(saga_id):
+            raise SagaUsageError(
+                f"saga_id {saga_id!r} must be 1-128 characters of letters, digits, _ . : -"
+            )
+        placement = placement or saga.placement
+        if placement != "dedicated":
+            raise SagaUsageError(f"placement {placement!r} is not available (known: dedicated)")
+        record = build_record(
+            saga, saga_id, input, now=time.time(), placement=placement,
+            definition_ref=definition_ref(saga),
+        )
+        self._check_participants(saga)
+        record = admit(self.journal, record)
+        if not record.status.terminal:
+            spawn_saga_actor(saga, saga_id, self.config)
+        return saga_id
+
+    # --- queries --------------------------------------------------------------------
+
+    def get(self, saga_id: str) -> SagaRecord:
+        """The journaled state of ``saga_id``."""
+        record = self.journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        return record
+
+    def history(self, saga_id: str) -> list[Transition]:
+        """Every journaled transition of ``saga_id``, oldest first."""
+        self.get(saga_id)
+        return self.journal.history(saga_id)
+
+    def list(
+        self,
+        *,
+        status: SagaStatus | str | None = None,
+        saga_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[SagaRecord]:
+        """Sagas, oldest first, filtered and paged."""
+        statuses = None if status is None else [SagaStatus(status)]
+        return self.journal.query(
+            statuses=statuses, saga_type=saga_type, since=since, until=until,
+            limit=limit, offset=offset,
+        )
+
+    def wait(
+        self,
+        saga_id: str,
+        *,
+        timeout_s: float = 60.0,
+        poll_s: float = 0.05,
+        on_progress: Progress | None = None,
+    ) -> SagaRecord:
+        """Block until ``saga_id`` is terminal; raise :class:`SagaWaitTimeoutError` past
+        ``timeout_s``. ``on_progress`` sees each new state."""
+        return self.wait_all([saga_id], timeout_s=timeout_s, poll_s=poll_s,
+                             on_progress=on_progress)[0]
+
+    def wait_all(
+        self,
+        saga_ids: Iterable[str],
+        *,
+        timeout_s: float = 60.0,
+        poll_s: float = 0.05,
+        on_progress: Progress | None = None,
+    ) -> list[SagaRecord]:
+        """Block until every saga is terminal; records in the order given."""
+        ids = list(saga_ids)
+        seen: dict[str, int] = {}
+        done: dict[str, SagaRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for saga_id in ids:
+                if saga_id in done:
+                    continue
+                record = self.get(saga_id)
+                if on_progress is not None and seen.get(saga_id) != record.seq:
+                    seen[saga_id] = record.seq
+                    on_progress(record)
+                if record.status.terminal:
+                    done[saga_id] = record
+            if len(done) == len(ids):
+                return [done[i] for i in ids]
+            if time.monotonic() >= deadline:
+                late = next(self.get(i) for i in ids if i not in done)
+                raise SagaWaitTimeoutError(late.saga_id, late.status.value, timeout_s)
+            time.sleep(poll_s)
+
+    # --- operator actions -----------------------------------------------------------
+
+    def cancel(self, saga_id: str, reason: str = "cancelled by operator") -> bool:
+        """Ask a running saga to abort and compensate. False when it cannot (done, or past
+        its pivot)."""
+        record = self.get(saga_id)
+        if record.status.terminal:
+            return False
+        actor = ray.get_actor(saga_actor_name(saga_id), self.config.namespace)
+        return ray.get(actor.cancel.remote(reason), timeout=30)
+
+    def close(self) -> None:
+        """Close the journal connection (Ray stays up)."""
+        self.journal.close()

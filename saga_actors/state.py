@@ -1,0 +1,61 @@
+"""Saga states and the transitions allowed between them. No Ray."""
+
+from __future__ import annotations
+
+import enum
+
+
+class SagaStatus(str, enum.Enum):
+    """Where a saga stands (the seed's five states, plus STUCK)."""
+
+    STARTED = "STARTED"
+    """Accepted and journaled; no step sent yet."""
+    PENDING = "PENDING"
+    """A forward step is in flight."""
+    COMPENSATING = "COMPENSATING"
+    """Rolling back the completed compensatable steps, newest first."""
+    COMPLETED = "COMPLETED"
+    """Every step succeeded."""
+    FAILED = "FAILED"
+    """A step failed for good and every completed compensatable step was compensated."""
+    STUCK = "STUCK"
+    """A compensation failed past its budget; parked for an operator (retry or resolve)."""
+
+    @property
+    def terminal(self) -> bool:
+        """No further work happens on its own (STUCK waits for an operator)."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK})
+
+ALLOWED: dict[SagaStatus, frozenset[SagaStatus]] = {
+    SagaStatus.STARTED: frozenset({SagaStatus.PENDING, SagaStatus.COMPENSATING}),
+    SagaStatus.PENDING: frozenset(
+        {SagaStatus.PENDING, SagaStatus.COMPLETED, SagaStatus.COMPENSATING}
+    ),
+    SagaStatus.COMPENSATING: frozenset(
+        {SagaStatus.COMPENSATING, SagaStatus.FAILED, SagaStatus.STUCK}
+    ),
+    SagaStatus.STUCK: frozenset({SagaStatus.COMPENSATING, SagaStatus.FAILED}),
+    SagaStatus.COMPLETED: frozenset(),
+    SagaStatus.FAILED: frozenset(),
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """A bug: the state machine tried a transition the table forbids."""
+
+    def __init__(self, source: str, target: str) -> None:
+        super().__init__(source, target)
+        self.source = source
+        self.target = target
+
+    def __str__(self) -> str:
+        return f"illegal saga transition {self.source} -> {self.target}"
+
+
+def check_transition(source: SagaStatus, target: SagaStatus) -> None:
+    """Raise :class:`IllegalTransitionError` unless ``source -> target`` is allowed."""
+    if target not in ALLOWED[source]:
+        raise IllegalTransitionError(source.value, target.value)
