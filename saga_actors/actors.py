@@ -8,11 +8,12 @@ wraps a :class:`Participant` subclass. Names and the namespace come from
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import ray
 from loguru import logger
-from ray.exceptions import GetTimeoutError, RayActorError, TaskCancelledError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name, saga_actor_name
@@ -60,6 +61,11 @@ class RayGateway:
             raise ParticipantUnavailableError(participant, type(exc).__name__) from None
         except TaskCancelledError as exc:
             raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
+        except RayTaskError as exc:  # the participant's handler itself broke
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            return StepReply(
+                ok=False, error_type=type(cause).__name__, error=str(cause)[:2000], retryable=True
+            )
 
 
 class SagaActorImpl:
@@ -80,8 +86,10 @@ class SagaActorImpl:
             record = await self.instance.run()
             logger.bind(saga_id=self._saga_id).info("saga ended {}", record.status.value)
         except Exception:
-            logger.bind(saga_id=self._saga_id).exception("saga instance crashed")
-            raise
+            # A bug or a lost journal: die so Ray restarts the actor and it resumes from
+            # the journal, rather than leave a live actor whose saga never moves.
+            logger.bind(saga_id=self._saga_id).exception("saga instance crashed; restarting")
+            os._exit(1)
         # Done: free the process. The journal holds the outcome.
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 

@@ -164,7 +164,10 @@ class Participant:
                     recorded = self._recorded(req.key)
                     if recorded is not None:
                         return recorded
-                    await self._inject(req.method)
+                    try:
+                        await self._inject(req.method)
+                    except StepError as exc:
+                        return _failed(exc)
                     return self._apply(req, getattr(self, req.method))
                 finally:
                     if not lock._waiters:  # type: ignore[attr-defined]
@@ -238,11 +241,8 @@ class Participant:
             db.execute("COMMIT")
         except Exception as exc:  # business failure: roll the effect back, report it
             db.execute("ROLLBACK")
-            retryable = exc.retryable if isinstance(exc, StepError) else True
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
-            return StepReply(
-                ok=False, error_type=type(exc).__name__, error=str(exc), retryable=retryable
-            )
+            return _failed(exc)
         logger.debug("{}.{} {}", self.participant_name, req.method, status)
         return StepReply(ok=True, output=output)
 
@@ -257,3 +257,9 @@ class Participant:
             (key, req.saga_id, req.step, kind, req.method, status, json.dumps(output), time.time()),
         )
 
+
+
+def _failed(exc: Exception) -> StepReply:
+    """An exception as a reply: its type name and message cross Ray, never the object."""
+    retryable = exc.retryable if isinstance(exc, StepError) else True
+    return StepReply(ok=False, error_type=type(exc).__name__, error=str(exc), retryable=retryable)

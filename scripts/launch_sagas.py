@@ -1,0 +1,174 @@
+"""Launch example sagas and report how they ended.
+
+    python scripts/launch_sagas.py [EXAMPLE] [--count N] [--fail-step STEP]
+        [--crash-step STEP] [--address ADDR] [--journal URL] [--json]
+
+Without --address it starts an embedded local Ray and uses the SQLite journal under
+--data-dir. --fail-step S makes the participant of step S fail that step non-retryably;
+--crash-step S kills each saga's actor once while step S is in flight (Ray restarts it and
+it resumes from the journal). With --json, stdout holds exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ray  # noqa: E402
+
+from saga_actors import Fault, SagaRecord, SagaRuntime, SagaStatus, configure_logging  # noqa: E402
+from saga_actors.constants import saga_actor_name  # noqa: E402
+
+EXAMPLES = {
+    "order_fulfillment": ("examples.order_fulfillment", "ORDER_FULFILLMENT"),
+    "trip_booking": ("examples.trip_booking", "TRIP_BOOKING"),
+}
+CRASH_DELAY_S = 1.5  # how long the crash step stays in flight, so the kill lands mid-call
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("example", nargs="?", default="order_fulfillment", choices=sorted(EXAMPLES))
+    p.add_argument("--count", type=int, default=3, help="sagas to launch (default 3)")
+    p.add_argument("--fail-step", metavar="STEP", help="the participant fails STEP for good")
+    p.add_argument("--crash-step", metavar="STEP", help="kill the saga actor while STEP runs")
+    p.add_argument("--address", help="attach to this Ray cluster instead of starting one")
+    p.add_argument("--journal", metavar="URL", help="journal URL (default: SQLite in --data-dir)")
+    p.add_argument("--data-dir", default=os.environ.get("SAGA_ACTORS_DATA_DIR", ".saga_actors"))
+    p.add_argument("--namespace", default=None, help="Ray namespace (default saga_actors)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the sagas")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = p.parse_args(argv)
+    if args.count < 1:
+        p.error("--count must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    module_name, attr = EXAMPLES[args.example]
+    module = importlib.import_module(module_name)
+    saga = getattr(module, attr)
+    step_names = [s.name for s in saga.steps]
+    for flag, step in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step)):
+        if step is not None and step not in step_names:
+            print(f"error: {flag} {step!r} is not a step of {saga.name} "
+                  f"(steps: {', '.join(step_names)})", file=sys.stderr)
+            return 2
+
+    configure_logging("launch", "WARNING" if args.json else "INFO")
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    runtime = SagaRuntime(
+        sagas=[saga], address=args.address, namespace=args.namespace, data_dir=args.data_dir,
+        journal_url=args.journal,
+        ray_init={"include_dashboard": False, "log_to_driver": not args.json}
+        if args.address is None else {"log_to_driver": not args.json},
+    )
+    say(f"journal: {runtime.config.journal}")
+
+    faults: dict[str, dict[str, Fault]] = {}
+    for flag_step, fault in ((args.fail_step, Fault(fail=True)),
+                             (args.crash_step, Fault(delay_s=CRASH_DELAY_S))):
+        if flag_step:
+            step = saga.step(flag_step)
+            faults.setdefault(step.participant, {})[step.action] = fault
+    actors = {cls.name: runtime.deploy(cls, faults=faults.get(cls.name, {}))
+              for cls in module.PARTICIPANTS}
+    before = snapshot(actors)
+
+    started = time.monotonic()
+    run_tag = f"{int(time.time() * 1000):x}"
+    ids = [
+        runtime.start(saga.name, {**module.sample_input(n)}, saga_id=f"{saga.name}-{run_tag}-{n}")
+        for n in range(args.count)
+    ]
+    say(f"launched {len(ids)} {saga.name} saga(s) in {time.monotonic() - started:.1f}s")
+
+    killed: set[str] = set()
+
+    def progress(record: SagaRecord) -> None:
+        if (args.crash_step and record.saga_id not in killed and record.in_flight
+                and record.current_step == args.crash_step and record.phase == "action"):
+            actor = ray.get_actor(saga_actor_name(record.saga_id), runtime.config.namespace)
+            ray.kill(actor, no_restart=False)
+            killed.add(record.saga_id)
+            say(f"  killed the actor of {record.saga_id} while {args.crash_step} was in flight")
+        if not args.json:
+            where = record.current_step or (record.completed[-1] if record.completed else "-")
+            print(f"  [{time.monotonic() - started:5.1f}s] {record.saga_id:<40} "
+                  f"{record.status.value:<12} {where} (attempt {record.attempt})")
+
+    try:
+        records = runtime.wait_all(ids, timeout_s=args.timeout, on_progress=progress)
+    finally:
+        for actor in actors.values():  # leave shared participants clean
+            ray.get(actor.set_faults.remote({}))
+    after = snapshot(actors)
+    effects: Counter[str] = Counter()
+    for name, actor in actors.items():
+        for saga_id in ids:
+            for effect in ray.get(actor.ledger.remote(saga_id)):
+                effects[f"{name}.{effect['method']}"] += 1
+
+    report: dict[str, Any] = {
+        "sagas": [
+            {
+                "saga_id": r.saga_id,
+                "saga_type": r.saga_type,
+                "status": r.status.value,
+                "completed_steps": r.completed,
+                "compensated_steps": r.compensated,
+                "error": r.error,
+            }
+            for r in records
+        ],
+        "effects": dict(sorted(effects.items())),
+        "participants": {"before": before, "after": after},
+        "crashed": sorted(killed),
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_summary(report)
+    return 0 if all(r.status is not SagaStatus.STUCK for r in records) else 1
+
+
+def snapshot(actors: dict[str, Any]) -> dict[str, Any]:
+    """Business state worth comparing before and after: stock levels and money."""
+    out: dict[str, Any] = {}
+    if "inventory" in actors:
+        out["stock"] = ray.get(actors["inventory"].stock_levels.remote())
+    if "payment" in actors:
+        out["payment"] = ray.get(actors["payment"].balance.remote())
+    return out
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print()
+    print(f"{'saga':<44} {'status':<10} completed / compensated")
+    for s in report["sagas"]:
+        print(f"{s['saga_id']:<44} {s['status']:<10} {','.join(s['completed_steps']) or '-'}"
+              f" / {','.join(s['compensated_steps']) or '-'}")
+        if s["error"]:
+            print(f"{'':<44} reason: {s['error']}")
+    print("\neffects applied (from the participants' own ledgers):")
+    for key, n in report["effects"].items():
+        print(f"  {key:<36} {n}")
+    before, after = report["participants"]["before"], report["participants"]["after"]
+    for key in before:
+        print(f"{key}: before {before[key]}\n{' ' * len(key)}  after  {after[key]}")
+    print(f"\ndone in {report['elapsed_s']:.1f}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
