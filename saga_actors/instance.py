@@ -207,7 +207,7 @@ class SagaInstance:
             output, failure = await self._call_with_retries(step, "action")
             if failure is not None:
                 self._begin_compensation(
-                    f"step {step.name!r} failed: {failure.error}",
+                    self._abort_reason() or f"step {step.name!r} failed: {failure.error}",
                     failed_step=step.name if failure.uncertain else None,
                 )
                 return

@@ -173,6 +173,10 @@ class Participant:
                     if not lock._waiters:  # type: ignore[attr-defined]
                         self._locks.pop(req.key, None)
 
+    def busy_keys(self) -> list[str]:
+        """Idempotency keys being applied right now (empty once cancelled calls are gone)."""
+        return sorted(self._locks)
+
     def ledger(self, saga_id: str | None = None) -> list[dict[str, Any]]:
         """Applied effects (not tombstones), oldest first: what tests and scripts audit."""
         sql = "SELECT key, saga_id, step, kind, method, output, at FROM saga_effects"

@@ -1,0 +1,64 @@
+"""scripts/launch_sagas.py, run as a user runs it: its own embedded Ray, SQLite journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from tests.conftest import ROOT
+
+FORWARD = ["inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"]
+
+
+def launch(tmp_path, *args: str) -> dict:
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), *args, "--json",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)  # exactly one JSON object, nothing else
+
+
+def test_three_sagas_complete(tmp_path):
+    out = launch(tmp_path, "--count", "3")
+    assert [s["status"] for s in out["sagas"]] == ["COMPLETED"] * 3
+    assert out["effects"] == {name: 3 for name in FORWARD}
+
+
+def test_fail_step_compensates_and_restores_stock(tmp_path):
+    out = launch(tmp_path, "--count", "3", "--fail-step", "create_shipment")
+    for saga in out["sagas"]:
+        assert saga["status"] == "FAILED"
+        assert saga["compensated_steps"] == ["process_payment", "reserve_inventory"]
+    assert out["effects"] == {
+        "inventory.release_inventory": 3, "inventory.reserve_inventory": 3,
+        "payment.process_payment": 3, "payment.refund_payment": 3,
+    }
+    before, after = out["participants"]["before"], out["participants"]["after"]
+    assert after["stock"] == before["stock"]
+    assert after["payment"]["net_cents"] == before["payment"]["net_cents"]
+
+
+def test_crash_step_completes_and_pays_once(tmp_path):
+    out = launch(tmp_path, "--count", "3", "--crash-step", "process_payment")
+    assert [s["status"] for s in out["sagas"]] == ["COMPLETED"] * 3
+    assert len(out["crashed"]) == 3  # every saga's actor really was killed once
+    assert out["effects"]["payment.process_payment"] == 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fail-step", "nope"], "--fail-step 'nope' is not a step of order_fulfillment"),
+    (["--count", "0"], "--count must be at least 1"),
+])
+def test_bad_arguments_are_clear(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr

@@ -1,0 +1,151 @@
+"""The runtime on a real Ray instance with real SQLite files."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
+from participants.inventory import Inventory
+from participants.payment import Payment
+from saga_actors import (
+    Fault,
+    RetryPolicy,
+    Saga,
+    SagaConflictError,
+    SagaInputError,
+    SagaStatus,
+    SagaUsageError,
+    Step,
+    UnknownParticipantError,
+    UnknownSagaTypeError,
+)
+from tests.conftest import poll
+
+pytestmark = pytest.mark.ray
+
+
+def deploy_order(harness, **faults):
+    harness.runtime.register(ORDER_FULFILLMENT)
+    return {cls.name: harness.deploy(cls, faults=faults.get(cls.name)) for cls in PARTICIPANTS}
+
+
+def effects(actors, saga_id):
+    return sorted(
+        f"{name}.{e['method']}" for name, a in actors.items()
+        for e in ray.get(a.ledger.remote(saga_id))
+    )
+
+
+def test_order_saga_completes_with_each_effect_once(harness):
+    actors = deploy_order(harness)
+    before = ray.get(actors["inventory"].stock_levels.remote())
+    rt = harness.runtime
+    saga_id = rt.start("order_fulfillment", sample_input(1))
+    rec = rt.wait(saga_id, timeout_s=60)
+    assert rec.status is SagaStatus.COMPLETED
+    assert rec.completed == ["reserve_inventory", "process_payment", "create_shipment"]
+    assert effects(actors, saga_id) == [
+        "inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"]
+    after = ray.get(actors["inventory"].stock_levels.remote())
+    assert after["WIDGET"] == before["WIDGET"] - 2 and after["GADGET"] == before["GADGET"] - 1
+    assert rt.history(saga_id)[-1].event == "saga_completed"
+
+
+def test_failed_step_compensates_in_reverse_and_restores_stock(harness):
+    actors = deploy_order(harness, shipping={"create_shipment": Fault(fail=True)})
+    before = ray.get(actors["inventory"].stock_levels.remote())
+    rt = harness.runtime
+    saga_id = rt.start("order_fulfillment", sample_input(2))
+    rec = rt.wait(saga_id, timeout_s=60)
+    assert rec.status is SagaStatus.FAILED
+    assert rec.compensated == ["process_payment", "reserve_inventory"]
+    assert effects(actors, saga_id) == [
+        "inventory.release_inventory", "inventory.reserve_inventory",
+        "payment.process_payment", "payment.refund_payment"]
+    assert ray.get(actors["inventory"].stock_levels.remote()) == before
+    assert ray.get(actors["payment"].balance.remote())["net_cents"] == 0
+
+
+def test_bad_starts_are_refused_and_journal_nothing(harness):
+    deploy_order(harness)
+    rt = harness.runtime
+    with pytest.raises(UnknownSagaTypeError, match="'nope'.*order_fulfillment"):
+        rt.start("nope", sample_input(1))
+    with pytest.raises(SagaInputError, match="amount_cents"):
+        rt.start("order_fulfillment", {**sample_input(1), "amount_cents": -5})
+    with pytest.raises(SagaInputError, match="items"):
+        rt.start("order_fulfillment", {k: v for k, v in sample_input(1).items() if k != "items"})
+    with pytest.raises(SagaUsageError, match="saga_id"):
+        rt.start("order_fulfillment", sample_input(1), saga_id="has/slash")
+    with pytest.raises(SagaUsageError, match="placement 'elsewhere'"):
+        rt.start("order_fulfillment", sample_input(1), placement="elsewhere")
+    ghost = Saga(name="ghost", input_model=ORDER_FULFILLMENT.input_model, steps=[
+        Step(name="haunt", participant="nobody", compensation="unhaunt")])
+    with pytest.raises(UnknownParticipantError, match="'nobody'.*no actor 'participant:nobody'"):
+        rt.start(ghost, sample_input(1))
+    typo = Saga(name="typo", input_model=ORDER_FULFILLMENT.input_model, steps=[
+        Step(name="reserve_inventroy", participant="inventory", compensation="release_inventory")])
+    with pytest.raises(UnknownParticipantError, match="method 'reserve_inventroy'"):
+        rt.start(typo, sample_input(1))
+    assert rt.list() == []
+
+
+def test_same_saga_id_twice_runs_once_and_a_different_input_conflicts(harness):
+    actors = deploy_order(harness)
+    rt = harness.runtime
+    first = rt.start("order_fulfillment", sample_input(3), saga_id="order-dup")
+    second = rt.start("order_fulfillment", sample_input(3), saga_id="order-dup")
+    assert first == second == "order-dup"
+    rt.wait("order-dup", timeout_s=60)
+    rt.start("order_fulfillment", sample_input(3), saga_id="order-dup")  # after the end too
+    assert len(effects(actors, "order-dup")) == 3
+    assert [r.saga_id for r in rt.list()] == ["order-dup"]
+    with pytest.raises(SagaConflictError, match="different input"):
+        rt.start("order_fulfillment", sample_input(4), saga_id="order-dup")
+
+
+SLOW = Saga(
+    name="slow_order",
+    input_model=ORDER_FULFILLMENT.input_model,
+    steps=[
+        ORDER_FULFILLMENT.steps[0],
+        Step(name="process_payment", participant="payment", compensation="refund_payment",
+             timeout_s=0.5, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.05)),
+    ],
+)
+
+
+def test_timed_out_calls_are_cancelled_on_the_participant(harness):
+    harness.runtime.register(SLOW)
+    inventory = harness.deploy(Inventory)
+    payment = harness.deploy(Payment, faults={"process_payment": Fault(delay_s=60)})
+    saga_id = harness.runtime.start("slow_order", sample_input(5))
+    rec = harness.runtime.wait(saga_id, timeout_s=60)
+    assert rec.status is SagaStatus.FAILED
+    assert "timed out after 0.5s" in rec.error
+    attempts = [t.attempt for t in harness.runtime.history(saga_id) if t.event == "action_sent"
+                and t.step == "process_payment"]
+    assert attempts == [1, 2]
+    # both 60-second calls were stopped on the participant, and neither charged anything
+    poll(lambda: ray.get(payment.busy_keys.remote()) == [], what="cancelled calls to end")
+    assert ray.get(payment.ledger.remote(saga_id)) == []
+    # the uncertain payment was "compensated" as a no-op tombstone; the reservation released
+    assert rec.compensated == ["process_payment", "reserve_inventory"]
+    assert [e["method"] for e in ray.get(inventory.ledger.remote(saga_id))] == [
+        "reserve_inventory", "release_inventory"]
+
+
+def test_operator_cancel_stops_the_call_and_compensates(harness):
+    actors = deploy_order(harness, payment={"process_payment": Fault(delay_s=60)})
+    rt = harness.runtime
+    saga_id = rt.start("order_fulfillment", sample_input(6))
+    poll(lambda: rt.get(saga_id).current_step == "process_payment", what="payment in flight")
+    assert rt.cancel(saga_id, "customer called")
+    rec = rt.wait(saga_id, timeout_s=60)
+    assert rec.status is SagaStatus.FAILED and rec.error == "cancelled: customer called"
+    assert rec.compensated == ["process_payment", "reserve_inventory"]
+    poll(lambda: ray.get(actors["payment"].busy_keys.remote()) == [], what="call cancelled")
+    assert effects(actors, saga_id) == ["inventory.release_inventory",
+                                        "inventory.reserve_inventory"]
+    assert not rt.cancel(saga_id)  # already over

@@ -1,0 +1,113 @@
+"""One contract, every journal backend."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import pytest
+
+from saga_actors import JournalError, SagaStatus
+from saga_actors.journal import JournalConflictError, open_journal
+from saga_actors.journal.base import SCHEMA_VERSION
+from saga_actors.records import SagaRecord, Transition
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def journal(request, tmp_path):
+    url = (f"memory://{uuid.uuid4().hex}" if request.param == "memory"
+           else f"sqlite:///{tmp_path}/journal.sqlite")
+    j = open_journal(url)
+    yield j
+    j.close()
+
+
+def rec(saga_id="s1", *, seq=0, status=SagaStatus.STARTED, created=1.0, saga_type="order"):
+    return SagaRecord(saga_id=saga_id, saga_type=saga_type, seq=seq, status=status,
+                      input={"a": 1}, created_at=created, updated_at=created)
+
+
+def tr(saga_id="s1", seq=0, event="saga_started", status=SagaStatus.STARTED):
+    return Transition(saga_id=saga_id, seq=seq, at=float(seq), event=event, status=status)
+
+
+class TestJournalContract:
+    def test_create_then_load(self, journal):
+        assert journal.create(rec(), tr())
+        assert journal.load("s1") == rec()
+        assert journal.load("missing") is None
+        assert [t.event for t in journal.history("s1")] == ["saga_started"]
+
+    def test_create_twice_keeps_the_first(self, journal):
+        assert journal.create(rec(), tr())
+        other = rec().model_copy(update={"input": {"a": 2}})
+        assert not journal.create(other, tr())
+        assert journal.load("s1").input == {"a": 1}
+        assert len(journal.history("s1")) == 1
+
+    def test_commit_appends_and_replaces_atomically(self, journal):
+        journal.create(rec(), tr())
+        nxt = rec(seq=1, status=SagaStatus.PENDING).model_copy(update={"data": {"x": [1, "y"]}})
+        journal.commit(nxt, tr(seq=1, event="action_sent", status=SagaStatus.PENDING))
+        assert journal.load("s1") == nxt
+        assert [t.seq for t in journal.history("s1")] == [0, 1]
+
+    def test_commit_with_a_stale_seq_is_refused_and_changes_nothing(self, journal):
+        journal.create(rec(), tr())
+        journal.commit(rec(seq=1, status=SagaStatus.PENDING), tr(seq=1))
+        with pytest.raises(JournalConflictError):
+            journal.commit(rec(seq=1, status=SagaStatus.COMPENSATING), tr(seq=1))
+        with pytest.raises(JournalConflictError):
+            journal.commit(rec(seq=3), tr(seq=3))
+        with pytest.raises(JournalConflictError):
+            journal.commit(rec("unknown", seq=1), tr("unknown", seq=1))
+        assert journal.load("s1").status is SagaStatus.PENDING
+        assert len(journal.history("s1")) == 2
+
+    def test_query_filters_and_pages(self, journal):
+        for i in range(5):
+            journal.create(rec(f"s{i}", created=float(i), saga_type="a" if i % 2 else "b"), tr(f"s{i}"))
+        journal.commit(rec("s3", seq=1, status=SagaStatus.COMPLETED, created=3.0, saga_type="a"),
+                       tr("s3", 1))
+        ids = lambda rs: [r.saga_id for r in rs]  # noqa: E731
+        assert ids(journal.query()) == ["s0", "s1", "s2", "s3", "s4"]
+        assert ids(journal.query(statuses=[SagaStatus.COMPLETED])) == ["s3"]
+        assert ids(journal.query(saga_type="a")) == ["s1", "s3"]
+        assert ids(journal.query(since=1.0, until=3.0)) == ["s1", "s2"]
+        assert ids(journal.query(limit=2, offset=1)) == ["s1", "s2"]
+        assert ids(journal.query(statuses=[])) == []
+        assert ids(journal.non_terminal()) == ["s0", "s1", "s2", "s4"]
+        assert journal.counts()["STARTED"] == 4 and journal.counts()["COMPLETED"] == 1
+        assert journal.counts()["STUCK"] == 0
+
+
+def test_sqlite_survives_reopening(tmp_path):
+    url = f"sqlite:///{tmp_path}/j.sqlite"
+    j = open_journal(url)
+    j.create(rec(), tr())
+    j.close()
+    assert open_journal(url).load("s1") == rec()
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "j.sqlite"
+    open_journal(f"sqlite:///{path}").close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="newer than this saga_actors"):
+        open_journal(f"sqlite:///{path}")
+
+
+def test_sqlite_refuses_a_corrupt_file(tmp_path):
+    path = tmp_path / "j.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="cannot open"):
+        open_journal(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize("url", ["nope", "ftp://x", "sqlite://relative-without-slash"])
+def test_bad_urls_are_clear_errors(url):
+    with pytest.raises(JournalError):
+        open_journal(url)

@@ -1,0 +1,357 @@
+"""The saga state machine, driven by fake participants and a fake clock. No Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import pytest
+from loguru import logger
+from pydantic import BaseModel
+
+from saga_actors import (
+    RetryPolicy,
+    Saga,
+    SagaConflictError,
+    SagaInputError,
+    SagaStatus,
+    Step,
+    StepKind,
+)
+from saga_actors.instance import SagaInstance, admit, build_record
+from saga_actors.journal import open_journal
+from tests.fakes import FakeClock, FakeGateway, died, fail, ok, timeout
+
+
+class Order(BaseModel):
+    order_id: str
+    amount: int
+
+
+class Charge(BaseModel):
+    charge_id: str
+
+
+FAST = RetryPolicy(max_attempts=3, initial_backoff_s=0.1, max_backoff_s=1, jitter=0)
+
+ORDER = Saga(
+    name="order",
+    input_model=Order,
+    steps=[
+        Step(name="reserve", participant="inv", compensation="release", retry=FAST,
+             compensation_retry=FAST),
+        Step(name="pay", participant="pay", compensation="refund", retry=FAST,
+             compensation_retry=FAST),
+        Step(name="ship", participant="ship", compensation="unship", retry=FAST,
+             compensation_retry=FAST),
+    ],
+)
+
+TRIP = Saga(
+    name="trip",
+    input_model=Order,
+    steps=[
+        Step(name="hold", participant="a", compensation="unhold", retry=FAST),
+        Step(name="capture", participant="p", kind=StepKind.PIVOT, retry=FAST),
+        Step(name="ticket", participant="a", kind=StepKind.RETRIABLE, retry=FAST),
+    ],
+)
+
+
+class Harness:
+    """A saga, its journal, a scripted gateway and a fake clock."""
+
+    def __init__(self, saga: Saga = ORDER, script=None, *, deadline_s: float | None = None):
+        self.saga = saga if deadline_s is None else saga.model_copy(update={"deadline_s": deadline_s})
+        self.journal = open_journal(f"memory://{uuid.uuid4().hex}")
+        self.clock = FakeClock()
+        self.gateway = FakeGateway(script)
+        self.saga_id = "s1"
+        record = build_record(self.saga, self.saga_id, {"order_id": "o1", "amount": 5},
+                              now=self.clock.now())
+        admit(self.journal, record)
+
+    def instance(self) -> SagaInstance:
+        """A fresh instance from the journal, as after a process restart."""
+        return SagaInstance(self.saga, self.journal.load(self.saga_id), self.journal,
+                            self.gateway, clock=self.clock, rng=random.Random(1))
+
+    def run(self):
+        return asyncio.run(self.instance().run())
+
+    def events(self) -> list[tuple[str, str | None]]:
+        return [(t.event, t.step) for t in self.journal.history(self.saga_id)]
+
+
+def test_happy_path_runs_steps_in_order_and_merges_outputs():
+    h = Harness(script={("reserve", "action"): [ok({"reservation": "r1"})],
+                        ("pay", "action"): [ok({"charge_id": "c1"})]})
+    rec = h.run()
+    assert rec.status is SagaStatus.COMPLETED
+    assert rec.completed == ["reserve", "pay", "ship"] and rec.compensated == []
+    assert h.gateway.called() == [("reserve", "action", 1), ("pay", "action", 1),
+                                  ("ship", "action", 1)]
+    # each step sees the input plus the outputs before it
+    ship_req = h.gateway.calls[2]
+    assert ship_req.data == {"order_id": "o1", "amount": 5, "reservation": "r1", "charge_id": "c1"}
+    assert h.events()[-1] == ("saga_completed", None)
+
+
+def test_every_call_is_journaled_before_it_is_sent():
+    h = Harness()
+    seen = []
+
+    def check(req):
+        rec = h.journal.load(h.saga_id)
+        seen.append((rec.current_step, rec.phase, rec.attempt, rec.in_flight))
+
+    h.gateway.on_call = check
+    h.run()
+    assert seen == [("reserve", "action", 1, True), ("pay", "action", 1, True),
+                    ("ship", "action", 1, True)]
+
+
+def test_final_failure_compensates_completed_steps_in_reverse_order():
+    h = Harness(script={("ship", "action"): [fail(retryable=False)],
+                        ("pay", "action"): [ok({"charge_id": "c9"})]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    assert rec.compensated == ["pay", "reserve"]
+    assert "step 'ship' failed" in rec.error
+    comps = [c for c in h.gateway.calls if c.kind == "compensation"]
+    assert [c.step for c in comps] == ["pay", "reserve"]
+    assert comps[0].action_output == {"charge_id": "c9"}  # a compensation sees its action's output
+    assert ("ship", "action", 2) not in h.gateway.called()  # non-retryable: no second attempt
+
+
+def test_retries_with_backoff_then_succeeds():
+    h = Harness(script={("pay", "action"): [fail(), fail(), ok()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.COMPLETED
+    assert [a for s, k, a in h.gateway.called() if s == "pay"] == [1, 2, 3]
+    assert h.clock.sleeps == pytest.approx([0.1, 0.2])
+
+
+def test_retry_budget_exhausted_fails_the_saga():
+    h = Harness(script={("pay", "action"): [fail()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    assert [a for s, k, a in h.gateway.called("action") if s == "pay"] == [1, 2, 3]
+    assert rec.compensated == ["reserve"]  # pay's failure was definite: nothing to undo
+
+
+def test_error_types_listed_as_non_retryable_stop_at_once():
+    saga = ORDER.model_copy(update={"steps": (
+        ORDER.steps[0],
+        Step(name="pay", participant="pay", compensation="refund",
+             retry=RetryPolicy(max_attempts=5, non_retryable=("CardDeclined",))),
+    )})
+    h = Harness(saga, script={("pay", "action"): [fail("CardDeclined")]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    assert [a for s, k, a in h.gateway.called("action") if s == "pay"] == [1]
+
+
+def test_timeouts_are_retried_and_an_uncertain_step_is_compensated_too():
+    h = Harness(script={("pay", "action"): [timeout()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    # the payment may have happened before the timeout: undo it as well, newest first
+    assert rec.compensated == ["pay", "reserve"]
+    assert rec.uncertain == ["pay"]
+
+
+def test_a_timeout_then_success_is_not_compensated_twice():
+    h = Harness(script={("reserve", "action"): [timeout(), ok()],
+                        ("ship", "action"): [fail(retryable=False)]})
+    rec = h.run()
+    assert rec.compensated == ["pay", "reserve"]
+
+
+def test_participant_death_is_outcome_unknown_and_resent_with_the_same_key():
+    h = Harness(script={("pay", "action"): [died(), ok()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.COMPLETED
+    keys = [c.key for c in h.gateway.calls if c.step == "pay"]
+    assert keys == ["s1/pay/action", "s1/pay/action"]
+
+
+def test_compensation_failure_past_its_budget_is_stuck_and_can_be_retried():
+    h = Harness(script={("ship", "action"): [fail(retryable=False)],
+                        ("reserve", "compensation"): [fail()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.STUCK
+    assert rec.compensated == ["pay"] and rec.to_compensate == ["reserve"]
+    assert "compensation of 'reserve' failed" in rec.error
+    assert len([c for c in h.gateway.calls if c.kind == "compensation" and c.step == "reserve"]) == 3
+
+    # an operator re-drives it once the participant works again
+    h.gateway.script[("reserve", "compensation")] = [ok()]
+    h.gateway.calls.clear()
+    inst = h.instance()
+    inst.retry_stuck()
+    rec = asyncio.run(inst.run())
+    assert rec.status is SagaStatus.FAILED and rec.compensated == ["pay", "reserve"]
+
+
+def test_a_non_retryable_compensation_failure_is_stuck_at_once():
+    h = Harness(script={("ship", "action"): [fail(retryable=False)],
+                        ("pay", "compensation"): [fail(retryable=False)]})
+    rec = h.run()
+    assert rec.status is SagaStatus.STUCK
+    assert len([c for c in h.gateway.calls if c.kind == "compensation"]) == 1
+
+
+def test_resolving_a_stuck_saga_records_the_note():
+    h = Harness(script={("ship", "action"): [fail(retryable=False)],
+                        ("pay", "compensation"): [fail(retryable=False)]})
+    h.run()
+    inst = h.instance()
+    inst.resolve_stuck("refunded by hand, ticket 42")
+    rec = h.journal.load(h.saga_id)
+    assert rec.status is SagaStatus.FAILED and "ticket 42" in rec.error
+    assert h.journal.history(h.saga_id)[-1].detail == {"note": "refunded by hand, ticket 42"}
+    with pytest.raises(ValueError, match="not STUCK"):
+        h.instance().resolve_stuck("again")
+
+
+def test_failure_before_the_pivot_compensates():
+    h = Harness(TRIP, script={("capture", "action"): [fail(retryable=False)]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED and rec.compensated == ["hold"]
+
+
+def test_after_the_pivot_retriable_steps_retry_until_they_succeed():
+    h = Harness(TRIP, script={("ticket", "action"): [fail()] * 7 + [ok()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.COMPLETED
+    assert len([c for c in h.gateway.calls if c.step == "ticket"]) == 8  # beyond max_attempts=3
+    assert not [c for c in h.gateway.calls if c.kind == "compensation"]
+
+
+def test_resume_after_crash_resends_the_in_flight_step_with_the_same_attempt():
+    h = Harness()
+
+    class Crash(BaseException):
+        pass
+
+    def crash_on_pay(req):
+        if req.step == "pay":
+            raise Crash  # the process died with the call in flight
+
+    h.gateway.on_call = crash_on_pay
+    with pytest.raises(Crash):
+        h.run()
+    rec = h.journal.load(h.saga_id)
+    assert (rec.current_step, rec.attempt, rec.in_flight) == ("pay", 1, True)
+
+    h.gateway.on_call = None
+    h.gateway.calls.clear()
+    rec = h.run()  # a new instance from the journal
+    assert rec.status is SagaStatus.COMPLETED
+    assert h.gateway.called() == [("pay", "action", 1), ("ship", "action", 1)]
+    assert h.gateway.calls[0].key == "s1/pay/action"
+
+
+def test_resume_mid_compensation_continues_where_it_stopped():
+    h = Harness(script={("ship", "action"): [fail(retryable=False)]})
+
+    class Crash(BaseException):
+        pass
+
+    def crash_on_reserve_comp(req):
+        if req.kind == "compensation" and req.step == "reserve":
+            raise Crash
+
+    h.gateway.on_call = crash_on_reserve_comp
+    with pytest.raises(Crash):
+        h.run()
+    h.gateway.on_call = None
+    h.gateway.calls.clear()
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED and rec.compensated == ["pay", "reserve"]
+    assert h.gateway.called() == [("reserve", "compensation", 1)]
+
+
+def test_deadline_aborts_and_compensates_with_the_deadline_as_reason():
+    h = Harness(deadline_s=0.25, script={("pay", "action"): [fail()]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    assert "deadline of 0.25s exceeded" in rec.error
+    assert rec.compensated == ["reserve"]
+
+
+def test_cancel_mid_call_stops_the_call_and_compensates_the_uncertain_step():
+    h = Harness()
+    inst = h.instance()
+    gate = asyncio.Event()
+
+    async def scenario():
+        async def slow_call(participant, request, timeout_s):
+            h.gateway.calls.append(request)
+            if request.step == "pay" and request.kind == "action":
+                gate.set()
+                await asyncio.sleep(3600)
+            return await FakeGateway().call(participant, request, timeout_s)
+
+        h.gateway.call = slow_call
+        task = asyncio.create_task(inst.run())
+        await gate.wait()
+        assert inst.request_cancel("customer changed their mind")
+        return await task
+
+    rec = asyncio.run(scenario())
+    assert rec.status is SagaStatus.FAILED
+    assert rec.error.startswith("cancelled: customer changed their mind")
+    assert rec.compensated == ["pay", "reserve"]
+
+
+def test_cancel_is_refused_after_the_pivot():
+    h = Harness(TRIP)
+    inst = h.instance()
+    asyncio.run(inst.run())
+    assert not inst.request_cancel("too late")
+
+
+def test_invalid_output_is_undone():
+    saga = ORDER.model_copy(update={"steps": (
+        ORDER.steps[0],
+        Step(name="pay", participant="pay", compensation="refund", output_model=Charge),
+    )})
+    h = Harness(saga, script={("pay", "action"): [ok({"wrong": 1})]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    assert "invalid output" in rec.error and "charge_id" in rec.error
+    assert rec.compensated == ["pay", "reserve"]  # it applied: compensate it
+
+
+def test_log_lines_carry_saga_step_and_attempt():
+    h = Harness(script={("pay", "action"): [fail(), ok()]})
+    lines = []
+    sink = logger.add(lambda m: lines.append(m.record["extra"]), level="WARNING")
+    try:
+        h.run()
+    finally:
+        logger.remove(sink)
+    assert {"saga_id": "s1", "saga_type": "order", "step": "pay", "attempt": 1,
+            "kind": "action"}.items() <= lines[0].items()
+
+
+def test_bad_input_is_refused_before_anything_is_journaled():
+    journal = open_journal(f"memory://{uuid.uuid4().hex}")
+    with pytest.raises(SagaInputError, match="amount"):
+        build_record(ORDER, "x", {"order_id": "o"}, now=0)
+    with pytest.raises(SagaInputError, match="amount"):
+        build_record(ORDER, "x", {"order_id": "o", "amount": "lots"}, now=0)
+    assert journal.query() == []
+
+
+def test_admit_returns_the_existing_saga_and_refuses_a_conflicting_one():
+    h = Harness()
+    again = build_record(ORDER, h.saga_id, {"order_id": "o1", "amount": 5}, now=h.clock.now())
+    assert admit(h.journal, again).saga_id == h.saga_id
+    assert len(h.journal.history(h.saga_id)) == 1
+    other = build_record(ORDER, h.saga_id, {"order_id": "o1", "amount": 6}, now=h.clock.now())
+    with pytest.raises(SagaConflictError, match="different input"):
+        admit(h.journal, other)

@@ -1,0 +1,138 @@
+"""Participant idempotency against a real SQLite store, without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from saga_actors import Fault, NonRetryableError, Participant, StepContext, action, compensation
+from saga_actors.messages import StepRequest
+
+
+class Counter(Participant):
+    name = "counter"
+
+    def setup(self, db):
+        db.execute("CREATE TABLE IF NOT EXISTS total (id INTEGER PRIMARY KEY, n INTEGER)")
+        db.execute("INSERT OR IGNORE INTO total VALUES (1, 0)")
+
+    @action
+    def add(self, ctx: StepContext) -> dict:
+        ctx.db.execute("UPDATE total SET n = n + ?", (ctx.data["by"],))
+        if ctx.data.get("explode"):
+            raise RuntimeError("after the write")  # the write must roll back
+        if ctx.data.get("unpicklable"):
+            raise Unpicklable()
+        if ctx.data.get("declined"):
+            raise NonRetryableError("declined")
+        return {"added": ctx.data["by"]}
+
+    @compensation("add")
+    def subtract(self, ctx: StepContext) -> dict:
+        ctx.db.execute("UPDATE total SET n = n - ?", (ctx.action_output["added"],))
+        return {}
+
+    def total(self) -> int:
+        return self.db.execute("SELECT n FROM total").fetchone()[0]
+
+
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def req(kind="action", method="add", saga="s1", attempt=1, **data):
+    return StepRequest(saga_id=saga, saga_type="t", step="add", kind=kind, method=method,
+                       attempt=attempt, data={"by": 5, **data},
+                       action_output={"added": 5} if kind == "compensation" else None)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return tmp_path / "counter.sqlite"
+
+
+def call(p, r):
+    return asyncio.run(p.handle(r))
+
+
+def test_a_repeated_key_returns_the_recorded_outcome_without_reapplying(store):
+    p = Counter(store_path=store)
+    first = call(p, req())
+    again = call(p, req(attempt=2))
+    assert first.ok and not first.replayed
+    assert again.ok and again.replayed and again.output == first.output
+    assert p.total() == 5
+    assert p.effect_counts() == {"add": 1}
+
+
+def test_concurrent_duplicates_apply_once(store):
+    p = Counter(store_path=store, faults={"add": Fault(delay_s=0.05)})
+
+    async def both():
+        return await asyncio.gather(p.handle(req()), p.handle(req()))
+
+    a, b = asyncio.run(both())
+    assert a.ok and b.ok and sorted([a.replayed, b.replayed]) == [False, True]
+    assert p.total() == 5
+
+
+def test_a_restarted_participant_remembers_what_it_applied(store):
+    call(Counter(store_path=store), req())
+    reborn = Counter(store_path=store)  # same file, as after a crash and restart
+    assert call(reborn, req()).replayed
+    assert reborn.total() == 5 and len(reborn.ledger("s1")) == 1
+
+
+def test_compensation_before_action_tombstones_the_action(store):
+    p = Counter(store_path=store)
+    comp = call(p, req("compensation", "subtract"))
+    assert comp.ok and comp.output == {"noop": True}
+    late = call(p, req())
+    assert not late.ok and late.error_type == "ActionRefusedError" and not late.retryable
+    assert p.total() == 0 and p.ledger() == []
+
+
+def test_compensation_after_action_undoes_once(store):
+    p = Counter(store_path=store)
+    call(p, req())
+    assert call(p, req("compensation", "subtract")).ok
+    assert call(p, req("compensation", "subtract")).replayed
+    assert p.total() == 0
+    assert [e["method"] for e in p.ledger()] == ["add", "subtract"]
+
+
+def test_a_failing_handler_rolls_back_its_effect_and_is_retryable(store):
+    p = Counter(store_path=store)
+    reply = call(p, req(explode=True))
+    assert not reply.ok and reply.retryable and reply.error_type == "RuntimeError"
+    assert p.total() == 0 and p.ledger() == []
+    assert call(p, req()).ok and p.total() == 5  # nothing recorded: the retry applies
+
+
+def test_non_retryable_and_unpicklable_errors_become_plain_replies(store):
+    p = Counter(store_path=store)
+    declined = call(p, req(declined=True))
+    assert (declined.ok, declined.retryable, declined.error) == (False, False, "declined")
+    weird = call(p, req(unpicklable=True))
+    assert weird.error_type == "Unpicklable" and weird.error == "holds a lock"
+    assert p.total() == 0
+
+
+def test_unknown_method_or_wrong_kind_is_refused(store):
+    p = Counter(store_path=store)
+    assert call(p, req(method="nope")).error_type == "UnknownMethod"
+    assert call(p, req("compensation", "add")).error_type == "UnknownMethod"
+    assert p.describe() == {"name": "counter", "actions": ["add"],
+                            "compensations": {"subtract": "add"}}
+
+
+def test_injected_faults_fail_then_clear(store):
+    p = Counter(store_path=store, faults={"add": {"fail": True, "retryable": True, "times": 1}})
+    assert not call(p, req()).ok
+    assert call(p, req()).ok
+    with pytest.raises(ValueError, match="no handler named"):
+        p.set_faults({"nope": Fault(fail=True)})

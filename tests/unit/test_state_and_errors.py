@@ -1,0 +1,71 @@
+"""The transition table, and every public error surviving a pickle round trip."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import saga_actors
+from saga_actors import errors
+from saga_actors.state import ALLOWED, TERMINAL, IllegalTransitionError, SagaStatus, check_transition
+
+
+def test_terminal_states_have_no_way_out_except_stuck():
+    assert TERMINAL == {SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK}
+    assert not ALLOWED[SagaStatus.COMPLETED] and not ALLOWED[SagaStatus.FAILED]
+    assert ALLOWED[SagaStatus.STUCK] == {SagaStatus.COMPENSATING, SagaStatus.FAILED}
+
+
+def test_forbidden_transition_raises():
+    check_transition(SagaStatus.PENDING, SagaStatus.COMPENSATING)
+    with pytest.raises(IllegalTransitionError, match="COMPLETED -> PENDING"):
+        check_transition(SagaStatus.COMPLETED, SagaStatus.PENDING)
+    with pytest.raises(IllegalTransitionError):
+        check_transition(SagaStatus.STARTED, SagaStatus.COMPLETED)
+
+
+SAMPLES = [
+    errors.SagaDefinitionError("s", "bad"),
+    errors.SagaInputError("s", "x: missing"),
+    errors.UnknownSagaTypeError("nope", ("a", "b")),
+    errors.UnknownParticipantError("p", "m", "why"),
+    errors.SagaConflictError("id", "why"),
+    errors.SagaNotFoundError("id"),
+    errors.JournalError("sqlite:///x", "locked"),
+    errors.StepError("boom", retryable=False),
+    errors.NonRetryableError("declined"),
+    errors.ActionRefusedError("refused"),
+    errors.StepTimeoutError("id", "step", 2, 1.5),
+    errors.ParticipantUnavailableError("p", "died"),
+    errors.SagaWaitTimeoutError("id", "PENDING", 3),
+    IllegalTransitionError("A", "B"),
+]
+
+
+@pytest.mark.parametrize("err", SAMPLES, ids=lambda e: type(e).__name__)
+def test_errors_pickle_with_their_data(err):
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is type(err)
+    assert str(back) == str(err)
+    assert vars(back) == vars(err)
+
+
+def test_error_families():
+    assert issubclass(errors.SagaDefinitionError, errors.SagaUsageError)
+    assert issubclass(errors.StepTimeoutError, errors.SagaRuntimeError)
+    assert not issubclass(errors.SagaUsageError, errors.SagaRuntimeError)
+    assert errors.NonRetryableError("x").retryable is False
+
+
+def test_public_names_are_frozen():
+    assert saga_actors.__all__ == sorted(saga_actors.__all__, key=lambda n: (n[0].islower(), n))
+    assert set(saga_actors.__all__) == {
+        "ActionRefusedError", "Fault", "JournalError", "NonRetryableError", "Participant",
+        "ParticipantUnavailableError", "RetryPolicy", "RuntimeConfig", "Saga",
+        "SagaConflictError", "SagaDefinitionError", "SagaError", "SagaInputError",
+        "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
+        "SagaUsageError", "SagaWaitTimeoutError", "Step", "StepContext", "StepError",
+        "StepKind", "StepTimeoutError", "Transition", "UnknownParticipantError",
+        "UnknownSagaTypeError", "action", "compensation", "configure_logging",
+    }
