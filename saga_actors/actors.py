@@ -1,7 +1,10 @@
 """The ONE place Ray actor classes and their options are made.
 
-Actors are thin shells: :class:`SagaActor` wraps :class:`SagaInstance`, a participant actor
-wraps a :class:`Participant` subclass. Names and the namespace come from
+Actors are thin shells around plain classes: :class:`SagaActor` wraps
+:class:`~saga_actors.instance.SagaInstance`, :class:`SupervisorActor` wraps
+:class:`~saga_actors.supervisor.Supervisor`, :class:`RegistryActor` wraps
+:class:`~saga_actors.registry.Registry`, and a participant actor wraps a
+:class:`~saga_actors.participant.Participant` subclass. Names and the namespace come from
 :mod:`saga_actors.constants`.
 """
 
@@ -13,17 +16,45 @@ from typing import Any
 
 import ray
 from loguru import logger
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+    TaskCancelledError,
+)
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import participant_actor_name, saga_actor_name
-from saga_actors.definition import Saga
+from saga_actors.constants import (
+    REGISTRY_ACTOR_NAME,
+    SUPERVISOR_ACTOR_NAME,
+    participant_actor_name,
+    saga_actor_name,
+)
+from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.logging import configure_logging
 from saga_actors.messages import StepReply, StepRequest
 from saga_actors.participant import Participant
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.registry import Registry, RegistryEntry
+from saga_actors.supervisor import SagaActorLost, Supervisor, SupervisorSettings
+
+# Options of the long-lived service actors: named, detached, restarted by Ray forever.
+_SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
+
+
+def _get_actor(name: str, namespace: str) -> Any | None:
+    try:
+        return ray.get_actor(name, namespace)
+    except ValueError:
+        return None
+
+
+# --- participants ---------------------------------------------------------------------
 
 
 class RayGateway:
@@ -36,10 +67,9 @@ class RayGateway:
     def _handle(self, participant: str) -> Any:
         handle = self._handles.get(participant)
         if handle is None:
-            try:
-                handle = ray.get_actor(participant_actor_name(participant), self._namespace)
-            except ValueError as exc:
-                raise ParticipantUnavailableError(participant, str(exc)) from None
+            handle = _get_actor(participant_actor_name(participant), self._namespace)
+            if handle is None:
+                raise ParticipantUnavailableError(participant, "no such actor")
             self._handles[participant] = handle
         return handle
 
@@ -66,66 +96,6 @@ class RayGateway:
             return StepReply(
                 ok=False, error_type=type(cause).__name__, error=str(cause)[:2000], retryable=True
             )
-
-
-class SagaActorImpl:
-    """One saga instance in its own Ray actor; resumes from the journal on every start."""
-
-    def __init__(self, definition: Saga, saga_id: str, config: RuntimeConfig) -> None:
-        configure_logging("saga", config.log_level)
-        self._saga_id = saga_id
-        journal = open_journal(config.journal)
-        record = journal.load(saga_id)
-        if record is None:
-            raise LookupError(f"saga {saga_id} is not in the journal {config.journal}")
-        self.instance = SagaInstance(definition, record, journal, RayGateway(config.namespace))
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            record = await self.instance.run()
-            logger.bind(saga_id=self._saga_id).info("saga ended {}", record.status.value)
-        except Exception:
-            # A bug or a lost journal: die so Ray restarts the actor and it resumes from
-            # the journal, rather than leave a live actor whose saga never moves.
-            logger.bind(saga_id=self._saga_id).exception("saga instance crashed; restarting")
-            os._exit(1)
-        # Done: free the process. The journal holds the outcome.
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
-
-    async def status(self) -> dict[str, Any]:
-        """The instance's current record."""
-        return self.instance.record.model_dump(mode="json")
-
-    async def cancel(self, reason: str) -> bool:
-        """Abort and compensate; False once past the pivot or already compensating."""
-        return self.instance.request_cancel(reason)
-
-    def __repr__(self) -> str:
-        return f"SagaActor({saga_actor_name(self._saga_id)})"
-
-
-SagaActor = ray.remote(SagaActorImpl)
-
-
-def saga_actor_options(saga_id: str, config: RuntimeConfig) -> dict[str, Any]:
-    """Options of a dedicated saga actor: named, detached, restarted by Ray."""
-    return {
-        "name": saga_actor_name(saga_id),
-        "namespace": config.namespace,
-        "lifetime": "detached",
-        "max_restarts": -1,
-        "max_concurrency": 1000,
-        "num_cpus": 0,
-        "get_if_exists": True,
-    }
-
-
-def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> Any:
-    """Create (or find) the actor of ``saga_id``; it starts running at once."""
-    return SagaActor.options(**saga_actor_options(saga_id, config)).remote(
-        definition, saga_id, config
-    )
 
 
 class ParticipantShell:
@@ -161,11 +131,8 @@ def deploy_participant(
     actor = participant_actor_class(cls).options(
         name=participant_actor_name(pname),
         namespace=config.namespace,
-        lifetime="detached",
-        max_restarts=-1,
         max_concurrency=1000,
-        num_cpus=0,
-        get_if_exists=True,
+        **_SERVICE,
     ).remote(
         store_path=str(config.participant_store(pname)),
         name=pname,
@@ -178,3 +145,267 @@ def deploy_participant(
         ray.get(actor.set_faults.remote(faults))
     return actor
 
+
+# --- sagas ----------------------------------------------------------------------------
+
+
+class RegistryFeed:
+    """Batches transitions for the registry: at most one Ray call per flush interval,
+    carrying the latest entry of each saga and the transitions since the last flush."""
+
+    def __init__(self, namespace: str, *, interval_s: float = 0.2) -> None:
+        self._namespace = namespace
+        self._interval_s = interval_s
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._registry: Any = None
+        self._flusher: asyncio.Task | None = None
+
+    def push(self, record: SagaRecord, transition: Transition) -> None:
+        item = self._pending.setdefault(record.saga_id, {"transitions": []})
+        item["entry"] = RegistryEntry.of(record).model_dump(mode="json")
+        item["transitions"].append(transition.model_dump(mode="json"))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._interval_s)
+        await self.flush(wait=False)
+
+    async def flush(self, *, wait: bool) -> None:
+        """Send what is pending; a lost batch is repaired by the registry's resync."""
+        if not self._pending:
+            return
+        batch, self._pending = list(self._pending.values()), {}
+        if self._registry is None:
+            self._registry = _get_actor(REGISTRY_ACTOR_NAME, self._namespace)
+            if self._registry is None:
+                return
+        ref = self._registry.ingest.remote(batch)
+        if wait:
+            try:
+                await asyncio.wait_for(asyncio.ensure_future(ref), timeout=2.0)
+            except Exception as exc:  # noqa: BLE001 - best effort by design
+                logger.debug("registry feed flush failed: {}", exc)
+
+
+class SagaActorImpl:
+    """One saga instance in its own Ray actor; resumes from the journal on every start."""
+
+    def __init__(self, definition: Saga, saga_id: str, config: RuntimeConfig) -> None:
+        configure_logging("saga", config.log_level)
+        self._saga_id = saga_id
+        journal = open_journal(config.journal)
+        record = journal.load(saga_id)
+        if record is None:
+            raise LookupError(f"saga {saga_id} is not in the journal {config.journal}")
+        self._feed = RegistryFeed(config.namespace)
+        self.instance = SagaInstance(
+            definition, record, journal, RayGateway(config.namespace),
+            on_transition=self._feed.push,
+        )
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            record = await self.instance.run()
+            logger.bind(saga_id=self._saga_id).info("saga ended {}", record.status.value)
+        except Exception:
+            # A bug or a lost journal: die so the actor is restarted and resumes from the
+            # journal, rather than leave a live actor whose saga never moves.
+            logger.bind(saga_id=self._saga_id).exception("saga instance crashed; restarting")
+            os._exit(1)
+        await self._feed.flush(wait=True)
+        # Done: free the process. The journal holds the outcome.
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+    async def watch(self) -> str:
+        """Return the saga's status once it is terminal (the supervisor keeps one pending)."""
+        await asyncio.shield(self._task)
+        return self.instance.record.status.value
+
+    async def status(self) -> dict[str, Any]:
+        """The instance's current record."""
+        return self.instance.record.model_dump(mode="json")
+
+    async def cancel(self, reason: str) -> bool:
+        """Abort and compensate; False once past the pivot or already compensating."""
+        return self.instance.request_cancel(reason)
+
+    async def nudge(self) -> bool:
+        """Re-check the deadline now."""
+        self.instance.nudge()
+        return True
+
+    def __repr__(self) -> str:
+        return f"SagaActor({saga_actor_name(self._saga_id)})"
+
+
+SagaActor = ray.remote(SagaActorImpl)
+
+
+def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> Any:
+    """Create (or find) the dedicated actor of ``saga_id``; it starts running at once."""
+    return SagaActor.options(
+        name=saga_actor_name(saga_id),
+        namespace=config.namespace,
+        lifetime="detached",
+        max_restarts=config.saga_max_restarts,
+        max_concurrency=1000,
+        num_cpus=0,
+        get_if_exists=True,
+    ).remote(definition, saga_id, config)
+
+
+class RayFleet:
+    """The supervisor's hands on Ray."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self._config = config
+
+    def spawn(self, definition: Saga, saga_id: str) -> Any:
+        return spawn_saga_actor(definition, saga_id, self._config)
+
+    async def watch(self, saga_id: str, handle: Any) -> None:
+        while True:
+            try:
+                await handle.watch.remote()
+                return
+            except ActorUnavailableError:
+                await asyncio.sleep(0.2)  # Ray is restarting it: ask again
+            except ActorDiedError as exc:
+                raise SagaActorLost(saga_id, _death(exc)) from None
+            except RayActorError as exc:
+                raise SagaActorLost(saga_id, type(exc).__name__) from None
+
+    async def nudge(self, handle: Any, timeout_s: float) -> bool:
+        return await self._ask(handle.nudge.remote(), timeout_s, False)
+
+    async def cancel(self, handle: Any, reason: str, timeout_s: float) -> bool:
+        return await self._ask(handle.cancel.remote(reason), timeout_s, False)
+
+    def kill(self, handle: Any) -> None:
+        ray.kill(handle, no_restart=True)
+
+    @staticmethod
+    async def _ask(ref: Any, timeout_s: float, default: Any) -> Any:
+        try:
+            return await asyncio.wait_for(asyncio.ensure_future(ref), timeout=timeout_s)
+        except (asyncio.TimeoutError, RayActorError):
+            ray.cancel(ref)
+            return default
+
+
+def _death(exc: ActorDiedError) -> str:
+    text = str(exc)
+    for marker in ("ray.kill", "exit", "killed", "died"):
+        if marker in text:
+            return f"actor died ({marker})"
+    return "actor died"
+
+
+# --- services -------------------------------------------------------------------------
+
+
+class SupervisorActorImpl:
+    """The supervisor in its own detached actor; recovers everything when it (re)starts."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        configure_logging("supervisor", config.log_level)
+        settings = SupervisorSettings(
+            max_dedicated=config.max_dedicated,
+            restart_budget=config.restart_budget,
+            restart_backoff=RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10),
+            stall_grace_s=config.stall_grace_s,
+        )
+        self.supervisor = Supervisor(open_journal(config.journal), RayFleet(config),
+                                     settings=settings)
+        self._loop = asyncio.get_running_loop().create_task(
+            self.supervisor.run_forever(config.supervisor_tick_s)
+        )
+
+    async def register(self, definitions: list[Saga]) -> None:
+        """Make saga types known (those not importable by reference need this)."""
+        for saga in definitions:
+            self.supervisor.definitions.register(saga)
+        self.supervisor.wake.set()
+
+    async def notify(self) -> None:
+        """New sagas were journaled: look now rather than at the next tick."""
+        self.supervisor.wake.set()
+
+    async def cancel(self, saga_id: str, reason: str) -> bool:
+        return await self.supervisor.cancel(saga_id, reason)
+
+    async def retry(self, saga_id: str) -> str:
+        return self.supervisor.retry(saga_id)
+
+    async def resolve(self, saga_id: str, note: str) -> None:
+        self.supervisor.resolve(saga_id, note)
+
+    async def status(self) -> dict[str, Any]:
+        return self.supervisor.status()
+
+    def __repr__(self) -> str:
+        return f"Supervisor({SUPERVISOR_ACTOR_NAME})"
+
+
+class RegistryActorImpl:
+    """The registry in its own detached actor, re-publishing metrics and resyncing."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        configure_logging("registry", config.log_level)
+        from saga_actors.metrics import RayMetrics
+
+        self.registry = Registry(open_journal(config.journal), metrics=RayMetrics())
+        self._config = config
+        self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
+
+    async def _housekeeping(self) -> None:
+        every = min(self._config.metrics_interval_s, self._config.registry_resync_s)
+        since_resync = 0.0
+        while True:
+            try:
+                self.registry.publish()
+                since_resync += every
+                if since_resync >= self._config.registry_resync_s:
+                    self.registry.resync()
+                    since_resync = 0.0
+            except Exception:
+                logger.exception("registry housekeeping failed")
+            await asyncio.sleep(every)
+
+    async def ingest(self, batch: list[dict[str, Any]]) -> None:
+        self.registry.ingest(batch)
+
+    async def get(self, saga_id: str) -> dict[str, Any]:
+        return self.registry.get(saga_id)
+
+    async def list(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.registry.list(**filters)
+
+    async def counts(self) -> dict[str, int]:
+        return self.registry.counts()
+
+    def __repr__(self) -> str:
+        return f"Registry({REGISTRY_ACTOR_NAME})"
+
+
+SupervisorActor = ray.remote(SupervisorActorImpl)
+RegistryActor = ray.remote(RegistryActorImpl)
+
+
+def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
+    """Start (or find) the supervisor and the registry in the runtime's namespace."""
+    registry = RegistryActor.options(
+        name=REGISTRY_ACTOR_NAME, namespace=config.namespace, **_SERVICE
+    ).remote(config)
+    supervisor = SupervisorActor.options(
+        name=SUPERVISOR_ACTOR_NAME, namespace=config.namespace, **_SERVICE
+    ).remote(config)
+    ray.get([registry.counts.remote(), supervisor.status.remote()])
+    return supervisor, registry
+
+
+def find_services(namespace: str) -> tuple[Any | None, Any | None]:
+    """The supervisor and registry if they run in ``namespace`` (never starts them)."""
+    return _get_actor(SUPERVISOR_ACTOR_NAME, namespace), _get_actor(REGISTRY_ACTOR_NAME, namespace)

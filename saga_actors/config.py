@@ -21,6 +21,13 @@ class RuntimeConfig(BaseModel):
     data_dir: str = Field(".saga_actors", description="Local folder for SQLite files.")
     journal_url: str = Field("", description="Journal URL; default: SQLite in data_dir.")
     log_level: str = Field("INFO", description="loguru level for every component.")
+    max_dedicated: int = Field(64, ge=1, description="Dedicated saga actors alive at once.")
+    saga_max_restarts: int = Field(2, ge=0, description="Ray's own restarts of a saga actor.")
+    restart_budget: int = Field(5, ge=0, description="Supervisor restarts before STUCK.")
+    supervisor_tick_s: float = Field(0.5, gt=0, description="Supervisor check interval.")
+    stall_grace_s: float = Field(10.0, gt=0, description="Quiet time tolerated past a step's limits.")
+    registry_resync_s: float = Field(5.0, gt=0, description="Registry catch-up from the journal.")
+    metrics_interval_s: float = Field(5.0, gt=0, description="Gauge refresh (Ray drops >30 s).")
 
     @field_validator("data_dir")
     @classmethod

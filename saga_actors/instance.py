@@ -148,6 +148,7 @@ class SagaInstance:
         self._rng = rng or random.Random()
         self._on_transition = on_transition
         self._wake = asyncio.Event()
+        self._step_started_at = self._clock.now()
 
     @property
     def saga_id(self) -> str:
@@ -164,25 +165,9 @@ class SagaInstance:
         self._wake.set()
         return True
 
-    def retry_stuck(self) -> None:
-        """Re-drive the pending compensations of a STUCK saga (call :meth:`run` after)."""
-        if self.record.status is not SagaStatus.STUCK:
-            raise ValueError(f"saga {self.saga_id} is {self.record.status.value}, not STUCK")
-        self._commit(
-            "retry_requested", status=SagaStatus.COMPENSATING, attempt=0, in_flight=False
-        )
-
-    def resolve_stuck(self, note: str) -> None:
-        """An operator fixed a STUCK saga by hand: it ends FAILED with the note."""
-        if self.record.status is not SagaStatus.STUCK:
-            raise ValueError(f"saga {self.saga_id} is {self.record.status.value}, not STUCK")
-        self._commit(
-            "resolved",
-            status=SagaStatus.FAILED,
-            finished_at=self._clock.now(),
-            error=f"{self.record.error} (resolved by operator: {note})",
-            detail={"note": note},
-        )
+    def nudge(self) -> None:
+        """Wake the saga so it re-checks its deadline and cancel requests now."""
+        self._wake.set()
 
     # --- the run loop -------------------------------------------------------------
 
@@ -204,6 +189,7 @@ class SagaInstance:
                 self._begin_compensation(abort, failed_step=None)
                 return
             step = steps[self.record.cursor]
+            self._step_started_at = self._clock.now()
             output, failure = await self._call_with_retries(step, "action")
             if failure is not None:
                 self._begin_compensation(
@@ -214,6 +200,7 @@ class SagaInstance:
             data = {**self.record.data, **output}
             self._commit(
                 "step_succeeded",
+                detail={"latency_s": round(self._clock.now() - self._step_started_at, 6)},
                 status=SagaStatus.PENDING,
                 step=step.name,
                 data=data,
@@ -262,6 +249,7 @@ class SagaInstance:
                 self._commit(
                     "saga_stuck",
                     status=SagaStatus.STUCK,
+                    stuck_from=SagaStatus.COMPENSATING,
                     step=step.name,
                     error=f"compensation of {step.name!r} failed: {failure.error}",
                     finished_at=self._clock.now(),
@@ -357,17 +345,19 @@ class SagaInstance:
         if kind == "action" and rec.deadline_at is not None and not self._past_pivot():
             timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
         call = asyncio.ensure_future(self._gateway.call(step.participant, request, timeout))
-        cancel_watch = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({call, cancel_watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            cancel_watch.cancel()
-        if not call.done():
-            # An operator cancel arrived mid-call: stop the call; its effect is unknown.
-            call.cancel()
-            await asyncio.gather(call, return_exceptions=True)
+        while not call.done():
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({call, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waker.cancel()
             self._wake.clear()
-            return {}, _Failure(f"cancelled: {self.record.cancel_reason}", False, True)
+            abort = self._abort_reason() if kind == "action" else None
+            if abort and not call.done():
+                # A cancel or the deadline arrived mid-call: stop it; its effect is unknown.
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+                return {}, _Failure(abort, False, True)
         try:
             reply = call.result()
         except StepTimeoutError as exc:
@@ -426,29 +416,47 @@ class SagaInstance:
         **changes: Any,
     ) -> None:
         """Journal a transition, then make it the instance's state."""
-        rec = self.record
-        status = changes.get("status", rec.status)
-        if status is not rec.status:
-            check_transition(rec.status, status)
-        now = self._clock.now()
-        new = rec.model_copy(update={**changes, "seq": rec.seq + 1, "updated_at": now})
-        transition = Transition(
-            saga_id=rec.saga_id,
-            seq=new.seq,
-            at=now,
-            event=event,
-            status=new.status,
-            step=step or new.current_step,
-            attempt=new.attempt,
-            detail=detail or ({"error": new.error} if "error" in changes else {}),
+        new, transition = advance(
+            self._journal, self.record, event, now=self._clock.now(), step=step,
+            detail=detail, **changes,
         )
-        self._journal.commit(new, transition)
         self.record = new
         if self._on_transition is not None:
             try:
                 self._on_transition(new, transition)
             except Exception:  # a listener must never break the saga
                 logger.exception("transition listener failed")
+
+
+def advance(
+    journal: Journal,
+    record: SagaRecord,
+    event: str,
+    *,
+    now: float,
+    step: str | None = None,
+    detail: dict[str, Any] | None = None,
+    **changes: Any,
+) -> tuple[SagaRecord, Transition]:
+    """Journal one transition of ``record`` (checked against the state table); return the
+    new record and the transition. Raises :class:`JournalConflictError` when another
+    writer advanced the saga first."""
+    status = changes.get("status", record.status)
+    if status is not record.status:
+        check_transition(record.status, status)
+    new = record.model_copy(update={**changes, "seq": record.seq + 1, "updated_at": now})
+    transition = Transition(
+        saga_id=record.saga_id,
+        seq=new.seq,
+        at=now,
+        event=event,
+        status=new.status,
+        step=step or new.current_step,
+        attempt=new.attempt,
+        detail=detail or ({"error": new.error} if "error" in changes else {}),
+    )
+    journal.commit(new, transition)
+    return new, transition
 
 
 def _checked_output(step: Step, output: Any) -> dict[str, Any]:

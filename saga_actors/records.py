@@ -38,6 +38,8 @@ class SagaRecord(BaseModel):
     to_compensate: list[str] = Field(default_factory=list, description="Next compensation first.")
     compensated: list[str] = Field(default_factory=list, description="In the order compensated.")
     error: str | None = None
+    stuck_from: SagaStatus | None = Field(None, description="Where a retry resumes a STUCK saga.")
+    restarts: int = Field(0, description="Times the supervisor restarted a lost actor.")
     cancel_reason: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0

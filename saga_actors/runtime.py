@@ -11,9 +11,9 @@ from typing import Any
 
 import ray
 
-from saga_actors.actors import deploy_participant, spawn_saga_actor
+from saga_actors.actors import deploy_participant, ensure_services
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import participant_actor_name, saga_actor_name
+from saga_actors.constants import participant_actor_name
 from saga_actors.definition import Saga
 from saga_actors.errors import (
     SagaNotFoundError,
@@ -76,9 +76,31 @@ class SagaRuntime:
         self.journal = open_journal(self.config.journal)
         self._catalog: dict[str, Saga] = {}
         self._participants_ok: set[tuple[str, str]] = set()
+        self._services: tuple[Any, Any] | None = None
+        self._registered: set[str] = set()
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
+
+    # --- services -------------------------------------------------------------------
+
+    def services(self) -> tuple[Any, Any]:
+        """The supervisor and registry actors, started if they are not running.
+
+        The supervisor recovers every non-terminal saga in the journal when it starts, so
+        after a whole-cluster restart, deploy the participants first, then call this.
+        """
+        if self._services is None:
+            self._services = ensure_services(self.config)
+        return self._services
+
+    @property
+    def supervisor(self) -> Any:
+        return self.services()[0]
+
+    @property
+    def registry(self) -> Any:
+        return self.services()[1]
 
     # --- definitions and participants ------------------------------------------------
 
@@ -160,9 +182,13 @@ class SagaRuntime:
             definition_ref=definition_ref(saga),
         )
         self._check_participants(saga)
+        supervisor = self.supervisor
+        if saga.name not in self._registered:
+            ray.get(supervisor.register.remote([saga]), timeout=30)
+            self._registered.add(saga.name)
         record = admit(self.journal, record)
         if not record.status.terminal:
-            spawn_saga_actor(saga, saga_id, self.config)
+            supervisor.notify.remote()  # the supervisor admits it when a slot is free
         return saga_id
 
     # --- queries --------------------------------------------------------------------
@@ -242,13 +268,20 @@ class SagaRuntime:
     # --- operator actions -----------------------------------------------------------
 
     def cancel(self, saga_id: str, reason: str = "cancelled by operator") -> bool:
-        """Ask a running saga to abort and compensate. False when it cannot (done, or past
-        its pivot)."""
-        record = self.get(saga_id)
-        if record.status.terminal:
-            return False
-        actor = ray.get_actor(saga_actor_name(saga_id), self.config.namespace)
-        return ray.get(actor.cancel.remote(reason), timeout=30)
+        """Abort a running or queued saga: it compensates and ends FAILED. False when it
+        cannot (already over, or past its pivot)."""
+        self.get(saga_id)
+        return ray.get(self.supervisor.cancel.remote(saga_id, reason), timeout=30)
+
+    def retry(self, saga_id: str) -> str:
+        """Re-drive a STUCK saga from where it stuck; returns the status it resumes in."""
+        self.get(saga_id)
+        return ray.get(self.supervisor.retry.remote(saga_id), timeout=30)
+
+    def resolve(self, saga_id: str, note: str) -> None:
+        """Mark a STUCK saga resolved by hand: it ends FAILED with ``note`` in its history."""
+        self.get(saga_id)
+        ray.get(self.supervisor.resolve.remote(saga_id, note), timeout=30)
 
     def close(self) -> None:
         """Close the journal connection (Ray stays up)."""

@@ -30,14 +30,20 @@ class SagaStatus(str, enum.Enum):
 TERMINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK})
 
 ALLOWED: dict[SagaStatus, frozenset[SagaStatus]] = {
-    SagaStatus.STARTED: frozenset({SagaStatus.PENDING, SagaStatus.COMPENSATING}),
+    # STUCK from a forward state: the supervisor gave up restarting a saga's actor.
+    SagaStatus.STARTED: frozenset(
+        {SagaStatus.PENDING, SagaStatus.COMPENSATING, SagaStatus.STUCK}
+    ),
     SagaStatus.PENDING: frozenset(
-        {SagaStatus.PENDING, SagaStatus.COMPLETED, SagaStatus.COMPENSATING}
+        {SagaStatus.PENDING, SagaStatus.COMPLETED, SagaStatus.COMPENSATING, SagaStatus.STUCK}
     ),
     SagaStatus.COMPENSATING: frozenset(
         {SagaStatus.COMPENSATING, SagaStatus.FAILED, SagaStatus.STUCK}
     ),
-    SagaStatus.STUCK: frozenset({SagaStatus.COMPENSATING, SagaStatus.FAILED}),
+    # retry goes back to where the saga stuck; resolve ends it by hand
+    SagaStatus.STUCK: frozenset(
+        {SagaStatus.STARTED, SagaStatus.PENDING, SagaStatus.COMPENSATING, SagaStatus.FAILED}
+    ),
     SagaStatus.COMPLETED: frozenset(),
     SagaStatus.FAILED: frozenset(),
 }

@@ -37,7 +37,8 @@ def ray_session():
     os.environ["RAY_TMPDIR"] = tmp
     # workers import test modules (inline participants and sagas) from the repo root
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ray.init(namespace="saga_actors_tests", include_dashboard=False, log_to_driver=False,
+    # the dashboard serves the state API (what the dashboard itself reads)
+    ray.init(namespace="saga_actors_tests", include_dashboard=True, log_to_driver=False,
              _temp_dir=tmp)
     yield ray
     ray.shutdown()
@@ -61,7 +62,10 @@ class RuntimeHarness:
     def close(self) -> None:
         import ray
 
-        for actor in self.actors.values():
+        from saga_actors.actors import find_services
+
+        services = [a for a in find_services(self.runtime.config.namespace) if a is not None]
+        for actor in [*self.actors.values(), *services]:
             ray.kill(actor, no_restart=True)
         self.runtime.close()
 

@@ -75,3 +75,63 @@ class FakeGateway:
 
     def called(self, kind: str | None = None) -> list[tuple[str, str, int]]:
         return [(c.step, c.kind, c.attempt) for c in self.calls if kind in (None, c.kind)]
+
+
+class FakeFleet:
+    """Runs each 'saga actor' as an asyncio task holding a real SagaInstance.
+
+    ``hang`` makes the next spawn of a saga an actor that never progresses nor answers.
+    """
+
+    def __init__(self, journal, gateway: FakeGateway, clock: FakeClock) -> None:
+        from saga_actors.instance import SagaInstance
+
+        self._make = lambda d, r: SagaInstance(d, r, journal, gateway, clock=clock)
+        self.journal = journal
+        self.spawned: list[str] = []
+        self.alive: dict[str, asyncio.Task] = {}
+        self.max_alive = 0
+        self.hang: set[str] = set()
+        self.killed: list[str] = []
+
+    def spawn(self, definition, saga_id):
+        self.spawned.append(saga_id)
+        if saga_id in self.hang:
+            self.hang.discard(saga_id)
+            task = asyncio.ensure_future(asyncio.sleep(10**9))
+            task.instance = None
+        else:
+            inst = self._make(definition, self.journal.load(saga_id))
+            task = asyncio.ensure_future(inst.run())
+            task.instance = inst
+        self.alive[saga_id] = task
+        self.max_alive = max(self.max_alive, len(self.alive))
+        return saga_id
+
+    async def watch(self, saga_id, handle):
+        from saga_actors.supervisor import SagaActorLost
+
+        task = self.alive[handle]
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise SagaActorLost(saga_id, "killed") from None
+        finally:
+            self.alive.pop(handle, None)
+
+    async def nudge(self, handle, timeout_s):
+        inst = getattr(self.alive.get(handle), "instance", None)
+        if inst is None:
+            return False
+        inst.nudge()
+        return True
+
+    async def cancel(self, handle, reason, timeout_s):
+        inst = getattr(self.alive.get(handle), "instance", None)
+        return bool(inst and inst.request_cancel(reason))
+
+    def kill(self, handle):
+        self.killed.append(handle)
+        task = self.alive.get(handle)
+        if task:
+            task.cancel()

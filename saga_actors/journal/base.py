@@ -53,10 +53,12 @@ class Journal(abc.ABC):
         saga_type: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SagaRecord]:
-        """Snapshots filtered by status, type and creation time, oldest first, paged."""
+        """Snapshots filtered by status, type, creation time and last update; oldest first,
+        paged."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -56,6 +56,7 @@ class MemoryJournal(Journal):
         saga_type: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SagaRecord]:
@@ -69,6 +70,7 @@ class MemoryJournal(Journal):
             and (saga_type is None or r.saga_type == saga_type)
             and (since is None or r.created_at >= since)
             and (until is None or r.created_at < until)
+            and (updated_since is None or r.updated_at >= updated_since)
         ]
         end = None if limit is None else offset + limit
         return out[offset:end]

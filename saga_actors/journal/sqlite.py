@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS sagas (
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status, created_at);
 CREATE INDEX IF NOT EXISTS sagas_created ON sagas (created_at);
+CREATE INDEX IF NOT EXISTS sagas_updated ON sagas (updated_at);
 CREATE TABLE IF NOT EXISTS transitions (
     saga_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -169,6 +170,7 @@ class SqliteJournal(Journal):
         saga_type: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SagaRecord]:
@@ -188,6 +190,9 @@ class SqliteJournal(Journal):
         if until is not None:
             where.append("created_at<?")
             args.append(until)
+        if updated_since is not None:
+            where.append("updated_at>=?")
+            args.append(updated_since)
         sql = "SELECT record FROM sagas"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -1,0 +1,199 @@
+"""The registry: an index of every saga, fed by transitions, rebuilt from the journal.
+
+A plain class; :mod:`saga_actors.actors` makes it a named Ray actor. It is a cache: the
+journal stays the source of truth, and :meth:`Registry.resync` repairs whatever feed
+batches were lost while the registry was down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from saga_actors.errors import SagaNotFoundError
+from saga_actors.journal.base import Journal
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import SagaStatus
+
+
+class RegistryEntry(BaseModel):
+    """What the registry knows of one saga."""
+
+    saga_id: str
+    saga_type: str
+    status: SagaStatus
+    placement: str
+    current_step: str | None
+    attempt: int
+    restarts: int
+    seq: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, record: SagaRecord) -> RegistryEntry:
+        return cls(**{name: getattr(record, name) for name in cls.model_fields})
+
+
+class Metrics(Protocol):
+    """Where the registry reports numbers (Ray metrics in production)."""
+
+    def sagas_by_status(self, counts: dict[str, int]) -> None: ...
+    def step_outcome(self, kind: str, outcome: str) -> None: ...
+    def step_latency(self, saga_type: str, seconds: float) -> None: ...
+    def saga_latency(self, saga_type: str, status: str, seconds: float) -> None: ...
+
+
+# transition event -> (counter kind, outcome)
+_OUTCOMES = {
+    "step_succeeded": ("step", "succeeded"),
+    "action_attempt_failed": ("step", "failed"),
+    "step_compensated": ("compensation", "succeeded"),
+    "compensation_attempt_failed": ("compensation", "failed"),
+}
+
+
+class Registry:
+    """Index of sagas with queries by id, status, type and time."""
+
+    def __init__(
+        self, journal: Journal, *, metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._journal = journal
+        self._metrics = metrics
+        self._clock = clock
+        self._entries: dict[str, RegistryEntry] = {}
+        self._synced_at = 0.0
+        self.rebuild()
+
+    # --- feeding --------------------------------------------------------------------
+
+    def rebuild(self) -> int:
+        """Reload every saga from the journal; returns how many."""
+        now = self._clock()
+        self._entries = {r.saga_id: RegistryEntry.of(r) for r in self._journal.query()}
+        self._synced_at = now
+        return len(self._entries)
+
+    def resync(self, margin_s: float = 2.0) -> int:
+        """Pick up sagas the journal changed since the last sync; returns how many."""
+        now = self._clock()
+        changed = self._journal.query(updated_since=self._synced_at - margin_s)
+        for record in changed:
+            self._put(RegistryEntry.of(record))
+        self._synced_at = now
+        return len(changed)
+
+    def ingest(self, batch: Iterable[dict[str, Any]]) -> None:
+        """Apply a batch of ``{"entry": ..., "transitions": [...]}`` from saga actors."""
+        for item in batch:
+            entry = RegistryEntry.model_validate(item["entry"])
+            self._put(entry)
+            for raw in item.get("transitions", ()):
+                self._count(entry, Transition.model_validate(raw))
+
+    def _put(self, entry: RegistryEntry) -> None:
+        old = self._entries.get(entry.saga_id)
+        if old is None or entry.seq >= old.seq:
+            self._entries[entry.saga_id] = entry
+
+    def _count(self, entry: RegistryEntry, transition: Transition) -> None:
+        if self._metrics is None:
+            return
+        outcome = _OUTCOMES.get(transition.event)
+        if outcome:
+            if "timed out" in str(transition.detail.get("error", "")):
+                outcome = (outcome[0], "timed_out")
+            self._metrics.step_outcome(*outcome)
+        if transition.event == "step_succeeded" and "latency_s" in transition.detail:
+            self._metrics.step_latency(entry.saga_type, transition.detail["latency_s"])
+        if transition.status.terminal and entry.finished_at is not None:
+            self._metrics.saga_latency(
+                entry.saga_type, transition.status.value, entry.finished_at - entry.created_at
+            )
+
+    def publish(self) -> None:
+        """Re-set the by-status gauges (Ray drops a gauge not re-set for ~30 s)."""
+        if self._metrics is not None:
+            self._metrics.sagas_by_status(self.counts())
+
+    # --- queries --------------------------------------------------------------------
+
+    def get(self, saga_id: str) -> dict[str, Any]:
+        """One saga: its entry, its steps with attempts and timings, its full history."""
+        entry = self._entries.get(saga_id)
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        if entry is None or entry.seq < record.seq:
+            entry = RegistryEntry.of(record)
+            self._put(entry)
+        history = self._journal.history(saga_id)
+        return {
+            **entry.model_dump(mode="json"),
+            "completed_steps": record.completed,
+            "compensated_steps": record.compensated,
+            "steps": steps_from_history(history),
+            "history": [t.model_dump(mode="json") for t in history],
+        }
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        saga_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Entries, newest first, filtered and paged."""
+        wanted = SagaStatus(status) if status else None
+        rows = [
+            e for e in self._entries.values()
+            if (wanted is None or e.status is wanted)
+            and (saga_type is None or e.saga_type == saga_type)
+            and (since is None or e.created_at >= since)
+            and (until is None or e.created_at < until)
+        ]
+        rows.sort(key=lambda e: (e.created_at, e.saga_id), reverse=True)
+        return [e.model_dump(mode="json") for e in rows[offset : offset + limit]]
+
+    def counts(self) -> dict[str, int]:
+        """Sagas by status, every status present."""
+        out = {s.value: 0 for s in SagaStatus}
+        for entry in self._entries.values():
+            out[entry.status.value] += 1
+        return out
+
+
+def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
+    """Per step and phase: attempts, first sent, ended, outcome and last error."""
+    steps: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in history:
+        if not t.step:
+            continue
+        phase = "compensation" if "compensat" in t.event else "action"
+        row = steps.setdefault((t.step, phase), {
+            "step": t.step, "phase": phase, "attempts": 0, "started_at": None,
+            "ended_at": None, "outcome": "in flight", "last_error": None,
+        })
+        if t.event.endswith("_sent"):
+            row["attempts"] = max(row["attempts"], t.attempt)
+            row["started_at"] = row["started_at"] or t.at
+        elif t.event.endswith("_attempt_failed"):
+            row["last_error"] = t.detail.get("error")
+            if t.detail.get("final"):
+                row["outcome"], row["ended_at"] = "failed", t.at
+        elif t.event in ("step_succeeded", "step_compensated"):
+            row["outcome"], row["ended_at"] = "succeeded", t.at
+    for row in steps.values():
+        if row["started_at"] and row["ended_at"]:
+            row["duration_s"] = round(row["ended_at"] - row["started_at"], 6)
+    return list(steps.values())

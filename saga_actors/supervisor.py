@@ -1,0 +1,318 @@
+"""The supervisor: restarts lost saga actors, enforces deadlines, notices stalls, recovers
+every non-terminal saga at its own (re)start, and admits at most K dedicated saga actors.
+
+A plain class: what it does to actors goes through a :class:`Fleet`, which
+:mod:`saga_actors.actors` implements with Ray and unit tests fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from loguru import logger
+
+from saga_actors.clock import Clock, SystemClock
+from saga_actors.definition import RetryPolicy, Saga, StepKind
+from saga_actors.errors import SagaNotFoundError, SagaUsageError
+from saga_actors.instance import advance
+from saga_actors.journal.base import Journal
+from saga_actors.records import SagaRecord
+from saga_actors.state import SagaStatus
+
+
+class SagaActorLost(Exception):
+    """A saga's actor is gone for good (the fleet will not bring it back)."""
+
+    def __init__(self, saga_id: str, detail: str) -> None:
+        super().__init__(saga_id, detail)
+        self.saga_id = saga_id
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"actor of saga {self.saga_id} lost: {self.detail}"
+
+
+class Fleet(Protocol):
+    """What the supervisor does to saga actors."""
+
+    def spawn(self, definition: Saga, saga_id: str) -> Any:
+        """Start (or find) the actor running ``saga_id``; return its handle."""
+
+    async def watch(self, saga_id: str, handle: Any) -> None:
+        """Return when the actor has finished its saga; raise :class:`SagaActorLost`."""
+
+    async def nudge(self, handle: Any, timeout_s: float) -> bool:
+        """Wake the saga to re-check its deadline; False if the actor did not answer."""
+
+    async def cancel(self, handle: Any, reason: str, timeout_s: float) -> bool:
+        """Ask the saga to abort and compensate."""
+
+    def kill(self, handle: Any) -> None:
+        """Kill the actor for good (the supervisor restarts it from the journal)."""
+
+
+class Definitions:
+    """Saga definitions by name: registered ones, else imported by their journaled ref."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Saga] = {}
+
+    def register(self, saga: Saga) -> None:
+        self._by_name[saga.name] = saga
+
+    def resolve(self, record: SagaRecord) -> Saga | None:
+        saga = self._by_name.get(record.saga_type)
+        if saga is None and record.definition_ref:
+            module_name, _, attr = record.definition_ref.partition(":")
+            try:
+                saga = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                logger.warning("cannot import {}: {}", record.definition_ref, exc)
+                return None
+            self._by_name[saga.name] = saga
+        if saga is not None and saga.version != record.version:
+            logger.warning("{} is version {}, the saga needs {}", saga.name, saga.version,
+                           record.version)
+            return None
+        return saga
+
+
+@dataclass
+class SupervisorSettings:
+    """Limits of the supervisor (filled from :class:`RuntimeConfig`)."""
+
+    max_dedicated: int = 64
+    restart_budget: int = 5
+    restart_backoff: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
+    )
+    stall_grace_s: float = 10.0
+    deadline_grace_s: float = 1.0
+    answer_timeout_s: float = 5.0
+
+
+@dataclass
+class _Live:
+    handle: Any
+    watcher: asyncio.Task | None = None
+    nudges: int = 0
+    nudged_at: float = 0.0
+
+
+class Supervisor:
+    """Keeps every accepted, non-terminal saga running until it is terminal."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        fleet: Fleet,
+        *,
+        settings: SupervisorSettings | None = None,
+        definitions: Definitions | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._journal = journal
+        self._fleet = fleet
+        self.settings = settings or SupervisorSettings()
+        self.definitions = definitions or Definitions()
+        self._clock = clock or SystemClock()
+        self._live: dict[str, _Live] = {}
+        self._not_before: dict[str, float] = {}
+        self._unresolvable: set[str] = set()
+        self.wake = asyncio.Event()
+        self.queued = 0
+
+    # --- the loop -------------------------------------------------------------------
+
+    async def run_forever(self, tick_s: float) -> None:
+        """Tick now, then whenever woken, at least every ``tick_s``."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("supervisor tick failed")
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=tick_s)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def tick(self) -> None:
+        """Check every live saga; start queued ones while there are free slots."""
+        now = self._clock.now()
+        waiting = []
+        for record in self._journal.non_terminal():
+            live = self._live.get(record.saga_id)
+            if live is not None:
+                self._check(record, live, now)
+            else:
+                waiting.append(record)
+        started = 0
+        for record in waiting:
+            if len(self._live) >= self.settings.max_dedicated:
+                break
+            if self._not_before.get(record.saga_id, 0.0) > now:
+                continue
+            if self._spawn(record):
+                started += 1
+        self.queued = len(waiting) - started
+
+    def _spawn(self, record: SagaRecord) -> bool:
+        definition = self.definitions.resolve(record)
+        if definition is None:
+            if record.saga_id not in self._unresolvable:
+                self._unresolvable.add(record.saga_id)
+                logger.error("saga {}: no definition of {!r} v{} is registered or importable",
+                             record.saga_id, record.saga_type, record.version)
+            return False
+        self._unresolvable.discard(record.saga_id)
+        try:
+            handle = self._fleet.spawn(definition, record.saga_id)
+        except Exception as exc:
+            logger.warning("saga {}: spawn failed, will retry: {}", record.saga_id, exc)
+            self._not_before[record.saga_id] = self._clock.now() + 1.0
+            return False
+        live = _Live(handle)
+        self._live[record.saga_id] = live
+        live.watcher = asyncio.ensure_future(self._watch(record.saga_id, live))
+        return True
+
+    async def _watch(self, saga_id: str, live: _Live) -> None:
+        lost: str | None = None
+        try:
+            await self._fleet.watch(saga_id, live.handle)
+        except SagaActorLost as exc:
+            lost = exc.detail
+        finally:
+            if self._live.get(saga_id) is live:
+                del self._live[saga_id]
+            self.wake.set()
+        record = self._journal.load(saga_id)
+        if record is None or record.status.terminal:
+            self._not_before.pop(saga_id, None)
+            return
+        self._restart_or_give_up(record, lost or "actor exited before the saga ended")
+
+    def _restart_or_give_up(self, record: SagaRecord, why: str) -> None:
+        now = self._clock.now()
+        count = record.restarts + 1
+        if count > self.settings.restart_budget:
+            reason = f"saga actor lost {count} times (restart budget "
+            reason += f"{self.settings.restart_budget}); last: {why}"
+            advance(self._journal, record, "saga_stuck", now=now, status=SagaStatus.STUCK,
+                    stuck_from=record.status, error=reason, finished_at=now,
+                    detail={"reason": reason})
+            logger.error("saga {} STUCK: {}", record.saga_id, reason)
+            return
+        delay = self.settings.restart_backoff.backoff_s(count)
+        advance(self._journal, record, "actor_restarted", now=now, restarts=count,
+                detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
+        logger.warning("saga {}: restarting its actor in {:.2f}s ({}): {}",
+                       record.saga_id, delay, count, why)
+        self._not_before[record.saga_id] = now + delay
+
+    def _check(self, record: SagaRecord, live: _Live, now: float) -> None:
+        definition = self.definitions.resolve(record)
+        if definition is None:
+            return
+        s = self.settings
+        past_pivot = any(definition.step(n).kind is StepKind.PIVOT for n in record.completed)
+        overdue = (
+            record.deadline_at is not None
+            and now > record.deadline_at + s.deadline_grace_s
+            and record.status in (SagaStatus.STARTED, SagaStatus.PENDING)
+            and not past_pivot
+        )
+        if overdue and now - live.nudged_at > s.answer_timeout_s:
+            live.nudges += 1
+            live.nudged_at = now
+            if live.nudges > 3:
+                self._kill(record.saga_id, live, "ignored its deadline")
+            else:
+                asyncio.ensure_future(self._nudge(record.saga_id, live))
+            return
+        stall = stall_limit_s(definition, record, s.stall_grace_s)
+        if now - record.updated_at > stall:
+            self._kill(record.saga_id, live, f"no progress for {now - record.updated_at:.1f}s")
+
+    async def _nudge(self, saga_id: str, live: _Live) -> None:
+        if not await self._fleet.nudge(live.handle, self.settings.answer_timeout_s):
+            self._kill(saga_id, live, "did not answer past its deadline")
+
+    def _kill(self, saga_id: str, live: _Live, why: str) -> None:
+        logger.warning("saga {}: killing its actor: {}", saga_id, why)
+        self._fleet.kill(live.handle)
+
+    # --- operator requests ----------------------------------------------------------
+
+    def _load(self, saga_id: str) -> SagaRecord:
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        return record
+
+    async def cancel(self, saga_id: str, reason: str) -> bool:
+        """Abort a running or queued saga; False if it is done or past its pivot."""
+        record = self._load(saga_id)
+        if record.status.terminal:
+            return False
+        live = self._live.get(saga_id)
+        if live is not None:
+            return await self._fleet.cancel(live.handle, reason, self.settings.answer_timeout_s)
+        if record.status is not SagaStatus.STARTED or record.completed:
+            return False  # between actors: let the next one take the request
+        advance(self._journal, record, "cancel_requested", now=self._clock.now(),
+                cancel_reason=reason, detail={"reason": reason})
+        self.wake.set()
+        return True
+
+    def retry(self, saga_id: str) -> str:
+        """Re-drive a STUCK saga from where it stuck; returns the status it resumes in."""
+        record = self._load(saga_id)
+        if record.status is not SagaStatus.STUCK:
+            raise SagaUsageError(f"saga {saga_id} is {record.status.value}, not STUCK")
+        back = record.stuck_from or SagaStatus.COMPENSATING
+        advance(self._journal, record, "retry_requested", now=self._clock.now(), status=back,
+                restarts=0, finished_at=None, in_flight=False,
+                attempt=0 if back is SagaStatus.COMPENSATING else record.attempt,
+                detail={"resumes": back.value})
+        self._not_before.pop(saga_id, None)
+        self.wake.set()
+        return back.value
+
+    def resolve(self, saga_id: str, note: str) -> None:
+        """An operator fixed a STUCK saga by hand: it ends FAILED, the note in its history."""
+        record = self._load(saga_id)
+        if record.status is not SagaStatus.STUCK:
+            raise SagaUsageError(f"saga {saga_id} is {record.status.value}, not STUCK")
+        if not note.strip():
+            raise SagaUsageError("resolve needs a note saying what was done")
+        now = self._clock.now()
+        advance(self._journal, record, "resolved", now=now, status=SagaStatus.FAILED,
+                finished_at=now, error=f"{record.error} (resolved by operator: {note})",
+                detail={"note": note})
+
+    def status(self) -> dict[str, Any]:
+        """Live actors, queued sagas, limits."""
+        return {
+            "live": len(self._live),
+            "queued": self.queued,
+            "max_dedicated": self.settings.max_dedicated,
+            "unresolvable": sorted(self._unresolvable),
+        }
+
+
+def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float:
+    """How long a saga may go without a journaled transition before it counts as stalled.
+
+    Every attempt journals at least once, so one attempt's timeout plus the longest backoff
+    plus a grace bounds the quiet time of a healthy saga.
+    """
+    if record.current_step is None:
+        return grace_s
+    step = definition.step(record.current_step)
+    policy = step.retry if record.phase == "action" else step.compensation_retry
+    return step.timeout_s + policy.max_backoff_s + grace_s

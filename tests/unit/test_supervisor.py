@@ -1,0 +1,211 @@
+"""The supervisor's logic with a fake fleet of in-process saga instances. No Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from saga_actors import SagaStatus, SagaUsageError
+from saga_actors.definition import RetryPolicy
+from saga_actors.instance import admit, build_record
+from saga_actors.journal import open_journal
+from saga_actors.supervisor import Supervisor, SupervisorSettings
+from tests.fakes import FakeClock, FakeFleet, FakeGateway, fail
+from tests.unit.test_instance import ORDER
+
+
+class World:
+    def __init__(self, script=None, *, deadline_s=None, **settings):
+        self.saga = ORDER if deadline_s is None else ORDER.model_copy(update={"deadline_s": deadline_s})
+        self.journal = open_journal(f"memory://{uuid.uuid4().hex}")
+        self.clock = FakeClock()
+        self.gateway = FakeGateway(script)
+        self.fleet = FakeFleet(self.journal, self.gateway, self.clock)
+        settings.setdefault("restart_backoff", RetryPolicy(initial_backoff_s=0.1, jitter=0))
+        self.sup = Supervisor(self.journal, self.fleet, settings=SupervisorSettings(**settings),
+                              clock=self.clock)
+        self.sup.definitions.register(self.saga)
+
+    def add(self, n=1):
+        ids = []
+        for i in range(n):
+            saga_id = f"s{len(self.journal.query()) + i}"
+            admit(self.journal, build_record(self.saga, saga_id, {"order_id": "o", "amount": 1},
+                                             now=self.clock.now()))
+            ids.append(saga_id)
+        return ids
+
+    async def drive(self, done, *, ticks=400, step_s=0.5):
+        for _ in range(ticks):
+            await self.sup.tick()
+            for _ in range(20):
+                await asyncio.sleep(0)
+            if done():
+                return
+            self.clock.t += step_s
+        raise AssertionError("supervisor did not get there")
+
+    def status(self, saga_id):
+        return self.journal.load(saga_id).status
+
+    def all_terminal(self):
+        return all(r.status.terminal for r in self.journal.query())
+
+
+def test_admission_keeps_at_most_k_actors_and_finishes_everything():
+    w = World(max_dedicated=3)
+    ids = w.add(12)
+    asyncio.run(w.drive(w.all_terminal))
+    assert all(w.status(i) is SagaStatus.COMPLETED for i in ids)
+    assert w.fleet.max_alive == 3
+    assert sorted(w.fleet.spawned) == sorted(ids)
+
+
+def test_queued_sagas_wait_in_started():
+    w = World(max_dedicated=1)
+    w.fleet.hang.add("s0")
+    ids = w.add(3)
+
+    async def one_tick():
+        await w.sup.tick()
+        return w.sup.status()
+
+    status = asyncio.run(one_tick())
+    assert [w.status(i) for i in ids[1:]] == [SagaStatus.STARTED, SagaStatus.STARTED]
+    assert status["queued"] == 2 and status["live"] == 1
+
+
+def test_a_lost_actor_is_restarted_from_the_journal():
+    w = World()
+    (saga_id,) = w.add()
+    w.fleet.hang.add(saga_id)
+
+    async def scenario():
+        await w.sup.tick()
+        w.fleet.kill(saga_id)  # the process dies
+        await w.drive(w.all_terminal)
+
+    asyncio.run(scenario())
+    assert w.status(saga_id) is SagaStatus.COMPLETED
+    events = [t.event for t in w.journal.history(saga_id)]
+    assert "actor_restarted" in events
+    assert w.journal.load(saga_id).restarts == 1
+
+
+def test_past_the_restart_budget_the_saga_is_stuck_and_retry_revives_it():
+    w = World(restart_budget=2)
+    (saga_id,) = w.add()
+
+    async def scenario():
+        for _ in range(3):
+            w.fleet.hang.add(saga_id)
+            await w.drive(lambda: saga_id in w.fleet.alive)
+            w.fleet.kill(saga_id)
+        await w.drive(lambda: w.status(saga_id) is SagaStatus.STUCK)
+        rec = w.journal.load(saga_id)
+        assert "restart budget 2" in rec.error and rec.stuck_from is SagaStatus.STARTED
+        assert w.sup.retry(saga_id) == "STARTED"
+        await w.drive(w.all_terminal)
+
+    asyncio.run(scenario())
+    assert w.status(saga_id) is SagaStatus.COMPLETED
+
+
+def test_a_stalled_actor_is_killed_and_restarted():
+    w = World(stall_grace_s=5)
+    (saga_id,) = w.add()
+    w.fleet.hang.add(saga_id)
+    asyncio.run(w.drive(w.all_terminal))
+    assert w.fleet.killed == [saga_id]
+    assert w.status(saga_id) is SagaStatus.COMPLETED
+
+
+def test_a_saga_past_its_deadline_whose_actor_hangs_is_compensated():
+    w = World(deadline_s=3, stall_grace_s=1000)
+    (saga_id,) = w.add()
+    w.fleet.hang.add(saga_id)
+    asyncio.run(w.drive(w.all_terminal))
+    rec = w.journal.load(saga_id)
+    assert rec.status is SagaStatus.FAILED
+    assert "deadline of 3s exceeded" in rec.error
+    assert w.fleet.killed == [saga_id]  # it did not answer the nudge
+
+
+def test_cancel_of_a_queued_saga_fails_it_without_running_steps():
+    w = World(max_dedicated=1)
+    w.fleet.hang.add("s0")
+    a, b = w.add(2)
+
+    async def scenario():
+        await w.sup.tick()
+        assert await w.sup.cancel(b, "not wanted")
+        w.fleet.kill(a)
+        await w.drive(w.all_terminal)
+
+    asyncio.run(scenario())
+    rec = w.journal.load(b)
+    assert rec.status is SagaStatus.FAILED and rec.error == "cancelled: not wanted"
+    assert not [c for c in w.gateway.calls if c.saga_id == b]
+
+
+def test_resolve_ends_a_stuck_saga_with_the_note():
+    w = World(script={("ship", "action"): [fail(retryable=False)],
+                      ("pay", "compensation"): [fail(retryable=False)]})
+    (saga_id,) = w.add()
+    asyncio.run(w.drive(w.all_terminal))
+    assert w.status(saga_id) is SagaStatus.STUCK
+    with pytest.raises(SagaUsageError, match="needs a note"):
+        w.sup.resolve(saga_id, " ")
+    w.sup.resolve(saga_id, "refunded by hand, ticket 42")
+    rec = w.journal.load(saga_id)
+    assert rec.status is SagaStatus.FAILED and "ticket 42" in rec.error
+    assert w.journal.history(saga_id)[-1].detail == {"note": "refunded by hand, ticket 42"}
+    with pytest.raises(SagaUsageError, match="not STUCK"):
+        w.sup.resolve(saga_id, "again")
+    with pytest.raises(SagaUsageError, match="not STUCK"):
+        w.sup.retry(saga_id)
+
+
+def test_retry_re_drives_pending_compensations():
+    w = World(script={("ship", "action"): [fail(retryable=False)],
+                      ("reserve", "compensation"): [fail()]})
+    (saga_id,) = w.add()
+    asyncio.run(w.drive(w.all_terminal))
+    assert w.status(saga_id) is SagaStatus.STUCK
+    w.gateway.script[("reserve", "compensation")] = []
+    assert w.sup.retry(saga_id) == "COMPENSATING"
+    asyncio.run(w.drive(w.all_terminal))
+    rec = w.journal.load(saga_id)
+    assert rec.status is SagaStatus.FAILED and rec.compensated == ["pay", "reserve"]
+
+
+def test_a_new_supervisor_recovers_sagas_left_in_flight():
+    w = World()
+    (saga_id,) = w.add()
+
+    class Crash(BaseException):
+        pass
+
+    def crash(req):
+        if req.step == "pay":
+            raise Crash
+
+    w.gateway.on_call = crash
+
+    async def first_life():
+        await w.sup.tick()
+        with pytest.raises(Crash):
+            await w.fleet.alive[saga_id]
+
+    asyncio.run(first_life())
+    assert w.journal.load(saga_id).in_flight
+    w.gateway.on_call = None
+    fresh = World.__new__(World)
+    fresh.__dict__.update(w.__dict__)
+    fresh.fleet = FakeFleet(w.journal, w.gateway, w.clock)
+    fresh.sup = Supervisor(w.journal, fresh.fleet, clock=w.clock)
+    fresh.sup.definitions.register(w.saga)
+    asyncio.run(fresh.drive(fresh.all_terminal))
+    assert fresh.status(saga_id) is SagaStatus.COMPLETED
