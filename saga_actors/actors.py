@@ -194,6 +194,7 @@ class SagaActorImpl:
     def __init__(self, definition: Saga, saga_id: str, config: RuntimeConfig) -> None:
         configure_logging("saga", config.log_level)
         self._saga_id = saga_id
+        self._linger_s = config.saga_linger_s
         journal = open_journal(config.journal)
         record = journal.load(saga_id)
         if record is None:
@@ -215,6 +216,7 @@ class SagaActorImpl:
             logger.bind(saga_id=self._saga_id).exception("saga instance crashed; restarting")
             os._exit(1)
         await self._feed.flush(wait=True)
+        await asyncio.sleep(self._linger_s)  # let Ray report the last step tasks
         # Done: free the process. The journal holds the outcome.
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 

@@ -28,6 +28,10 @@ class RuntimeConfig(BaseModel):
     stall_grace_s: float = Field(10.0, gt=0, description="Quiet time tolerated past a step's limits.")
     registry_resync_s: float = Field(5.0, gt=0, description="Registry catch-up from the journal.")
     metrics_interval_s: float = Field(5.0, gt=0, description="Gauge refresh (Ray drops >30 s).")
+    saga_linger_s: float = Field(
+        1.5, ge=0, description="A finished saga actor waits this long before it exits, so Ray "
+        "reports its last step tasks to the dashboard (it flushes task events about every 1 s)."
+    )
 
     @field_validator("data_dir")
     @classmethod

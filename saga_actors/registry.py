@@ -127,21 +127,11 @@ class Registry:
 
     def get(self, saga_id: str) -> dict[str, Any]:
         """One saga: its entry, its steps with attempts and timings, its full history."""
-        entry = self._entries.get(saga_id)
         record = self._journal.load(saga_id)
         if record is None:
             raise SagaNotFoundError(saga_id)
-        if entry is None or entry.seq < record.seq:
-            entry = RegistryEntry.of(record)
-            self._put(entry)
-        history = self._journal.history(saga_id)
-        return {
-            **entry.model_dump(mode="json"),
-            "completed_steps": record.completed,
-            "compensated_steps": record.compensated,
-            "steps": steps_from_history(history),
-            "history": [t.model_dump(mode="json") for t in history],
-        }
+        self._put(RegistryEntry.of(record))
+        return describe(record, self._journal.history(saga_id))
 
     def list(
         self,
@@ -171,6 +161,17 @@ class Registry:
         for entry in self._entries.values():
             out[entry.status.value] += 1
         return out
+
+
+def describe(record: SagaRecord, history: list[Transition]) -> dict[str, Any]:
+    """One saga as ``show`` presents it: entry, steps with timings, full history."""
+    return {
+        **RegistryEntry.of(record).model_dump(mode="json"),
+        "completed_steps": record.completed,
+        "compensated_steps": record.compensated,
+        "steps": steps_from_history(history),
+        "history": [t.model_dump(mode="json") for t in history],
+    }
 
 
 def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:

@@ -56,7 +56,8 @@ class SagaRuntime:
     """Start sagas, query them, wait for them, cancel them.
 
     Options are keyword-only; each falls back to ``SAGA_ACTORS_<NAME>`` in the environment,
-    then to its default (see :class:`RuntimeConfig`).
+    then to its default. ``settings`` takes any other :class:`RuntimeConfig` field
+    (``max_dedicated``, ``restart_budget``, ...).
     """
 
     def __init__(
@@ -69,9 +70,11 @@ class SagaRuntime:
         journal_url: str | None = None,
         log_level: str | None = None,
         ray_init: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> None:
         self.config = RuntimeConfig.load(
-            namespace=namespace, data_dir=data_dir, journal_url=journal_url, log_level=log_level
+            namespace=namespace, data_dir=data_dir, journal_url=journal_url,
+            log_level=log_level, **settings,
         )
         self.journal = open_journal(self.config.journal)
         self._catalog: dict[str, Saga] = {}

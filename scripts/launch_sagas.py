@@ -41,15 +41,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--count", type=int, default=3, help="sagas to launch (default 3)")
     p.add_argument("--fail-step", metavar="STEP", help="the participant fails STEP for good")
     p.add_argument("--crash-step", metavar="STEP", help="kill the saga actor while STEP runs")
+    p.add_argument("--slow-step", metavar="STEP", help="the participant takes --slow-s on STEP")
+    p.add_argument("--slow-s", type=float, default=3.0, help="seconds for --slow-step")
+    p.add_argument("--resume", action="store_true",
+                   help="launch nothing; (re)deploy participants and services and wait for "
+                        "every unfinished saga in the journal (after a cluster restart)")
     p.add_argument("--address", help="attach to this Ray cluster instead of starting one")
     p.add_argument("--journal", metavar="URL", help="journal URL (default: SQLite in --data-dir)")
     p.add_argument("--data-dir", default=os.environ.get("SAGA_ACTORS_DATA_DIR", ".saga_actors"))
     p.add_argument("--namespace", default=None, help="Ray namespace (default saga_actors)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the sagas")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-wait", action="store_true",
+                   help="launch and exit; the sagas go on in the cluster (needs --address)")
     args = p.parse_args(argv)
     if args.count < 1:
         p.error("--count must be at least 1")
+    if args.no_wait and not args.address:
+        p.error("--no-wait needs --address: an embedded Ray ends with this script")
+    if args.no_wait and args.crash_step:
+        p.error("--crash-step needs to watch the sagas: it cannot be used with --no-wait")
     return args
 
 
@@ -59,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     saga = getattr(module, attr)
     step_names = [s.name for s in saga.steps]
-    for flag, step in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step)):
+    for flag, step in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step),
+                       ("--slow-step", args.slow_step)):
         if step is not None and step not in step_names:
             print(f"error: {flag} {step!r} is not a step of {saga.name} "
                   f"(steps: {', '.join(step_names)})", file=sys.stderr)
@@ -77,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     faults: dict[str, dict[str, Fault]] = {}
     for flag_step, fault in ((args.fail_step, Fault(fail=True)),
-                             (args.crash_step, Fault(delay_s=CRASH_DELAY_S))):
+                             (args.crash_step, Fault(delay_s=CRASH_DELAY_S)),
+                             (args.slow_step, Fault(delay_s=args.slow_s))):
         if flag_step:
             step = saga.step(flag_step)
             faults.setdefault(step.participant, {})[step.action] = fault
@@ -86,12 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     before = snapshot(actors)
 
     started = time.monotonic()
-    run_tag = f"{int(time.time() * 1000):x}"
-    ids = [
-        runtime.start(saga.name, {**module.sample_input(n)}, saga_id=f"{saga.name}-{run_tag}-{n}")
-        for n in range(args.count)
-    ]
-    say(f"launched {len(ids)} {saga.name} saga(s) in {time.monotonic() - started:.1f}s")
+    if args.resume:
+        ids = [r.saga_id for r in runtime.journal.non_terminal() if r.saga_type == saga.name]
+        runtime.services()  # the supervisor recovers every unfinished saga as it starts
+        say(f"resuming {len(ids)} unfinished {saga.name} saga(s) from the journal")
+    else:
+        run_tag = f"{int(time.time() * 1000):x}"
+        ids = [
+            runtime.start(saga.name, module.sample_input(n), saga_id=f"{saga.name}-{run_tag}-{n}")
+            for n in range(args.count)
+        ]
+        say(f"launched {len(ids)} {saga.name} saga(s) in {time.monotonic() - started:.1f}s")
+
+    if args.no_wait:
+        report = {"sagas": [{"saga_id": i, "saga_type": saga.name, "status": "LAUNCHED"}
+                            for i in ids], "address": args.address,
+                  "namespace": runtime.config.namespace}
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print("\n".join(ids))
+            print(f"see them with: saga-actors --address {args.address} list")
+        return 0
 
     killed: set[str] = set()
 

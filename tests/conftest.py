@@ -48,10 +48,11 @@ def ray_session():
 class RuntimeHarness:
     """A SagaRuntime in its own namespace and data folder; kills what it deployed."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
         from saga_actors import SagaRuntime
 
-        self.runtime = SagaRuntime(namespace=f"t-{uuid.uuid4().hex[:10]}", data_dir=str(data_dir))
+        self.runtime = SagaRuntime(namespace=f"t-{uuid.uuid4().hex[:10]}",
+                                   data_dir=str(data_dir), **settings)
         self.actors: dict[str, Any] = {}
 
     def deploy(self, cls, *, name: str | None = None, faults: dict | None = None, **kwargs):
@@ -64,14 +65,47 @@ class RuntimeHarness:
 
         from saga_actors.actors import find_services
 
-        services = [a for a in find_services(self.runtime.config.namespace) if a is not None]
-        for actor in [*self.actors.values(), *services]:
-            ray.kill(actor, no_restart=True)
+        namespace = self.runtime.config.namespace
+        services = [a for a in find_services(namespace) if a is not None]
+        for actor in [*services, *self.actors.values(), *self.saga_actors()]:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already gone
+                pass
         self.runtime.close()
+
+    def saga_actors(self) -> list[Any]:
+        """Live saga actors of this test's namespace, found through Ray's state API."""
+        import ray
+        from ray.util.state import list_actors
+
+        namespace = self.runtime.config.namespace
+        found = list_actors(filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
+                            limit=10_000, raise_on_missing_output=False)
+        handles = []
+        for a in found:
+            if a.name and a.name.startswith("saga:"):
+                try:
+                    handles.append(ray.get_actor(a.name, namespace))
+                except ValueError:
+                    pass
+        return handles
 
 
 @pytest.fixture
-def harness(ray_session, tmp_path):
-    h = RuntimeHarness(tmp_path / "data")
-    yield h
-    h.close()
+def make_harness(ray_session, tmp_path):
+    made = []
+
+    def make(**settings: Any) -> RuntimeHarness:
+        h = RuntimeHarness(tmp_path / f"data{len(made)}", **settings)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+@pytest.fixture
+def harness(make_harness):
+    return make_harness()

@@ -1,0 +1,284 @@
+"""The ``saga-actors`` command: see and act on sagas in a running cluster, or read the
+journal directly when no cluster runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import click
+
+from saga_actors.config import RuntimeConfig
+from saga_actors.constants import DEFAULT_NAMESPACE
+from saga_actors.errors import SagaError, SagaNotFoundError
+from saga_actors.registry import RegistryEntry, describe
+from saga_actors.state import SagaStatus
+
+STATUSES = [s.value for s in SagaStatus]
+
+
+class Cluster:
+    """A lazy connection to the cluster's registry and supervisor."""
+
+    def __init__(self, address: str | None, namespace: str) -> None:
+        self.address = address
+        self.namespace = namespace
+        self._services: tuple[Any, Any] | None = None
+
+    def services(self) -> tuple[Any, Any]:
+        if self._services is None:
+            self._services = _attach(self.address, self.namespace)
+        return self._services
+
+    def call(self, which: int, method: str, *args: Any, **kwargs: Any) -> Any:
+        import ray
+
+        actor = self.services()[which]
+        return ray.get(getattr(actor, method).remote(*args, **kwargs), timeout=60)
+
+
+def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
+    if not address:
+        raise click.ClickException(
+            "no cluster address: pass --address HOST:PORT or set RAY_ADDRESS "
+            "(to read the journal without a cluster: saga-actors journal list)"
+        )
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    import ray
+
+    from saga_actors.actors import find_services
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 local clusters use tokens
+    ray.init(address=address, namespace=namespace, log_to_driver=False,
+             logging_level="ERROR", configure_logging=False)
+    supervisor, registry = find_services(namespace)
+    if supervisor is None or registry is None:
+        raise click.ClickException(
+            f"no saga_actors services in namespace {namespace!r} at {address} "
+            "(nothing launched there yet?)"
+        )
+    return supervisor, registry
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "-"
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    if not rows:
+        click.echo("(no sagas)")
+        return
+    cells = [[str(r.get(key) if r.get(key) is not None else "-") for key, _ in columns]
+             for r in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
+    click.echo("  ".join(t.ljust(w) for (_, t), w in zip(columns, widths)))
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+LIST_COLUMNS = [("saga_id", "SAGA"), ("saga_type", "TYPE"), ("status", "STATUS"),
+                ("current_step", "STEP"), ("attempt", "ATTEMPT"), ("updated", "UPDATED"),
+                ("error", "LAST ERROR")]
+
+
+def _list_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "updated": _when(e["updated_at"]),
+             "error": (e.get("error") or "")[:60] or None} for e in entries]
+
+
+def _print_show(info: dict[str, Any]) -> None:
+    click.echo(f"saga      {info['saga_id']} ({info['saga_type']}, {info['placement']})")
+    click.echo(f"status    {info['status']}")
+    click.echo(f"started   {_when(info['created_at'])}   updated {_when(info['updated_at'])}"
+               f"   finished {_when(info.get('finished_at'))}")
+    if info.get("restarts"):
+        click.echo(f"restarts  {info['restarts']}")
+    if info.get("error"):
+        click.echo(f"error     {info['error']}")
+    click.echo("\nsteps")
+    _print_table([{**s, "started": _when(s["started_at"]), "ended": _when(s["ended_at"]),
+                   "duration": f"{s['duration_s']:.3f}s" if "duration_s" in s else None}
+                  for s in info["steps"]],
+                 [("step", "STEP"), ("phase", "PHASE"), ("attempts", "ATTEMPTS"),
+                  ("outcome", "OUTCOME"), ("started", "STARTED"), ("duration", "TOOK"),
+                  ("last_error", "LAST ERROR")])
+    click.echo("\nhistory")
+    _print_table([{**t, "time": _when(t["at"]), "detail": json.dumps(t["detail"]) if t["detail"]
+                   else None} for t in info["history"]],
+                 [("seq", "SEQ"), ("time", "TIME"), ("event", "EVENT"), ("status", "STATUS"),
+                  ("step", "STEP"), ("attempt", "ATTEMPT"), ("detail", "DETAIL")])
+
+
+@click.group()
+@click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster HOST:PORT (or RAY_ADDRESS).")
+@click.option("--namespace", envvar="SAGA_ACTORS_NAMESPACE", default=DEFAULT_NAMESPACE,
+              show_default=True, help="The runtime's Ray namespace.")
+@click.pass_context
+def main(ctx: click.Context, address: str | None, namespace: str) -> None:
+    """See and act on sagas: list, show, watch, cancel, retry, resolve."""
+    ctx.obj = Cluster(address, namespace)
+
+
+@main.command("list")
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False))
+@click.option("--type", "saga_type", help="Only sagas of this type.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
+@click.pass_obj
+def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit: int,
+             as_json: bool) -> None:
+    """Sagas, newest first."""
+    entries = cluster.call(1, "list", status=status.upper() if status else None,
+                           saga_type=saga_type, limit=limit)
+    if as_json:
+        click.echo(json.dumps(entries))
+    else:
+        _print_table(_list_rows(entries), LIST_COLUMNS)
+
+
+@main.command()
+@click.argument("saga_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_obj
+def show(cluster: Cluster, saga_id: str, as_json: bool) -> None:
+    """One saga: state, steps with attempts and timings, history, last error."""
+    info = _get(cluster, saga_id)
+    click.echo(json.dumps(info)) if as_json else _print_show(info)
+
+
+def _get(cluster: Cluster, saga_id: str) -> dict[str, Any]:
+    try:
+        return cluster.call(1, "get", saga_id)
+    except SagaNotFoundError:
+        raise click.ClickException(f"no saga with id {saga_id!r}") from None
+
+
+@main.command()
+@click.argument("saga_id", required=False)
+@click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True)
+@click.option("--count", type=click.IntRange(1), help="Stop after this many refreshes.")
+@click.pass_obj
+def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | None) -> None:
+    """A live view (one saga, or counts and the latest sagas) until interrupted."""
+    n = 0
+    try:
+        while count is None or n < count:
+            n += 1
+            if sys.stdout.isatty():
+                click.clear()
+            click.echo(f"saga-actors watch  {datetime.now():%H:%M:%S}  (Ctrl-C to stop)\n")
+            if saga_id:
+                _print_show(_get(cluster, saga_id))
+            else:
+                counts = cluster.call(1, "counts")
+                click.echo("  ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
+                _print_table(_list_rows(cluster.call(1, "list", limit=20)), LIST_COLUMNS)
+            if count is None or n < count:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("saga_id")
+@click.option("--reason", default="cancelled by operator", show_default=True)
+@click.pass_obj
+def cancel(cluster: Cluster, saga_id: str, reason: str) -> None:
+    """Abort a running saga: it compensates and ends FAILED."""
+    _get(cluster, saga_id)
+    if not cluster.call(0, "cancel", saga_id, reason):
+        raise click.ClickException(
+            f"saga {saga_id} cannot be cancelled (it is over, compensating, or past its pivot)")
+    click.echo(f"cancel requested: {saga_id} will compensate and end FAILED")
+
+
+@main.command()
+@click.argument("saga_id")
+@click.pass_obj
+def retry(cluster: Cluster, saga_id: str) -> None:
+    """Re-drive a STUCK saga's pending work (its compensations, usually)."""
+    _get(cluster, saga_id)
+    resumes = _operator(cluster.call, 0, "retry", saga_id)
+    click.echo(f"retrying {saga_id}: it resumes in {resumes}")
+
+
+@main.command()
+@click.argument("saga_id")
+@click.option("--note", required=True, help="What the operator did; kept in the history.")
+@click.pass_obj
+def resolve(cluster: Cluster, saga_id: str, note: str) -> None:
+    """Mark a STUCK saga resolved by hand: it ends FAILED with the note in its history."""
+    _get(cluster, saga_id)
+    _operator(cluster.call, 0, "resolve", saga_id, note)
+    click.echo(f"resolved {saga_id}")
+
+
+def _operator(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except SagaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --- straight from the journal --------------------------------------------------------
+
+
+@main.group()
+@click.option("--journal", "journal_url", envvar="SAGA_ACTORS_JOURNAL_URL",
+              help="Journal URL (default: SQLite in --data-dir).")
+@click.option("--data-dir", envvar="SAGA_ACTORS_DATA_DIR", default=".saga_actors",
+              show_default=True)
+@click.pass_context
+def journal(ctx: click.Context, journal_url: str | None, data_dir: str) -> None:
+    """Read the journal directly (no cluster needed)."""
+    from saga_actors.journal import open_journal
+
+    url = RuntimeConfig.load(data_dir=data_dir, journal_url=journal_url).journal
+    if url.startswith("sqlite:") and not os.path.exists(url.split("://", 1)[1][1:]):
+        raise click.ClickException(f"no journal at {url}")
+    try:
+        ctx.obj = open_journal(url)
+    except SagaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@journal.command("list")
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False))
+@click.option("--type", "saga_type")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def journal_list(store: Any, status: str | None, saga_type: str | None, limit: int,
+                 as_json: bool) -> None:
+    """Sagas in the journal, newest first."""
+    records = store.query(statuses=[status.upper()] if status else None, saga_type=saga_type)
+    entries = [RegistryEntry.of(r).model_dump(mode="json") for r in reversed(records)][:limit]
+    click.echo(json.dumps(entries)) if as_json else _print_table(_list_rows(entries),
+                                                                 LIST_COLUMNS)
+
+
+@journal.command("show")
+@click.argument("saga_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def journal_show(store: Any, saga_id: str, as_json: bool) -> None:
+    """One saga from the journal."""
+    record = store.load(saga_id)
+    if record is None:
+        raise click.ClickException(f"no saga with id {saga_id!r} in {store.url}")
+    info = describe(record, store.history(saga_id))
+    click.echo(json.dumps(info)) if as_json else _print_show(info)
+
+
+if __name__ == "__main__":
+    main()

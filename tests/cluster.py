@@ -1,0 +1,103 @@
+"""A real Ray cluster for tests: `ray start --head --block` on free ports, in its own
+process group and temp folder, stopped by killing exactly that group (never `ray stop`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp_dir = tempfile.mkdtemp(prefix="rayc-", dir="/tmp")
+        self.proc: subprocess.Popen | None = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.temp_dir,
+                "PYTHONPATH": str(ROOT), **extra}
+
+    def start(self, timeout_s: float = 90) -> LocalCluster:
+        self.proc = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", "--port", str(self.port),
+             "--node-ip-address", "127.0.0.1", "--temp-dir", self.temp_dir,
+             "--dashboard-port", str(free_port()), "--num-cpus", "2",
+             "--ray-client-server-port", str(free_port()), "--min-worker-port", "0",
+             "--max-worker-port", "0", "--disable-usage-stats"],
+            env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, cwd=ROOT,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start failed: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("ray start did not open its port") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Kill the whole cluster at once, as a power cut would."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        # workers and daemons may have left the group: every process of this cluster
+        # carries its temp dir in its environment (RAY_TMPDIR)
+        deadline = time.monotonic() + 30
+        while pids := self._processes():
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster processes survived the stop: {pids}")
+            time.sleep(0.1)
+        self.proc = None
+
+    def _processes(self) -> list[int]:
+        marker = f"RAY_TMPDIR={self.temp_dir}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if marker in (entry / "environ").read_bytes():
+                    status = (entry / "status").read_text()
+                    if "\nState:\tZ" not in status:  # zombies are already dead
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def run(self, *args: str, timeout_s: float = 180, check: bool = True,
+            **env: str) -> subprocess.CompletedProcess:
+        """Run a command against this cluster (RAY_ADDRESS set, token auth on)."""
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout_s,
+                              env=self.env(RAY_ADDRESS=self.address, **env), cwd=ROOT)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+        return proc

@@ -1,0 +1,52 @@
+"""Launch into a running cluster, let the driver exit, see everything from elsewhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from tests.cluster import BIN, LocalCluster
+from tests.conftest import poll
+
+
+@pytest.fixture
+def cluster():
+    c = LocalCluster().start()
+    yield c
+    c.stop()
+
+
+def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
+    data = str(tmp_path / "data")
+    launched = cluster.run(sys.executable, "scripts/launch_sagas.py", "--address",
+                           cluster.address, "--no-wait", "--count", "4", "--json",
+                           "--slow-step", "process_payment", "--slow-s", "1",
+                           "--data-dir", data)
+    ids = {s["saga_id"] for s in json.loads(launched.stdout)["sagas"]}  # the driver has exited
+    assert len(ids) == 4
+
+    def all_completed():
+        out = cluster.run(str(BIN / "saga-actors"), "list", "--json")
+        rows = {e["saga_id"]: e for e in json.loads(out.stdout)}
+        return set(rows) == ids and all(e["status"] == "COMPLETED" for e in rows.values()) and rows
+
+    rows = poll(all_completed, timeout_s=120, every_s=1, what="CLI to list 4 COMPLETED sagas")
+    assert {"saga_id", "saga_type", "status", "current_step", "updated_at"} <= set(
+        next(iter(rows.values())))
+
+    second_driver = textwrap.dedent(f"""
+        import json, os
+        from saga_actors import SagaRuntime
+        rt = SagaRuntime(address=os.environ["RAY_ADDRESS"], data_dir={data!r})
+        print(json.dumps({{r.saga_id: r.status.value for r in rt.list()}}))
+    """)
+    seen = json.loads(cluster.run(sys.executable, "-c", second_driver).stdout)
+    assert seen == {i: "COMPLETED" for i in ids}
+
+    shown = json.loads(cluster.run(str(BIN / "saga-actors"), "show", sorted(ids)[0],
+                                   "--json").stdout)
+    assert [s["step"] for s in shown["steps"]] == [
+        "reserve_inventory", "process_payment", "create_shipment"]
