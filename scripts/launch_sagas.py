@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.count < 1:
         p.error("--count must be at least 1")
-    if args.no_wait and not args.address:
+    if args.no_wait and not (args.address or os.environ.get("RAY_ADDRESS")):
         p.error("--no-wait needs --address: an embedded Ray ends with this script")
     if args.no_wait and args.crash_step:
         p.error("--crash-step needs to watch the sagas: it cannot be used with --no-wait")
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(steps: {', '.join(step_names)})", file=sys.stderr)
             return 2
 
+    # inside `ray job submit` Ray sets RAY_ADDRESS: attach to that cluster
+    args.address = args.address or os.environ.get("RAY_ADDRESS") or None
     configure_logging("launch", "WARNING" if args.json else "INFO")
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     runtime = SagaRuntime(

@@ -26,18 +26,20 @@ class LocalCluster:
     def __init__(self) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_port = free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rayc-", dir="/tmp")
         self.proc: subprocess.Popen | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # as with an activated venv
         return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.temp_dir,
-                "PYTHONPATH": str(ROOT), **extra}
+                "PYTHONPATH": str(ROOT), "PATH": path, **extra}
 
     def start(self, timeout_s: float = 90) -> LocalCluster:
         self.proc = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--port", str(self.port),
              "--node-ip-address", "127.0.0.1", "--temp-dir", self.temp_dir,
-             "--dashboard-port", str(free_port()), "--num-cpus", "2",
+             "--dashboard-port", str(self.dashboard_port), "--num-cpus", "2",
              "--ray-client-server-port", str(free_port()), "--min-worker-port", "0",
              "--max-worker-port", "0", "--disable-usage-stats"],
             env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -50,3 +50,12 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
                                    "--json").stdout)
     assert [s["step"] for s in shown["steps"]] == [
         "reserve_inventory", "process_payment", "create_shipment"]
+
+    # the same launch as a Ray job: the job's driver finds the cluster through RAY_ADDRESS
+    job = cluster.run(str(BIN / "ray"), "job", "submit", "--address",
+                      f"http://127.0.0.1:{cluster.dashboard_port}", "--working-dir", ".", "--",
+                      "python", "scripts/launch_sagas.py", "--count", "1", "--json",
+                      "--data-dir", data, timeout_s=240)
+    assert "succeeded" in job.stdout + job.stderr
+    listed = json.loads(cluster.run(str(BIN / "saga-actors"), "list", "--json").stdout)
+    assert len(listed) == 5 and {e["status"] for e in listed} == {"COMPLETED"}
