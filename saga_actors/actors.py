@@ -29,6 +29,7 @@ from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     REGISTRY_ACTOR_NAME,
     SUPERVISOR_ACTOR_NAME,
+    host_actor_name,
     participant_actor_name,
     saga_actor_name,
 )
@@ -41,7 +42,8 @@ from saga_actors.messages import StepReply, StepRequest
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.registry import Registry, RegistryEntry
-from saga_actors.supervisor import SagaActorLost, Supervisor, SupervisorSettings
+from saga_actors.host import SagaHost, shard_of
+from saga_actors.supervisor import Definitions, SagaActorLost, Supervisor, SupervisorSettings
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
@@ -231,7 +233,7 @@ class SagaActorImpl:
 
     async def cancel(self, reason: str) -> bool:
         """Abort and compensate; False once past the pivot or already compensating."""
-        return self.instance.request_cancel(reason)
+        return await self.instance.request_cancel(reason)
 
     async def nudge(self) -> bool:
         """Re-check the deadline now."""
@@ -263,6 +265,7 @@ class RayFleet:
 
     def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
+        self._hosts: dict[int, Any] = {}
 
     def spawn(self, definition: Saga, saga_id: str) -> Any:
         return spawn_saga_actor(definition, saga_id, self._config)
@@ -288,6 +291,22 @@ class RayFleet:
     def kill(self, handle: Any) -> None:
         ray.kill(handle, no_restart=True)
 
+    async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
+        host = self._host(shard_of(saga_id, self._config.hosts))
+        return await self._ask(getattr(host, method).remote(saga_id, *args), 10.0, None)
+
+    async def ensure_hosted(self, saga_ids: list[str]) -> None:
+        by_shard: dict[int, list[str]] = {}
+        for saga_id in saga_ids:
+            by_shard.setdefault(shard_of(saga_id, self._config.hosts), []).append(saga_id)
+        await asyncio.gather(*(self._ask(self._host(i).ensure.remote(ids), 30.0, None)
+                               for i, ids in by_shard.items()))
+
+    def _host(self, index: int) -> Any:
+        if index not in self._hosts:
+            self._hosts[index] = saga_host(index, self._config)
+        return self._hosts[index]
+
     @staticmethod
     async def _ask(ref: Any, timeout_s: float, default: Any) -> Any:
         try:
@@ -295,6 +314,67 @@ class RayFleet:
         except (asyncio.TimeoutError, RayActorError):
             ray.cancel(ref)
             return default
+
+
+class SagaHostImpl:
+    """A pool member for `hosted` placement: thousands of saga instances in one actor."""
+
+    def __init__(self, index: int, count: int, config: RuntimeConfig) -> None:
+        configure_logging(f"host{index}", config.log_level)
+        self._feed = RegistryFeed(config.namespace)
+        self.host = SagaHost(
+            index, count, open_journal(config.journal), RayGateway(config.namespace),
+            on_transition=self._feed.push, restart_budget=config.restart_budget,
+        )
+        self._index = index
+        asyncio.get_running_loop().call_soon(self.host.recover)
+
+    async def register(self, definitions: list[Saga]) -> None:
+        for saga in definitions:
+            self.host.definitions.register(saga)
+
+    async def run(self, saga_id: str) -> str:
+        """Run a journaled saga here; the reply is its terminal status."""
+        return await self.host.run(saga_id)
+
+    async def ensure(self, saga_ids: list[str]) -> int:
+        return self.host.ensure(saga_ids)
+
+    async def cancel(self, saga_id: str, reason: str) -> bool:
+        return await self.host.cancel(saga_id, reason)
+
+    async def nudge(self, saga_id: str) -> bool:
+        return self.host.nudge(saga_id)
+
+    async def restart(self, saga_id: str) -> bool:
+        return self.host.restart(saga_id)
+
+    async def stats(self) -> dict[str, Any]:
+        import resource
+
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {**self.host.stats(), "peak_rss_mb": round(rss_mb, 1)}
+
+    def __repr__(self) -> str:
+        return f"SagaHost({host_actor_name(self._index)})"
+
+
+SagaHostActor = ray.remote(SagaHostImpl)
+
+
+def saga_host(index: int, config: RuntimeConfig) -> Any:
+    """Start (or find) host ``index`` of ``config.hosts``."""
+    return SagaHostActor.options(
+        name=host_actor_name(index), namespace=config.namespace, max_concurrency=100_000,
+        **_SERVICE,
+    ).remote(index, config.hosts, config)
+
+
+def saga_hosts(config: RuntimeConfig) -> list[Any]:
+    """Every host of the pool, started if need be."""
+    hosts = [saga_host(i, config) for i in range(config.hosts)]
+    ray.get([h.stats.remote() for h in hosts])
+    return hosts
 
 
 def _death(exc: ActorDiedError) -> str:

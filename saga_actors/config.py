@@ -22,6 +22,7 @@ class RuntimeConfig(BaseModel):
     journal_url: str = Field("", description="Journal URL; default: SQLite in data_dir.")
     log_level: str = Field("INFO", description="loguru level for every component.")
     max_dedicated: int = Field(64, ge=1, description="Dedicated saga actors alive at once.")
+    hosts: int = Field(2, ge=1, description="SagaHost actors for `hosted` placement (~1 per core).")
     saga_max_restarts: int = Field(2, ge=0, description="Ray's own restarts of a saga actor.")
     restart_budget: int = Field(5, ge=0, description="Supervisor restarts before STUCK.")
     supervisor_tick_s: float = Field(0.5, gt=0, description="Supervisor check interval.")

@@ -7,6 +7,7 @@ SAGA_ACTOR_PREFIX = "saga:"
 PARTICIPANT_ACTOR_PREFIX = "participant:"
 SUPERVISOR_ACTOR_NAME = "saga_actors:supervisor"
 REGISTRY_ACTOR_NAME = "saga_actors:registry"
+HOST_ACTOR_PREFIX = "saga_actors:host:"
 
 
 def saga_actor_name(saga_id: str) -> str:
@@ -17,3 +18,8 @@ def saga_actor_name(saga_id: str) -> str:
 def participant_actor_name(name: str) -> str:
     """``participant:<name>``."""
     return f"{PARTICIPANT_ACTOR_PREFIX}{name}"
+
+
+def host_actor_name(index: int) -> str:
+    """``saga_actors:host:<index>``: a SagaHost of the `hosted` placement."""
+    return f"{HOST_ACTOR_PREFIX}{index}"

@@ -156,12 +156,12 @@ class SagaInstance:
 
     # --- operator requests --------------------------------------------------------
 
-    def request_cancel(self, reason: str) -> bool:
+    async def request_cancel(self, reason: str) -> bool:
         """Ask a running saga to abort and compensate; False once past the pivot or done."""
         rec = self.record
         if rec.status.terminal or rec.status is SagaStatus.COMPENSATING or self._past_pivot():
             return False
-        self._commit("cancel_requested", cancel_reason=reason, detail={"reason": reason})
+        await self._commit("cancel_requested", cancel_reason=reason, detail={"reason": reason})
         self._wake.set()
         return True
 
@@ -186,19 +186,19 @@ class SagaInstance:
         while self.record.cursor < len(steps):
             abort = self._abort_reason()
             if abort:
-                self._begin_compensation(abort, failed_step=None)
+                await self._begin_compensation(abort, failed_step=None)
                 return
             step = steps[self.record.cursor]
             self._step_started_at = self._clock.now()
             output, failure = await self._call_with_retries(step, "action")
             if failure is not None:
-                self._begin_compensation(
+                await self._begin_compensation(
                     self._abort_reason() or f"step {step.name!r} failed: {failure.error}",
                     failed_step=step.name if failure.uncertain else None,
                 )
                 return
             data = {**self.record.data, **output}
-            self._commit(
+            await self._commit(
                 "step_succeeded",
                 detail={"latency_s": round(self._clock.now() - self._step_started_at, 6)},
                 status=SagaStatus.PENDING,
@@ -212,11 +212,11 @@ class SagaInstance:
                 attempt=0,
                 in_flight=False,
             )
-        self._commit(
+        await self._commit(
             "saga_completed", status=SagaStatus.COMPLETED, finished_at=self._clock.now()
         )
 
-    def _begin_compensation(self, reason: str, *, failed_step: str | None) -> None:
+    async def _begin_compensation(self, reason: str, *, failed_step: str | None) -> None:
         rec = self.record
         uncertain = list(rec.uncertain)
         if failed_step and failed_step not in uncertain:
@@ -228,7 +228,7 @@ class SagaInstance:
             if self.definition.step(name).kind is StepKind.COMPENSATABLE
         ]
         logger.warning("compensating {} step(s): {}", len(todo), reason)
-        self._commit(
+        await self._commit(
             "compensation_started",
             status=SagaStatus.COMPENSATING,
             error=reason,
@@ -246,7 +246,7 @@ class SagaInstance:
             step = self.definition.step(self.record.to_compensate[0])
             _, failure = await self._call_with_retries(step, "compensation")
             if failure is not None:
-                self._commit(
+                await self._commit(
                     "saga_stuck",
                     status=SagaStatus.STUCK,
                     stuck_from=SagaStatus.COMPENSATING,
@@ -257,7 +257,7 @@ class SagaInstance:
                 )
                 logger.error("saga STUCK: {}", self.record.error)
                 return
-            self._commit(
+            await self._commit(
                 "step_compensated",
                 step=step.name,
                 to_compensate=self.record.to_compensate[1:],
@@ -267,7 +267,7 @@ class SagaInstance:
                 attempt=0,
                 in_flight=False,
             )
-        self._commit("saga_failed", status=SagaStatus.FAILED, finished_at=self._clock.now())
+        await self._commit("saga_failed", status=SagaStatus.FAILED, finished_at=self._clock.now())
 
     # --- one step, with retries -----------------------------------------------------
 
@@ -288,7 +288,7 @@ class SagaInstance:
                 logger.info("re-sending {} {} attempt {} after a restart", kind, step.name, attempt)
             else:
                 attempt += 1
-                self._commit(
+                await self._commit(
                     f"{kind}_sent",
                     status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING,
                     step=step.name,
@@ -308,7 +308,7 @@ class SagaInstance:
                 uncertain = list(self.record.uncertain)
                 if failure.uncertain and kind == "action" and step.name not in uncertain:
                     uncertain.append(step.name)
-                self._commit(
+                await self._commit(
                     f"{kind}_attempt_failed",
                     step=step.name,
                     in_flight=False,
@@ -407,7 +407,7 @@ class SagaInstance:
             waker.cancel()
         self._wake.clear()
 
-    def _commit(
+    async def _commit(
         self,
         event: str,
         *,
@@ -415,11 +415,11 @@ class SagaInstance:
         detail: dict[str, Any] | None = None,
         **changes: Any,
     ) -> None:
-        """Journal a transition, then make it the instance's state."""
-        new, transition = advance(
-            self._journal, self.record, event, now=self._clock.now(), step=step,
-            detail=detail, **changes,
+        """Journal a transition (durably: group commit), then make it the instance's state."""
+        new, transition = prepare(
+            self.record, event, now=self._clock.now(), step=step, detail=detail, **changes
         )
+        await self._journal.write(new, transition)
         self.record = new
         if self._on_transition is not None:
             try:
@@ -428,8 +428,7 @@ class SagaInstance:
                 logger.exception("transition listener failed")
 
 
-def advance(
-    journal: Journal,
+def prepare(
     record: SagaRecord,
     event: str,
     *,
@@ -438,9 +437,7 @@ def advance(
     detail: dict[str, Any] | None = None,
     **changes: Any,
 ) -> tuple[SagaRecord, Transition]:
-    """Journal one transition of ``record`` (checked against the state table); return the
-    new record and the transition. Raises :class:`JournalConflictError` when another
-    writer advanced the saga first."""
+    """The next record and its transition (checked against the state table); pure."""
     status = changes.get("status", record.status)
     if status is not record.status:
         check_transition(record.status, status)
@@ -455,8 +452,15 @@ def advance(
         attempt=new.attempt,
         detail=detail or ({"error": new.error} if "error" in changes else {}),
     )
-    journal.commit(new, transition)
     return new, transition
+
+
+def advance(journal: Journal, record: SagaRecord, event: str, **kwargs: Any) -> SagaRecord:
+    """Journal one transition of ``record`` synchronously (for the supervisor); raises
+    :class:`JournalConflictError` when another writer advanced the saga first."""
+    new, transition = prepare(record, event, **kwargs)
+    journal.commit(new, transition)
+    return new
 
 
 def _checked_output(step: Step, output: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from typing import Any
 
 import ray
 
-from saga_actors.actors import deploy_participant, ensure_services
+from saga_actors.actors import deploy_participant, ensure_services, saga_hosts
+from saga_actors.host import shard_of
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name
 from saga_actors.definition import Saga
@@ -80,7 +81,9 @@ class SagaRuntime:
         self._catalog: dict[str, Saga] = {}
         self._participants_ok: set[tuple[str, str]] = set()
         self._services: tuple[Any, Any] | None = None
-        self._registered: set[str] = set()
+        self._hosts: list[Any] | None = None
+        self._registered: set[tuple[str, str]] = set()
+        self._results: dict[str, Any] = {}  # hosted saga id -> ref of its terminal status
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
@@ -96,6 +99,12 @@ class SagaRuntime:
         if self._services is None:
             self._services = ensure_services(self.config)
         return self._services
+
+    def hosts(self) -> list[Any]:
+        """The SagaHost actors of `hosted` placement, started if need be."""
+        if self._hosts is None:
+            self._hosts = saga_hosts(self.config)
+        return self._hosts
 
     @property
     def supervisor(self) -> Any:
@@ -178,21 +187,34 @@ class SagaRuntime:
                 f"saga_id {saga_id!r} must be 1-128 characters of letters, digits, _ . : -"
             )
         placement = placement or saga.placement
-        if placement != "dedicated":
-            raise SagaUsageError(f"placement {placement!r} is not available (known: dedicated)")
+        if placement not in ("dedicated", "hosted"):
+            raise SagaUsageError(f"unknown placement {placement!r} (known: dedicated, hosted)")
         record = build_record(
             saga, saga_id, input, now=time.time(), placement=placement,
             definition_ref=definition_ref(saga),
         )
         self._check_participants(saga)
         supervisor = self.supervisor
-        if saga.name not in self._registered:
-            ray.get(supervisor.register.remote([saga]), timeout=30)
-            self._registered.add(saga.name)
+        self._register(saga, placement)
         record = admit(self.journal, record)
-        if not record.status.terminal:
+        if record.status.terminal:
+            return saga_id
+        if record.placement == "hosted":
+            host = self.hosts()[shard_of(saga_id, self.config.hosts)]
+            self._results[saga_id] = host.run.remote(saga_id)
+        else:
             supervisor.notify.remote()  # the supervisor admits it when a slot is free
         return saga_id
+
+    def _register(self, saga: Saga, placement: str) -> None:
+        """Tell the actors that run sagas of this type what it is (once per runtime)."""
+        if (saga.name, placement) in self._registered:
+            return
+        targets = [self.supervisor]
+        if placement == "hosted":
+            targets += self.hosts()
+        ray.get([t.register.remote([saga]) for t in targets], timeout=60)
+        self._registered.add((saga.name, placement))
 
     # --- queries --------------------------------------------------------------------
 
@@ -248,6 +270,13 @@ class SagaRuntime:
     ) -> list[SagaRecord]:
         """Block until every saga is terminal; records in the order given."""
         ids = list(saga_ids)
+        if on_progress is None and ids and all(i in self._results for i in ids):
+            # hosted sagas started here: their hosts answer when they end
+            refs = [self._results[i] for i in ids]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+            if len(ready) == len(refs):
+                for i in ids:
+                    self._results.pop(i, None)
         seen: dict[str, int] = {}
         done: dict[str, SagaRecord] = {}
         deadline = time.monotonic() + timeout_s

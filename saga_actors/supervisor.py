@@ -53,6 +53,12 @@ class Fleet(Protocol):
     def kill(self, handle: Any) -> None:
         """Kill the actor for good (the supervisor restarts it from the journal)."""
 
+    async def ensure_hosted(self, saga_ids: list[str]) -> None:
+        """Make sure each hosted saga runs in its host."""
+
+    async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
+        """Call ``method`` (cancel, nudge, restart) for a hosted saga on its host."""
+
 
 class Definitions:
     """Saga definitions by name: registered ones, else imported by their journaled ref."""
@@ -92,6 +98,7 @@ class SupervisorSettings:
     stall_grace_s: float = 10.0
     deadline_grace_s: float = 1.0
     answer_timeout_s: float = 5.0
+    hosted_check_every: int = 10  # ticks between passes over hosted sagas
 
 
 @dataclass
@@ -124,6 +131,7 @@ class Supervisor:
         self._unresolvable: set[str] = set()
         self.wake = asyncio.Event()
         self.queued = 0
+        self._ticks = 0
 
     # --- the loop -------------------------------------------------------------------
 
@@ -143,8 +151,11 @@ class Supervisor:
     async def tick(self) -> None:
         """Check every live saga; start queued ones while there are free slots."""
         now = self._clock.now()
+        if self._ticks % self.settings.hosted_check_every == 0:
+            await self._check_hosted(now)
+        self._ticks += 1
         waiting = []
-        for record in self._journal.non_terminal():
+        for record in self._journal.non_terminal(placement="dedicated"):
             live = self._live.get(record.saga_id)
             if live is not None:
                 self._check(record, live, now)
@@ -214,19 +225,38 @@ class Supervisor:
                        record.saga_id, delay, count, why)
         self._not_before[record.saga_id] = now + delay
 
+    async def _check_hosted(self, now: float) -> None:
+        records = self._journal.non_terminal(placement="hosted")
+        if not records:
+            return
+        await self._fleet.ensure_hosted([r.saga_id for r in records])
+        for record in records:
+            definition = self.definitions.resolve(record)
+            if definition is None:
+                continue
+            if self._overdue(definition, record, now):
+                await self._fleet.hosted(record.saga_id, "nudge")
+            elif now - record.updated_at > stall_limit_s(definition, record,
+                                                         self.settings.stall_grace_s):
+                logger.warning("hosted saga {}: no progress; restarting its instance",
+                               record.saga_id)
+                await self._fleet.hosted(record.saga_id, "restart")
+
+    def _overdue(self, definition: Saga, record: SagaRecord, now: float) -> bool:
+        """Past its deadline (and grace) while it could still be aborted."""
+        return (
+            record.deadline_at is not None
+            and now > record.deadline_at + self.settings.deadline_grace_s
+            and record.status in (SagaStatus.STARTED, SagaStatus.PENDING)
+            and not any(definition.step(n).kind is StepKind.PIVOT for n in record.completed)
+        )
+
     def _check(self, record: SagaRecord, live: _Live, now: float) -> None:
         definition = self.definitions.resolve(record)
         if definition is None:
             return
         s = self.settings
-        past_pivot = any(definition.step(n).kind is StepKind.PIVOT for n in record.completed)
-        overdue = (
-            record.deadline_at is not None
-            and now > record.deadline_at + s.deadline_grace_s
-            and record.status in (SagaStatus.STARTED, SagaStatus.PENDING)
-            and not past_pivot
-        )
-        if overdue and now - live.nudged_at > s.answer_timeout_s:
+        if self._overdue(definition, record, now) and now - live.nudged_at > s.answer_timeout_s:
             live.nudges += 1
             live.nudged_at = now
             if live.nudges > 3:
@@ -259,6 +289,8 @@ class Supervisor:
         record = self._load(saga_id)
         if record.status.terminal:
             return False
+        if record.placement == "hosted":
+            return bool(await self._fleet.hosted(saga_id, "cancel", reason))
         live = self._live.get(saga_id)
         if live is not None:
             return await self._fleet.cancel(live.handle, reason, self.settings.answer_timeout_s)

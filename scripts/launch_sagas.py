@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ray  # noqa: E402
 
 from saga_actors import Fault, SagaRecord, SagaRuntime, SagaStatus, configure_logging  # noqa: E402
-from saga_actors.constants import saga_actor_name  # noqa: E402
+from saga_actors.constants import host_actor_name, saga_actor_name  # noqa: E402
+from saga_actors.host import shard_of  # noqa: E402
 
 EXAMPLES = {
     "order_fulfillment": ("examples.order_fulfillment", "ORDER_FULFILLMENT"),
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="launch nothing; (re)deploy participants and services and wait for "
                         "every unfinished saga in the journal (after a cluster restart)")
+    p.add_argument("--placement", choices=["dedicated", "hosted"],
+                   help="one Ray actor per saga (dedicated, default) or many per SagaHost")
     p.add_argument("--address", help="attach to this Ray cluster instead of starting one")
     p.add_argument("--journal", metavar="URL", help="journal URL (default: SQLite in --data-dir)")
     p.add_argument("--data-dir", default=os.environ.get("SAGA_ACTORS_DATA_DIR", ".saga_actors"))
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_tag = f"{int(time.time() * 1000):x}"
         ids = [
-            runtime.start(saga.name, module.sample_input(n), saga_id=f"{saga.name}-{run_tag}-{n}")
+            runtime.start(saga.name, module.sample_input(n), saga_id=f"{saga.name}-{run_tag}-{n}",
+                          placement=args.placement)
             for n in range(args.count)
         ]
         say(f"launched {len(ids)} {saga.name} saga(s) in {time.monotonic() - started:.1f}s")
@@ -129,10 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     def progress(record: SagaRecord) -> None:
         if (args.crash_step and record.saga_id not in killed and record.in_flight
                 and record.current_step == args.crash_step and record.phase == "action"):
-            actor = ray.get_actor(saga_actor_name(record.saga_id), runtime.config.namespace)
-            ray.kill(actor, no_restart=False)
+            runner = runner_name(record, runtime.config.hosts)
+            try:
+                ray.kill(ray.get_actor(runner, runtime.config.namespace), no_restart=False)
+            except ValueError:
+                pass  # already being restarted
             killed.add(record.saga_id)
-            say(f"  killed the actor of {record.saga_id} while {args.crash_step} was in flight")
+            say(f"  killed {runner} while {record.saga_id} was in {args.crash_step}")
         if not args.json:
             where = record.current_step or (record.completed[-1] if record.completed else "-")
             print(f"  [{time.monotonic() - started:5.1f}s] {record.saga_id:<40} "
@@ -172,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_summary(report)
     return 0 if all(r.status is not SagaStatus.STUCK for r in records) else 1
+
+
+def runner_name(record: SagaRecord, hosts: int) -> str:
+    """The actor that runs a saga: its own (dedicated) or its SagaHost (hosted)."""
+    if record.placement == "hosted":
+        return host_actor_name(shard_of(record.saga_id, hosts))
+    return saga_actor_name(record.saga_id)
 
 
 def snapshot(actors: dict[str, Any]) -> dict[str, Any]:

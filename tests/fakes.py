@@ -128,10 +128,16 @@ class FakeFleet:
 
     async def cancel(self, handle, reason, timeout_s):
         inst = getattr(self.alive.get(handle), "instance", None)
-        return bool(inst and inst.request_cancel(reason))
+        return bool(inst and await inst.request_cancel(reason))
 
     def kill(self, handle):
         self.killed.append(handle)
         task = self.alive.get(handle)
         if task:
             task.cancel()
+
+    async def ensure_hosted(self, saga_ids):
+        pass
+
+    async def hosted(self, saga_id, method, *args):
+        return None

@@ -37,6 +37,11 @@ class Journal(abc.ABC):
         Raises :class:`JournalConflictError` unless ``record.seq`` is the stored seq + 1.
         """
 
+    async def write(self, record: SagaRecord, transition: Transition) -> None:
+        """:meth:`commit`, awaitable: returns once the transition is durable. Backends
+        that group commits from many sagas into one transaction override it."""
+        self.commit(record, transition)
+
     @abc.abstractmethod
     def load(self, saga_id: str) -> SagaRecord | None:
         """The snapshot of ``saga_id``, or ``None``."""
@@ -51,23 +56,24 @@ class Journal(abc.ABC):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
         updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SagaRecord]:
-        """Snapshots filtered by status, type, creation time and last update; oldest first,
-        paged."""
+        """Snapshots filtered by status, type, placement, creation time and last update;
+        oldest first, paged."""
 
     @abc.abstractmethod
     def close(self) -> None:
         """Release the store's resources."""
 
-    def non_terminal(self) -> list[SagaRecord]:
-        """Every saga that still has work to do."""
+    def non_terminal(self, placement: str | None = None) -> list[SagaRecord]:
+        """Every saga that still has work to do (of one placement, if given)."""
         live = set(SagaStatus) - TERMINAL
-        return self.query(statuses=live)
+        return self.query(statuses=live, placement=placement)
 
     def counts(self) -> dict[str, int]:
         """Number of sagas by status (every status present, zeros included)."""

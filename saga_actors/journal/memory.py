@@ -54,6 +54,7 @@ class MemoryJournal(Journal):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
         updated_since: float | None = None,
@@ -68,6 +69,7 @@ class MemoryJournal(Journal):
             for r in sorted(recs, key=lambda r: (r.created_at, r.saga_id))
             if (wanted is None or r.status in wanted)
             and (saga_type is None or r.saga_type == saga_type)
+            and (placement is None or r.placement == placement)
             and (since is None or r.created_at >= since)
             and (until is None or r.created_at < until)
             and (updated_since is None or r.updated_at >= updated_since)

@@ -6,9 +6,12 @@ them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialis
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 
 from saga_actors.errors import JournalError
@@ -21,13 +24,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sagas (
     saga_id TEXT PRIMARY KEY,
     saga_type TEXT NOT NULL,
+    placement TEXT NOT NULL,
     status TEXT NOT NULL,
     seq INTEGER NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status, created_at);
+CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status, placement, created_at);
 CREATE INDEX IF NOT EXISTS sagas_created ON sagas (created_at);
 CREATE INDEX IF NOT EXISTS sagas_updated ON sagas (updated_at);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -53,7 +57,9 @@ class SqliteJournal(Journal):
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
         self.url = url
         self.path = sqlite_path(url)
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
+        self._committer: _GroupCommitter | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -107,7 +113,7 @@ class SqliteJournal(Journal):
     def create(self, record: SagaRecord, transition: Transition) -> bool:
         def insert() -> bool:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 _row(record),
             )
             if cur.rowcount == 0:
@@ -121,30 +127,15 @@ class SqliteJournal(Journal):
         return self._write(insert)
 
     def commit(self, record: SagaRecord, transition: Transition) -> None:
-        def update() -> bool:
-            cur = self._db.execute(
-                "UPDATE sagas SET status=?, seq=?, updated_at=?, record=? "
-                "WHERE saga_id=? AND seq=?",
-                (
-                    record.status.value,
-                    record.seq,
-                    record.updated_at,
-                    record.model_dump_json(),
-                    record.saga_id,
-                    record.seq - 1,
-                ),
-            )
-            if cur.rowcount != 1:
-                raise JournalConflictError(
-                    self.url, f"saga {record.saga_id}: seq {record.seq} is not next"
-                )
-            self._db.execute(
-                "INSERT INTO transitions VALUES (?, ?, ?)",
-                (transition.saga_id, transition.seq, transition.model_dump_json()),
-            )
-            return True
+        args = _commit_args(record, transition)
+        self._write(lambda: _apply_commit(self._db, self.url, args))
 
-        self._write(update)
+    async def write(self, record: SagaRecord, transition: Transition) -> None:
+        """Group commit: many sagas' transitions share one transaction and one fsync; this
+        returns only after the batch holding this transition is committed."""
+        if self._committer is None:
+            self._committer = _GroupCommitter(self)
+        await asyncio.wrap_future(self._committer.submit(_commit_args(record, transition)))
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -168,6 +159,7 @@ class SqliteJournal(Journal):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
         updated_since: float | None = None,
@@ -184,6 +176,9 @@ class SqliteJournal(Journal):
         if saga_type is not None:
             where.append("saga_type=?")
             args.append(saga_type)
+        if placement is not None:
+            where.append("placement=?")
+            args.append(placement)
         if since is not None:
             where.append("created_at>=?")
             args.append(since)
@@ -206,7 +201,16 @@ class SqliteJournal(Journal):
             out[status] = n
         return out
 
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the same file, with the journal's settings."""
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
         with self._lock:
             self._db.close()
 
@@ -215,9 +219,96 @@ def _row(record: SagaRecord) -> tuple:
     return (
         record.saga_id,
         record.saga_type,
+        record.placement,
         record.status.value,
         record.seq,
         record.created_at,
         record.updated_at,
         record.model_dump_json(),
     )
+
+
+_CommitArgs = tuple[tuple, tuple]
+
+
+def _commit_args(record: SagaRecord, transition: Transition) -> _CommitArgs:
+    update = (record.status.value, record.seq, record.updated_at, record.model_dump_json(),
+              record.saga_id, record.seq - 1)
+    insert = (transition.saga_id, transition.seq, transition.model_dump_json())
+    return update, insert
+
+
+def _apply_commit(db: sqlite3.Connection, url: str, args: _CommitArgs) -> bool:
+    update, insert = args
+    cur = db.execute(
+        "UPDATE sagas SET status=?, seq=?, updated_at=?, record=? WHERE saga_id=? AND seq=?",
+        update,
+    )
+    if cur.rowcount != 1:
+        raise JournalConflictError(url, f"saga {update[4]}: seq {update[1]} is not next")
+    db.execute("INSERT INTO transitions VALUES (?, ?, ?)", insert)
+    return True
+
+
+class _GroupCommitter:
+    """A writer thread: takes every waiting commit, writes them in one transaction, fsyncs
+    once, then resolves each caller's future (a conflict fails only its own commit)."""
+
+    MAX_BATCH = 1024
+
+    def __init__(self, journal: SqliteJournal) -> None:
+        self._journal = journal
+        self._queue: queue.SimpleQueue[tuple[_CommitArgs, Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, args: _CommitArgs) -> Future:
+        future: Future = Future()
+        self._queue.put((args, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        db = self._journal.connect()
+        url = self._journal.url
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            outcomes: list[BaseException | None] = []
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for args, _ in batch:
+                    db.execute("SAVEPOINT one")
+                    try:
+                        _apply_commit(db, url, args)
+                        outcomes.append(None)
+                    except JournalConflictError as exc:
+                        outcomes.append(exc)
+                    db.execute("RELEASE one")
+                db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass
+                outcomes = [JournalError(url, f"write failed: {exc}")] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes):
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+        db.close()

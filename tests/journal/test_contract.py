@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 
@@ -22,9 +23,11 @@ def journal(request, tmp_path):
     j.close()
 
 
-def rec(saga_id="s1", *, seq=0, status=SagaStatus.STARTED, created=1.0, saga_type="order"):
+def rec(saga_id="s1", *, seq=0, status=SagaStatus.STARTED, created=1.0, saga_type="order",
+        placement="dedicated"):
     return SagaRecord(saga_id=saga_id, saga_type=saga_type, seq=seq, status=status,
-                      input={"a": 1}, created_at=created, updated_at=created)
+                      input={"a": 1}, created_at=created, updated_at=created,
+                      placement=placement)
 
 
 def tr(saga_id="s1", seq=0, event="saga_started", status=SagaStatus.STARTED):
@@ -66,9 +69,11 @@ class TestJournalContract:
 
     def test_query_filters_and_pages(self, journal):
         for i in range(5):
-            journal.create(rec(f"s{i}", created=float(i), saga_type="a" if i % 2 else "b"), tr(f"s{i}"))
+            journal.create(rec(f"s{i}", created=float(i), saga_type="a" if i % 2 else "b",
+                               placement="hosted" if i == 4 else "dedicated"), tr(f"s{i}"))
         journal.commit(rec("s3", seq=1, status=SagaStatus.COMPLETED, created=3.0, saga_type="a"),
                        tr("s3", 1))
+
         ids = lambda rs: [r.saga_id for r in rs]  # noqa: E731
         assert ids(journal.query()) == ["s0", "s1", "s2", "s3", "s4"]
         assert ids(journal.query(statuses=[SagaStatus.COMPLETED])) == ["s3"]
@@ -78,8 +83,26 @@ class TestJournalContract:
         assert ids(journal.query(statuses=[])) == []
         assert ids(journal.query(updated_since=2.5)) == ["s3", "s4"]
         assert ids(journal.non_terminal()) == ["s0", "s1", "s2", "s4"]
+        assert ids(journal.non_terminal(placement="hosted")) == ["s4"]
+        assert ids(journal.query(placement="dedicated", saga_type="a")) == ["s1", "s3"]
         assert journal.counts()["STARTED"] == 4 and journal.counts()["COMPLETED"] == 1
         assert journal.counts()["STUCK"] == 0
+
+    def test_write_groups_commits_and_fails_only_the_conflicting_one(self, journal):
+        for i in range(50):
+            journal.create(rec(f"s{i}"), tr(f"s{i}"))
+
+        async def go():
+            writes = [journal.write(rec(f"s{i}", seq=1, status=SagaStatus.PENDING),
+                                    tr(f"s{i}", 1)) for i in range(50)]
+            stale = journal.write(rec("s7", seq=9), tr("s7", 9))
+            return await asyncio.gather(*writes, stale, return_exceptions=True)
+
+        results = asyncio.run(go())
+        assert results[:50] == [None] * 50
+        assert isinstance(results[50], JournalConflictError)
+        assert all(journal.load(f"s{i}").status is SagaStatus.PENDING for i in range(50))
+        assert [t.seq for t in journal.history("s7")] == [0, 1]
 
 
 def test_sqlite_survives_reopening(tmp_path):

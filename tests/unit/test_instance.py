@@ -277,7 +277,7 @@ def test_cancel_mid_call_stops_the_call_and_compensates_the_uncertain_step():
         h.gateway.call = slow_call
         task = asyncio.create_task(inst.run())
         await gate.wait()
-        assert inst.request_cancel("customer changed their mind")
+        assert await inst.request_cancel("customer changed their mind")
         return await task
 
     rec = asyncio.run(scenario())
@@ -290,7 +290,7 @@ def test_cancel_is_refused_after_the_pivot():
     h = Harness(TRIP)
     inst = h.instance()
     asyncio.run(inst.run())
-    assert not inst.request_cancel("too late")
+    assert not asyncio.run(inst.request_cancel("too late"))
 
 
 def test_invalid_output_is_undone():

@@ -1,0 +1,172 @@
+"""`hosted` placement: many saga instances in one long-lived process.
+
+Each instance is the very same :class:`~saga_actors.instance.SagaInstance` as in a
+dedicated actor — its own asyncio task, state and wake-up event — so a host holds thousands
+of sagas for the price of one process. Sagas are sharded over hosts by a stable hash of
+their id; a host that (re)starts recovers every unfinished hosted saga of its shard from
+the journal. No Ray here: :mod:`saga_actors.actors` wraps it in the ``SagaHost`` actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import Any
+
+from loguru import logger
+
+from saga_actors.clock import Clock, SystemClock
+from saga_actors.definition import RetryPolicy
+from saga_actors.errors import SagaNotFoundError
+from saga_actors.instance import Gateway, SagaInstance, TransitionListener, advance
+from saga_actors.journal.base import Journal, JournalConflictError
+from saga_actors.records import SagaRecord
+from saga_actors.state import SagaStatus
+from saga_actors.supervisor import Definitions
+
+
+def shard_of(saga_id: str, hosts: int) -> int:
+    """Which of ``hosts`` hosts runs ``saga_id`` (stable across processes and runs)."""
+    return zlib.crc32(saga_id.encode()) % hosts
+
+
+class SagaHost:
+    """Runs the hosted sagas of one shard until each is terminal."""
+
+    def __init__(
+        self,
+        index: int,
+        count: int,
+        journal: Journal,
+        gateway: Gateway,
+        *,
+        definitions: Definitions | None = None,
+        on_transition: TransitionListener | None = None,
+        restart_budget: int = 5,
+        clock: Clock | None = None,
+    ) -> None:
+        self.index = index
+        self.count = count
+        self.definitions = definitions or Definitions()
+        self._journal = journal
+        self._gateway = gateway
+        self._on_transition = on_transition
+        self._restart_budget = restart_budget
+        self._backoff = RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
+        self._clock = clock or SystemClock()
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._instances: dict[str, SagaInstance] = {}
+
+    def owns(self, saga_id: str) -> bool:
+        return shard_of(saga_id, self.count) == self.index
+
+    def recover(self) -> int:
+        """Start every unfinished hosted saga of this shard; returns how many."""
+        started = 0
+        for record in self._journal.non_terminal(placement="hosted"):
+            if self.owns(record.saga_id) and self._ensure(record) is not None:
+                started += 1
+        if started:
+            logger.info("host {} recovered {} saga(s) from the journal", self.index, started)
+        return started
+
+    def ensure(self, saga_ids: list[str]) -> int:
+        """Make sure each unfinished saga here has a running instance; returns how many
+        were not running."""
+        missing = [i for i in saga_ids if i not in self._tasks]
+        for saga_id in missing:
+            record = self._journal.load(saga_id)
+            if record is not None:
+                self._ensure(record)
+        return len(missing)
+
+    def _ensure(self, record: SagaRecord) -> asyncio.Task | None:
+        task = self._tasks.get(record.saga_id)
+        if task is not None or record.status.terminal:
+            return task
+        definition = self.definitions.resolve(record)
+        if definition is None:
+            logger.error("host {}: no definition of {!r} v{} for saga {}", self.index,
+                         record.saga_type, record.version, record.saga_id)
+            return None
+        instance = SagaInstance(definition, record, self._journal, self._gateway,
+                                clock=self._clock, on_transition=self._on_transition)
+        task = asyncio.ensure_future(self._drive(instance))
+        self._tasks[record.saga_id] = task
+        self._instances[record.saga_id] = instance
+        return task
+
+    async def _drive(self, instance: SagaInstance) -> str:
+        saga_id = instance.saga_id
+        try:
+            return (await instance.run()).status.value
+        except JournalConflictError:
+            logger.warning("saga {}: another instance advanced it; this one stops", saga_id)
+            return "SUPERSEDED"
+        except Exception as exc:
+            logger.exception("saga {} crashed in host {}", saga_id, self.index)
+            return self._after_crash(saga_id, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._tasks.pop(saga_id, None)
+            self._instances.pop(saga_id, None)
+
+    def _after_crash(self, saga_id: str, why: str) -> str:
+        record = self._journal.load(saga_id)
+        if record is None or record.status.terminal:
+            return record.status.value if record else "UNKNOWN"
+        now = self._clock.now()
+        count = record.restarts + 1
+        if count > self._restart_budget:
+            reason = f"instance crashed {count} times; last: {why}"
+            advance(self._journal, record, "saga_stuck", now=now, status=SagaStatus.STUCK,
+                    stuck_from=record.status, error=reason, finished_at=now)
+            return SagaStatus.STUCK.value
+        record = advance(self._journal, record, "instance_restarted", now=now, restarts=count,
+                         detail={"reason": why, "restart": count})
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._backoff.backoff_s(count), self._ensure_latest, saga_id)
+        return record.status.value
+
+    def _ensure_latest(self, saga_id: str) -> None:
+        record = self._journal.load(saga_id)
+        if record is not None:
+            self._ensure(record)
+
+    # --- requests -------------------------------------------------------------------
+
+    async def run(self, saga_id: str) -> str:
+        """Run ``saga_id`` here (if not yet running) and return its terminal status."""
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        while True:
+            task = self._ensure(record)
+            if task is None:
+                return record.status.value
+            await asyncio.shield(task)
+            record = self._journal.load(saga_id)
+            if record.status.terminal:
+                return record.status.value
+            # crashed and scheduled for a restart: wait for the next instance
+            await self._clock.sleep(0.05)
+
+    async def cancel(self, saga_id: str, reason: str) -> bool:
+        instance = self._instances.get(saga_id)
+        return bool(instance and await instance.request_cancel(reason))
+
+    def nudge(self, saga_id: str) -> bool:
+        instance = self._instances.get(saga_id)
+        if instance is not None:
+            instance.nudge()
+        return instance is not None
+
+    def restart(self, saga_id: str) -> bool:
+        """Drop a stalled instance and run a fresh one from the journal."""
+        task = self._tasks.pop(saga_id, None)
+        self._instances.pop(saga_id, None)
+        if task is not None:
+            task.cancel()
+        return self.ensure([saga_id]) == 1
+
+    def stats(self) -> dict[str, Any]:
+        return {"host": self.index, "running": len(self._tasks)}
