@@ -41,7 +41,7 @@ from saga_actors.logging import configure_logging
 from saga_actors.messages import StepReply, StepRequest
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
-from saga_actors.registry import Registry, RegistryEntry
+from saga_actors.registry import Registry, RegistryEntry, feed_event
 from saga_actors.host import SagaHost, shard_of
 from saga_actors.supervisor import Definitions, SagaActorLost, Supervisor, SupervisorSettings
 
@@ -62,8 +62,9 @@ def _get_actor(name: str, namespace: str) -> Any | None:
 class RayGateway:
     """Calls participant actors as Ray tasks named ``<saga_id>/<step>``."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, *, name_tasks: bool = True) -> None:
         self._namespace = namespace
+        self._name_tasks = name_tasks
         self._handles: dict[str, Any] = {}
 
     def _handle(self, participant: str) -> Any:
@@ -77,7 +78,8 @@ class RayGateway:
 
     async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
         handle = self._handle(participant)
-        ref = handle.handle.options(name=request.task_name).remote(request.model_dump())
+        method = handle.call.options(name=request.task_name) if self._name_tasks else handle.call
+        ref = method.remote(request.model_dump())
         try:
             done, _ = await asyncio.wait({asyncio.ensure_future(ref)}, timeout=timeout_s)
         except asyncio.CancelledError:
@@ -87,7 +89,7 @@ class RayGateway:
             ray.cancel(ref)  # stop it on the participant, not just stop waiting
             raise StepTimeoutError(request.saga_id, request.step, request.attempt, timeout_s)
         try:
-            return done.pop().result()
+            return StepReply.model_construct(**done.pop().result())
         except (RayActorError, GetTimeoutError) as exc:
             self._handles.pop(participant, None)
             raise ParticipantUnavailableError(participant, type(exc).__name__) from None
@@ -100,12 +102,20 @@ class RayGateway:
             )
 
 
+def _gateway(config: RuntimeConfig) -> RayGateway:
+    return RayGateway(config.namespace, name_tasks=config.name_tasks)
+
+
 class ParticipantShell:
     """Mixin for the Ray actor class made from a :class:`Participant` subclass."""
 
     def __init__(self, *args: Any, log_level: str = "INFO", **kwargs: Any) -> None:
         configure_logging("participant", log_level)
         super().__init__(*args, **kwargs)
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`Participant.handle` with plain dicts on the wire (cheaper to ship)."""
+        return (await self.handle(request)).model_dump()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"Participant({participant_actor_name(self.participant_name)})"  # type: ignore[attr-defined]
@@ -133,7 +143,7 @@ def deploy_participant(
     actor = participant_actor_class(cls).options(
         name=participant_actor_name(pname),
         namespace=config.namespace,
-        max_concurrency=1000,
+        max_concurrency=config.participant_max_concurrency,
         **_SERVICE,
     ).remote(
         store_path=str(config.participant_store(pname)),
@@ -158,14 +168,17 @@ class RegistryFeed:
     def __init__(self, namespace: str, *, interval_s: float = 0.2) -> None:
         self._namespace = namespace
         self._interval_s = interval_s
-        self._pending: dict[str, dict[str, Any]] = {}
+        # saga id -> (latest record, compact events since the last flush); the entry is
+        # built once per flush, not once per transition
+        self._pending: dict[str, tuple[SagaRecord, list[tuple]]] = {}
         self._registry: Any = None
         self._flusher: asyncio.Task | None = None
 
     def push(self, record: SagaRecord, transition: Transition) -> None:
-        item = self._pending.setdefault(record.saga_id, {"transitions": []})
-        item["entry"] = RegistryEntry.of(record).model_dump(mode="json")
-        item["transitions"].append(transition.model_dump(mode="json"))
+        pending = self._pending.get(record.saga_id)
+        events = pending[1] if pending else []
+        events.append(feed_event(transition))
+        self._pending[record.saga_id] = (record, events)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_later())
 
@@ -177,7 +190,9 @@ class RegistryFeed:
         """Send what is pending; a lost batch is repaired by the registry's resync."""
         if not self._pending:
             return
-        batch, self._pending = list(self._pending.values()), {}
+        batch = [{"entry": RegistryEntry.of(record).model_dump(mode="json"), "events": events}
+                 for record, events in self._pending.values()]
+        self._pending = {}
         if self._registry is None:
             self._registry = _get_actor(REGISTRY_ACTOR_NAME, self._namespace)
             if self._registry is None:
@@ -203,7 +218,7 @@ class SagaActorImpl:
             raise LookupError(f"saga {saga_id} is not in the journal {config.journal}")
         self._feed = RegistryFeed(config.namespace)
         self.instance = SagaInstance(
-            definition, record, journal, RayGateway(config.namespace),
+            definition, record, journal, _gateway(config),
             on_transition=self._feed.push,
         )
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -292,20 +307,31 @@ class RayFleet:
         ray.kill(handle, no_restart=True)
 
     async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
-        host = self._host(shard_of(saga_id, self._config.hosts))
-        return await self._ask(getattr(host, method).remote(saga_id, *args), 10.0, None)
+        index = shard_of(saga_id, self._config.hosts)
+        return await self._host_call(index, method, saga_id, *args)
 
     async def ensure_hosted(self, saga_ids: list[str]) -> None:
         by_shard: dict[int, list[str]] = {}
         for saga_id in saga_ids:
             by_shard.setdefault(shard_of(saga_id, self._config.hosts), []).append(saga_id)
-        await asyncio.gather(*(self._ask(self._host(i).ensure.remote(ids), 30.0, None)
-                               for i, ids in by_shard.items()))
+        await asyncio.gather(*(self._host_call(i, "ensure", ids) for i, ids in by_shard.items()))
 
-    def _host(self, index: int) -> Any:
-        if index not in self._hosts:
-            self._hosts[index] = saga_host(index, self._config)
-        return self._hosts[index]
+    async def _host_call(self, index: int, method: str, *args: Any) -> Any:
+        """Call a host; a host that is gone for good is started again (it recovers its
+        shard from the journal) and asked once more."""
+        for _ in range(2):
+            host = self._hosts.get(index) or self._hosts.setdefault(
+                index, saga_host(index, self._config))
+            try:
+                return await asyncio.wait_for(
+                    asyncio.ensure_future(getattr(host, method).remote(*args)), timeout=30.0)
+            except ActorDiedError:
+                logger.warning("host {} is gone; starting it again", index)
+                self._hosts.pop(index, None)
+            except (asyncio.TimeoutError, RayActorError) as exc:
+                logger.warning("host {} did not answer {}: {}", index, method, exc)
+                return None
+        return None
 
     @staticmethod
     async def _ask(ref: Any, timeout_s: float, default: Any) -> Any:
@@ -323,7 +349,7 @@ class SagaHostImpl:
         configure_logging(f"host{index}", config.log_level)
         self._feed = RegistryFeed(config.namespace)
         self.host = SagaHost(
-            index, count, open_journal(config.journal), RayGateway(config.namespace),
+            index, count, open_journal(config.journal), _gateway(config),
             on_transition=self._feed.push, restart_budget=config.restart_budget,
         )
         self._index = index
@@ -333,9 +359,17 @@ class SagaHostImpl:
         for saga in definitions:
             self.host.definitions.register(saga)
 
-    async def run(self, saga_id: str) -> str:
+    async def run(self, saga_id: str, admitted: dict[str, Any] | None = None) -> str:
         """Run a journaled saga here; the reply is its terminal status."""
-        return await self.host.run(saga_id)
+        return await self.host.run(saga_id, admitted)
+
+    async def start(self, saga_ids: list[str], admitted: list[dict] | None = None) -> int:
+        """Start journaled sagas here; no call stays open per saga."""
+        return self.host.start(saga_ids, admitted)
+
+    async def wait(self, saga_ids: list[str]) -> list[str]:
+        """Terminal statuses of these sagas, once all have ended."""
+        return await self.host.wait(saga_ids)
 
     async def ensure(self, saga_ids: list[str]) -> int:
         return self.host.ensure(saga_ids)
@@ -353,7 +387,7 @@ class SagaHostImpl:
         import resource
 
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return {**self.host.stats(), "peak_rss_mb": round(rss_mb, 1)}
+        return {**self.host.stats(), "pid": os.getpid(), "peak_rss_mb": round(rss_mb, 1)}
 
     def __repr__(self) -> str:
         return f"SagaHost({host_actor_name(self._index)})"

@@ -25,6 +25,9 @@ from saga_actors.state import SagaStatus
 from saga_actors.supervisor import Definitions
 
 
+_TERMINAL = {s.value for s in SagaStatus if s.terminal}
+
+
 def shard_of(saga_id: str, hosts: int) -> int:
     """Which of ``hosts`` hosts runs ``saga_id`` (stable across processes and runs)."""
     return zlib.crc32(saga_id.encode()) % hosts
@@ -134,21 +137,41 @@ class SagaHost:
 
     # --- requests -------------------------------------------------------------------
 
-    async def run(self, saga_id: str) -> str:
-        """Run ``saga_id`` here (if not yet running) and return its terminal status."""
-        record = self._journal.load(saga_id)
+    async def run(self, saga_id: str, admitted: dict[str, Any] | None = None) -> str:
+        """Run ``saga_id`` here (if not yet running) and return its terminal status.
+
+        ``admitted`` is the record the caller just journaled (it saves a read); without it
+        the record comes from the journal.
+        """
+        if admitted is not None and saga_id not in self._tasks:
+            record = SagaRecord.model_validate(admitted)
+        else:
+            record = self._journal.load(saga_id)
         if record is None:
             raise SagaNotFoundError(saga_id)
         while True:
             task = self._ensure(record)
             if task is None:
                 return record.status.value
-            await asyncio.shield(task)
+            status = await asyncio.shield(task)
+            if status in _TERMINAL:
+                return status
             record = self._journal.load(saga_id)
             if record.status.terminal:
                 return record.status.value
             # crashed and scheduled for a restart: wait for the next instance
             await self._clock.sleep(0.05)
+
+    def start(self, saga_ids: list[str], admitted: list[dict[str, Any]] | None = None) -> int:
+        """Start sagas here without keeping a call open per saga (each pending Ray call
+        costs the host ~55 KB); :meth:`wait` collects their outcomes. Returns how many."""
+        records = ([SagaRecord.model_validate(a) for a in admitted] if admitted
+                   else [self._journal.load(i) for i in saga_ids])
+        return sum(self._ensure(r) is not None for r in records if r is not None)
+
+    async def wait(self, saga_ids: list[str]) -> list[str]:
+        """The terminal status of each saga, once all of them have ended."""
+        return list(await asyncio.gather(*(self.run(i) for i in saga_ids)))
 
     async def cancel(self, saga_id: str, reason: str) -> bool:
         instance = self._instances.get(saga_id)

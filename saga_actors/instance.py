@@ -88,16 +88,19 @@ def admit(journal: Journal, record: SagaRecord) -> SagaRecord:
 
     Raises :class:`SagaConflictError` when the id is taken by another type or input.
     """
-    first = Transition(
-        saga_id=record.saga_id,
-        seq=0,
-        at=record.created_at,
-        event="saga_started",
-        status=SagaStatus.STARTED,
-        detail={"saga_type": record.saga_type, "version": record.version},
-    )
-    if journal.create(record, first):
+    if journal.create(record, first_transition(record)):
         return record
+    return _existing(journal, record)
+
+
+async def admit_async(journal: Journal, record: SagaRecord) -> SagaRecord:
+    """:func:`admit`, with the journal write group-committed."""
+    if await journal.create_async(record, first_transition(record)):
+        return record
+    return _existing(journal, record)
+
+
+def _existing(journal: Journal, record: SagaRecord) -> SagaRecord:
     existing = journal.load(record.saga_id)
     assert existing is not None
     if existing.saga_type != record.saga_type:
@@ -105,6 +108,18 @@ def admit(journal: Journal, record: SagaRecord) -> SagaRecord:
     if existing.input != record.input:
         raise SagaConflictError(record.saga_id, "it was started with a different input")
     return existing
+
+
+def first_transition(record: SagaRecord) -> Transition:
+    """The ``saga_started`` transition journaled with a new saga."""
+    return Transition(
+        saga_id=record.saga_id,
+        seq=0,
+        at=record.created_at,
+        event="saga_started",
+        status=SagaStatus.STARTED,
+        detail={"saga_type": record.saga_type, "version": record.version},
+    )
 
 
 def _validation_brief(exc: ValidationError) -> str:
@@ -149,6 +164,8 @@ class SagaInstance:
         self._on_transition = on_transition
         self._wake = asyncio.Event()
         self._step_started_at = self._clock.now()
+        self._held: list[Transition] = []  # deferred transitions, journaled with the next
+        self._in_flight: asyncio.Future | None = None  # the action call now under way
 
     @property
     def saga_id(self) -> str:
@@ -162,12 +179,18 @@ class SagaInstance:
         if rec.status.terminal or rec.status is SagaStatus.COMPENSATING or self._past_pivot():
             return False
         await self._commit("cancel_requested", cancel_reason=reason, detail={"reason": reason})
-        self._wake.set()
+        self._wake_up()
         return True
 
     def nudge(self) -> None:
         """Wake the saga so it re-checks its deadline and cancel requests now."""
+        self._wake_up()
+
+    def _wake_up(self) -> None:
         self._wake.set()
+        call = self._in_flight
+        if call is not None and not call.done() and self._abort_reason():
+            call.cancel()
 
     # --- the run loop -------------------------------------------------------------
 
@@ -200,6 +223,7 @@ class SagaInstance:
             data = {**self.record.data, **output}
             await self._commit(
                 "step_succeeded",
+                defer=True,
                 detail={"latency_s": round(self._clock.now() - self._step_started_at, 6)},
                 status=SagaStatus.PENDING,
                 step=step.name,
@@ -331,7 +355,7 @@ class SagaInstance:
         self, step: Step, kind: Kind, attempt: int
     ) -> tuple[dict[str, Any], _Failure | None]:
         rec = self.record
-        request = StepRequest(
+        request = StepRequest.model_construct(  # typed fields; the participant validates
             saga_id=rec.saga_id,
             saga_type=rec.saga_type,
             step=step.name,
@@ -345,25 +369,22 @@ class SagaInstance:
         if kind == "action" and rec.deadline_at is not None and not self._past_pivot():
             timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
         call = asyncio.ensure_future(self._gateway.call(step.participant, request, timeout))
-        while not call.done():
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({call, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waker.cancel()
-            self._wake.clear()
-            abort = self._abort_reason() if kind == "action" else None
-            if abort and not call.done():
-                # A cancel or the deadline arrived mid-call: stop it; its effect is unknown.
-                call.cancel()
-                await asyncio.gather(call, return_exceptions=True)
-                return {}, _Failure(abort, False, True)
+        if kind == "action":
+            self._in_flight = call  # a cancel or a deadline nudge stops it (see _wake_up)
         try:
-            reply = call.result()
+            reply = await call
+        except asyncio.CancelledError:
+            abort = self._abort_reason()
+            if call is not self._in_flight or abort is None:
+                raise  # not ours: the whole instance is being cancelled
+            # A cancel or the deadline arrived mid-call: stopped; its effect is unknown.
+            return {}, _Failure(abort, False, True)
         except StepTimeoutError as exc:
             return {}, _Failure(str(exc), True, True)
         except ParticipantUnavailableError as exc:
             return {}, _Failure(str(exc), True, True)
+        finally:
+            self._in_flight = None
         if not reply.ok:
             policy = step.retry if kind == "action" else step.compensation_retry
             retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
@@ -415,17 +436,28 @@ class SagaInstance:
         detail: dict[str, Any] | None = None,
         **changes: Any,
     ) -> None:
-        """Journal a transition (durably: group commit), then make it the instance's state."""
+        """Journal a transition (durably: group commit), then make it the instance's state.
+
+        With ``defer=True`` the transition is held back and journaled atomically with the
+        next one: used for a step's success, which nothing acts on before the next send
+        (or the saga's completion), and which that next write therefore still precedes.
+        """
+        defer = changes.pop("defer", False)
         new, transition = prepare(
             self.record, event, now=self._clock.now(), step=step, detail=detail, **changes
         )
-        await self._journal.write(new, transition)
+        self._held.append(transition)
         self.record = new
+        if defer:
+            return
+        held, self._held = self._held, []
+        await self._journal.write(new, *held)
         if self._on_transition is not None:
-            try:
-                self._on_transition(new, transition)
-            except Exception:  # a listener must never break the saga
-                logger.exception("transition listener failed")
+            for t in held:
+                try:
+                    self._on_transition(new, t)
+                except Exception:  # a listener must never break the saga
+                    logger.exception("transition listener failed")
 
 
 def prepare(
@@ -442,7 +474,7 @@ def prepare(
     if status is not record.status:
         check_transition(record.status, status)
     new = record.model_copy(update={**changes, "seq": record.seq + 1, "updated_at": now})
-    transition = Transition(
+    transition = Transition.model_construct(  # fields are typed right here: skip validation
         saga_id=record.saga_id,
         seq=new.seq,
         at=now,

@@ -117,13 +117,16 @@ class Participant:
     @classmethod
     def handlers(cls) -> dict[str, tuple[str, str | None]]:
         """Method name -> (role, action it compensates)."""
-        out = {}
-        for klass in reversed(cls.__mro__):
-            for attr, fn in vars(klass).items():
-                role = getattr(fn, "__saga_role__", None)
-                if role:
-                    out[attr] = role
-        return out
+        cached = cls.__dict__.get("_handlers_cache")
+        if cached is None:
+            cached = {}
+            for klass in reversed(cls.__mro__):
+                for attr, fn in vars(klass).items():
+                    role = getattr(fn, "__saga_role__", None)
+                    if role:
+                        cached[attr] = role
+            cls._handlers_cache = cached
+        return cached
 
     # --- what the runtime calls -----------------------------------------------------
 
@@ -161,13 +164,14 @@ class Participant:
         ):
             async with lock:
                 try:
-                    recorded = self._recorded(req.key)
-                    if recorded is not None:
-                        return recorded
-                    try:
-                        await self._inject(req.method)
-                    except StepError as exc:
-                        return _failed(exc)
+                    if req.method in self._faults:  # a replay is never delayed nor failed
+                        recorded = self._recorded(req.key)
+                        if recorded is not None:
+                            return recorded
+                        try:
+                            await self._inject(req.method)
+                        except StepError as exc:
+                            return _failed(exc)
                     return self._apply(req, getattr(self, req.method))
                 finally:
                     if not lock._waiters:  # type: ignore[attr-defined]
@@ -204,7 +208,8 @@ class Participant:
         if status == "tombstone":
             err = ActionRefusedError(f"{key}: compensated before it applied; refused")
             return StepReply(ok=False, error_type=type(err).__name__, error=str(err), retryable=False)
-        return StepReply(ok=True, output=json.loads(output), replayed=True)
+        return StepReply.model_construct(ok=True, output=json.loads(output), error_type=None,
+                                          error=None, retryable=True, replayed=True)
 
     async def _inject(self, method: str) -> None:
         fault = self._faults.get(method)
@@ -223,9 +228,10 @@ class Participant:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if self._recorded(req.key) is not None:  # another process got here first
+            recorded = self._recorded(req.key)
+            if recorded is not None:  # a repeated key (or another process got here first)
                 db.execute("ROLLBACK")
-                return self._recorded(req.key)  # type: ignore[return-value]
+                return recorded
             status = "applied"
             if req.kind == "compensation" and not self._action_applied(req):
                 # Nothing to undo: tombstone the action so a late duplicate is refused.
@@ -248,7 +254,8 @@ class Participant:
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
             return _failed(exc)
         logger.debug("{}.{} {}", self.participant_name, req.method, status)
-        return StepReply(ok=True, output=output)
+        return StepReply.model_construct(ok=True, output=output, error_type=None, error=None,
+                                          retryable=True, replayed=False)
 
     def _action_applied(self, req: StepRequest) -> bool:
         key = idempotency_key(req.saga_id, req.step, "action")

@@ -91,32 +91,32 @@ class Registry:
         return len(changed)
 
     def ingest(self, batch: Iterable[dict[str, Any]]) -> None:
-        """Apply a batch of ``{"entry": ..., "transitions": [...]}`` from saga actors."""
+        """Apply a batch of ``{"entry": ..., "events": [feed_event(...), ...]}``."""
         for item in batch:
             entry = RegistryEntry.model_validate(item["entry"])
             self._put(entry)
-            for raw in item.get("transitions", ()):
-                self._count(entry, Transition.model_validate(raw))
+            for event in item.get("events", ()):
+                self._count(entry, *event)
 
     def _put(self, entry: RegistryEntry) -> None:
         old = self._entries.get(entry.saga_id)
         if old is None or entry.seq >= old.seq:
             self._entries[entry.saga_id] = entry
 
-    def _count(self, entry: RegistryEntry, transition: Transition) -> None:
+    def _count(self, entry: RegistryEntry, event: str, status: str, error: str | None,
+               latency_s: float | None) -> None:
         if self._metrics is None:
             return
-        outcome = _OUTCOMES.get(transition.event)
+        outcome = _OUTCOMES.get(event)
         if outcome:
-            if "timed out" in str(transition.detail.get("error", "")):
+            if error and "timed out" in error:
                 outcome = (outcome[0], "timed_out")
             self._metrics.step_outcome(*outcome)
-        if transition.event == "step_succeeded" and "latency_s" in transition.detail:
-            self._metrics.step_latency(entry.saga_type, transition.detail["latency_s"])
-        if transition.status.terminal and entry.finished_at is not None:
-            self._metrics.saga_latency(
-                entry.saga_type, transition.status.value, entry.finished_at - entry.created_at
-            )
+        if event == "step_succeeded" and latency_s is not None:
+            self._metrics.step_latency(entry.saga_type, latency_s)
+        if SagaStatus(status).terminal and entry.finished_at is not None:
+            self._metrics.saga_latency(entry.saga_type, status,
+                                       entry.finished_at - entry.created_at)
 
     def publish(self) -> None:
         """Re-set the by-status gauges (Ray drops a gauge not re-set for ~30 s)."""
@@ -161,6 +161,14 @@ class Registry:
         for entry in self._entries.values():
             out[entry.status.value] += 1
         return out
+
+
+def feed_event(transition: Transition) -> tuple[str, str, str | None, float | None]:
+    """What the registry needs of a transition for its metrics, in a few bytes."""
+    detail = transition.detail
+    error = detail.get("error")
+    return (transition.event, transition.status.value, str(error) if error else None,
+            detail.get("latency_s"))
 
 
 def describe(record: SagaRecord, history: list[Transition]) -> dict[str, Any]:

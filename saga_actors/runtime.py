@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import time
@@ -23,13 +24,14 @@ from saga_actors.errors import (
     UnknownParticipantError,
     UnknownSagaTypeError,
 )
-from saga_actors.instance import admit, build_record
+from saga_actors.instance import admit, admit_async, build_record, first_transition
 from saga_actors.journal import open_journal
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus
 
 _SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_LIVE = [s for s in SagaStatus if not s.terminal]
 
 Progress = Callable[[SagaRecord], None]
 
@@ -43,6 +45,16 @@ def connect(config: RuntimeConfig, address: str | None = None, **init_kwargs: An
 
 def definition_ref(saga: Saga) -> str | None:
     """``module:attr`` under which the definition can be imported again, if any."""
+    key = id(saga)
+    if key not in _REFS:
+        _REFS[key] = (saga, _find_ref(saga))  # keeps the saga alive, so the id stays its own
+    return _REFS[key][1]
+
+
+_REFS: dict[int, tuple[Saga, str | None]] = {}
+
+
+def _find_ref(saga: Saga) -> str | None:
     module_name = saga.input_model.__module__
     module = sys.modules.get(module_name)
     if module is None or module_name == "__main__":
@@ -179,6 +191,13 @@ class SagaRuntime:
         the placement is wrong. Starting an existing id with the same input returns that
         saga instead of running it twice.
         """
+        saga, record = self._prepare(saga_type, input, saga_id, placement)
+        return self._launch(saga, admit(self.journal, record))
+
+    def _prepare(
+        self, saga_type: str | Saga, payload: Any, saga_id: str | None, placement: str | None
+    ) -> tuple[Saga, SagaRecord]:
+        """Every check that must pass before anything is journaled."""
         saga = self.definition(saga_type)
         if saga_id is None:
             saga_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
@@ -190,21 +209,45 @@ class SagaRuntime:
         if placement not in ("dedicated", "hosted"):
             raise SagaUsageError(f"unknown placement {placement!r} (known: dedicated, hosted)")
         record = build_record(
-            saga, saga_id, input, now=time.time(), placement=placement,
+            saga, saga_id, payload, now=time.time(), placement=placement,
             definition_ref=definition_ref(saga),
         )
         self._check_participants(saga)
-        supervisor = self.supervisor
         self._register(saga, placement)
-        record = admit(self.journal, record)
+        return saga, record
+
+    def _launch(self, saga: Saga, record: SagaRecord) -> str:
+        """Hand a journaled saga to whatever runs it."""
         if record.status.terminal:
-            return saga_id
+            return record.saga_id
         if record.placement == "hosted":
-            host = self.hosts()[shard_of(saga_id, self.config.hosts)]
-            self._results[saga_id] = host.run.remote(saga_id)
+            host = self.hosts()[shard_of(record.saga_id, self.config.hosts)]
+            self._results[record.saga_id] = host.run.remote(
+                record.saga_id, record.model_dump(mode="json") if record.seq == 0 else None
+            )
         else:
-            supervisor.notify.remote()  # the supervisor admits it when a slot is free
-        return saga_id
+            self.supervisor.notify.remote()  # the supervisor admits it when a slot is free
+        return record.saga_id
+
+    def start_many(
+        self, saga_type: str | Saga, inputs: Iterable[Any], *, placement: str | None = None
+    ) -> list[str]:
+        """Start many sagas with generated ids: every input is validated before any is
+        journaled, and all are journaled in one transaction."""
+        prepared = [self._prepare(saga_type, payload, None, placement) for payload in inputs]
+        records = [record for _, record in prepared]
+        self.journal.create_many([(r, first_transition(r)) for r in records])
+        if records and records[0].placement == "hosted":
+            # one call per host for the lot, rather than one open call per saga
+            by_shard: dict[int, list[SagaRecord]] = {}
+            for r in records:
+                by_shard.setdefault(shard_of(r.saga_id, self.config.hosts), []).append(r)
+            hosts = self.hosts()
+            ray.get([hosts[i].start.remote([r.saga_id for r in rs],
+                                           [r.model_dump(mode="json") for r in rs])
+                     for i, rs in by_shard.items()], timeout=300)
+            return [r.saga_id for r in records]
+        return [self._launch(saga, record) for saga, record in prepared]
 
     def _register(self, saga: Saga, placement: str) -> None:
         """Tell the actors that run sagas of this type what it is (once per runtime)."""
@@ -215,6 +258,29 @@ class SagaRuntime:
             targets += self.hosts()
         ray.get([t.register.remote([saga]) for t in targets], timeout=60)
         self._registered.add((saga.name, placement))
+
+    async def execute(
+        self,
+        saga_type: str | Saga,
+        input: Any,
+        *,
+        saga_id: str | None = None,
+        placement: str | None = None,
+        poll_s: float = 0.02,
+    ) -> SagaRecord:
+        """Start a saga and await its terminal record (for asyncio callers)."""
+        saga, record = self._prepare(saga_type, input, saga_id, placement)
+        saga_id = self._launch(saga, await admit_async(self.journal, record))
+        ref = self._results.pop(saga_id, None)
+        if ref is not None:
+            try:
+                await ref
+            except ray.exceptions.RayError:
+                self._hosts = None  # its host died: look the hosts up again next time
+        # the journal says how it ends (the supervisor recovers a lost host's sagas)
+        while not (record := self.get(saga_id)).status.terminal:
+            await asyncio.sleep(poll_s)
+        return record
 
     # --- queries --------------------------------------------------------------------
 
@@ -270,13 +336,8 @@ class SagaRuntime:
     ) -> list[SagaRecord]:
         """Block until every saga is terminal; records in the order given."""
         ids = list(saga_ids)
-        if on_progress is None and ids and all(i in self._results for i in ids):
-            # hosted sagas started here: their hosts answer when they end
-            refs = [self._results[i] for i in ids]
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-            if len(ready) == len(refs):
-                for i in ids:
-                    self._results.pop(i, None)
+        if on_progress is None and len(ids) > 1:
+            self._wait_hosted(ids, timeout_s)  # hosts answer for their sagas in bulk
         seen: dict[str, int] = {}
         done: dict[str, SagaRecord] = {}
         deadline = time.monotonic() + timeout_s
@@ -296,6 +357,24 @@ class SagaRuntime:
                 late = next(self.get(i) for i in ids if i not in done)
                 raise SagaWaitTimeoutError(late.saga_id, late.status.value, timeout_s)
             time.sleep(poll_s)
+
+    def _wait_hosted(self, ids: list[str], timeout_s: float) -> None:
+        """Ask each host once for all of its sagas among ``ids`` (cheaper than polling)."""
+        hosted = [r.saga_id for r in self.journal.query(placement="hosted",
+                                                         statuses=_LIVE) if r.saga_id in ids]
+        if not hosted:
+            return
+        by_shard: dict[int, list[str]] = {}
+        for saga_id in hosted:
+            by_shard.setdefault(shard_of(saga_id, self.config.hosts), []).append(saga_id)
+            self._results.pop(saga_id, None)
+        hosts = self.hosts()
+        refs = [hosts[i].wait.remote(group) for i, group in by_shard.items()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        try:
+            ray.get(ready)
+        except ray.exceptions.RayError:
+            self._hosts = None  # a host died: look the hosts up again next time
 
     # --- operator actions -----------------------------------------------------------
 

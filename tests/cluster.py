@@ -41,6 +41,12 @@ class LocalCluster:
              "--node-ip-address", "127.0.0.1", "--temp-dir", self.temp_dir,
              "--dashboard-port", str(self.dashboard_port), "--num-cpus", "2",
              "--ray-client-server-port", str(free_port()), "--min-worker-port", "0",
+             # every agent on its own free port: a default one (52365, ...) may be taken by
+             # another Ray on this machine, and its job agent would then never come up
+             "--dashboard-agent-listen-port", str(free_port()),
+             "--dashboard-agent-grpc-port", str(free_port()),
+             "--metrics-export-port", str(free_port()),
+             "--runtime-env-agent-port", str(free_port()),
              "--max-worker-port", "0", "--disable-usage-stats"],
             env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, cwd=ROOT,

@@ -48,12 +48,29 @@ def ray_session():
 class RuntimeHarness:
     """A SagaRuntime in its own namespace and data folder; kills what it deployed."""
 
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
+    def __init__(self, data_dir: Path, placement: str = "dedicated", **settings: Any) -> None:
         from saga_actors import SagaRuntime
 
         self.runtime = SagaRuntime(namespace=f"t-{uuid.uuid4().hex[:10]}",
                                    data_dir=str(data_dir), **settings)
+        self.placement = placement
         self.actors: dict[str, Any] = {}
+
+    def start(self, saga_type: Any, payload: Any, **kwargs: Any) -> str:
+        """Start a saga with this harness's placement."""
+        return self.runtime.start(saga_type, payload, placement=self.placement, **kwargs)
+
+    def kill_runner(self, saga_id: str, *, no_restart: bool) -> None:
+        """Kill what runs ``saga_id``: its own actor, or its SagaHost (and every saga in it)."""
+        import ray
+
+        from saga_actors.constants import host_actor_name, saga_actor_name
+        from saga_actors.host import shard_of
+
+        rt = self.runtime
+        name = (host_actor_name(shard_of(saga_id, rt.config.hosts))
+                if self.placement == "hosted" else saga_actor_name(saga_id))
+        ray.kill(ray.get_actor(name, rt.config.namespace), no_restart=no_restart)
 
     def deploy(self, cls, *, name: str | None = None, faults: dict | None = None, **kwargs):
         actor = self.runtime.deploy(cls, name=name, faults=faults, **kwargs)
@@ -65,8 +82,15 @@ class RuntimeHarness:
 
         from saga_actors.actors import find_services
 
+        from saga_actors.constants import host_actor_name
+
         namespace = self.runtime.config.namespace
         services = [a for a in find_services(namespace) if a is not None]
+        for i in range(self.runtime.config.hosts):
+            try:
+                services.append(ray.get_actor(host_actor_name(i), namespace))
+            except ValueError:
+                pass
         for actor in [*services, *self.actors.values(), *self.saga_actors()]:
             try:
                 ray.kill(actor, no_restart=True)
@@ -109,3 +133,9 @@ def make_harness(ray_session, tmp_path):
 @pytest.fixture
 def harness(make_harness):
     return make_harness()
+
+
+@pytest.fixture(params=["dedicated", "hosted"])
+def placed(make_harness, request):
+    """A harness whose sagas run with each placement in turn."""
+    return make_harness(placement=request.param)

@@ -30,17 +30,27 @@ class Journal(abc.ABC):
     def create(self, record: SagaRecord, transition: Transition) -> bool:
         """Store a new saga atomically; ``False`` (and nothing written) if the id exists."""
 
-    @abc.abstractmethod
-    def commit(self, record: SagaRecord, transition: Transition) -> None:
-        """Replace the snapshot and append ``transition``, atomically.
+    def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
+        """:meth:`create` for many sagas; backends make it one transaction."""
+        return [self.create(record, transition) for record, transition in pairs]
 
-        Raises :class:`JournalConflictError` unless ``record.seq`` is the stored seq + 1.
+    async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
+        """:meth:`create`, awaitable; group-committing backends batch it with others."""
+        return self.create(record, transition)
+
+    @abc.abstractmethod
+    def commit(self, record: SagaRecord, *transitions: Transition) -> None:
+        """Replace the snapshot and append ``transitions``, atomically.
+
+        Raises :class:`JournalConflictError` unless the first transition's seq is the
+        stored seq + 1 (and ``record.seq`` the last one's).
         """
 
-    async def write(self, record: SagaRecord, transition: Transition) -> None:
-        """:meth:`commit`, awaitable: returns once the transition is durable. Backends
-        that group commits from many sagas into one transaction override it."""
-        self.commit(record, transition)
+    async def write(self, record: SagaRecord, *transitions: Transition) -> None:
+        """Like :meth:`commit` for one or more consecutive transitions, atomically, and
+        awaitable: returns once they are durable. ``record.seq`` is the last one's seq.
+        Backends that group writes from many sagas into one transaction override it."""
+        self.commit(record, *transitions)
 
     @abc.abstractmethod
     def load(self, saga_id: str) -> SagaRecord | None:

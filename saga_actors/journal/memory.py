@@ -30,17 +30,18 @@ class MemoryJournal(Journal):
             self._history[record.saga_id] = [tr_json]
         return True
 
-    def commit(self, record: SagaRecord, transition: Transition) -> None:
-        rec_json, tr_json = record.model_dump_json(), transition.model_dump_json()
+    def commit(self, record: SagaRecord, *transitions: Transition) -> None:
+        rec_json = record.model_dump_json()
+        tr_json = [t.model_dump_json() for t in transitions]
         with _LOCK:
             stored = self._records.get(record.saga_id)
             stored_seq = SagaRecord.model_validate_json(stored).seq if stored else None
-            if stored_seq is None or record.seq != stored_seq + 1:
+            if stored_seq is None or record.seq != stored_seq + len(transitions):
                 raise JournalConflictError(
                     self.url, f"saga {record.saga_id}: seq {record.seq} after {stored_seq}"
                 )
             self._records[record.saga_id] = rec_json
-            self._history[record.saga_id].append(tr_json)
+            self._history[record.saga_id].extend(tr_json)
 
     def load(self, saga_id: str) -> SagaRecord | None:
         raw = self._records.get(saga_id)

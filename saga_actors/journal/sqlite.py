@@ -10,8 +10,8 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
+from typing import Any
 from pathlib import Path
 
 from saga_actors.errors import JournalError
@@ -111,31 +111,32 @@ class SqliteJournal(Journal):
                 raise JournalError(self.url, f"write failed: {exc}") from None
 
     def create(self, record: SagaRecord, transition: Transition) -> bool:
-        def insert() -> bool:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                _row(record),
-            )
-            if cur.rowcount == 0:
-                return False
-            self._db.execute(
-                "INSERT INTO transitions VALUES (?, ?, ?)",
-                (transition.saga_id, transition.seq, transition.model_dump_json()),
-            )
-            return True
+        return self.create_many([(record, transition)])[0]
 
-        return self._write(insert)
+    def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
+        rows = [_create_args(r, t) for r, t in pairs]
+        return self._write(lambda: [_apply_create(self._db, row) for row in rows])
 
-    def commit(self, record: SagaRecord, transition: Transition) -> None:
-        args = _commit_args(record, transition)
+    async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
+        return await self._grouped(_apply_create, _create_args(record, transition))
+
+    def commit(self, record: SagaRecord, *transitions: Transition) -> None:
+        args = _commit_args(record, transitions)
         self._write(lambda: _apply_commit(self._db, self.url, args))
 
-    async def write(self, record: SagaRecord, transition: Transition) -> None:
+    async def write(self, record: SagaRecord, *transitions: Transition) -> None:
         """Group commit: many sagas' transitions share one transaction and one fsync; this
-        returns only after the batch holding this transition is committed."""
+        returns only after the batch holding these transitions is committed."""
+        await self._grouped(
+            lambda db, args: _apply_commit(db, self.url, args), _commit_args(record, transitions)
+        )
+
+    async def _grouped(self, apply, args) -> Any:
         if self._committer is None:
             self._committer = _GroupCommitter(self)
-        await asyncio.wrap_future(self._committer.submit(_commit_args(record, transition)))
+        future = asyncio.get_running_loop().create_future()
+        self._committer.submit(apply, args, future)
+        return await future
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -228,26 +229,48 @@ def _row(record: SagaRecord) -> tuple:
     )
 
 
-_CommitArgs = tuple[tuple, tuple]
+_CommitArgs = tuple[tuple, list[tuple]]
 
 
-def _commit_args(record: SagaRecord, transition: Transition) -> _CommitArgs:
+def _commit_args(record: SagaRecord, transitions: tuple[Transition, ...]) -> _CommitArgs:
     update = (record.status.value, record.seq, record.updated_at, record.model_dump_json(),
-              record.saga_id, record.seq - 1)
-    insert = (transition.saga_id, transition.seq, transition.model_dump_json())
-    return update, insert
+              record.saga_id, record.seq - len(transitions))
+    inserts = [(t.saga_id, t.seq, t.model_dump_json()) for t in transitions]
+    return update, inserts
+
+
+def _create_args(record: SagaRecord, transition: Transition) -> tuple[tuple, tuple]:
+    return _row(record), (transition.saga_id, transition.seq, transition.model_dump_json())
+
+
+def _apply_create(db: sqlite3.Connection, args: tuple[tuple, tuple]) -> bool:
+    row, first = args
+    cur = db.execute("INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+    if cur.rowcount:
+        db.execute("INSERT INTO transitions VALUES (?, ?, ?)", first)
+    return bool(cur.rowcount)
 
 
 def _apply_commit(db: sqlite3.Connection, url: str, args: _CommitArgs) -> bool:
-    update, insert = args
+    update, inserts = args
     cur = db.execute(
         "UPDATE sagas SET status=?, seq=?, updated_at=?, record=? WHERE saga_id=? AND seq=?",
         update,
     )
     if cur.rowcount != 1:
         raise JournalConflictError(url, f"saga {update[4]}: seq {update[1]} is not next")
-    db.execute("INSERT INTO transitions VALUES (?, ?, ?)", insert)
+    db.executemany("INSERT INTO transitions VALUES (?, ?, ?)", inserts)
     return True
+
+
+def _resolve(results: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class _GroupCommitter:
@@ -258,14 +281,15 @@ class _GroupCommitter:
 
     def __init__(self, journal: SqliteJournal) -> None:
         self._journal = journal
-        self._queue: queue.SimpleQueue[tuple[_CommitArgs, Future] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, args: _CommitArgs) -> Future:
-        future: Future = Future()
-        self._queue.put((args, future))
-        return future
+    def submit(self, apply: Callable[[sqlite3.Connection, Any], Any], args: Any,
+               future: asyncio.Future) -> None:
+        """Queue ``apply(db, args)`` for the next batch; ``future`` (of the caller's event
+        loop) gets its result once the batch is committed."""
+        self._queue.put((apply, args, future))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -288,27 +312,28 @@ class _GroupCommitter:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            outcomes: list[BaseException | None] = []
+            outcomes: list[tuple[bool, Any]] = []
             try:
                 db.execute("BEGIN IMMEDIATE")
-                for args, _ in batch:
-                    db.execute("SAVEPOINT one")
+                for apply, args, _ in batch:
                     try:
-                        _apply_commit(db, url, args)
-                        outcomes.append(None)
-                    except JournalConflictError as exc:
-                        outcomes.append(exc)
-                    db.execute("RELEASE one")
+                        outcomes.append((True, apply(db, args)))
+                    except JournalConflictError as exc:  # wrote nothing: the others go on
+                        outcomes.append((False, exc))
                 db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.DatabaseError:
                     pass
-                outcomes = [JournalError(url, f"write failed: {exc}")] * len(batch)
-            for (_, future), outcome in zip(batch, outcomes):
-                if outcome is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(outcome)
+                outcomes = [(False, JournalError(url, f"write failed: {exc}"))] * len(batch)
+            # one wake-up per event loop per batch, not one per caller
+            by_loop: dict[Any, list] = {}
+            for (_, _, future), outcome in zip(batch, outcomes):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, results in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, results)
+                except RuntimeError:  # that loop is closed: nobody is waiting
+                    pass
         db.close()

@@ -52,10 +52,17 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
         "reserve_inventory", "process_payment", "create_shipment"]
 
     # the same launch as a Ray job: the job's driver finds the cluster through RAY_ADDRESS
-    job = cluster.run(str(BIN / "ray"), "job", "submit", "--address",
-                      f"http://127.0.0.1:{cluster.dashboard_port}", "--working-dir", ".", "--",
-                      "python", "scripts/launch_sagas.py", "--count", "1", "--json",
-                      "--data-dir", data, timeout_s=240)
+    def submit():
+        job = cluster.run(str(BIN / "ray"), "job", "submit", "--address",
+                          f"http://127.0.0.1:{cluster.dashboard_port}", "--working-dir", ".",
+                          "--", "python", "scripts/launch_sagas.py", "--count", "1", "--json",
+                          "--data-dir", data, timeout_s=240, check=False)
+        if "No available agent" in job.stderr:  # the head's job agent is still starting
+            return None
+        assert job.returncode == 0, job.stderr[-3000:]
+        return job
+
+    job = poll(submit, timeout_s=120, every_s=2, what="the job agent to take the job")
     assert "succeeded" in job.stdout + job.stderr
     listed = json.loads(cluster.run(str(BIN / "saga-actors"), "list", "--json").stdout)
     assert len(listed) == 5 and {e["status"] for e in listed} == {"COMPLETED"}

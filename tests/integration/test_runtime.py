@@ -37,11 +37,11 @@ def effects(actors, saga_id):
     )
 
 
-def test_order_saga_completes_with_each_effect_once(harness):
-    actors = deploy_order(harness)
+def test_order_saga_completes_with_each_effect_once(placed):
+    actors = deploy_order(placed)
     before = ray.get(actors["inventory"].stock_levels.remote())
-    rt = harness.runtime
-    saga_id = rt.start("order_fulfillment", sample_input(1))
+    rt = placed.runtime
+    saga_id = placed.start("order_fulfillment", sample_input(1))
     rec = rt.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.COMPLETED
     assert rec.completed == ["reserve_inventory", "process_payment", "create_shipment"]
@@ -52,11 +52,11 @@ def test_order_saga_completes_with_each_effect_once(harness):
     assert rt.history(saga_id)[-1].event == "saga_completed"
 
 
-def test_failed_step_compensates_in_reverse_and_restores_stock(harness):
-    actors = deploy_order(harness, shipping={"create_shipment": Fault(fail=True)})
+def test_failed_step_compensates_in_reverse_and_restores_stock(placed):
+    actors = deploy_order(placed, shipping={"create_shipment": Fault(fail=True)})
     before = ray.get(actors["inventory"].stock_levels.remote())
-    rt = harness.runtime
-    saga_id = rt.start("order_fulfillment", sample_input(2))
+    rt = placed.runtime
+    saga_id = placed.start("order_fulfillment", sample_input(2))
     rec = rt.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.FAILED
     assert rec.compensated == ["process_payment", "reserve_inventory"]
@@ -91,18 +91,18 @@ def test_bad_starts_are_refused_and_journal_nothing(harness):
     assert rt.list() == []
 
 
-def test_same_saga_id_twice_runs_once_and_a_different_input_conflicts(harness):
-    actors = deploy_order(harness)
-    rt = harness.runtime
-    first = rt.start("order_fulfillment", sample_input(3), saga_id="order-dup")
-    second = rt.start("order_fulfillment", sample_input(3), saga_id="order-dup")
+def test_same_saga_id_twice_runs_once_and_a_different_input_conflicts(placed):
+    actors = deploy_order(placed)
+    rt = placed.runtime
+    first = placed.start("order_fulfillment", sample_input(3), saga_id="order-dup")
+    second = placed.start("order_fulfillment", sample_input(3), saga_id="order-dup")
     assert first == second == "order-dup"
     rt.wait("order-dup", timeout_s=60)
-    rt.start("order_fulfillment", sample_input(3), saga_id="order-dup")  # after the end too
+    placed.start("order_fulfillment", sample_input(3), saga_id="order-dup")  # after the end too
     assert len(effects(actors, "order-dup")) == 3
     assert [r.saga_id for r in rt.list()] == ["order-dup"]
     with pytest.raises(SagaConflictError, match="different input"):
-        rt.start("order_fulfillment", sample_input(4), saga_id="order-dup")
+        placed.start("order_fulfillment", sample_input(4), saga_id="order-dup")
 
 
 SLOW = Saga(
@@ -116,15 +116,15 @@ SLOW = Saga(
 )
 
 
-def test_timed_out_calls_are_cancelled_on_the_participant(harness):
-    harness.runtime.register(SLOW)
-    inventory = harness.deploy(Inventory)
-    payment = harness.deploy(Payment, faults={"process_payment": Fault(delay_s=60)})
-    saga_id = harness.runtime.start("slow_order", sample_input(5))
-    rec = harness.runtime.wait(saga_id, timeout_s=60)
+def test_timed_out_calls_are_cancelled_on_the_participant(placed):
+    placed.runtime.register(SLOW)
+    inventory = placed.deploy(Inventory)
+    payment = placed.deploy(Payment, faults={"process_payment": Fault(delay_s=60)})
+    saga_id = placed.start("slow_order", sample_input(5))
+    rec = placed.runtime.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.FAILED
     assert "timed out after 0.5s" in rec.error
-    attempts = [t.attempt for t in harness.runtime.history(saga_id) if t.event == "action_sent"
+    attempts = [t.attempt for t in placed.runtime.history(saga_id) if t.event == "action_sent"
                 and t.step == "process_payment"]
     assert attempts == [1, 2]
     # both 60-second calls were stopped on the participant, and neither charged anything
@@ -136,10 +136,10 @@ def test_timed_out_calls_are_cancelled_on_the_participant(harness):
         "reserve_inventory", "release_inventory"]
 
 
-def test_operator_cancel_stops_the_call_and_compensates(harness):
-    actors = deploy_order(harness, payment={"process_payment": Fault(delay_s=60)})
-    rt = harness.runtime
-    saga_id = rt.start("order_fulfillment", sample_input(6))
+def test_operator_cancel_stops_the_call_and_compensates(placed):
+    actors = deploy_order(placed, payment={"process_payment": Fault(delay_s=60)})
+    rt = placed.runtime
+    saga_id = placed.start("order_fulfillment", sample_input(6))
     poll(lambda: rt.get(saga_id).current_step == "process_payment", what="payment in flight")
     assert rt.cancel(saga_id, "customer called")
     rec = rt.wait(saga_id, timeout_s=60)

@@ -55,6 +55,15 @@ class TestJournalContract:
         assert journal.load("s1") == nxt
         assert [t.seq for t in journal.history("s1")] == [0, 1]
 
+    def test_several_transitions_commit_together(self, journal):
+        journal.create(rec(), tr())
+        journal.commit(rec(seq=2, status=SagaStatus.PENDING), tr(seq=1, event="a"),
+                       tr(seq=2, event="b", status=SagaStatus.PENDING))
+        assert [t.event for t in journal.history("s1")] == ["saga_started", "a", "b"]
+        asyncio.run(journal.write(rec(seq=4, status=SagaStatus.PENDING), tr(seq=3, event="c"),
+                                  tr(seq=4, event="d")))
+        assert journal.load("s1").seq == 4 and len(journal.history("s1")) == 5
+
     def test_commit_with_a_stale_seq_is_refused_and_changes_nothing(self, journal):
         journal.create(rec(), tr())
         journal.commit(rec(seq=1, status=SagaStatus.PENDING), tr(seq=1))

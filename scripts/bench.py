@@ -1,0 +1,403 @@
+"""Throughput, latency and memory of saga_actors beside its floors, in ONE process and run.
+
+    python scripts/bench.py [--quick] [--json] [--scale N] [--markdown]
+
+Rows, all on the same 3-step order saga (reserve_inventory, process_payment,
+create_shipment), at several concurrencies:
+  in_process  plain asyncio orchestrator, in-process participants; no Ray, no journal
+  bare_ray    one orchestrator actor + 3 participant actors; no journal, no idempotency
+  hosted      this runtime, `hosted` placement, SQLite journal (every transition durable),
+              participants with their idempotency store
+  dedicated   this runtime, one Ray actor per saga (slow by nature: fewer sagas)
+Mix "failing": the last step fails for good and the first two are compensated.
+--scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
+the host memory per in-flight saga.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402  (the test extra installs it)
+import ray  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+from saga_actors import (  # noqa: E402
+    Fault,
+    NonRetryableError,
+    Participant,
+    Saga,
+    SagaRuntime,
+    StepContext,
+    action,
+    compensation,
+    configure_logging,
+)
+
+STEPS = [("inventory", "reserve_inventory", "release_inventory"),
+         ("payment", "process_payment", "refund_payment"),
+         ("shipping", "create_shipment", "cancel_shipment")]
+
+
+# --- floor 1: in-process --------------------------------------------------------------
+
+
+class InProcessParticipant:
+    async def call(self, method: str, payload: dict) -> dict:
+        if payload.get("fail") and method == "create_shipment":
+            raise RuntimeError("declined")
+        return {method: payload["order_id"]}
+
+
+async def in_process_saga(parts: dict, order_id: str, fail: bool) -> str:
+    done = []
+    payload = {"order_id": order_id, "fail": fail}
+    for participant, act, comp in STEPS:
+        try:
+            payload.update(await parts[participant].call(act, payload))
+            done.append((participant, comp))
+        except RuntimeError:
+            for p, c in reversed(done):
+                await parts[p].call(c, payload)
+            return "FAILED"
+    return "COMPLETED"
+
+
+# --- floor 2: bare Ray ----------------------------------------------------------------
+
+
+@ray.remote(num_cpus=0, max_concurrency=10_000)
+class BareParticipant(InProcessParticipant):
+    pass
+
+
+@ray.remote(num_cpus=0, max_concurrency=10_000)
+class BareOrchestrator:
+    def __init__(self, parts: dict) -> None:
+        self.parts = parts
+
+    async def run(self, order_id: str, fail: bool) -> str:
+        done = []
+        payload = {"order_id": order_id, "fail": fail}
+        for participant, act, comp in STEPS:
+            try:
+                payload.update(await self.parts[participant].call.remote(act, payload))
+                done.append((participant, comp))
+            except ray.exceptions.RayTaskError:
+                for p, c in reversed(done):
+                    await self.parts[p].call.remote(c, payload)
+                return "FAILED"
+        return "COMPLETED"
+
+
+# --- this runtime ---------------------------------------------------------------------
+
+
+class BenchInput(BaseModel):
+    order_id: str
+    fail: bool = False
+
+
+def _participant(pname: str, act: str, comp: str) -> type[Participant]:
+    def do(self, ctx: StepContext) -> dict:
+        if ctx.data.get("fail") and act == "create_shipment":
+            raise NonRetryableError("declined")
+        return {act: ctx.data["order_id"]}
+
+    def undo(self, ctx: StepContext) -> dict:
+        return {}
+
+    do.__name__, undo.__name__ = act, comp
+    attrs = {"name": f"bench_{pname}", act: action(do), comp: compensation(act)(undo)}
+    return type(f"Bench{pname.title()}", (Participant,), attrs)
+
+
+BENCH_PARTICIPANTS = [_participant(*s) for s in STEPS]
+BENCH_SAGA = Saga(
+    name="bench_order",
+    input_model=BenchInput,
+    steps=[{"name": act, "participant": f"bench_{p}", "compensation": comp, "timeout_s": 60}
+           for p, act, comp in STEPS],
+)
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+class RssSampler:
+    """Peak summed RSS of the driver and every Ray worker process, sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.peak = 0
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        total = psutil.Process().memory_info().rss
+        for proc in psutil.process_iter(["name", "memory_info"]):
+            name = proc.info["name"] or ""
+            if name.startswith("ray::") and proc.info["memory_info"]:
+                total += proc.info["memory_info"].rss
+        self.peak = max(self.peak, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def __enter__(self) -> RssSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+async def drive(one: Callable[[int], Awaitable[str]], n: int, concurrency: int,
+                expect: str) -> tuple[float, list[float]]:
+    """Run ``n`` sagas with ``concurrency`` in flight; seconds taken and latencies."""
+    sem = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def run(i: int) -> None:
+        async with sem:
+            t = time.perf_counter()
+            status = await one(i)
+            latencies.append(time.perf_counter() - t)
+            if status != expect:
+                raise RuntimeError(f"saga {i} ended {status}, expected {expect}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(run(i) for i in range(n)))
+    return time.perf_counter() - start, latencies
+
+
+def row(name: str, concurrency: int, mix: str, n: int, elapsed: float, lat: list[float],
+        peak: int) -> dict[str, Any]:
+    lat = sorted(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return {"name": name, "concurrency": concurrency, "mix": mix, "sagas": n,
+            "sagas_per_s": round(n / elapsed, 1), "p50_ms": round(statistics.median(lat) * 1e3, 2),
+            "p99_ms": round(p99 * 1e3, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+def say(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+async def measure(name: str, one, n: int, concurrency: int, mix: str,
+                  rounds: int = 1) -> dict[str, Any]:
+    """The median of ``rounds`` runs (by sagas/s); peak memory over all of them."""
+    expect = "FAILED" if mix == "failing" else "COMPLETED"
+    results = []
+    peak = 0
+    for _ in range(rounds):
+        with RssSampler() as rss:
+            elapsed, lat = await drive(one, n, concurrency, expect)
+        peak = max(peak, rss.peak)
+        results.append(row(name, concurrency, mix, n, elapsed, lat, 0))
+    r = sorted(results, key=lambda x: x["sagas_per_s"])[len(results) // 2]
+    r["peak_rss_mb"] = round(peak / 2**20, 1)
+    r["rounds"] = [x["sagas_per_s"] for x in results]
+    say(f"  {name:<10} c={concurrency:<5} {mix:<8} {n:>6} sagas  {r['sagas_per_s']:>8} /s  "
+        f"p50 {r['p50_ms']:>8} ms  p99 {r['p99_ms']:>8} ms  peak {r['peak_rss_mb']} MB  "
+        f"rounds {r['rounds']}")
+    return r
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
+    quick = args.quick
+    sizes = {1: 30 if quick else 200, 100: 500 if quick else 3000, 1000: 1000 if quick else 6000}
+    fail_n = 300 if quick else 1500
+    rounds = 3  # bare_ray and hosted alternate, so both see the same machine
+    rows: list[dict[str, Any]] = []
+
+    say("in_process (no Ray, no journal)")
+    parts = {p: InProcessParticipant() for p, _, _ in STEPS}
+    for c, n in sizes.items():
+        rows.append(await measure("in_process", lambda i: in_process_saga(parts, f"o{i}", False),
+                                  n, c, "success"))
+    rows.append(await measure("in_process", lambda i: in_process_saga(parts, f"o{i}", True),
+                              fail_n, 100, "failing"))
+
+    bare_parts = {p: BareParticipant.remote() for p, _, _ in STEPS}
+    orch = BareOrchestrator.remote(bare_parts)
+    await orch.run.remote("warm", False)
+    rt = SagaRuntime(sagas=[BENCH_SAGA], data_dir=data_dir, log_level="WARNING",
+                     participant_max_concurrency=20_000)
+    for cls in BENCH_PARTICIPANTS:
+        rt.deploy(cls)
+
+    async def runtime_saga(i: int, placement: str, fail: bool) -> str:
+        rec = await rt.execute("bench_order", {"order_id": f"o{i}", "fail": fail},
+                               placement=placement)
+        return rec.status.value
+
+    await runtime_saga(-1, "hosted", False)  # warm: hosts up, definitions registered
+
+    say("bare_ray (orchestrator actor + 3 participant actors, no journal) and hosted "
+        "(this runtime, SQLite journal, durable), round by round")
+    pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
+    for c, n, mix in pairs:
+        fail = mix == "failing"
+        bare_runs, hosted_runs = [], []
+        for _ in range(rounds):
+            bare_runs.append(await measure(
+                "bare_ray", lambda i: orch.run.remote(f"o{i}", fail), n, c, mix))
+            hosted_runs.append(await measure(
+                "hosted", lambda i: runtime_saga(i, "hosted", fail), n, c, mix))
+        rows += [_median(bare_runs), _median(hosted_runs)]
+    for actor in [orch, *bare_parts.values()]:
+        ray.kill(actor)
+
+    say("dedicated (one Ray actor per saga)")
+    for c, n in ({1: 5, 10: 20} if quick else {1: 20, 10: 60, 50: 150}).items():
+        rows.append(await measure("dedicated", lambda i: runtime_saga(i, "dedicated", False),
+                                  n, c, "success"))
+
+    scale = None
+    if args.scale:
+        scale = await scale_test(rt, args.scale)
+    rt.close()
+    return {"rows": rows, "scale": scale, "derived": derived(rows)}
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(runs, key=lambda r: r["sagas_per_s"])
+    out = dict(ordered[len(ordered) // 2])
+    out["rounds"] = [r["sagas_per_s"] for r in runs]
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return out
+
+
+async def scale_test(rt: SagaRuntime, n: int, hold_s: float = 30.0) -> dict[str, Any]:
+    """``n`` hosted sagas in flight at once, each held at a slow payment."""
+    say(f"scale: {n} hosted sagas in flight at once")
+    hosts = rt.hosts()
+    stats = await asyncio.gather(*(h.stats.remote() for h in hosts))
+    before = {s["host"]: _rss_of(s["pid"]) for s in stats}
+    payment = ray.get_actor("participant:bench_payment", rt.config.namespace)
+    await payment.set_faults.remote({"process_payment": Fault(delay_s=hold_s)})
+    start = time.perf_counter()
+    ids = rt.start_many("bench_order", [{"order_id": f"s{i}"} for i in range(n)],
+                        placement="hosted")
+    say(f"  {time.perf_counter() - start:5.1f}s  {len(ids)} journaled and started")
+    peak_host = 0
+    in_flight = 0
+    while time.perf_counter() - start < hold_s * 2:
+        stats = await asyncio.gather(*(h.stats.remote() for h in hosts))
+        in_flight = sum(s["running"] for s in stats)
+        peak_host = max(peak_host, sum(_rss_of(s["pid"]) for s in stats))
+        say(f"  {time.perf_counter() - start:5.1f}s  running {in_flight}")
+        if in_flight == n:
+            await asyncio.sleep(2)  # all in flight: one more reading at the plateau
+            stats = await asyncio.gather(*(h.stats.remote() for h in hosts))
+            peak_host = max(peak_host, sum(_rss_of(s["pid"]) for s in stats))
+            break
+        await asyncio.sleep(1.0)
+    max_in_flight = in_flight
+    await payment.set_faults.remote({})
+    records = await asyncio.to_thread(rt.wait_all, ids, timeout_s=600)
+    statuses = [r.status.value for r in records]
+    elapsed = time.perf_counter() - start
+    grown = peak_host - sum(before.values())
+    result = {"sagas": n, "max_in_flight": max_in_flight,
+              "completed": sum(s == "COMPLETED" for s in statuses),
+              "seconds": round(elapsed, 1),
+              "host_rss_before_mb": round(sum(before.values()) / 2**20, 1),
+              "host_rss_peak_mb": round(peak_host / 2**20, 1),
+              "kb_per_in_flight_saga": round(grown / max(max_in_flight, 1) / 1024, 1)}
+    say(f"  {result}")
+    return result
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def get(name: str, c: int, mix: str = "success") -> dict[str, Any] | None:
+        return next((r for r in rows if (r["name"], r["concurrency"], r["mix"]) == (name, c, mix)),
+                    None)
+
+    out: dict[str, Any] = {}
+    hosted, bare = get("hosted", 100), get("bare_ray", 100)
+    if hosted and bare:
+        out["hosted_vs_bare_ray_at_100"] = round(hosted["sagas_per_s"] / bare["sagas_per_s"], 3)
+    h1, b1 = get("hosted", 1), get("bare_ray", 1)
+    if h1 and b1:
+        out["overhead_per_step_ms_at_1"] = round((h1["p50_ms"] - b1["p50_ms"]) / len(STEPS), 3)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "ray": ray.__version__,
+            "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(), "processor": platform.processor() or "unknown"}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [f"Measured on {m['cpus']} CPUs, {m['memory_gb']} GiB, Python {m['python']}, "
+             f"Ray {m['ray']} ({m['platform']}).", "",
+             "| row | concurrency | mix | sagas | sagas/s | p50 ms | p99 ms | peak RSS MB |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report["rows"]:
+        lines.append(f"| {r['name']} | {r['concurrency']} | {r['mix']} | {r['sagas']} | "
+                     f"{r['sagas_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['peak_rss_mb']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small runs; done within 60 s")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--markdown", action="store_true", help="print the README table too")
+    p.add_argument("--scale", type=int, default=0, metavar="N",
+                   help="also hold N hosted sagas in flight at once (e.g. 10000)")
+    args = p.parse_args(argv)
+    configure_logging("bench", "WARNING")
+    data_dir = tempfile.mkdtemp(prefix="saga-bench-")
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    os.environ.setdefault("RAY_TMPDIR", ray_tmp)
+    ray.init(include_dashboard=False, log_to_driver=False, namespace="saga_actors_bench",
+             _temp_dir=ray_tmp)
+    started = time.perf_counter()
+    try:
+        report = {"machine": machine(), **asyncio.run(bench(args, data_dir))}
+    finally:
+        ray.shutdown()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    say(f"done in {report['seconds']}s; {report['derived']}")
+    if args.json:
+        print(json.dumps(report))
+    if args.markdown or not args.json:
+        print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

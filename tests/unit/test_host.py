@@ -1,0 +1,108 @@
+"""SagaHost: many saga instances in one process. No Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from saga_actors import SagaStatus
+from saga_actors.host import SagaHost, shard_of
+from saga_actors.instance import admit, build_record
+from saga_actors.journal import open_journal
+from tests.fakes import FakeClock, FakeGateway
+from tests.unit.test_instance import ORDER
+
+
+def world(n=6, hosts=2, script=None):
+    journal = open_journal(f"memory://{uuid.uuid4().hex}")
+    clock = FakeClock()
+    gateway = FakeGateway(script)
+    ids = []
+    for i in range(n):
+        rec = build_record(ORDER, f"h{i}", {"order_id": "o", "amount": 1}, now=clock.now(),
+                           placement="hosted")
+        admit(journal, rec)
+        ids.append(rec.saga_id)
+    made = [SagaHost(i, hosts, journal, gateway, clock=clock, restart_budget=2)
+            for i in range(hosts)]
+    for h in made:
+        h.definitions.register(ORDER)
+    return journal, gateway, made, ids
+
+
+def test_shards_are_stable_and_cover_every_saga():
+    ids = [f"saga-{i}" for i in range(1000)]
+    shards = [shard_of(i, 4) for i in ids]
+    assert shards == [shard_of(i, 4) for i in ids]
+    assert set(shards) == {0, 1, 2, 3}
+
+
+def test_a_host_runs_many_sagas_at_once():
+    journal, gateway, (host,), ids = world(hosts=1)
+
+    async def go():
+        return await asyncio.gather(*(host.run(i) for i in ids))
+
+    assert asyncio.run(go()) == ["COMPLETED"] * len(ids)
+    assert host.stats()["running"] == 0
+
+
+def test_a_restarted_host_recovers_only_its_own_shard():
+    journal, gateway, hosts, ids = world(n=12)
+
+    async def go():
+        started = [h.recover() for h in hosts]
+        await asyncio.gather(*(t for h in hosts for t in list(h._tasks.values())))
+        return started
+
+    started = asyncio.run(go())
+    assert sum(started) == 12 and all(started)
+    assert all(journal.load(i).status is SagaStatus.COMPLETED for i in ids)
+    for h in hosts:
+        mine = {c.saga_id for c in gateway.calls} & {i for i in ids if h.owns(i)}
+        assert mine == {i for i in ids if h.owns(i)}
+
+
+def test_a_crashing_instance_is_restarted_then_parked_as_stuck():
+    journal, gateway, (host,), ids = world(n=1, hosts=1)
+
+    def boom(req):
+        raise RuntimeError("bug in a participant client")
+
+    gateway.on_call = boom
+
+    async def go():
+        status = await host.run(ids[0])
+        return status
+
+    status = asyncio.run(go())
+    rec = journal.load(ids[0])
+    assert status == "STUCK" and rec.status is SagaStatus.STUCK
+    assert "crashed 3 times" in rec.error
+    events = [t.event for t in journal.history(ids[0])]
+    assert events.count("instance_restarted") == 2
+
+
+def test_cancel_reaches_the_instance_in_its_host():
+    journal, gateway, (host,), ids = world(n=1, hosts=1)
+    gate = asyncio.Event()
+
+    real_call = gateway.call
+
+    async def slow(participant, request, timeout_s):
+        if request.kind == "action":
+            gate.set()
+            await asyncio.sleep(3600)
+        return await real_call(participant, request, timeout_s)
+
+    gateway.call = slow
+
+    async def go():
+        run = asyncio.ensure_future(host.run(ids[0]))
+        await gate.wait()
+        assert await host.cancel(ids[0], "operator")
+        return await run
+
+    assert asyncio.run(go()) == "FAILED"
+    rec = journal.load(ids[0])
+    assert rec.error == "cancelled: operator" and rec.compensated == ["reserve"]
