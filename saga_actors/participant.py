@@ -105,6 +105,7 @@ class Participant:
         self.setup(self.db)
         self.db.execute("COMMIT")
         self._locks: dict[str, asyncio.Lock] = {}
+        self._batch: list[tuple[StepRequest, Callable[[StepContext], Any], asyncio.Future]] = []
         self._faults: dict[str, Fault] = {}
         self._fault_calls: dict[str, int] = {}
         self.set_faults(faults or {})
@@ -172,7 +173,7 @@ class Participant:
                             await self._inject(req.method)
                         except StepError as exc:
                             return _failed(exc)
-                    return self._apply(req, getattr(self, req.method))
+                    return await self._apply(req, getattr(self, req.method))
                 finally:
                     if not lock._waiters:  # type: ignore[attr-defined]
                         self._locks.pop(req.key, None)
@@ -224,14 +225,49 @@ class Participant:
             message = f"injected failure in {self.participant_name}.{method}"
             raise StepError(message) if fault.retryable else NonRetryableError(message)
 
-    def _apply(self, req: StepRequest, handler: Callable[[StepContext], Any]) -> StepReply:
+    def _apply(self, req: StepRequest, handler: Callable[[StepContext], Any]) -> asyncio.Future:
+        """Queue one effect for the next group commit; the future gets its reply once the
+        transaction holding it is committed (durable), never before."""
+        future = asyncio.get_running_loop().create_future()
+        self._batch.append((req, handler, future))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._commit_batch)
+        return future
+
+    def _commit_batch(self) -> None:
+        """Every effect queued in this loop turn: one transaction, one fsync. Each effect
+        has its own savepoint, so a failing handler rolls back only itself."""
+        batch, self._batch = self._batch, []
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        replies: list[StepReply] = []
         try:
-            recorded = self._recorded(req.key)
-            if recorded is not None:  # a repeated key (or another process got here first)
+            db.execute("BEGIN IMMEDIATE")
+            for req, handler, _ in batch:
+                db.execute("SAVEPOINT effect")
+                with logger.contextualize(saga_id=req.saga_id, step=req.step,
+                                          attempt=req.attempt, kind=req.kind):
+                    reply, keep = self._apply_one(req, handler)
+                db.execute("RELEASE effect" if keep else "ROLLBACK TO effect")
+                if not keep:
+                    db.execute("RELEASE effect")
+                replies.append(reply)
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:  # the store itself failed: nothing applied
+            if db.in_transaction:
                 db.execute("ROLLBACK")
-                return recorded
+            replies = [_failed(exc)] * len(batch)
+        for (_, _, future), reply in zip(batch, replies):
+            if not future.done():
+                future.set_result(reply)
+
+    def _apply_one(
+        self, req: StepRequest, handler: Callable[[StepContext], Any]
+    ) -> tuple[StepReply, bool]:
+        """Apply one effect inside the open transaction; (reply, whether to keep it)."""
+        recorded = self._recorded(req.key)
+        if recorded is not None:  # a repeated key (or another process got here first)
+            return recorded, False
+        try:
             status = "applied"
             if req.kind == "compensation" and not self._action_applied(req):
                 # Nothing to undo: tombstone the action so a late duplicate is refused.
@@ -239,23 +275,19 @@ class Participant:
                 self._insert(action_key, req, "action", "tombstone", {})
                 status, output = "noop", {"noop": True}
             else:
-                ctx = StepContext(
-                    req.saga_id, req.step, req.kind, req.attempt, req.data, req.action_output, db
-                )
+                ctx = StepContext(req.saga_id, req.step, req.kind, req.attempt, req.data,
+                                  req.action_output, self.db)
                 output = handler(ctx)
                 if output is None:
                     output = {}
                 if not isinstance(output, dict):
                     raise TypeError(f"{req.method} returned {type(output).__name__}, not a dict")
             self._insert(req.key, req, req.kind, status, output)
-            db.execute("COMMIT")
-        except Exception as exc:  # business failure: roll the effect back, report it
-            db.execute("ROLLBACK")
+        except Exception as exc:  # business failure (its SQL too): roll back this effect only
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
-            return _failed(exc)
-        logger.debug("{}.{} {}", self.participant_name, req.method, status)
+            return _failed(exc), False
         return StepReply.model_construct(ok=True, output=output, error_type=None, error=None,
-                                          retryable=True, replayed=False)
+                                          retryable=True, replayed=False), True
 
     def _action_applied(self, req: StepRequest) -> bool:
         key = idempotency_key(req.saga_id, req.step, "action")

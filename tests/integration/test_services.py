@@ -101,7 +101,7 @@ def test_admission_control_bounds_live_saga_actors(make_harness):
     harness = make_harness(max_dedicated=2)
     deploy(harness, payment={"process_payment": Fault(delay_s=0.5)})
     rt = harness.runtime
-    ids = [rt.start("order_fulfillment", sample_input(n)) for n in range(52)]
+    ids = [rt.start("order_fulfillment", sample_input(n)) for n in range(60)]
     supervisor, _ = rt.services()
     status = poll(lambda: (s := ray.get(supervisor.status.remote()))["live"] == 2 and s,
                   what="two live sagas")

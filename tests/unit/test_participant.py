@@ -113,6 +113,33 @@ def test_a_failing_handler_rolls_back_its_effect_and_is_retryable(store):
     assert call(p, req()).ok and p.total() == 5  # nothing recorded: the retry applies
 
 
+def test_concurrent_effects_share_a_commit_and_a_failing_one_rolls_back_alone(store):
+    p = Counter(store_path=store)
+
+    async def many():
+        return await asyncio.gather(*(p.handle(req(saga=f"s{i}", explode=(i == 3)))
+                                      for i in range(8)))
+
+    replies = asyncio.run(many())
+    assert [r.ok for r in replies] == [i != 3 for i in range(8)]
+    assert p.total() == 35 and len(p.ledger()) == 7
+
+
+def test_a_handlers_own_sql_error_fails_only_that_effect(store):
+    p = Counter(store_path=store)
+
+    class Dup(Counter):
+        @action
+        def add(self, ctx):
+            ctx.db.execute("INSERT INTO total VALUES (1, 0)")  # primary key clash
+            return {}
+
+    dup = Dup(store_path=store)
+    reply = call(dup, req())
+    assert not reply.ok and reply.error_type == "IntegrityError"
+    assert call(p, req(saga="other")).ok and p.total() == 5
+
+
 def test_non_retryable_and_unpicklable_errors_become_plain_replies(store):
     p = Counter(store_path=store)
     declined = call(p, req(declined=True))
