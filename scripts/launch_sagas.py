@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stdout = sys.stdout
+    if args.json:
+        sys.stdout = sys.stderr  # Ray may print to stdout: keep it for the JSON alone
     module_name, attr = EXAMPLES[args.example]
     module = importlib.import_module(module_name)
     saga = getattr(module, attr)
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                             for i in ids], "address": args.address,
                   "namespace": runtime.config.namespace}
         if args.json:
-            print(json.dumps(report))
+            print(json.dumps(report), file=stdout)
         else:
             print("\n".join(ids))
             print(f"see them with: saga-actors --address {args.address} list")
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(time.monotonic() - started, 3),
     }
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report), file=stdout)
     else:
         print_summary(report)
     return 0 if all(r.status is not SagaStatus.STUCK for r in records) else 1

@@ -174,21 +174,12 @@ class SqliteJournal(Journal):
                 return []
             where.append(f"status IN ({','.join('?' * len(values))})")
             args += values
-        if saga_type is not None:
-            where.append("saga_type=?")
-            args.append(saga_type)
-        if placement is not None:
-            where.append("placement=?")
-            args.append(placement)
-        if since is not None:
-            where.append("created_at>=?")
-            args.append(since)
-        if until is not None:
-            where.append("created_at<?")
-            args.append(until)
-        if updated_since is not None:
-            where.append("updated_at>=?")
-            args.append(updated_since)
+        for condition, value in (("saga_type=?", saga_type), ("placement=?", placement),
+                                 ("created_at>=?", since), ("created_at<?", until),
+                                 ("updated_at>=?", updated_since)):
+            if value is not None:
+                where.append(condition)
+                args.append(value)
         sql = "SELECT record FROM sagas"
         if where:
             sql += " WHERE " + " AND ".join(where)
