@@ -130,7 +130,6 @@ class Supervisor:
         self._not_before: dict[str, float] = {}
         self._unresolvable: set[str] = set()
         self.wake = asyncio.Event()
-        self.queued = 0
         self._ticks = 0
 
     # --- the loop -------------------------------------------------------------------
@@ -161,15 +160,11 @@ class Supervisor:
                 self._check(record, live, now)
             else:
                 waiting.append(record)
-        started = 0
         for record in waiting:
             if len(self._live) >= self.settings.max_dedicated:
                 break
-            if self._not_before.get(record.saga_id, 0.0) > now:
-                continue
-            if self._spawn(record):
-                started += 1
-        self.queued = len(waiting) - started
+            if self._not_before.get(record.saga_id, 0.0) <= now:
+                self._spawn(record)
 
     def _spawn(self, record: SagaRecord) -> bool:
         definition = self.definitions.resolve(record)
@@ -328,10 +323,11 @@ class Supervisor:
                 detail={"note": note})
 
     def status(self) -> dict[str, Any]:
-        """Live actors, queued sagas, limits."""
+        """Live actors, queued sagas (counted in the journal now), limits."""
+        waiting = self._journal.non_terminal(placement="dedicated")
         return {
             "live": len(self._live),
-            "queued": self.queued,
+            "queued": sum(1 for r in waiting if r.saga_id not in self._live),
             "max_dedicated": self.settings.max_dedicated,
             "unresolvable": sorted(self._unresolvable),
         }

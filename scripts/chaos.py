@@ -1,0 +1,326 @@
+"""Chaos run: many sagas under seeded faults and kills, then invariants from the evidence.
+
+    python scripts/chaos.py [--sagas N] [--seed S] [--json] [--no-ray-restart]
+
+Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed) on an
+embedded Ray with the SQLite journal while injecting, at random from the seed:
+declined payments (non-retryable), transient participant failures (retryable), slow
+participants beyond their step timeout, kills of saga actors, SagaHosts, participant
+actors, the supervisor and the registry, and one whole-Ray restart mid-flight (same
+journal). Then it checks, from the participants' own SQLite stores and the journal — not
+from what the runtime reports:
+
+  lost               sagas not terminal (COMPLETED, FAILED, or STUCK with a reason)
+  duplicate_effects  an effect applied twice, or a business row without its ledger entry
+  wrong_effects      COMPLETED with a compensation or a missing effect; FAILED with an
+                     applied step left uncompensated, a compensation of nothing, or a pivot
+  unbalanced         stock or money that does not add up to the ledgers
+  mismatched         the registry disagrees with the journal
+
+--json prints one JSON object; the exit code is 1 if any invariant breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ray  # noqa: E402
+
+from examples import order_fulfillment, trip_booking  # noqa: E402
+from saga_actors import Fault, SagaRuntime, SagaStatus, configure_logging  # noqa: E402
+from saga_actors.actors import find_services  # noqa: E402
+from saga_actors.constants import host_actor_name, participant_actor_name  # noqa: E402
+from saga_actors.constants import saga_actor_name  # noqa: E402
+from saga_actors.host import shard_of  # noqa: E402
+
+EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking}
+FORWARD = {name: [(s.participant, s.action, s.compensation, s.kind.value) for s in m_saga.steps]
+           for name, m_saga in (("order_fulfillment", order_fulfillment.ORDER_FULFILLMENT),
+                                ("trip_booking", trip_booking.TRIP_BOOKING))}
+PARTICIPANTS = {cls.name: cls for m in EXAMPLES.values() for cls in m.PARTICIPANTS}
+
+
+def say(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+class Chaos:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.data_dir = tempfile.mkdtemp(prefix="saga-chaos-")
+        self.ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        self.injected: Counter[str] = Counter()
+        self.rt: SagaRuntime | None = None
+
+    # --- the cluster --------------------------------------------------------------------
+
+    def up(self) -> SagaRuntime:
+        os.environ["RAY_TMPDIR"] = self.ray_tmp
+        ray.init(include_dashboard=False, log_to_driver=False, namespace="saga_actors_chaos",
+                 _temp_dir=self.ray_tmp)
+        rt = SagaRuntime(sagas=[m.ORDER_FULFILLMENT if n == "order_fulfillment"
+                                else m.TRIP_BOOKING for n, m in EXAMPLES.items()],
+                         data_dir=self.data_dir, log_level="ERROR", stall_grace_s=3.0,
+                         restart_budget=20)
+        for cls in PARTICIPANTS.values():
+            rt.deploy(cls)
+        rt.services()
+        self.rt = rt
+        return rt
+
+    def down(self) -> None:
+        if self.rt is not None:
+            self.rt.close()
+        ray.shutdown()
+
+    # --- launching ------------------------------------------------------------------------
+
+    def inputs(self, n: int) -> list[tuple[str, dict, str]]:
+        out = []
+        for i in range(n):
+            name = "order_fulfillment" if self.rng.random() < 0.6 else "trip_booking"
+            payload = EXAMPLES[name].sample_input(i)
+            if self.rng.random() < 0.15:
+                payload["customer_id"] = "declined"  # the payment fails for good
+                self.injected["declined_payment"] += 1
+            placement = "hosted" if self.rng.random() < 0.5 else "dedicated"
+            out.append((name, payload, placement))
+        return out
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def participant(self, name: str) -> Any:
+        return ray.get_actor(participant_actor_name(name), self.rt.config.namespace)
+
+    def inject_fault(self) -> None:
+        name = self.rng.choice(sorted(PARTICIPANTS))
+        methods = PARTICIPANTS[name].handlers()
+        method = self.rng.choice(sorted(methods))
+        if self.rng.random() < 0.5:
+            fault = Fault(fail=True, retryable=True, times=self.rng.randint(1, 2))
+            kind = "transient_failure"
+        else:
+            fault = Fault(delay_s=12.0, times=1)  # past every step timeout (10 s)
+            kind = "slow_participant"
+        try:
+            ray.get(self.participant(name).set_faults.remote({method: fault}), timeout=10)
+            self.injected[kind] += 1
+        except Exception as exc:  # noqa: BLE001 - the participant may be restarting
+            say(f"  fault on {name}.{method} not set: {type(exc).__name__}")
+
+    def kill_something(self, live_ids: list[str]) -> None:
+        ns = self.rt.config.namespace
+        target = self.rng.choice(["saga", "host", "participant", "supervisor", "registry"])
+        try:
+            if target == "saga" and live_ids:
+                saga_id = self.rng.choice(live_ids)
+                rec = self.rt.get(saga_id)
+                name = (host_actor_name(shard_of(saga_id, self.rt.config.hosts))
+                        if rec.placement == "hosted" else saga_actor_name(saga_id))
+                ray.kill(ray.get_actor(name, ns), no_restart=self.rng.random() < 0.5)
+            elif target == "host":
+                i = self.rng.randrange(self.rt.config.hosts)
+                ray.kill(ray.get_actor(host_actor_name(i), ns), no_restart=False)
+            elif target == "participant":
+                ray.kill(self.participant(self.rng.choice(sorted(PARTICIPANTS))),
+                         no_restart=False)
+            else:
+                supervisor, registry = find_services(ns)
+                actor = supervisor if target == "supervisor" else registry
+                if actor is not None:
+                    ray.kill(actor, no_restart=False)
+            self.injected[f"kill_{target}"] += 1
+        except (ValueError, ray.exceptions.RayError):
+            pass  # it had just finished or is already being restarted
+
+    # --- the run ----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        rt = self.up()
+        ids: list[str] = []
+        batches = self.inputs(self.args.sagas)
+        restart_at = len(batches) // 2 if self.args.ray_restart else -1
+        step = max(1, len(batches) // 20)
+        for i in range(0, len(batches), step):
+            for name, payload, placement in batches[i:i + step]:
+                ids.append(rt.start(name, payload, placement=placement))
+            live = [r.saga_id for r in rt.journal.non_terminal()]
+            for _ in range(self.rng.randint(0, 2)):
+                self.inject_fault()
+            if self.rng.random() < 0.6:
+                self.kill_something(live)
+            if restart_at >= 0 and i >= restart_at:
+                restart_at = -1
+                say(f"  whole-Ray restart with {len(live)} sagas unfinished")
+                self.down()
+                self.injected["ray_restart"] += 1
+                rt = self.up()  # participants, then the supervisor, which recovers
+            say(f"  launched {len(ids)}/{len(batches)}")
+        for name in PARTICIPANTS:  # no new faults: let everything finish
+            ray.get(self.participant(name).set_faults.remote({}))
+        deadline = time.monotonic() + self.args.timeout
+        while time.monotonic() < deadline:
+            left = len(rt.journal.non_terminal())
+            say(f"  {left} saga(s) still running")
+            if not left:
+                break
+            time.sleep(2)
+        registry = self._registry_statuses()
+        self.down()
+        report = check(self.data_dir, ids, registry)
+        report.update(seed=self.args.seed, faults=dict(sorted(self.injected.items())),
+                      seconds=round(time.monotonic() - started, 1))
+        return report
+
+    def _registry_statuses(self) -> dict[str, str]:
+        _, registry = find_services(self.rt.config.namespace)
+        deadline = time.monotonic() + 30
+        while True:  # the registry is a cache: give it its resync interval to catch up
+            entries = ray.get(registry.list.remote(limit=1_000_000), timeout=60)
+            statuses = {e["saga_id"]: e["status"] for e in entries}
+            journal = {r.saga_id: r.status.value for r in self.rt.journal.query()}
+            if statuses == journal or time.monotonic() > deadline:
+                return statuses
+            time.sleep(1)
+
+
+# --- invariants, from the evidence ------------------------------------------------------
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def check(data_dir: str, ids: list[str], registry: dict[str, str]) -> dict[str, Any]:
+    from saga_actors.journal import open_journal
+
+    journal = open_journal(f"sqlite:///{data_dir}/journal.sqlite")
+    records = {i: journal.load(i) for i in ids}
+    stores = Path(data_dir) / "participants"
+    applied: dict[str, Counter] = defaultdict(Counter)  # saga -> "participant.method" -> n
+    for name in PARTICIPANTS:
+        for saga_id, method, n in _rows(stores / f"{name}.sqlite",
+                                        "SELECT saga_id, method, COUNT(*) FROM saga_effects "
+                                        "WHERE status='applied' GROUP BY saga_id, method"):
+            applied[saga_id][f"{name}.{method}"] += n
+    problems: dict[str, list[str]] = defaultdict(list)
+    by_status = Counter(r.status.value if r else "MISSING" for r in records.values())
+
+    for saga_id, rec in records.items():
+        if rec is None or not rec.status.terminal or (rec.status is SagaStatus.STUCK
+                                                      and not rec.error):
+            problems["lost"].append(saga_id)
+            continue
+        seen = applied.get(saga_id, Counter())
+        for key, n in seen.items():
+            if n > 1:
+                problems["duplicate_effects"].append(f"{saga_id}: {key} x{n}")
+        if rec.status is SagaStatus.STUCK:
+            continue
+        for participant, act, comp, kind in FORWARD[rec.saga_type]:
+            did = seen[f"{participant}.{act}"]
+            undone = seen[f"{participant}.{comp}"] if comp else 0
+            if rec.status is SagaStatus.COMPLETED and (did != 1 or undone):
+                problems["wrong_effects"].append(f"{saga_id} COMPLETED: {act}={did} {comp}={undone}")
+            if rec.status is SagaStatus.FAILED:
+                if kind == "pivot" and did:
+                    problems["wrong_effects"].append(f"{saga_id} FAILED after its pivot {act}")
+                if comp and did != undone:
+                    problems["wrong_effects"].append(f"{saga_id} FAILED: {act}={did} {comp}={undone}")
+
+    problems["unbalanced"] += balance(stores, records, applied)
+    for saga_id, rec in records.items():
+        if rec is not None and registry.get(saga_id) != rec.status.value:
+            problems["mismatched"].append(f"{saga_id}: registry {registry.get(saga_id)} "
+                                          f"journal {rec.status.value}")
+    journal.close()
+    counts = {k: len(problems.get(k, [])) for k in
+              ("lost", "duplicate_effects", "wrong_effects", "unbalanced", "mismatched")}
+    return {"sagas": len(ids), "terminal": sum(1 for r in records.values()
+                                               if r and r.status.terminal),
+            **counts, "by_status": dict(sorted(by_status.items())),
+            "examples": {k: v[:5] for k, v in problems.items() if v}}
+
+
+def balance(stores: Path, records: dict, applied: dict[str, Counter]) -> list[str]:
+    """Stock and money recomputed from business tables must match the ledgers."""
+    out = []
+    from participants.inventory import DEFAULT_STOCK
+
+    stock = dict(_rows(stores / "inventory.sqlite", "SELECT sku, qty FROM stock"))
+    held = Counter()
+    for saga_id, sku, qty in _rows(stores / "inventory.sqlite",
+                                   "SELECT saga_id, sku, qty FROM reservations WHERE released=0"):
+        held[sku] += qty
+    for sku, initial in DEFAULT_STOCK.items():
+        if initial - stock.get(sku, initial) != held[sku]:
+            out.append(f"stock {sku}: {initial} - {stock.get(sku)} != held {held[sku]}")
+    reservations = Counter(s for (s,) in _rows(stores / "inventory.sqlite",
+                                               "SELECT DISTINCT saga_id FROM reservations"))
+    for saga_id in reservations:
+        if not applied[saga_id]["inventory.reserve_inventory"]:
+            out.append(f"{saga_id}: reservation without a ledger entry")
+    charges = _rows(stores / "payment.sqlite", "SELECT saga_id, amount_cents FROM charges")
+    refunds = dict(_rows(stores / "payment.sqlite",
+                         "SELECT c.saga_id, r.amount_cents FROM refunds r "
+                         "JOIN charges c ON c.charge_id = r.charge_id"))
+    per_saga = Counter(s for s, _ in charges)
+    for saga_id, n in per_saga.items():
+        ledger = (applied[saga_id]["payment.process_payment"]
+                  + applied[saga_id]["payment.capture_payment"])
+        if n != ledger:
+            out.append(f"{saga_id}: {n} charge row(s), {ledger} in the ledger")
+    kept = sum(a for _, a in charges) - sum(refunds.values())
+    expected = sum(r.input["amount_cents"] for r in records.values()
+                   if r is not None and r.status is SagaStatus.COMPLETED)
+    stuck = sum(r.input["amount_cents"] for r in records.values()
+                if r is not None and r.status is SagaStatus.STUCK)
+    if not expected <= kept <= expected + stuck:
+        out.append(f"money: kept {kept} cents, completed sagas charged {expected}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sagas", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to let sagas finish")
+    p.add_argument("--no-ray-restart", dest="ray_restart", action="store_false",
+                   help="skip the whole-Ray restart")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.sagas < 1:
+        p.error("--sagas must be at least 1")
+    stdout = sys.stdout
+    sys.stdout = sys.stderr  # Ray may print to stdout
+    configure_logging("chaos", "ERROR")
+    report = Chaos(args).run()
+    ok = not any(report[k] for k in ("lost", "duplicate_effects", "wrong_effects",
+                                     "unbalanced", "mismatched"))
+    report["ok"] = ok
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2), file=stdout)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    sys.exit(main())
