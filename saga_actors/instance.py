@@ -197,6 +197,9 @@ class SagaInstance:
     async def run(self) -> SagaRecord:
         """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
+            if self.record.seq > 0 and not self.record.status.terminal:
+                # Picked up after a crash or a restart: say so, and restart the stall clock.
+                await self._commit("resumed", detail={"in_flight": self.record.in_flight})
             while not self.record.status.terminal:
                 if self.record.status is SagaStatus.COMPENSATING:
                     await self._compensate()

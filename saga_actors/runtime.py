@@ -65,6 +65,19 @@ def _find_ref(saga: Saga) -> str | None:
     return None
 
 
+def _get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    """``ray.get(submit())``, asked again while the actor is restarting (a supervisor or
+    participant being restarted must not fail a client's start)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(submit(), timeout=timeout_s)
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class SagaRuntime:
     """Start sagas, query them, wait for them, cancel them.
 
@@ -166,7 +179,7 @@ class SagaRuntime:
                     reason=f"no actor {participant_actor_name(participant)!r} in namespace "
                     f"{self.config.namespace!r}",
                 ) from None
-            described = ray.get(actor.describe.remote(), timeout=30)
+            described = _get_riding_restarts(actor.describe.remote)
             declared = set(described["actions"]) | set(described["compensations"])
             for method in sorted(methods):
                 if method not in declared:
@@ -256,7 +269,7 @@ class SagaRuntime:
         targets = [self.supervisor]
         if placement == "hosted":
             targets += self.hosts()
-        ray.get([t.register.remote([saga]) for t in targets], timeout=60)
+        _get_riding_restarts(lambda: [t.register.remote([saga]) for t in targets])
         self._registered.add((saga.name, placement))
 
     async def execute(

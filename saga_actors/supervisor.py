@@ -104,6 +104,7 @@ class SupervisorSettings:
 @dataclass
 class _Live:
     handle: Any
+    started_at: float = 0.0
     watcher: asyncio.Task | None = None
     nudges: int = 0
     nudged_at: float = 0.0
@@ -181,7 +182,7 @@ class Supervisor:
             logger.warning("saga {}: spawn failed, will retry: {}", record.saga_id, exc)
             self._not_before[record.saga_id] = self._clock.now() + 1.0
             return False
-        live = _Live(handle)
+        live = _Live(handle, started_at=self._clock.now())
         self._live[record.saga_id] = live
         live.watcher = asyncio.ensure_future(self._watch(record.saga_id, live))
         return True
@@ -260,8 +261,9 @@ class Supervisor:
                 asyncio.ensure_future(self._nudge(record.saga_id, live))
             return
         stall = stall_limit_s(definition, record, s.stall_grace_s)
-        if now - record.updated_at > stall:
-            self._kill(record.saga_id, live, f"no progress for {now - record.updated_at:.1f}s")
+        quiet = now - max(record.updated_at, live.started_at)  # a new actor gets a full span
+        if quiet > stall:
+            self._kill(record.saga_id, live, f"no progress for {quiet:.1f}s")
 
     async def _nudge(self, saga_id: str, live: _Live) -> None:
         if not await self._fleet.nudge(live.handle, self.settings.answer_timeout_s):

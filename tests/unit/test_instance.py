@@ -229,6 +229,8 @@ def test_resume_after_crash_resends_the_in_flight_step_with_the_same_attempt():
     h.gateway.calls.clear()
     rec = h.run()  # a new instance from the journal
     assert rec.status is SagaStatus.COMPLETED
+    resumed = [t for t in h.journal.history(h.saga_id) if t.event == "resumed"]
+    assert len(resumed) == 1 and resumed[0].detail == {"in_flight": True}
     assert h.gateway.called() == [("pay", "action", 1), ("ship", "action", 1)]
     assert h.gateway.calls[0].key == "s1/pay/action"
 

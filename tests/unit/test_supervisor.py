@@ -209,3 +209,23 @@ def test_a_new_supervisor_recovers_sagas_left_in_flight():
     fresh.sup.definitions.register(w.saga)
     asyncio.run(fresh.drive(fresh.all_terminal))
     assert fresh.status(saga_id) is SagaStatus.COMPLETED
+
+
+def test_a_new_actor_gets_a_full_stall_span_however_old_the_journal_entry():
+    w = World(stall_grace_s=5)  # limit here: 10 s timeout + 1 s backoff + 5 s grace
+    (saga_id,) = w.add()
+    w.clock.t += 3600  # e.g. the whole cluster was down for an hour
+    w.fleet.hang.add(saga_id)  # its new actor has not written anything yet
+
+    async def scenario():
+        await w.sup.tick()  # spawns it
+        w.clock.t += 1
+        await w.sup.tick()
+        early = list(w.fleet.killed)
+        w.clock.t += 20
+        await w.sup.tick()
+        return early, list(w.fleet.killed)
+
+    early, late = asyncio.run(scenario())
+    assert early == []  # judged by the old journal time it would have been killed at once
+    assert late == [saga_id]  # but a truly silent actor is still caught
