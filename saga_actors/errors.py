@@ -195,3 +195,15 @@ class SagaWaitTimeoutError(SagaRuntimeError):
         return (
             f"saga {self.saga_id} still {self.status} after waiting {self.timeout_s:g}s"
         )
+
+
+class SagaActorLost(SagaRuntimeError):
+    """A saga's actor is gone for good; the supervisor restarts it from the journal."""
+
+    def __init__(self, saga_id: str, detail: str) -> None:
+        super().__init__(saga_id, detail)
+        self.saga_id = saga_id
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"actor of saga {self.saga_id} lost: {self.detail}"

@@ -16,23 +16,11 @@ from loguru import logger
 
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import RetryPolicy, Saga, StepKind
-from saga_actors.errors import SagaNotFoundError, SagaUsageError
+from saga_actors.errors import SagaActorLost, SagaNotFoundError, SagaUsageError
 from saga_actors.instance import advance
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
-
-
-class SagaActorLost(Exception):
-    """A saga's actor is gone for good (the fleet will not bring it back)."""
-
-    def __init__(self, saga_id: str, detail: str) -> None:
-        super().__init__(saga_id, detail)
-        self.saga_id = saga_id
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"actor of saga {self.saga_id} lost: {self.detail}"
 
 
 class Fleet(Protocol):

@@ -53,6 +53,18 @@ FORWARD = {name: [(s.participant, s.action, s.compensation, s.kind.value) for s 
 PARTICIPANTS = {cls.name: cls for m in EXAMPLES.values() for cls in m.PARTICIPANTS}
 
 
+def _ask(submit, timeout_s: float = 60.0) -> Any:
+    """ray.get(submit()), asked again while the actor is restarting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(submit(), timeout=timeout_s)
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def say(*args: Any) -> None:
     print(*args, file=sys.stderr, flush=True)
 
@@ -117,7 +129,7 @@ class Chaos:
             fault = Fault(delay_s=12.0, times=1)  # past every step timeout (10 s)
             kind = "slow_participant"
         try:
-            ray.get(self.participant(name).set_faults.remote({method: fault}), timeout=10)
+            _ask(lambda: self.participant(name).set_faults.remote({method: fault}), 10)
             self.injected[kind] += 1
         except Exception as exc:  # noqa: BLE001 - the participant may be restarting
             say(f"  fault on {name}.{method} not set: {type(exc).__name__}")
@@ -172,7 +184,7 @@ class Chaos:
                 rt = self.up()  # participants, then the supervisor, which recovers
             say(f"  launched {len(ids)}/{len(batches)}")
         for name in PARTICIPANTS:  # no new faults: let everything finish
-            ray.get(self.participant(name).set_faults.remote({}))
+            _ask(lambda: self.participant(name).set_faults.remote({}))
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
             left = len(rt.journal.non_terminal())
@@ -191,7 +203,7 @@ class Chaos:
         _, registry = find_services(self.rt.config.namespace)
         deadline = time.monotonic() + 30
         while True:  # the registry is a cache: give it its resync interval to catch up
-            entries = ray.get(registry.list.remote(limit=1_000_000), timeout=60)
+            entries = _ask(lambda: registry.list.remote(limit=1_000_000))
             statuses = {e["saga_id"]: e["status"] for e in entries}
             journal = {r.saga_id: r.status.value for r in self.rt.journal.query()}
             if statuses == journal or time.monotonic() > deadline:

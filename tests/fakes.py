@@ -109,7 +109,7 @@ class FakeFleet:
         return saga_id
 
     async def watch(self, saga_id, handle):
-        from saga_actors.supervisor import SagaActorLost
+        from saga_actors.errors import SagaActorLost
 
         task = self.alive[handle]
         try:

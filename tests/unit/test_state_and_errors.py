@@ -39,6 +39,7 @@ SAMPLES = [
     errors.StepTimeoutError("id", "step", 2, 1.5),
     errors.ParticipantUnavailableError("p", "died"),
     errors.SagaWaitTimeoutError("id", "PENDING", 3),
+    errors.SagaActorLost("id", "actor died"),
     IllegalTransitionError("A", "B"),
 ]
 
