@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from loguru import logger
-from pydantic import ValidationError
+from pydantic import SecretBytes, SecretStr, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import Saga, Step, StepKind
@@ -63,11 +64,13 @@ def build_record(
     model = definition.input_model
     try:
         parsed = payload if isinstance(payload, model) else model.model_validate(payload)
-        data = parsed.model_dump(mode="json")
+        # secrets are journaled as themselves (recovery and participants need them); the
+        # registry, the CLI views and the logs never carry a saga's input
+        data = to_jsonable_python(_reveal(parsed.model_dump()))
         json.dumps(data)
     except ValidationError as exc:
         raise SagaInputError(definition.name, _validation_brief(exc)) from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, PydanticSerializationError) as exc:
         raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
     return SagaRecord(
         saga_id=saga_id,
@@ -108,6 +111,17 @@ def _existing(journal: Journal, record: SagaRecord) -> SagaRecord:
     if existing.input != record.input:
         raise SagaConflictError(record.saga_id, "it was started with a different input")
     return existing
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, (SecretStr, SecretBytes)):
+        secret = value.get_secret_value()
+        return secret.decode() if isinstance(secret, bytes) else secret
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_reveal(v) for v in value]
+    return value
 
 
 def first_transition(record: SagaRecord) -> Transition:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 
 import pytest
 from loguru import logger
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from saga_actors import (
     RetryPolicy,
@@ -336,3 +337,32 @@ def test_admit_returns_the_existing_saga_and_refuses_a_conflicting_one():
     other = build_record(ORDER, h.saga_id, {"order_id": "o1", "amount": 6}, now=h.clock.now())
     with pytest.raises(SagaConflictError, match="different input"):
         admit(h.journal, other)
+
+
+class Card(BaseModel):
+    order_id: str
+    amount: int
+    card_number: SecretStr
+
+
+def test_secret_inputs_reach_participants_but_not_the_registry_views_or_logs():
+    from saga_actors.registry import RegistryEntry, describe
+
+    saga = ORDER.model_copy(update={"name": "card_order", "input_model": Card})
+    journal = open_journal(f"memory://{uuid.uuid4().hex}")
+    record = build_record(saga, "c1", {"order_id": "o", "amount": 5,
+                                       "card_number": "4111-1111"}, now=0)
+    admit(journal, record)
+    lines = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG")
+    gateway = FakeGateway({("ship", "action"): [fail(retryable=False)]})
+    try:
+        asyncio.run(SagaInstance(saga, journal.load("c1"), journal, gateway,
+                                 clock=FakeClock()).run())
+    finally:
+        logger.remove(sink)
+    assert journal.load("c1").input["card_number"] == "4111-1111"  # recovery needs it
+    assert gateway.calls[0].data["card_number"] == "4111-1111"    # the participant needs it
+    shown = json.dumps(describe(journal.load("c1"), journal.history("c1")))
+    entry = RegistryEntry.of(journal.load("c1")).model_dump_json()
+    assert "4111" not in shown and "4111" not in entry and "4111" not in "".join(lines)
