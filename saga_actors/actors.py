@@ -44,7 +44,7 @@ from saga_actors.records import SagaRecord, Transition
 from saga_actors.registry import Registry, RegistryEntry, feed_event
 from saga_actors.host import SagaHost, shard_of
 from saga_actors.errors import SagaActorLost
-from saga_actors.supervisor import Definitions, Supervisor, SupervisorSettings
+from saga_actors.supervisor import Supervisor, SupervisorSettings
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}

@@ -81,9 +81,9 @@ def _print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> 
     cells = [[str(r.get(key) if r.get(key) is not None else "-") for key, _ in columns]
              for r in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    click.echo("  ".join(t.ljust(w) for (_, t), w in zip(columns, widths)))
+    click.echo("  ".join(t.ljust(w) for (_, t), w in zip(columns, widths, strict=True)))
     for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 LIST_COLUMNS = [("saga_id", "SAGA"), ("saga_type", "TYPE"), ("status", "STATUS"),

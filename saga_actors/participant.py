@@ -188,7 +188,7 @@ class Participant:
         sql += " WHERE status='applied'" + (" AND saga_id=?" if saga_id else "") + " ORDER BY at"
         rows = self.db.execute(sql, (saga_id,) if saga_id else ()).fetchall()
         cols = ("key", "saga_id", "step", "kind", "method", "output", "at")
-        return [{**dict(zip(cols, r)), "output": json.loads(r[5])} for r in rows]
+        return [{**dict(zip(cols, r, strict=True)), "output": json.loads(r[5])} for r in rows]
 
     def effect_counts(self) -> dict[str, int]:
         """Applied effects by method name."""
@@ -256,7 +256,7 @@ class Participant:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             replies = [_failed(exc)] * len(batch)
-        for (_, _, future), reply in zip(batch, replies):
+        for (_, _, future), reply in zip(batch, replies, strict=True):
             if not future.done():
                 future.set_result(reply)
 

@@ -263,9 +263,9 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         bare_runs, hosted_runs = [], []
         for _ in range(rounds):
             bare_runs.append(await measure(
-                "bare_ray", lambda i: orch.run.remote(f"o{i}", fail), n, c, mix))
+                "bare_ray", lambda i, fail=fail: orch.run.remote(f"o{i}", fail), n, c, mix))
             hosted_runs.append(await measure(
-                "hosted", lambda i: runtime_saga(i, "hosted", fail), n, c, mix))
+                "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c, mix))
         rows += [_median(bare_runs), _median(hosted_runs)]
     for actor in [orch, *bare_parts.values()]:
         ray.kill(actor)

@@ -184,7 +184,7 @@ class Chaos:
                 rt = self.up()  # participants, then the supervisor, which recovers
             say(f"  launched {len(ids)}/{len(batches)}")
         for name in PARTICIPANTS:  # no new faults: let everything finish
-            _ask(lambda: self.participant(name).set_faults.remote({}))
+            _ask(lambda name=name: self.participant(name).set_faults.remote({}))
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
             left = len(rt.journal.non_terminal())
@@ -280,8 +280,8 @@ def balance(stores: Path, records: dict, applied: dict[str, Counter]) -> list[st
 
     stock = dict(_rows(stores / "inventory.sqlite", "SELECT sku, qty FROM stock"))
     held = Counter()
-    for saga_id, sku, qty in _rows(stores / "inventory.sqlite",
-                                   "SELECT saga_id, sku, qty FROM reservations WHERE released=0"):
+    for sku, qty in _rows(stores / "inventory.sqlite",
+                          "SELECT sku, qty FROM reservations WHERE released=0"):
         held[sku] += qty
     for sku, initial in DEFAULT_STOCK.items():
         if initial - stock.get(sku, initial) != held[sku]:

@@ -320,7 +320,7 @@ class _GroupCommitter:
                 outcomes = [(False, JournalError(url, f"write failed: {exc}"))] * len(batch)
             # one wake-up per event loop per batch, not one per caller
             by_loop: dict[Any, list] = {}
-            for (_, _, future), outcome in zip(batch, outcomes):
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(future.get_loop(), []).append((future, outcome))
             for loop, results in by_loop.items():
                 try:

@@ -13,7 +13,7 @@ import ray
 from ray.util.state import list_actors, list_tasks
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
-from saga_actors import Fault, Saga, SagaStatus, Step
+from saga_actors import Fault, Saga, SagaStatus
 from saga_actors.actors import find_services
 from saga_actors.constants import REGISTRY_ACTOR_NAME, SUPERVISOR_ACTOR_NAME, saga_actor_name
 from tests.conftest import ROOT, poll
@@ -128,7 +128,7 @@ def test_state_api_lists_saga_actors_and_step_tasks_by_name(harness):
                                     ("ray_namespace", "=", rt.config.namespace)])
     rt.wait(saga_id, timeout_s=60)
     for step in ("reserve_inventory", "process_payment", "create_shipment"):
-        tasks = poll(lambda: list_tasks(filters=[("name", "=", f"{saga_id}/{step}")]),
+        tasks = poll(lambda step=step: list_tasks(filters=[("name", "=", f"{saga_id}/{step}")]),
                      what=f"task {saga_id}/{step}")
         assert tasks[0].name == f"{saga_id}/{step}"
 
