@@ -65,6 +65,11 @@ def _find_ref(saga: Saga) -> str | None:
     return None
 
 
+def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
+    """A just-journaled record, handed to its host to save it a journal read."""
+    return [record.model_dump(mode="json")] if record.seq == 0 else None
+
+
 def _get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> Any:
     """``ray.get(submit())``, asked again while the actor is restarting (a supervisor or
     participant being restarted must not fail a client's start)."""
@@ -108,7 +113,6 @@ class SagaRuntime:
         self._services: tuple[Any, Any] | None = None
         self._hosts: list[Any] | None = None
         self._registered: set[tuple[str, str]] = set()
-        self._results: dict[str, Any] = {}  # hosted saga id -> ref of its terminal status
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
@@ -130,6 +134,9 @@ class SagaRuntime:
         if self._hosts is None:
             self._hosts = saga_hosts(self.config)
         return self._hosts
+
+    def _host_of(self, saga_id: str) -> Any:
+        return self.hosts()[shard_of(saga_id, self.config.hosts)]
 
     @property
     def supervisor(self) -> Any:
@@ -234,10 +241,9 @@ class SagaRuntime:
         if record.status.terminal:
             return record.saga_id
         if record.placement == "hosted":
-            host = self.hosts()[shard_of(record.saga_id, self.config.hosts)]
-            self._results[record.saga_id] = host.run.remote(
-                record.saga_id, record.model_dump(mode="json") if record.seq == 0 else None
-            )
+            # no call stays open per saga (the host would hold ~55 KB for it): if this one
+            # is lost, the supervisor's next pass over hosted sagas starts the saga
+            self._host_of(record.saga_id).start.remote([record.saga_id], _admitted(record))
         else:
             self.supervisor.notify.remote()  # the supervisor admits it when a slot is free
         return record.saga_id
@@ -283,14 +289,17 @@ class SagaRuntime:
     ) -> SagaRecord:
         """Start a saga and await its terminal record (for asyncio callers)."""
         saga, record = self._prepare(saga_type, input, saga_id, placement)
-        saga_id = self._launch(saga, await admit_async(self.journal, record))
-        ref = self._results.pop(saga_id, None)
-        if ref is not None:
-            try:
-                await ref
+        record = await admit_async(self.journal, record)
+        saga_id = record.saga_id
+        if record.placement == "hosted" and not record.status.terminal:
+            try:  # the host answers when the saga ends: no polling while it runs
+                admitted = _admitted(record)
+                await self._host_of(saga_id).run.remote(saga_id, admitted and admitted[0])
             except ray.exceptions.RayError:
                 self._hosts = None  # its host died: look the hosts up again next time
-        # the journal says how it ends (the supervisor recovers a lost host's sagas)
+        else:
+            self._launch(saga, record)
+        # the journal says how it ended (the supervisor recovers a lost host's sagas)
         while not (record := self.get(saga_id)).status.terminal:
             await asyncio.sleep(poll_s)
         return record
@@ -380,7 +389,6 @@ class SagaRuntime:
         by_shard: dict[int, list[str]] = {}
         for saga_id in hosted:
             by_shard.setdefault(shard_of(saga_id, self.config.hosts), []).append(saga_id)
-            self._results.pop(saga_id, None)
         hosts = self.hosts()
         refs = [hosts[i].wait.remote(group) for i, group in by_shard.items()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
