@@ -392,7 +392,9 @@ class SagaInstance:
             reply = await call
         except asyncio.CancelledError:
             abort = self._abort_reason()
-            if call is not self._in_flight or abort is None:
+            me = asyncio.current_task()
+            ours = call is self._in_flight and abort is not None
+            if not ours or (me is not None and me.cancelling()):
                 raise  # not ours: the whole instance is being cancelled
             # A cancel or the deadline arrived mid-call: stopped; its effect is unknown.
             return {}, _Failure(abort, False, True)

@@ -366,3 +366,26 @@ def test_secret_inputs_reach_participants_but_not_the_registry_views_or_logs():
     shown = json.dumps(describe(journal.load("c1"), journal.history("c1")))
     entry = RegistryEntry.of(journal.load("c1")).model_dump_json()
     assert "4111" not in shown and "4111" not in entry and "4111" not in "".join(lines)
+
+
+def test_cancelling_the_instance_itself_stops_it_even_past_its_deadline():
+    h = Harness(deadline_s=1)
+    inst = h.instance()
+    started = asyncio.Event()
+
+    async def slow(participant, request, timeout_s):
+        started.set()
+        await asyncio.sleep(3600)
+
+    h.gateway.call = slow
+
+    async def scenario():
+        task = asyncio.ensure_future(inst.run())
+        await started.wait()
+        h.clock.t += 5  # past the deadline, so an abort reason exists
+        task.cancel()   # e.g. a host restarting a stalled instance
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert h.journal.load(h.saga_id).status is SagaStatus.PENDING  # left for the next instance
