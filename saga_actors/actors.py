@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -48,6 +50,19 @@ from saga_actors.supervisor import Supervisor, SupervisorSettings
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
+
+
+def get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    """``ray.get(submit())``, asked again while the actor is restarting (a supervisor or
+    participant being restarted must not fail a client's call)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(submit(), timeout=timeout_s)
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _get_actor(name: str, namespace: str) -> Any | None:

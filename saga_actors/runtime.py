@@ -12,7 +12,12 @@ from typing import Any
 
 import ray
 
-from saga_actors.actors import deploy_participant, ensure_services, saga_hosts
+from saga_actors.actors import (
+    deploy_participant,
+    ensure_services,
+    get_riding_restarts,
+    saga_hosts,
+)
 from saga_actors.host import shard_of
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name
@@ -68,19 +73,6 @@ def _find_ref(saga: Saga) -> str | None:
 def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
     """A just-journaled record, handed to its host to save it a journal read."""
     return [record.model_dump(mode="json")] if record.seq == 0 else None
-
-
-def _get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    """``ray.get(submit())``, asked again while the actor is restarting (a supervisor or
-    participant being restarted must not fail a client's start)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return ray.get(submit(), timeout=timeout_s)
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 class SagaRuntime:
@@ -186,7 +178,7 @@ class SagaRuntime:
                     reason=f"no actor {participant_actor_name(participant)!r} in namespace "
                     f"{self.config.namespace!r}",
                 ) from None
-            described = _get_riding_restarts(actor.describe.remote)
+            described = get_riding_restarts(actor.describe.remote)
             declared = set(described["actions"]) | set(described["compensations"])
             for method in sorted(methods):
                 if method not in declared:
@@ -275,7 +267,7 @@ class SagaRuntime:
         targets = [self.supervisor]
         if placement == "hosted":
             targets += self.hosts()
-        _get_riding_restarts(lambda: [t.register.remote([saga]) for t in targets])
+        get_riding_restarts(lambda: [t.register.remote([saga]) for t in targets])
         self._registered.add((saga.name, placement))
 
     async def execute(

@@ -41,7 +41,7 @@ import ray  # noqa: E402
 
 from examples import order_fulfillment, trip_booking  # noqa: E402
 from saga_actors import Fault, SagaRuntime, SagaStatus, configure_logging  # noqa: E402
-from saga_actors.actors import find_services  # noqa: E402
+from saga_actors.actors import find_services, get_riding_restarts  # noqa: E402
 from saga_actors.constants import host_actor_name, participant_actor_name  # noqa: E402
 from saga_actors.constants import saga_actor_name  # noqa: E402
 from saga_actors.host import shard_of  # noqa: E402
@@ -51,18 +51,6 @@ FORWARD = {name: [(s.participant, s.action, s.compensation, s.kind.value) for s 
            for name, m_saga in (("order_fulfillment", order_fulfillment.ORDER_FULFILLMENT),
                                 ("trip_booking", trip_booking.TRIP_BOOKING))}
 PARTICIPANTS = {cls.name: cls for m in EXAMPLES.values() for cls in m.PARTICIPANTS}
-
-
-def _ask(submit, timeout_s: float = 60.0) -> Any:
-    """ray.get(submit()), asked again while the actor is restarting."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return ray.get(submit(), timeout=timeout_s)
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def say(*args: Any) -> None:
@@ -129,7 +117,7 @@ class Chaos:
             fault = Fault(delay_s=12.0, times=1)  # past every step timeout (10 s)
             kind = "slow_participant"
         try:
-            _ask(lambda: self.participant(name).set_faults.remote({method: fault}), 10)
+            get_riding_restarts(lambda: self.participant(name).set_faults.remote({method: fault}), 10)
             self.injected[kind] += 1
         except Exception as exc:  # noqa: BLE001 - the participant may be restarting
             say(f"  fault on {name}.{method} not set: {type(exc).__name__}")
@@ -184,7 +172,7 @@ class Chaos:
                 rt = self.up()  # participants, then the supervisor, which recovers
             say(f"  launched {len(ids)}/{len(batches)}")
         for name in PARTICIPANTS:  # no new faults: let everything finish
-            _ask(lambda name=name: self.participant(name).set_faults.remote({}))
+            get_riding_restarts(lambda name=name: self.participant(name).set_faults.remote({}))
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
             left = len(rt.journal.non_terminal())
@@ -203,7 +191,7 @@ class Chaos:
         _, registry = find_services(self.rt.config.namespace)
         deadline = time.monotonic() + 30
         while True:  # the registry is a cache: give it its resync interval to catch up
-            entries = _ask(lambda: registry.list.remote(limit=1_000_000))
+            entries = get_riding_restarts(lambda: registry.list.remote(limit=1_000_000))
             statuses = {e["saga_id"]: e["status"] for e in entries}
             journal = {r.saga_id: r.status.value for r in self.rt.journal.query()}
             if statuses == journal or time.monotonic() > deadline:
