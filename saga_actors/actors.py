@@ -35,7 +35,7 @@ from saga_actors.constants import (
     participant_actor_name,
     saga_actor_name,
 )
-from saga_actors.definition import RetryPolicy, Saga
+from saga_actors.definition import Saga
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
@@ -446,7 +446,6 @@ class SupervisorActorImpl:
         settings = SupervisorSettings(
             max_dedicated=config.max_dedicated,
             restart_budget=config.restart_budget,
-            restart_backoff=RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10),
             stall_grace_s=config.stall_grace_s,
         )
         self.supervisor = Supervisor(open_journal(config.journal), RayFleet(config),

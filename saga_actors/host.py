@@ -18,11 +18,11 @@ from loguru import logger
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import RetryPolicy
 from saga_actors.errors import SagaNotFoundError
-from saga_actors.instance import Gateway, SagaInstance, TransitionListener, advance
+from saga_actors.instance import Gateway, SagaInstance, TransitionListener
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
-from saga_actors.supervisor import Definitions
+from saga_actors.supervisor import Definitions, count_restart
 
 
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
@@ -117,23 +117,14 @@ class SagaHost:
         record = self._journal.load(saga_id)
         if record is None or record.status.terminal:
             return record.status.value if record else "UNKNOWN"
-        now = self._clock.now()
-        count = record.restarts + 1
-        if count > self._restart_budget:
-            reason = f"instance crashed {count} times; last: {why}"
-            advance(self._journal, record, "saga_stuck", now=now, status=SagaStatus.STUCK,
-                    stuck_from=record.status, error=reason, finished_at=now)
+        delay = count_restart(
+            self._journal, record, what="instance crashed", event="instance_restarted",
+            why=why, budget=self._restart_budget, backoff=self._backoff, now=self._clock.now(),
+        )
+        if delay is None:
             return SagaStatus.STUCK.value
-        record = advance(self._journal, record, "instance_restarted", now=now, restarts=count,
-                         detail={"reason": why, "restart": count})
-        loop = asyncio.get_running_loop()
-        loop.call_later(self._backoff.backoff_s(count), self._ensure_latest, saga_id)
+        asyncio.get_running_loop().call_later(delay, self.ensure, [saga_id])
         return record.status.value
-
-    def _ensure_latest(self, saga_id: str) -> None:
-        record = self._journal.load(saga_id)
-        if record is not None:
-            self._ensure(record)
 
     # --- requests -------------------------------------------------------------------
 

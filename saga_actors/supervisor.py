@@ -192,22 +192,13 @@ class Supervisor:
         self._restart_or_give_up(record, lost or "actor exited before the saga ended")
 
     def _restart_or_give_up(self, record: SagaRecord, why: str) -> None:
-        now = self._clock.now()
-        count = record.restarts + 1
-        if count > self.settings.restart_budget:
-            reason = f"saga actor lost {count} times (restart budget "
-            reason += f"{self.settings.restart_budget}); last: {why}"
-            advance(self._journal, record, "saga_stuck", now=now, status=SagaStatus.STUCK,
-                    stuck_from=record.status, error=reason, finished_at=now,
-                    detail={"reason": reason})
-            logger.error("saga {} STUCK: {}", record.saga_id, reason)
-            return
-        delay = self.settings.restart_backoff.backoff_s(count)
-        advance(self._journal, record, "actor_restarted", now=now, restarts=count,
-                detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
-        logger.warning("saga {}: restarting its actor in {:.2f}s ({}): {}",
-                       record.saga_id, delay, count, why)
-        self._not_before[record.saga_id] = now + delay
+        delay = count_restart(
+            self._journal, record, what="saga actor lost", event="actor_restarted", why=why,
+            budget=self.settings.restart_budget, backoff=self.settings.restart_backoff,
+            now=self._clock.now(),
+        )
+        if delay is not None:
+            self._not_before[record.saga_id] = self._clock.now() + delay
 
     async def _check_hosted(self, now: float) -> None:
         records = self._journal.non_terminal(placement="hosted")
@@ -321,6 +312,34 @@ class Supervisor:
             "max_dedicated": self.settings.max_dedicated,
             "unresolvable": sorted(self._unresolvable),
         }
+
+
+def count_restart(
+    journal: Journal,
+    record: SagaRecord,
+    *,
+    what: str,
+    event: str,
+    why: str,
+    budget: int,
+    backoff: RetryPolicy,
+    now: float,
+) -> float | None:
+    """Journal one more restart of whatever runs ``record`` and return the backoff before
+    it; past ``budget`` restarts, park the saga STUCK with the reason and return None."""
+    count = record.restarts + 1
+    if count > budget:
+        reason = f"{what} {count} times (restart budget {budget}); last: {why}"
+        advance(journal, record, "saga_stuck", now=now, status=SagaStatus.STUCK,
+                stuck_from=record.status, error=reason, finished_at=now,
+                detail={"reason": reason})
+        logger.error("saga {} STUCK: {}", record.saga_id, reason)
+        return None
+    delay = backoff.backoff_s(count)
+    advance(journal, record, event, now=now, restarts=count,
+            detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
+    logger.warning("saga {}: restart {} in {:.2f}s: {}", record.saga_id, count, delay, why)
+    return delay
 
 
 def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float:
