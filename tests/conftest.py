@@ -29,6 +29,20 @@ def poll(condition: Callable[[], Any], *, timeout_s: float = 30.0, every_s: floa
         time.sleep(every_s)
 
 
+def kill_namespace(namespace: str) -> None:
+    """Kill every live actor of ``namespace`` in the session's Ray."""
+    import ray
+    from ray.util.state import list_actors
+
+    for a in list_actors(filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
+                         limit=10_000, raise_on_missing_output=False):
+        if a.name:
+            try:
+                ray.kill(ray.get_actor(a.name, namespace), no_restart=True)
+            except (ValueError, ray.exceptions.RayError):
+                pass  # gone already
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray

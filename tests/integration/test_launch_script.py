@@ -1,4 +1,8 @@
-"""scripts/launch_sagas.py, run as a user runs it: its own embedded Ray, SQLite journal."""
+"""scripts/launch_sagas.py, run as a user runs it: its own embedded Ray, SQLite journal.
+
+The failure and crash cases attach to the session's Ray in a namespace of their own (a
+user's second script on a running cluster), which saves starting a Ray for each.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kill_namespace
 
 FORWARD = ["inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"]
 
@@ -18,6 +23,10 @@ FORWARD = ["inventory.reserve_inventory", "payment.process_payment", "shipping.c
 def launch(tmp_path, *args: str) -> dict:
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
+    return run_script(tmp_path, env, *args)
+
+
+def run_script(tmp_path, env, *args: str) -> dict:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), *args, "--json",
          "--data-dir", str(tmp_path / "data")],
@@ -27,14 +36,25 @@ def launch(tmp_path, *args: str) -> dict:
     return json.loads(proc.stdout)  # exactly one JSON object, nothing else
 
 
+@pytest.fixture
+def attached(ray_session, tmp_path):
+    """Run the script against the session's Ray, in a namespace of its own."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token"}
+    address = ray_session.get_runtime_context().gcs_address
+    yield lambda *args: run_script(tmp_path, env, *args, "--address", address,
+                                   "--namespace", namespace)
+    kill_namespace(namespace)
+
+
 def test_three_sagas_complete(tmp_path):
     out = launch(tmp_path, "--count", "3")
     assert [s["status"] for s in out["sagas"]] == ["COMPLETED"] * 3
     assert out["effects"] == {name: 3 for name in FORWARD}
 
 
-def test_fail_step_compensates_and_restores_stock(tmp_path):
-    out = launch(tmp_path, "--count", "3", "--fail-step", "create_shipment")
+def test_fail_step_compensates_and_restores_stock(attached):
+    out = attached("--count", "3", "--fail-step", "create_shipment")
     for saga in out["sagas"]:
         assert saga["status"] == "FAILED"
         assert saga["compensated_steps"] == ["process_payment", "reserve_inventory"]
@@ -47,8 +67,8 @@ def test_fail_step_compensates_and_restores_stock(tmp_path):
     assert after["payment"]["net_cents"] == before["payment"]["net_cents"]
 
 
-def test_crash_step_completes_and_pays_once(tmp_path):
-    out = launch(tmp_path, "--count", "3", "--crash-step", "process_payment")
+def test_crash_step_completes_and_pays_once(attached):
+    out = attached("--count", "3", "--crash-step", "process_payment")
     assert [s["status"] for s in out["sagas"]] == ["COMPLETED"] * 3
     assert len(out["crashed"]) == 3  # every saga's actor really was killed once
     assert out["effects"]["payment.process_payment"] == 3
