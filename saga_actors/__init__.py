@@ -4,6 +4,7 @@ from saga_actors.config import RuntimeConfig
 from saga_actors.definition import RetryPolicy, Saga, Step, StepKind
 from saga_actors.errors import (
     ActionRefusedError,
+    ClusterUnreachableError,
     JournalError,
     NonRetryableError,
     ParticipantUnavailableError,
@@ -28,6 +29,7 @@ from saga_actors.state import SagaStatus
 
 __all__ = [
     "ActionRefusedError",
+    "ClusterUnreachableError",
     "Fault",
     "JournalError",
     "NonRetryableError",

@@ -228,7 +228,7 @@ class SagaActorImpl:
         configure_logging("saga", config.log_level)
         self._saga_id = saga_id
         self._linger_s = config.saga_linger_s
-        journal = open_journal(config.journal)
+        journal = open_journal(config.journal, create=False)
         record = journal.load(saga_id)
         if record is None:
             raise LookupError(f"saga {saga_id} is not in the journal {config.journal}")
@@ -365,7 +365,7 @@ class SagaHostImpl:
         configure_logging(f"host{index}", config.log_level)
         self._feed = RegistryFeed(config.namespace)
         self.host = SagaHost(
-            index, count, open_journal(config.journal), _gateway(config),
+            index, count, open_journal(config.journal, create=False), _gateway(config),
             on_transition=self._feed.push, restart_budget=config.restart_budget,
         )
         self._index = index
@@ -448,7 +448,7 @@ class SupervisorActorImpl:
             restart_budget=config.restart_budget,
             stall_grace_s=config.stall_grace_s,
         )
-        self.supervisor = Supervisor(open_journal(config.journal), RayFleet(config),
+        self.supervisor = Supervisor(open_journal(config.journal, create=False), RayFleet(config),
                                      settings=settings)
         self._loop = asyncio.get_running_loop().create_task(
             self.supervisor.run_forever(config.supervisor_tick_s)
@@ -487,7 +487,7 @@ class RegistryActorImpl:
         configure_logging("registry", config.log_level)
         from saga_actors.metrics import RayMetrics
 
-        self.registry = Registry(open_journal(config.journal), metrics=RayMetrics())
+        self.registry = Registry(open_journal(config.journal, create=False), metrics=RayMetrics())
         self._config = config
         self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
 

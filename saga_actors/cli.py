@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from datetime import datetime
@@ -48,12 +47,12 @@ def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
             "no cluster address: pass --address HOST:PORT or set RAY_ADDRESS "
             "(to read the journal without a cluster: saga-actors journal list)"
         )
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    from saga_actors.runtime import check_reachable
+
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
-            pass
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        check_reachable(address)
+    except SagaError as exc:
+        raise click.ClickException(str(exc)) from None
     import ray
 
     from saga_actors.actors import find_services
@@ -244,10 +243,8 @@ def journal(ctx: click.Context, journal_url: str | None, data_dir: str) -> None:
     from saga_actors.journal import open_journal
 
     url = RuntimeConfig.load(data_dir=data_dir, journal_url=journal_url).journal
-    if url.startswith("sqlite:") and not os.path.exists(url.split("://", 1)[1][1:]):
-        raise click.ClickException(f"no journal at {url}")
     try:
-        ctx.obj = open_journal(url)
+        ctx.obj = open_journal(url, read_only=True)
     except SagaError as exc:
         raise click.ClickException(str(exc)) from None
 

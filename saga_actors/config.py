@@ -28,6 +28,11 @@ class RuntimeConfig(BaseModel):
         "Ray keeps ~7.5 KB per distinct task name in the participant's process (measured on "
         "Ray 2.60), so very long-lived, high-volume participants may turn it off.",
     )
+    max_input_bytes: int = Field(
+        1_048_576, ge=1, description="Largest saga input accepted, as journaled JSON. The "
+        "input is rewritten with every transition: keep big documents elsewhere and pass "
+        "their keys.",
+    )
     participant_max_concurrency: int = Field(
         1000, ge=1, description="Calls one participant actor serves at once."
     )

@@ -111,6 +111,18 @@ class JournalError(SagaError):
         return f"journal {self.url}: {self.problem}"
 
 
+class ClusterUnreachableError(SagaError):
+    """Nothing answers at the Ray cluster address given."""
+
+    def __init__(self, address: str, detail: str) -> None:
+        super().__init__(address, detail)
+        self.address = address
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"cannot reach the Ray cluster at {self.address}: {self.detail}"
+
+
 # --- a saga failing at run time -------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from saga_actors.errors import (
     StepTimeoutError,
 )
 from saga_actors.journal.base import Journal
-from saga_actors.messages import Kind, StepReply, StepRequest
+from saga_actors.messages import MAX_PAYLOAD_BYTES, Kind, StepReply, StepRequest, json_size
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus, check_transition
 
@@ -55,11 +55,12 @@ def build_record(
     now: float,
     placement: str | None = None,
     definition_ref: str | None = None,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> SagaRecord:
     """Validate ``payload`` against the saga's input model and build its first record.
 
     Raises :class:`SagaInputError` (nothing is journaled) for an input that does not
-    validate or cannot be stored as JSON.
+    validate, cannot be stored as JSON, or is larger than ``max_bytes`` as JSON.
     """
     model = definition.input_model
     try:
@@ -67,11 +68,14 @@ def build_record(
         # secrets are journaled as themselves (recovery and participants need them); the
         # registry, the CLI views and the logs never carry a saga's input
         data = to_jsonable_python(_reveal(parsed.model_dump()))
-        json.dumps(data)
+        size = len(json.dumps(data).encode())
     except ValidationError as exc:
         raise SagaInputError(definition.name, _validation_brief(exc)) from None
     except (TypeError, ValueError, PydanticSerializationError) as exc:
         raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
+    if size > max_bytes:
+        raise SagaInputError(definition.name, f"{json_size(size)} as JSON, over the limit of "
+                                              f"{json_size(max_bytes)} (max_input_bytes)")
     return SagaRecord(
         saga_id=saga_id,
         saga_type=definition.name,
@@ -523,8 +527,11 @@ def _checked_output(step: Step, output: Any) -> dict[str, Any]:
         except ValidationError as exc:
             raise ValueError(_validation_brief(exc)) from None
     try:
-        json.dumps(output)
+        size = len(json.dumps(output).encode())
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not JSON-serializable: {exc}") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"{json_size(size)} as JSON, over the limit of "
+                         f"{json_size(MAX_PAYLOAD_BYTES)}")
     return output
 

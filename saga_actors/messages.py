@@ -6,6 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Inputs and step outputs are journaled with every transition: a saga input may be 1 MiB
+# of JSON by default (RuntimeConfig.max_input_bytes), a step output at most this, always.
+MAX_PAYLOAD_BYTES = 1_048_576
+
+
+def json_size(n: int) -> str:
+    """``n`` bytes, said for a person."""
+    return f"{n} bytes" if n < 10_000 else f"{n / 1_048_576:.1f} MiB"
+
 Kind = Literal["action", "compensation"]
 
 

@@ -28,7 +28,13 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from saga_actors.errors import ActionRefusedError, NonRetryableError, StepError
-from saga_actors.messages import StepReply, StepRequest, idempotency_key
+from saga_actors.messages import (
+    MAX_PAYLOAD_BYTES,
+    StepReply,
+    StepRequest,
+    idempotency_key,
+    json_size,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -295,9 +301,18 @@ class Participant:
         return row is not None and row[0] == "applied"
 
     def _insert(self, key: str, req: StepRequest, kind: str, status: str, output: dict) -> None:
+        try:
+            encoded = json.dumps(output)
+        except (TypeError, ValueError) as exc:  # raised before the effect is kept
+            raise NonRetryableError(f"{req.method} returned output that is not JSON ({exc}); "
+                                    "its effect was not applied") from None
+        if len(encoded) > MAX_PAYLOAD_BYTES:
+            raise NonRetryableError(
+                f"{req.method} returned {json_size(len(encoded))} of JSON, over the limit of "
+                f"{json_size(MAX_PAYLOAD_BYTES)}; its effect was not applied")
         self.db.execute(
             "INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, req.saga_id, req.step, kind, req.method, status, json.dumps(output), time.time()),
+            (key, req.saga_id, req.step, kind, req.method, status, encoded, time.time()),
         )
 
 

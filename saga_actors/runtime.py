@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import sys
 import time
 import uuid
@@ -23,6 +24,7 @@ from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name
 from saga_actors.definition import Saga
 from saga_actors.errors import (
+    ClusterUnreachableError,
     SagaNotFoundError,
     SagaUsageError,
     SagaWaitTimeoutError,
@@ -46,6 +48,21 @@ def connect(config: RuntimeConfig, address: str | None = None, **init_kwargs: An
     if ray.is_initialized():
         return
     ray.init(address=address, namespace=config.namespace, **init_kwargs)
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast with :class:`ClusterUnreachableError` when nothing listens at a
+    ``HOST:PORT`` (or ``ray://HOST:PORT``) address; Ray itself retries for a minute."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep:
+        return  # "auto", "local": Ray resolves those itself
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except ValueError:
+        raise ClusterUnreachableError(address, f"{port!r} is not a port number") from None
+    except OSError as exc:
+        raise ClusterUnreachableError(address, exc.strerror or str(exc)) from None
 
 
 def definition_ref(saga: Saga) -> str | None:
@@ -99,6 +116,8 @@ class SagaRuntime:
             namespace=namespace, data_dir=data_dir, journal_url=journal_url,
             log_level=log_level, **settings,
         )
+        if address and not ray.is_initialized():
+            check_reachable(address)  # before the journal is created: a typo changes nothing
         self.journal = open_journal(self.config.journal)
         self._catalog: dict[str, Saga] = {}
         self._participants_ok: set[tuple[str, str]] = set()
@@ -222,7 +241,7 @@ class SagaRuntime:
             raise SagaUsageError(f"unknown placement {placement!r} (known: dedicated, hosted)")
         record = build_record(
             saga, saga_id, payload, now=time.time(), placement=placement,
-            definition_ref=definition_ref(saga),
+            definition_ref=definition_ref(saga), max_bytes=self.config.max_input_bytes,
         )
         self._check_participants(saga)
         self._register(saga, placement)

@@ -216,7 +216,7 @@ def _rows(path: Path, sql: str) -> list[tuple]:
 def check(data_dir: str, ids: list[str], registry: dict[str, str]) -> dict[str, Any]:
     from saga_actors.journal import open_journal
 
-    journal = open_journal(f"sqlite:///{data_dir}/journal.sqlite")
+    journal = open_journal(f"sqlite:///{data_dir}/journal.sqlite", read_only=True)
     records = {i: journal.load(i) for i in ids}
     stores = Path(data_dir) / "participants"
     applied: dict[str, Counter] = defaultdict(Counter)  # saga -> "participant.method" -> n

@@ -25,7 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray  # noqa: E402
 
-from saga_actors import Fault, SagaRecord, SagaRuntime, SagaStatus, configure_logging  # noqa: E402
+from saga_actors import (  # noqa: E402
+    Fault,
+    SagaError,
+    SagaRecord,
+    SagaRuntime,
+    SagaStatus,
+    configure_logging,
+)
 from saga_actors.constants import host_actor_name, saga_actor_name  # noqa: E402
 from saga_actors.host import shard_of  # noqa: E402
 
@@ -87,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     args.address = args.address or os.environ.get("RAY_ADDRESS") or None
     configure_logging("launch", "WARNING" if args.json else "INFO")
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    runtime = SagaRuntime(
-        sagas=[saga], address=args.address, namespace=args.namespace, data_dir=args.data_dir,
-        journal_url=args.journal,
-        ray_init={"include_dashboard": False, "log_to_driver": not args.json}
-        if args.address is None else {"log_to_driver": not args.json},
-    )
+    try:
+        runtime = SagaRuntime(
+            sagas=[saga], address=args.address, namespace=args.namespace,
+            data_dir=args.data_dir, journal_url=args.journal,
+            ray_init={"include_dashboard": False, "log_to_driver": not args.json}
+            if args.address is None else {"log_to_driver": not args.json},
+        )
+    except SagaError as exc:  # an unreachable cluster, a journal in a bad way
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     say(f"journal: {runtime.config.journal}")
 
     faults: dict[str, dict[str, Fault]] = {}

@@ -93,8 +93,12 @@ class Journal(abc.ABC):
         return out
 
 
-def open_journal(url: str) -> Journal:
-    """Open the journal at ``url``: ``memory://NAME`` or ``sqlite:///PATH``."""
+def open_journal(url: str, *, create: bool = True, read_only: bool = False) -> Journal:
+    """Open the journal at ``url``: ``memory://NAME`` or ``sqlite:///PATH``.
+
+    ``create=False`` refuses a journal that does not exist yet (only the runtime that
+    accepts sagas creates one); ``read_only=True`` never writes (offline tools).
+    """
     if not isinstance(url, str) or "://" not in url:
         raise JournalError(str(url), "not a journal URL (expected memory://NAME or sqlite:///PATH)")
     scheme = url.split("://", 1)[0]
@@ -105,5 +109,5 @@ def open_journal(url: str) -> Journal:
     if scheme == "sqlite":
         from saga_actors.journal.sqlite import SqliteJournal
 
-        return SqliteJournal(url)
+        return SqliteJournal(url, create=create, read_only=read_only)
     raise JournalError(url, f"unknown journal scheme {scheme!r} (known: memory, sqlite)")

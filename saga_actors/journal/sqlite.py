@@ -7,12 +7,16 @@ them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialis
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from pathlib import Path
+
+from loguru import logger
 
 from saga_actors.errors import JournalError
 from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
@@ -52,44 +56,70 @@ def sqlite_path(url: str) -> Path:
 
 
 class SqliteJournal(Journal):
-    """The embedded journal backend."""
+    """The embedded journal backend.
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
+    ``create=False`` refuses a missing file instead of starting an empty journal (actors
+    and tools that expect one); ``read_only=True`` opens it for reading only (offline
+    tools: a read-only copy works, and nothing is written).
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0, create: bool = True,
+                 read_only: bool = False) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._committer: _GroupCommitter | None = None
+        self._identity: tuple[int, int] | None = None  # the file's, once it is open
+        if (read_only or not create) and not self.path.exists():
+            raise JournalError(url, f"no journal at {self.path} (the file does not exist; "
+                                    "was it moved or deleted?)")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._migrate()
+            if read_only:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+                self._check_version()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = self.connect()
+                self._check_version(allow_empty=True)  # before anything is written to it
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
+            self._identity = _identity(self.path)
         except sqlite3.DatabaseError as exc:
-            raise JournalError(url, f"cannot open {self.path}: {exc}") from None
+            raise JournalError(url, _explain(self.path, exc)) from None
         except OSError as exc:
             raise JournalError(url, f"cannot create {self.path.parent}: {exc}") from None
 
     def _migrate(self) -> None:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            _begin(self._db, self)
             try:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-            except sqlite3.DatabaseError:
+                # a real write, so a read-only file is refused now, not at the first saga
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('opened_at', ?)",
+                                 (repr(time.time()),))
+            except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
             self._db.execute("COMMIT")
-        if row is not None and int(row[0]) > SCHEMA_VERSION:
+
+    def _check_version(self, *, allow_empty: bool = False) -> None:
+        """Refuse a file that is not a journal, or is one from a newer release."""
+        tables = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if allow_empty and not tables:
+            return  # a new journal
+        row = (self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+               if "meta" in tables else None)
+        if row is None:
+            raise JournalError(self.url, f"{self.path} is an SQLite file but not a "
+                                         "saga_actors journal (it has no schema version)")
+        if int(row[0]) > SCHEMA_VERSION:
             raise JournalError(
                 self.url,
                 f"schema version {row[0]} is newer than this saga_actors ({SCHEMA_VERSION}); "
@@ -99,7 +129,7 @@ class SqliteJournal(Journal):
     def _write(self, fn) -> bool:
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                _begin(self._db, self)
                 try:
                     done = fn()
                 except BaseException:
@@ -108,7 +138,7 @@ class SqliteJournal(Journal):
                 self._db.execute("COMMIT")
                 return done
             except sqlite3.DatabaseError as exc:
-                raise JournalError(self.url, f"write failed: {exc}") from None
+                raise JournalError(self.url, f"write failed: {_explain(self.path, exc)}") from None
 
     def create(self, record: SagaRecord, transition: Transition) -> bool:
         return self.create_many([(record, transition)])[0]
@@ -195,16 +225,67 @@ class SqliteJournal(Journal):
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same file, with the journal's settings."""
-        db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
+        db = sqlite3.connect(self.path, timeout=min(LOCK_POLL_S, self._busy_timeout_s),
+                             isolation_level=None,
                              check_same_thread=False)
         db.execute("PRAGMA synchronous=FULL")
         return db
+
+    def check_identity(self) -> None:
+        """Refuse to write if the file was deleted or replaced since it was opened: SQLite
+        would go on writing to a file nobody can open again."""
+        if self._identity is not None and _identity(self.path) != self._identity:
+            raise sqlite3.OperationalError("the journal file was deleted or replaced while open")
 
     def close(self) -> None:
         if self._committer is not None:
             self._committer.stop()
         with self._lock:
             self._db.close()
+
+
+LOCK_POLL_S = 2.0  # how long one attempt waits for another process's write lock
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _begin(db: sqlite3.Connection, journal: SqliteJournal) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's write lock up to the busy
+    timeout and saying so while it waits."""
+    journal.check_identity()
+    started = time.monotonic()
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            waited = time.monotonic() - started
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if waited >= journal._busy_timeout_s:
+                raise sqlite3.OperationalError(
+                    f"database is locked by another process (waited {waited:.0f}s for its "
+                    "write lock)") from None
+            logger.warning("journal {} is locked by another process; waiting ({:.0f}s of {:.0f}s)",
+                           journal.path, waited, journal._busy_timeout_s)
+
+
+def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """SQLite's complaint, said in terms of the journal file."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"{path} is read-only: the journal must be writable by the runtime ({text})"
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is corrupt or not an SQLite file ({text})"
+    if "locked" in text or "busy" in text:
+        return f"{path}: {text}"
+    return f"cannot open {path}: {text}"
 
 
 def _row(record: SagaRecord) -> tuple:
@@ -305,7 +386,7 @@ class _GroupCommitter:
                 batch.append(nxt)
             outcomes: list[tuple[bool, Any]] = []
             try:
-                db.execute("BEGIN IMMEDIATE")
+                _begin(db, self._journal)
                 for apply, args, _ in batch:
                     try:
                         outcomes.append((True, apply(db, args)))
@@ -317,7 +398,8 @@ class _GroupCommitter:
                     db.execute("ROLLBACK")
                 except sqlite3.DatabaseError:
                     pass
-                outcomes = [(False, JournalError(url, f"write failed: {exc}"))] * len(batch)
+                problem = f"write failed: {_explain(self._journal.path, exc)}"
+                outcomes = [(False, JournalError(url, problem))] * len(batch)
             # one wake-up per event loop per batch, not one per caller
             by_loop: dict[Any, list] = {}
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -82,3 +84,39 @@ def test_bad_arguments_are_clear(tmp_path, args, message):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), *args],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("tool", ["launch", "cli"])
+def test_an_unreachable_cluster_is_a_clear_error_that_changes_nothing(tmp_path, tool):
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    if tool == "launch":
+        cmd = [sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), "--address", address,
+               "--data-dir", str(tmp_path / "data")]
+    else:
+        cmd = [os.path.join(os.path.dirname(sys.executable), "saga-actors"), "--address",
+               address, "list"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"cannot reach the Ray cluster at {address}: Connection refused" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 20  # not Ray's minute of retries
+    assert not (tmp_path / "data").exists()  # no journal was created
+
+
+def test_a_journal_in_a_bad_way_is_a_clear_error(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "journal.sqlite").write_bytes(b"not a database" * 100)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "launch_sagas.py"),
+                           "--data-dir", str(data)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "is corrupt or not an SQLite file" in proc.stderr
+    assert (data / "journal.sqlite").read_bytes() == b"not a database" * 100

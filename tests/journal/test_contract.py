@@ -136,7 +136,7 @@ def test_sqlite_refuses_a_newer_schema(tmp_path):
 def test_sqlite_refuses_a_corrupt_file(tmp_path):
     path = tmp_path / "j.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(JournalError, match="cannot open"):
+    with pytest.raises(JournalError, match="corrupt or not an SQLite file"):
         open_journal(f"sqlite:///{path}")
 
 

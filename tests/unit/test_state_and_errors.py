@@ -33,6 +33,7 @@ SAMPLES = [
     errors.SagaConflictError("id", "why"),
     errors.SagaNotFoundError("id"),
     errors.JournalError("sqlite:///x", "locked"),
+    errors.ClusterUnreachableError("10.0.0.1:6380", "Connection refused"),
     errors.StepError("boom", retryable=False),
     errors.NonRetryableError("declined"),
     errors.ActionRefusedError("refused"),
@@ -62,8 +63,8 @@ def test_error_families():
 def test_public_names_are_frozen():
     assert saga_actors.__all__ == sorted(saga_actors.__all__, key=lambda n: (n[0].islower(), n))
     assert set(saga_actors.__all__) == {
-        "ActionRefusedError", "Fault", "JournalError", "NonRetryableError", "Participant",
-        "ParticipantUnavailableError", "RetryPolicy", "RuntimeConfig", "Saga",
+        "ActionRefusedError", "ClusterUnreachableError", "Fault", "JournalError",
+        "NonRetryableError", "Participant", "ParticipantUnavailableError", "RetryPolicy", "RuntimeConfig", "Saga",
         "SagaConflictError", "SagaDefinitionError", "SagaError", "SagaInputError",
         "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
         "SagaUsageError", "SagaWaitTimeoutError", "Step", "StepContext", "StepError",

@@ -1,0 +1,112 @@
+"""Journal files in a bad way: locked, read-only, missing, corrupt, from a newer release,
+someone else's, deleted while open. Each is a clear error, and the file is left as it was."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+from saga_actors.errors import JournalError
+from saga_actors.journal import open_journal
+from saga_actors.journal.base import SCHEMA_VERSION
+from saga_actors.journal.sqlite import SqliteJournal
+from tests.journal.test_contract import rec, tr
+
+
+def contents(path) -> tuple[bytes, bytes]:
+    """The file's bytes and its write-ahead log's: what a reopen would read."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes(), wal.read_bytes() if wal.exists() else b""
+
+
+@pytest.fixture
+def journal_file(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    j = open_journal(f"sqlite:///{path}")
+    j.create(rec(), tr())
+    j.close()
+    return path
+
+
+def test_a_locked_journal_is_refused_after_waiting_and_written_once_free(journal_file):
+    url = f"sqlite:///{journal_file}"
+    other = sqlite3.connect(journal_file, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    before = contents(journal_file)
+    try:
+        with pytest.raises(JournalError, match="locked by another process .waited 1s"):
+            SqliteJournal(url, busy_timeout_s=1.0)
+        other.execute("ROLLBACK")
+        j = SqliteJournal(url, busy_timeout_s=1.0)
+        other.execute("BEGIN IMMEDIATE")  # locked again while the journal is open
+        before = contents(journal_file)
+        with pytest.raises(JournalError, match="write failed: .*locked by another process"):
+            j.create(rec("s2"), tr("s2"))
+        assert contents(journal_file) == before
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert j.create(rec("s2"), tr("s2"))  # free again: the same journal works
+    assert [r.saga_id for r in j.query()] == ["s1", "s2"]
+
+
+@pytest.fixture
+def immutable(journal_file):
+    """The journal file made read-only in a way root cannot write through either."""
+    subprocess.run(["chattr", "+i", str(journal_file)], check=True)
+    yield journal_file
+    subprocess.run(["chattr", "-i", str(journal_file)], check=True)
+
+
+def test_a_read_only_journal_is_refused_at_open_and_can_still_be_read(immutable):
+    before = contents(immutable)
+    with pytest.raises(JournalError, match="is read-only: the journal must be writable"):
+        open_journal(f"sqlite:///{immutable}")
+    assert contents(immutable) == before
+    reader = open_journal(f"sqlite:///{immutable}", read_only=True)  # offline tools still can
+    assert [r.saga_id for r in reader.query()] == ["s1"]
+
+
+def test_a_missing_journal_is_refused_where_one_must_exist(tmp_path):
+    path = tmp_path / "moved" / "journal.sqlite"
+    for kwargs in ({"create": False}, {"read_only": True}):
+        with pytest.raises(JournalError, match="no journal at .* does not exist"):
+            open_journal(f"sqlite:///{path}", **kwargs)
+    assert not path.parent.exists()  # nothing was created in its place
+
+
+def test_a_journal_deleted_while_open_is_not_written_to(journal_file):
+    j = open_journal(f"sqlite:///{journal_file}")
+    os.rename(journal_file, journal_file.with_name("elsewhere.sqlite"))
+    with pytest.raises(JournalError, match="deleted or replaced while open"):
+        j.create(rec("s2"), tr("s2"))
+    assert not journal_file.exists()
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "newer", "foreign"])
+def test_a_damaged_or_foreign_file_is_refused_and_left_alone(tmp_path, journal_file, damage):
+    if damage == "corrupt":
+        journal_file.write_bytes(b"this is not a database" * 100)
+        message = "corrupt or not an SQLite file"
+    elif damage == "newer":
+        db = sqlite3.connect(journal_file)
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                   (str(SCHEMA_VERSION + 1),))
+        db.commit()
+        db.close()
+        message = f"schema version {SCHEMA_VERSION + 1} is newer than this saga_actors"
+    else:  # e.g. a participant's store given as the journal by mistake
+        journal_file = tmp_path / "inventory.sqlite"
+        db = sqlite3.connect(journal_file)
+        db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER)")
+        db.commit()
+        db.close()
+        message = "an SQLite file but not a saga_actors journal"
+    before = contents(journal_file)
+    for kwargs in ({}, {"read_only": True}):
+        with pytest.raises(JournalError, match=message):
+            open_journal(f"sqlite:///{journal_file}", **kwargs)
+    assert contents(journal_file) == before
