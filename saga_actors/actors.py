@@ -14,6 +14,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -37,7 +38,7 @@ from saga_actors.constants import (
 )
 from saga_actors.definition import Saga
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
-from saga_actors.instance import SagaInstance
+from saga_actors.instance import FaultPoint, SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.logging import configure_logging
 from saga_actors.messages import StepReply, StepRequest
@@ -221,6 +222,25 @@ class RegistryFeed:
                 logger.debug("registry feed flush failed: {}", exc)
 
 
+def crash_points(config: RuntimeConfig) -> FaultPoint | None:
+    """Exit this process once per saga at each of ``config.crash_points`` (fault
+    injection); a marker file in the data folder makes the restarted process go on."""
+    points = set(config.crash_points)
+    if not points:
+        return None
+
+    def at(saga_id: str, point: str) -> None:
+        marker = Path(config.data_dir) / "crashed" / f"{saga_id}@{point}"
+        if point not in points or marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        logger.bind(saga_id=saga_id).warning("crash point {}: exiting", point)
+        os._exit(1)
+
+    return at
+
+
 class SagaActorImpl:
     """One saga instance in its own Ray actor; resumes from the journal on every start."""
 
@@ -235,7 +255,7 @@ class SagaActorImpl:
         self._feed = RegistryFeed(config.namespace)
         self.instance = SagaInstance(
             definition, record, journal, _gateway(config),
-            on_transition=self._feed.push,
+            on_transition=self._feed.push, fault_point=crash_points(config),
         )
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -366,7 +386,8 @@ class SagaHostImpl:
         self._feed = RegistryFeed(config.namespace)
         self.host = SagaHost(
             index, count, open_journal(config.journal, create=False), _gateway(config),
-            on_transition=self._feed.push, restart_budget=config.restart_budget,
+            on_transition=self._feed.push, fault_point=crash_points(config),
+            restart_budget=config.restart_budget,
         )
         self._index = index
         asyncio.get_running_loop().call_soon(self.host.recover)

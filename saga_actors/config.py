@@ -47,6 +47,13 @@ class RuntimeConfig(BaseModel):
         "reports its last step tasks to the dashboard (it flushes task events about every 1 s)."
     )
 
+    crash_points: tuple[str, ...] = Field(
+        (), description="Fault injection for tests and drills: the process running a saga "
+        "exits once per saga at each `<step>:<action|compensation>:<sent|replied>` listed "
+        "(`sent`: journaled, not yet called; `replied`: the participant answered, not yet "
+        "journaled). Never set in production.",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: str) -> str:

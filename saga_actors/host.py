@@ -18,7 +18,7 @@ from loguru import logger
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import RetryPolicy
 from saga_actors.errors import SagaNotFoundError
-from saga_actors.instance import Gateway, SagaInstance, TransitionListener
+from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionListener
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
@@ -45,6 +45,7 @@ class SagaHost:
         *,
         definitions: Definitions | None = None,
         on_transition: TransitionListener | None = None,
+        fault_point: FaultPoint | None = None,
         restart_budget: int = 5,
         clock: Clock | None = None,
     ) -> None:
@@ -54,6 +55,7 @@ class SagaHost:
         self._journal = journal
         self._gateway = gateway
         self._on_transition = on_transition
+        self._fault_point = fault_point
         self._restart_budget = restart_budget
         self._backoff = RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
         self._clock = clock or SystemClock()
@@ -93,7 +95,8 @@ class SagaHost:
                          record.saga_type, record.version, record.saga_id)
             return None
         instance = SagaInstance(definition, record, self._journal, self._gateway,
-                                clock=self._clock, on_transition=self._on_transition)
+                                clock=self._clock, on_transition=self._on_transition,
+                                fault_point=self._fault_point)
         task = asyncio.ensure_future(self._drive(instance))
         self._tasks[record.saga_id] = task
         self._instances[record.saga_id] = instance

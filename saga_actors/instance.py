@@ -45,6 +45,10 @@ class Gateway(Protocol):
 
 
 TransitionListener = Callable[[SagaRecord, Transition], None]
+# called at the instants a crash is most dangerous: (saga_id, "<step>:<kind>:sent") once the
+# journal holds "<kind>_sent" and before the call goes out, and "<step>:<kind>:replied" once
+# the participant answered and before the journal holds it (fault injection: see actors.py)
+FaultPoint = Callable[[str, str], None]
 
 
 def build_record(
@@ -170,6 +174,7 @@ class SagaInstance:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         on_transition: TransitionListener | None = None,
+        fault_point: FaultPoint | None = None,
     ) -> None:
         if record.saga_type != definition.name:
             raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
@@ -180,6 +185,7 @@ class SagaInstance:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._on_transition = on_transition
+        self._fault_point = fault_point
         self._wake = asyncio.Event()
         self._step_started_at = self._clock.now()
         self._held: list[Transition] = []  # deferred transitions, journaled with the next
@@ -344,8 +350,10 @@ class SagaInstance:
                 )
             resend = False
             with logger.contextualize(step=step.name, attempt=attempt, kind=kind):
+                self._at(f"{step.name}:{kind}:sent")
                 output, failure = await self._attempt(step, kind, attempt)
                 if failure is None:
+                    self._at(f"{step.name}:{kind}:replied")
                     return output, None
                 give_up = not failure.retryable or (
                     not forever and attempt >= policy.max_attempts
@@ -421,6 +429,10 @@ class SagaInstance:
             return {}, _Failure(f"invalid output: {exc}", False, True)
 
     # --- helpers --------------------------------------------------------------------
+
+    def _at(self, point: str) -> None:
+        if self._fault_point is not None:
+            self._fault_point(self.record.saga_id, point)
 
     def _past_pivot(self) -> bool:
         return any(

@@ -164,26 +164,32 @@ def test_bad_starts_are_refused_and_change_nothing(harness):
     assert rt.wait(again, timeout_s=60).status is SagaStatus.COMPLETED
 
 
-@pytest.mark.parametrize(("method", "step", "error"), [
+BAD_ANSWERS = [
     ("wrong_shape", {"output_model": ShipmentOut}, "invalid output: shipment_id: Field required"),
     ("raise_unpicklable", {}, "Unpicklable: the warehouse API is down"),
     ("not_json", {}, "not_json returned output that is not JSON .* not applied"),
     ("huge", {}, r"huge returned 1\.9 MiB of JSON, over the limit of 1\.0 MiB; its effect"),
-])
-def test_a_participant_answering_badly_fails_its_saga_cleanly(placed, method, step, error):
+]
+
+
+def test_a_participant_answering_badly_fails_its_saga_cleanly(placed):
     actors = deploy_order(placed)
     bad = placed.deploy(Misbehaving)
-    saga = misbehaving_saga(method, **step)
-    placed.runtime.register(saga)
-    rec = placed.runtime.wait(placed.start(saga.name, sample_input(3)), timeout_s=60)
-    assert rec.status is SagaStatus.FAILED
-    assert rec.error is not None and re.search(error, rec.error), rec.error
-    # the reservation was released; the misbehaving effect was undone or never kept
-    assert rec.compensated[-1] == "reserve_inventory"
-    kept = ray.get(bad.done.remote(rec.saga_id))
-    assert kept in ([], [method, f"undo_{method}"]), kept
-    inventory = [e["method"] for e in ray.get(actors["inventory"].ledger.remote(rec.saga_id))]
-    assert inventory == ["reserve_inventory", "release_inventory"]
+    started = {}
+    for method, step, error in BAD_ANSWERS:
+        saga = misbehaving_saga(method, **step)
+        placed.runtime.register(saga)
+        started[placed.start(saga.name, sample_input(3))] = (method, error)
+    for saga_id, (method, error) in started.items():
+        rec = placed.runtime.wait(saga_id, timeout_s=60)
+        assert rec.status is SagaStatus.FAILED
+        assert rec.error is not None and re.search(error, rec.error), rec.error
+        # the reservation was released; the misbehaving effect was undone or never kept
+        assert rec.compensated[-1] == "reserve_inventory"
+        kept = ray.get(bad.done.remote(saga_id))
+        assert kept in ([], [method, f"undo_{method}"]), kept
+        inventory = [e["method"] for e in ray.get(actors["inventory"].ledger.remote(saga_id))]
+        assert inventory == ["reserve_inventory", "release_inventory"]
     # the same participant and runtime still serve a good saga
     ok = placed.start("order_fulfillment", sample_input(4))
     assert placed.runtime.wait(ok, timeout_s=60).status is SagaStatus.COMPLETED
