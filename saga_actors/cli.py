@@ -58,8 +58,9 @@ def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
     from saga_actors.actors import find_services
 
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 local clusters use tokens
-    ray.init(address=address, namespace=namespace, log_to_driver=False,
-             logging_level="ERROR", configure_logging=False)
+    if not ray.is_initialized():  # (already attached when run in-process, as in tests)
+        ray.init(address=address, namespace=namespace, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False)
     supervisor, registry = find_services(namespace)
     if supervisor is None or registry is None:
         raise click.ClickException(

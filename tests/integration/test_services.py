@@ -10,11 +10,13 @@ import urllib.request
 
 import pytest
 import ray
+from click.testing import CliRunner
 from ray.util.state import list_actors, list_tasks
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import Fault, Saga, SagaStatus
 from saga_actors.actors import find_services
+from saga_actors.cli import main as cli_main
 from saga_actors.constants import REGISTRY_ACTOR_NAME, SUPERVISOR_ACTOR_NAME, saga_actor_name
 from tests.conftest import ROOT, poll
 
@@ -32,11 +34,17 @@ def in_flight(rt, saga_id, step="process_payment"):
     return rec.current_step == step and rec.in_flight
 
 
-def cli(harness, *args, check=True):
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "RAY_AUTH_MODE": "token", "SAGA_ACTORS_NAMESPACE": harness.runtime.config.namespace}
-    proc = subprocess.run([SAGA_ACTORS_BIN, *args], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=ROOT)
+def cli(harness, *args, check=True, in_process=True):
+    """Run the saga-actors command against the session's Ray: in this process (fast; the
+    command skips attaching), or as its own process, the way an operator runs it."""
+    env = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "token",
+           "SAGA_ACTORS_NAMESPACE": harness.runtime.config.namespace}
+    if in_process:
+        result = CliRunner().invoke(cli_main, list(args), env=env)
+        proc = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    else:
+        proc = subprocess.run([SAGA_ACTORS_BIN, *args], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env}, cwd=ROOT)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -159,7 +167,8 @@ def test_cli_list_show_cancel_retry_resolve(harness):
     rt = harness.runtime
     slow = rt.start("order_fulfillment", sample_input(5))
     poll(lambda: in_flight(rt, slow), what="payment in flight")
-    assert "will compensate" in cli(harness, "cancel", slow, "--reason", "ops test").stdout
+    assert "will compensate" in cli(harness, "cancel", slow, "--reason", "ops test",
+                                    in_process=False).stdout
     rec = rt.wait(slow, timeout_s=60)
     # the refund fails for good: the cancelled saga is STUCK with its compensation pending
     assert rec.status is SagaStatus.STUCK and rec.to_compensate == ["process_payment",
