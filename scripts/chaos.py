@@ -178,8 +178,11 @@ class Chaos:
             get_riding_restarts(lambda name=name: self.participant(name).set_faults.remote({}))
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
-            left = len(rt.journal.non_terminal())
-            say(f"  {left} saga(s) still running")
+            left = rt.journal.non_terminal()
+            where = Counter(f"{r.placement} {r.status.value} {r.current_step or '-'}"
+                            for r in left)
+            say(f"  {len(left)} saga(s) still running"
+                + (f": {', '.join(f'{n} {k}' for k, n in where.most_common(4))}" if left else ""))
             if not left:
                 break
             time.sleep(0.5)
