@@ -80,7 +80,8 @@ class SqliteJournal(Journal):
                                            isolation_level=None, check_same_thread=False)
                 self._check_version()
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # saga inputs (secrets too) live here: a new folder is its owner's only
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._db = self.connect()
                 self._check_version(allow_empty=True)  # before anything is written to it
                 self._db.execute("PRAGMA journal_mode=WAL")

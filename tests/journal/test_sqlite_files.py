@@ -110,3 +110,9 @@ def test_a_damaged_or_foreign_file_is_refused_and_left_alone(tmp_path, journal_f
         with pytest.raises(JournalError, match=message):
             open_journal(f"sqlite:///{journal_file}", **kwargs)
     assert contents(journal_file) == before
+
+
+def test_a_new_journal_folder_is_readable_by_its_owner_only(tmp_path):
+    path = tmp_path / "new" / "journal.sqlite"
+    open_journal(f"sqlite:///{path}").close()
+    assert path.parent.stat().st_mode & 0o777 == 0o700  # saga inputs, secrets too, are in it

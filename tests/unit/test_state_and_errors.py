@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import re
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +73,18 @@ def test_public_names_are_frozen():
         "StepKind", "StepTimeoutError", "Transition", "UnknownParticipantError",
         "UnknownSagaTypeError", "action", "compensation", "configure_logging",
     }
+
+
+def test_no_code_path_turns_ray_authentication_off():
+    """Every place the project touches Ray's auth mode sets it to token, never off."""
+    root = Path(__file__).resolve().parents[2]
+    touched = []
+    for folder in ("saga_actors", "scripts", "examples", "participants"):
+        for path in (root / folder).rglob("*"):
+            if path.suffix not in (".py", ".sh"):
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"auth_mode|AUTH_MODE|--disable-auth", line, re.IGNORECASE):
+                    touched.append((f"{path.relative_to(root)}:{n}", line.strip()))
+    assert touched  # the CLI sets it: the scan does see the code
+    assert all('"token"' in line for _, line in touched), touched
