@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from saga_actors.journal import open_journal
 from tests.cluster import BIN, LocalCluster
 from tests.conftest import poll
 
@@ -28,12 +29,12 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
     ids = {s["saga_id"] for s in json.loads(launched.stdout)["sagas"]}  # the driver has exited
     assert len(ids) == 4
 
-    def all_completed():
-        out = cluster.run(str(BIN / "saga-actors"), "list", "--json")
-        rows = {e["saga_id"]: e for e in json.loads(out.stdout)}
-        return set(rows) == ids and all(e["status"] == "COMPLETED" for e in rows.values()) and rows
-
-    rows = poll(all_completed, timeout_s=120, every_s=1, what="CLI to list 4 COMPLETED sagas")
+    journal = open_journal(f"sqlite:///{data}/journal.sqlite", read_only=True)
+    poll(lambda: all(journal.load(i).status.value == "COMPLETED" for i in ids),
+         timeout_s=120, every_s=0.2, what="4 COMPLETED sagas in the journal")
+    out = cluster.run(str(BIN / "saga-actors"), "list", "--json")  # another process sees them
+    rows = {e["saga_id"]: e for e in json.loads(out.stdout)}
+    assert set(rows) == ids and {e["status"] for e in rows.values()} == {"COMPLETED"}
     assert {"saga_id", "saga_type", "status", "current_step", "updated_at"} <= set(
         next(iter(rows.values())))
 
