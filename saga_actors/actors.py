@@ -273,6 +273,10 @@ class SagaActorImpl:
         # Done: free the process. The journal holds the outcome.
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
+    def ready(self) -> bool:
+        """True: the actor is up and its saga loaded (the supervisor asks once)."""
+        return True
+
     async def watch(self) -> str:
         """Return the saga's status once it is terminal (the supervisor keeps one pending)."""
         await asyncio.shield(self._task)
@@ -321,9 +325,14 @@ class RayFleet:
     def spawn(self, definition: Saga, saga_id: str) -> Any:
         return spawn_saga_actor(definition, saga_id, self._config)
 
-    async def watch(self, saga_id: str, handle: Any) -> None:
+    async def watch(self, saga_id: str, handle: Any, running: Callable[[], None]) -> None:
+        up = False
         while True:
             try:
+                if not up:  # answered once its process is up and the saga loaded
+                    await handle.ready.remote()
+                    up = True
+                    running()
                 await handle.watch.remote()
                 return
             except ActorUnavailableError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from loguru import logger
@@ -29,8 +30,9 @@ class Fleet(Protocol):
     def spawn(self, definition: Saga, saga_id: str) -> Any:
         """Start (or find) the actor running ``saga_id``; return its handle."""
 
-    async def watch(self, saga_id: str, handle: Any) -> None:
-        """Return when the actor has finished its saga; raise :class:`SagaActorLost`."""
+    async def watch(self, saga_id: str, handle: Any, running: Callable[[], None]) -> None:
+        """Call ``running()`` once the actor is up (Ray started its process and it loaded
+        the saga), return when it has finished; raise :class:`SagaActorLost`."""
 
     async def nudge(self, handle: Any, timeout_s: float) -> bool:
         """Wake the saga to re-check its deadline; False if the actor did not answer."""
@@ -93,6 +95,8 @@ class SupervisorSettings:
 class _Live:
     handle: Any
     started_at: float = 0.0
+    running_at: float | None = None  # None while Ray is still starting the actor
+    waiting_logged: bool = False
     watcher: asyncio.Task | None = None
     nudges: int = 0
     nudged_at: float = 0.0
@@ -177,8 +181,11 @@ class Supervisor:
 
     async def _watch(self, saga_id: str, live: _Live) -> None:
         lost: str | None = None
+        def running() -> None:
+            live.running_at = self._clock.now()
+
         try:
-            await self._fleet.watch(saga_id, live.handle)
+            await self._fleet.watch(saga_id, live.handle, running)
         except SagaActorLost as exc:
             lost = exc.detail
         finally:
@@ -231,6 +238,15 @@ class Supervisor:
         if definition is None:
             return
         s = self.settings
+        stall = stall_limit_s(definition, record, s.stall_grace_s)
+        if live.running_at is None:
+            # Ray has not started its process yet (actor starts queue up on a busy node):
+            # nothing to nudge or kill; once up, the instance checks its own deadline
+            if now - live.started_at > stall and not live.waiting_logged:
+                live.waiting_logged = True
+                logger.warning("saga {}: its actor has waited {:.0f}s for Ray to start it",
+                               record.saga_id, now - live.started_at)
+            return
         if self._overdue(definition, record, now) and now - live.nudged_at > s.answer_timeout_s:
             live.nudges += 1
             live.nudged_at = now
@@ -239,8 +255,7 @@ class Supervisor:
             else:
                 asyncio.ensure_future(self._nudge(record.saga_id, live))
             return
-        stall = stall_limit_s(definition, record, s.stall_grace_s)
-        quiet = now - max(record.updated_at, live.started_at)  # a new actor gets a full span
+        quiet = now - max(record.updated_at, live.running_at)  # a new actor gets a full span
         if quiet > stall:
             self._kill(record.saga_id, live, f"no progress for {quiet:.1f}s")
 

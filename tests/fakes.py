@@ -80,7 +80,8 @@ class FakeGateway:
 class FakeFleet:
     """Runs each 'saga actor' as an asyncio task holding a real SagaInstance.
 
-    ``hang`` makes the next spawn of a saga an actor that never progresses nor answers.
+    ``hang`` makes the next spawn of a saga an actor that never progresses nor answers;
+    ``slow_start`` holds a saga's actor "not yet started by Ray" until its event is set.
     """
 
     def __init__(self, journal, gateway: FakeGateway, clock: FakeClock) -> None:
@@ -92,6 +93,7 @@ class FakeFleet:
         self.alive: dict[str, asyncio.Task] = {}
         self.max_alive = 0
         self.hang: set[str] = set()
+        self.slow_start: dict[str, asyncio.Event] = {}  # set the event: the actor is up
         self.killed: list[str] = []
 
     def spawn(self, definition, saga_id):
@@ -102,16 +104,25 @@ class FakeFleet:
             task.instance = None
         else:
             inst = self._make(definition, self.journal.load(saga_id))
-            task = asyncio.ensure_future(inst.run())
+            task = asyncio.ensure_future(self._run(inst, self.slow_start.get(saga_id)))
             task.instance = inst
         self.alive[saga_id] = task
         self.max_alive = max(self.max_alive, len(self.alive))
         return saga_id
 
-    async def watch(self, saga_id, handle):
+    @staticmethod
+    async def _run(inst, up):
+        if up is not None:
+            await up.wait()
+        return await inst.run()
+
+    async def watch(self, saga_id, handle, running):
         from saga_actors.errors import SagaActorLost
 
         task = self.alive[handle]
+        if saga_id in self.slow_start:  # Ray has not started its process yet
+            await self.slow_start[saga_id].wait()
+        running()
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:

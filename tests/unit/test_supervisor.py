@@ -122,6 +122,27 @@ def test_a_stalled_actor_is_killed_and_restarted():
     assert w.status(saga_id) is SagaStatus.COMPLETED
 
 
+@pytest.mark.parametrize(("deadline_s", "ends"), [(None, SagaStatus.COMPLETED),
+                                                  (3, SagaStatus.FAILED)])
+def test_an_actor_ray_has_not_started_yet_is_neither_killed_nor_nudged(deadline_s, ends):
+    """Chaos found it: after a whole-Ray restart, 90 recovered sagas queued for worker
+    processes were killed as 'stalled' while waiting, restarted, and killed again."""
+    w = World(stall_grace_s=5, deadline_s=deadline_s)
+    (saga_id,) = w.add()
+    up = w.fleet.slow_start[saga_id] = asyncio.Event()
+
+    async def scenario():
+        with pytest.raises(AssertionError, match="did not get there"):
+            await w.drive(lambda: False, ticks=100)  # 50 s of waiting for a process
+        assert w.fleet.killed == [] and w.status(saga_id) is SagaStatus.STARTED
+        up.set()
+        await w.drive(w.all_terminal)
+
+    asyncio.run(scenario())
+    assert w.fleet.killed == [] and w.fleet.spawned == [saga_id]
+    assert w.status(saga_id) is ends
+
+
 def test_a_saga_past_its_deadline_whose_actor_hangs_is_compensated():
     w = World(deadline_s=3, stall_grace_s=1000)
     (saga_id,) = w.add()
@@ -219,6 +240,7 @@ def test_a_new_actor_gets_a_full_stall_span_however_old_the_journal_entry():
 
     async def scenario():
         await w.sup.tick()  # spawns it
+        await asyncio.sleep(0)  # its watcher sees it up
         w.clock.t += 1
         await w.sup.tick()
         early = list(w.fleet.killed)
