@@ -94,29 +94,46 @@ class RayGateway:
         return handle
 
     async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
-        handle = self._handle(participant)
-        method = handle.call.options(name=request.task_name) if self._name_tasks else handle.call
-        ref = method.remote(request.model_dump())
-        try:
-            done, _ = await asyncio.wait({asyncio.ensure_future(ref)}, timeout=timeout_s)
-        except asyncio.CancelledError:
-            ray.cancel(ref)
-            raise
-        if not done:
-            ray.cancel(ref)  # stop it on the participant, not just stop waiting
-            raise StepTimeoutError(request.saga_id, request.step, request.attempt, timeout_s)
-        try:
-            return StepReply.model_construct(**done.pop().result())
-        except (RayActorError, GetTimeoutError) as exc:
-            self._handles.pop(participant, None)
-            raise ParticipantUnavailableError(participant, type(exc).__name__) from None
-        except TaskCancelledError as exc:
-            raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
-        except RayTaskError as exc:  # the participant's handler itself broke
-            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            return StepReply(
-                ok=False, error_type=type(cause).__name__, error=str(cause)[:2000], retryable=True
-            )
+        """One attempt. While Ray restarts the participant (ActorUnavailableError: outcome
+        unknown) the same request is sent again within the attempt's timeout; the
+        participant's idempotency makes that safe, and a restart costs no attempt."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        payload = request.model_dump()
+        while True:
+            handle = self._handle(participant)
+            method = handle.call.options(name=request.task_name) if self._name_tasks else handle.call
+            ref = method.remote(payload)
+            try:
+                done, _ = await asyncio.wait({asyncio.ensure_future(ref)},
+                                             timeout=max(0.0, deadline - loop.time()))
+            except asyncio.CancelledError:
+                ray.cancel(ref)
+                raise
+            if not done:
+                ray.cancel(ref)  # stop it on the participant, not just stop waiting
+                raise StepTimeoutError(request.saga_id, request.step, request.attempt, timeout_s)
+            try:
+                return StepReply.model_construct(**done.pop().result())
+            except ActorUnavailableError:
+                if loop.time() + RESEND_EVERY_S >= deadline:
+                    raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
+                                                      "restarting past the step timeout") from None
+                logger.info("participant {} is restarting: sending {} again", participant,
+                            request.key)
+                await asyncio.sleep(RESEND_EVERY_S)
+            except (RayActorError, GetTimeoutError) as exc:
+                self._handles.pop(participant, None)
+                raise ParticipantUnavailableError(participant, type(exc).__name__) from None
+            except TaskCancelledError as exc:
+                raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
+            except RayTaskError as exc:  # the participant's handler itself broke
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                return StepReply(ok=False, error_type=type(cause).__name__,
+                                 error=str(cause)[:2000], retryable=True)
+
+
+RESEND_EVERY_S = 0.2  # while a participant restarts
 
 
 def _gateway(config: RuntimeConfig) -> RayGateway:
