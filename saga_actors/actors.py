@@ -104,17 +104,18 @@ class RayGateway:
             handle = self._handle(participant)
             method = handle.call.options(name=request.task_name) if self._name_tasks else handle.call
             ref = method.remote(payload)
+            # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
+            reply = asyncio.wrap_future(ref.future(), loop=loop)
+            expired: list[bool] = []
+            timer = loop.call_at(deadline, _expire, reply, expired)
             try:
-                done, _ = await asyncio.wait({asyncio.ensure_future(ref)},
-                                             timeout=max(0.0, deadline - loop.time()))
+                result = await reply
             except asyncio.CancelledError:
-                ray.cancel(ref)
-                raise
-            if not done:
                 ray.cancel(ref)  # stop it on the participant, not just stop waiting
-                raise StepTimeoutError(request.saga_id, request.step, request.attempt, timeout_s)
-            try:
-                return StepReply.model_construct(**done.pop().result())
+                if expired:
+                    raise StepTimeoutError(request.saga_id, request.step, request.attempt,
+                                           timeout_s) from None
+                raise
             except ActorUnavailableError:
                 if loop.time() + RESEND_EVERY_S >= deadline:
                     raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
@@ -122,6 +123,7 @@ class RayGateway:
                 logger.info("participant {} is restarting: sending {} again", participant,
                             request.key)
                 await asyncio.sleep(RESEND_EVERY_S)
+                continue
             except (RayActorError, GetTimeoutError) as exc:
                 self._handles.pop(participant, None)
                 raise ParticipantUnavailableError(participant, type(exc).__name__) from None
@@ -131,6 +133,15 @@ class RayGateway:
                 cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                 return StepReply(ok=False, error_type=type(cause).__name__,
                                  error=str(cause)[:2000], retryable=True)
+            finally:
+                timer.cancel()
+            return StepReply.model_construct(**result)
+
+
+def _expire(reply: asyncio.Future, expired: list[bool]) -> None:
+    if not reply.done():
+        expired.append(True)
+        reply.cancel()
 
 
 RESEND_EVERY_S = 0.2  # while a participant restarts

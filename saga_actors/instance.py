@@ -50,6 +50,8 @@ TransitionListener = Callable[[SagaRecord, Transition], None]
 # the participant answered and before the journal holds it (fault injection: see actors.py)
 FaultPoint = Callable[[str, str], None]
 
+_RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
+
 
 def build_record(
     definition: Saga,
@@ -183,7 +185,7 @@ class SagaInstance:
         self._journal = journal
         self._gateway = gateway
         self._clock = clock or SystemClock()
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
         self._on_transition = on_transition
         self._fault_point = fault_point
         self._wake = asyncio.Event()
