@@ -275,14 +275,18 @@ class Participant:
             return recorded, False
         try:
             status = "applied"
-            if req.kind == "compensation" and not self._action_applied(req):
+            applied = self._applied_action_output(req) if req.kind == "compensation" else None
+            if req.kind == "compensation" and applied is None:
                 # Nothing to undo: tombstone the action so a late duplicate is refused.
                 action_key = idempotency_key(req.saga_id, req.step, "action")
                 self._insert(action_key, req, "action", "tombstone", {})
                 status, output = "noop", {"noop": True}
             else:
+                # An action whose reply the saga never journaled (a timeout, a crash, a
+                # deadline mid-call) is undone with the output this store recorded for it.
+                action_output = req.action_output if req.action_output is not None else applied
                 ctx = StepContext(req.saga_id, req.step, req.kind, req.attempt, req.data,
-                                  req.action_output, self.db)
+                                  action_output, self.db)
                 output = handler(ctx)
                 if output is None:
                     output = {}
@@ -295,10 +299,12 @@ class Participant:
         return StepReply.model_construct(ok=True, output=output, error_type=None, error=None,
                                           retryable=True, replayed=False), True
 
-    def _action_applied(self, req: StepRequest) -> bool:
+    def _applied_action_output(self, req: StepRequest) -> dict[str, Any] | None:
+        """The recorded output of the action ``req`` compensates; None if it never applied."""
         key = idempotency_key(req.saga_id, req.step, "action")
-        row = self.db.execute("SELECT status FROM saga_effects WHERE key=?", (key,)).fetchone()
-        return row is not None and row[0] == "applied"
+        row = self.db.execute("SELECT status, output FROM saga_effects WHERE key=?",
+                              (key,)).fetchone()
+        return json.loads(row[1]) if row is not None and row[0] == "applied" else None
 
     def _insert(self, key: str, req: StepRequest, kind: str, status: str, output: dict) -> None:
         try:

@@ -105,6 +105,18 @@ def test_compensation_after_action_undoes_once(store):
     assert [e["method"] for e in p.ledger()] == ["add", "subtract"]
 
 
+def test_an_action_whose_reply_was_never_journaled_is_undone_with_its_recorded_output(store):
+    """Chaos found it: a deadline stopped the saga mid-call after the participant applied
+    the action; the saga had no output to send with the compensation, whose handler then
+    failed on None until the saga was STUCK."""
+    p = Counter(store_path=store)
+    call(p, req(by=7))
+    unknown = req("compensation", "subtract").model_copy(update={"action_output": None})
+    reply = call(p, unknown)
+    assert reply.ok and not reply.replayed
+    assert p.total() == 0  # the 7 the store recorded was taken back, not a guess
+
+
 def test_a_failing_handler_rolls_back_its_effect_and_is_retryable(store):
     p = Counter(store_path=store)
     reply = call(p, req(explode=True))
