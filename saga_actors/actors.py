@@ -112,7 +112,8 @@ class RayGateway:
                 result = await reply
             except asyncio.CancelledError:
                 ray.cancel(ref)  # stop it on the participant, not just stop waiting
-                if expired:
+                me = asyncio.current_task()
+                if expired and not (me is not None and me.cancelling()):  # ours, not a cancel
                     raise StepTimeoutError(request.saga_id, request.step, request.attempt,
                                            timeout_s) from None
                 raise

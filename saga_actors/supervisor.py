@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loguru import logger
