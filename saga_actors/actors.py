@@ -37,7 +37,8 @@ from saga_actors.constants import (
     saga_actor_name,
 )
 from saga_actors.definition import Saga
-from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
+from saga_actors.errors import ParticipantUnavailableError, SagaActorLost, StepTimeoutError
+from saga_actors.host import SagaHost, by_shard, shard_of
 from saga_actors.instance import FaultPoint, SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.logging import configure_logging
@@ -45,8 +46,6 @@ from saga_actors.messages import StepReply, StepRequest
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.registry import Registry, RegistryEntry, feed_event
-from saga_actors.host import SagaHost, shard_of
-from saga_actors.errors import SagaActorLost
 from saga_actors.supervisor import Supervisor, SupervisorSettings
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
@@ -102,7 +101,8 @@ class RayGateway:
         payload = request.model_dump()
         while True:
             handle = self._handle(participant)
-            method = handle.call.options(name=request.task_name) if self._name_tasks else handle.call
+            method = (handle.call.options(name=request.task_name) if self._name_tasks
+                      else handle.call)
             ref = method.remote(payload)
             # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
             reply = asyncio.wrap_future(ref.future(), loop=loop)
@@ -385,10 +385,8 @@ class RayFleet:
         return await self._host_call(index, method, saga_id, *args)
 
     async def ensure_hosted(self, saga_ids: list[str]) -> None:
-        by_shard: dict[int, list[str]] = {}
-        for saga_id in saga_ids:
-            by_shard.setdefault(shard_of(saga_id, self._config.hosts), []).append(saga_id)
-        await asyncio.gather(*(self._host_call(i, "ensure", ids) for i, ids in by_shard.items()))
+        groups = by_shard(saga_ids, self._config.hosts)
+        await asyncio.gather(*(self._host_call(i, "ensure", ids) for i, ids in groups.items()))
 
     async def _host_call(self, index: int, method: str, *args: Any) -> Any:
         """Call a host; a host that is gone for good is started again (it recovers its

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -148,6 +149,10 @@ class Saga(_Data):
             if step.name == name:
                 return step
         raise KeyError(name)
+
+    def past_pivot(self, completed: Iterable[str]) -> bool:
+        """Whether a pivot is among the ``completed`` steps: the saga can only go forward."""
+        return any(self.step(name).kind is StepKind.PIVOT for name in completed)
 
     @property
     def participants(self) -> dict[str, set[str]]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -26,11 +27,22 @@ from saga_actors.supervisor import Definitions, count_restart
 
 
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
+T = TypeVar("T")
 
 
 def shard_of(saga_id: str, hosts: int) -> int:
     """Which of ``hosts`` hosts runs ``saga_id`` (stable across processes and runs)."""
     return zlib.crc32(saga_id.encode()) % hosts
+
+
+def by_shard(
+    items: Iterable[T], hosts: int, saga_id: Callable[[T], str] = str
+) -> dict[int, list[T]]:
+    """``items`` grouped by the host that runs them (``saga_id`` gives an item's id)."""
+    groups: dict[int, list[T]] = {}
+    for item in items:
+        groups.setdefault(shard_of(saga_id(item), hosts), []).append(item)
+    return groups
 
 
 class SagaHost:

@@ -437,9 +437,7 @@ class SagaInstance:
             self._fault_point(self.record.saga_id, point)
 
     def _past_pivot(self) -> bool:
-        return any(
-            self.definition.step(name).kind is StepKind.PIVOT for name in self.record.completed
-        )
+        return self.definition.past_pivot(self.record.completed)
 
     def _abort_reason(self) -> str | None:
         rec = self.record
@@ -471,6 +469,7 @@ class SagaInstance:
         *,
         step: str | None = None,
         detail: dict[str, Any] | None = None,
+        defer: bool = False,
         **changes: Any,
     ) -> None:
         """Journal a transition (durably: group commit), then make it the instance's state.
@@ -479,7 +478,6 @@ class SagaInstance:
         next one: used for a step's success, which nothing acts on before the next send
         (or the saga's completion), and which that next write therefore still precedes.
         """
-        defer = changes.pop("defer", False)
         new, transition = prepare(
             self.record, event, now=self._clock.now(), step=step, detail=detail, **changes
         )

@@ -19,7 +19,7 @@ from saga_actors.actors import (
     get_riding_restarts,
     saga_hosts,
 )
-from saga_actors.host import shard_of
+from saga_actors.host import by_shard, shard_of
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name
 from saga_actors.definition import Saga
@@ -269,13 +269,11 @@ class SagaRuntime:
         self.journal.create_many([(r, first_transition(r)) for r in records])
         if records and records[0].placement == "hosted":
             # one call per host for the lot, rather than one open call per saga
-            by_shard: dict[int, list[SagaRecord]] = {}
-            for r in records:
-                by_shard.setdefault(shard_of(r.saga_id, self.config.hosts), []).append(r)
+            groups = by_shard(records, self.config.hosts, lambda r: r.saga_id)
             hosts = self.hosts()
             ray.get([hosts[i].start.remote([r.saga_id for r in rs],
                                            [r.model_dump(mode="json") for r in rs])
-                     for i, rs in by_shard.items()], timeout=300)
+                     for i, rs in groups.items()], timeout=300)
             return [r.saga_id for r in records]
         return [self._launch(saga, record) for saga, record in prepared]
 
@@ -397,11 +395,9 @@ class SagaRuntime:
                                                          statuses=_LIVE) if r.saga_id in ids]
         if not hosted:
             return
-        by_shard: dict[int, list[str]] = {}
-        for saga_id in hosted:
-            by_shard.setdefault(shard_of(saga_id, self.config.hosts), []).append(saga_id)
         hosts = self.hosts()
-        refs = [hosts[i].wait.remote(group) for i, group in by_shard.items()]
+        refs = [hosts[i].wait.remote(group)
+                for i, group in by_shard(hosted, self.config.hosts).items()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         try:
             ray.get(ready)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from saga_actors.clock import Clock, SystemClock
-from saga_actors.definition import RetryPolicy, Saga, StepKind
+from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import SagaActorLost, SagaNotFoundError, SagaUsageError
 from saga_actors.instance import advance
 from saga_actors.journal.base import Journal
@@ -230,7 +230,7 @@ class Supervisor:
             record.deadline_at is not None
             and now > record.deadline_at + self.settings.deadline_grace_s
             and record.status in (SagaStatus.STARTED, SagaStatus.PENDING)
-            and not any(definition.step(n).kind is StepKind.PIVOT for n in record.completed)
+            and not definition.past_pivot(record.completed)
         )
 
     def _check(self, record: SagaRecord, live: _Live, now: float) -> None:

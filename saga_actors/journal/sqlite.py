@@ -94,7 +94,7 @@ class SqliteJournal(Journal):
 
     def _migrate(self) -> None:
         with self._lock:
-            _begin(self._db, self)
+            self.begin(self._db)
             try:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -130,7 +130,7 @@ class SqliteJournal(Journal):
     def _write(self, fn) -> bool:
         with self._lock:
             try:
-                _begin(self._db, self)
+                self.begin(self._db)
                 try:
                     done = fn()
                 except BaseException:
@@ -227,8 +227,7 @@ class SqliteJournal(Journal):
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same file, with the journal's settings."""
         db = sqlite3.connect(self.path, timeout=min(LOCK_POLL_S, self._busy_timeout_s),
-                             isolation_level=None,
-                             check_same_thread=False)
+                             isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA synchronous=FULL")
         return db
 
@@ -237,6 +236,26 @@ class SqliteJournal(Journal):
         would go on writing to a file nobody can open again."""
         if self._identity is not None and _identity(self.path) != self._identity:
             raise sqlite3.OperationalError("the journal file was deleted or replaced while open")
+
+    def begin(self, db: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` on ``db``, waiting for another process's write lock up to the
+        busy timeout and saying so while it waits."""
+        self.check_identity()
+        started = time.monotonic()
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                waited = time.monotonic() - started
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if waited >= self._busy_timeout_s:
+                    raise sqlite3.OperationalError(
+                        f"database is locked by another process (waited {waited:.0f}s for its "
+                        "write lock)") from None
+                logger.warning("journal {} is locked by another process; waiting "
+                               "({:.0f}s of {:.0f}s)", self.path, waited, self._busy_timeout_s)
 
     def close(self) -> None:
         if self._committer is not None:
@@ -254,27 +273,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _begin(db: sqlite3.Connection, journal: SqliteJournal) -> None:
-    """``BEGIN IMMEDIATE``, waiting for another process's write lock up to the busy
-    timeout and saying so while it waits."""
-    journal.check_identity()
-    started = time.monotonic()
-    while True:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            waited = time.monotonic() - started
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if waited >= journal._busy_timeout_s:
-                raise sqlite3.OperationalError(
-                    f"database is locked by another process (waited {waited:.0f}s for its "
-                    "write lock)") from None
-            logger.warning("journal {} is locked by another process; waiting ({:.0f}s of {:.0f}s)",
-                           journal.path, waited, journal._busy_timeout_s)
 
 
 def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
@@ -387,7 +385,7 @@ class _GroupCommitter:
                 batch.append(nxt)
             outcomes: list[tuple[bool, Any]] = []
             try:
-                _begin(db, self._journal)
+                self._journal.begin(db)
                 for apply, args, _ in batch:
                     try:
                         outcomes.append((True, apply(db, args)))

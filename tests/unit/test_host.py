@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from saga_actors import SagaStatus
-from saga_actors.host import SagaHost, shard_of
+from saga_actors.host import SagaHost, by_shard, shard_of
 from saga_actors.instance import admit, build_record
 from saga_actors.journal import open_journal
 from tests.fakes import FakeClock, FakeGateway
@@ -35,6 +35,11 @@ def test_shards_are_stable_and_cover_every_saga():
     shards = [shard_of(i, 4) for i in ids]
     assert shards == [shard_of(i, 4) for i in ids]
     assert set(shards) == {0, 1, 2, 3}
+    groups = by_shard(ids, 4)  # what one call per host carries
+    assert sorted(groups) == [0, 1, 2, 3] and sum(map(len, groups.values())) == 1000
+    assert all(shard_of(i, 4) == n for n, group in groups.items() for i in group)
+    records = by_shard([{"id": i} for i in ids[:10]], 4, lambda r: r["id"])
+    assert {n: [r["id"] for r in g] for n, g in records.items()} == by_shard(ids[:10], 4)
 
 
 def test_a_host_runs_many_sagas_at_once():
