@@ -19,14 +19,7 @@ from typing import Any
 
 import ray
 from loguru import logger
-from ray.exceptions import (
-    ActorDiedError,
-    ActorUnavailableError,
-    GetTimeoutError,
-    RayActorError,
-    RayTaskError,
-    TaskCancelledError,
-)
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
@@ -37,12 +30,12 @@ from saga_actors.constants import (
     saga_actor_name,
 )
 from saga_actors.definition import Saga
-from saga_actors.errors import ParticipantUnavailableError, SagaActorLost, StepTimeoutError
+from saga_actors.errors import SagaActorLost
+from saga_actors.gateway import RayGateway, get_actor
 from saga_actors.host import SagaHost, by_shard, shard_of
 from saga_actors.instance import FaultPoint, SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.logging import configure_logging
-from saga_actors.messages import StepReply, StepRequest
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.registry import Registry, RegistryEntry, feed_event
@@ -65,91 +58,11 @@ def get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> A
             time.sleep(0.2)
 
 
-def _get_actor(name: str, namespace: str) -> Any | None:
-    try:
-        return ray.get_actor(name, namespace)
-    except ValueError:
-        return None
-
-
 # --- participants ---------------------------------------------------------------------
 
 
-class RayGateway:
-    """Calls participant actors as Ray tasks named ``<saga_id>/<step>``."""
-
-    def __init__(self, namespace: str, *, name_tasks: bool = True) -> None:
-        self._namespace = namespace
-        self._name_tasks = name_tasks
-        self._handles: dict[str, Any] = {}
-
-    def _handle(self, participant: str) -> Any:
-        handle = self._handles.get(participant)
-        if handle is None:
-            handle = _get_actor(participant_actor_name(participant), self._namespace)
-            if handle is None:
-                raise ParticipantUnavailableError(participant, "no such actor")
-            self._handles[participant] = handle
-        return handle
-
-    async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
-        """One attempt. While Ray restarts the participant (ActorUnavailableError: outcome
-        unknown) the same request is sent again within the attempt's timeout; the
-        participant's idempotency makes that safe, and a restart costs no attempt."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        payload = request.model_dump()
-        while True:
-            handle = self._handle(participant)
-            method = (handle.call.options(name=request.task_name) if self._name_tasks
-                      else handle.call)
-            ref = method.remote(payload)
-            # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
-            reply = asyncio.wrap_future(ref.future(), loop=loop)
-            expired: list[bool] = []
-            timer = loop.call_at(deadline, _expire, reply, expired)
-            try:
-                result = await reply
-            except asyncio.CancelledError:
-                ray.cancel(ref)  # stop it on the participant, not just stop waiting
-                me = asyncio.current_task()
-                if expired and not (me is not None and me.cancelling()):  # ours, not a cancel
-                    raise StepTimeoutError(request.saga_id, request.step, request.attempt,
-                                           timeout_s) from None
-                raise
-            except ActorUnavailableError:
-                if loop.time() + RESEND_EVERY_S >= deadline:
-                    raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
-                                                      "restarting past the step timeout") from None
-                logger.info("participant {} is restarting: sending {} again", participant,
-                            request.key)
-                await asyncio.sleep(RESEND_EVERY_S)
-                continue
-            except (RayActorError, GetTimeoutError) as exc:
-                self._handles.pop(participant, None)
-                raise ParticipantUnavailableError(participant, type(exc).__name__) from None
-            except TaskCancelledError as exc:
-                raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
-            except RayTaskError as exc:  # the participant's handler itself broke
-                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-                return StepReply(ok=False, error_type=type(cause).__name__,
-                                 error=str(cause)[:2000], retryable=True)
-            finally:
-                timer.cancel()
-            return StepReply.model_construct(**result)
-
-
-def _expire(reply: asyncio.Future, expired: list[bool]) -> None:
-    if not reply.done():
-        expired.append(True)
-        reply.cancel()
-
-
-RESEND_EVERY_S = 0.2  # while a participant restarts
-
-
-def _gateway(config: RuntimeConfig) -> RayGateway:
-    return RayGateway(config.namespace, name_tasks=config.name_tasks)
+def _gateway(config: RuntimeConfig, *, batch: bool = False) -> RayGateway:
+    return RayGateway(config.namespace, name_tasks=config.name_tasks, batch=batch)
 
 
 class ParticipantShell:
@@ -162,6 +75,10 @@ class ParticipantShell:
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle` with plain dicts on the wire (cheaper to ship)."""
         return (await self.handle(request)).model_dump()  # type: ignore[attr-defined]
+
+    async def call_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`Participant.handle_many`: a host's batch, one reply per request."""
+        return [r.model_dump() for r in await self.handle_many(requests)]  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"Participant({participant_actor_name(self.participant_name)})"  # type: ignore[attr-defined]
@@ -240,7 +157,7 @@ class RegistryFeed:
                  for record, events in self._pending.values()]
         self._pending = {}
         if self._registry is None:
-            self._registry = _get_actor(REGISTRY_ACTOR_NAME, self._namespace)
+            self._registry = get_actor(REGISTRY_ACTOR_NAME, self._namespace)
             if self._registry is None:
                 return
         ref = self._registry.ingest.remote(batch)
@@ -420,8 +337,9 @@ class SagaHostImpl:
     def __init__(self, index: int, count: int, config: RuntimeConfig) -> None:
         configure_logging(f"host{index}", config.log_level)
         self._feed = RegistryFeed(config.namespace)
+        self._gateway = _gateway(config, batch=config.batch_calls)
         self.host = SagaHost(
-            index, count, open_journal(config.journal, create=False), _gateway(config),
+            index, count, open_journal(config.journal, create=False), self._gateway,
             on_transition=self._feed.push, fault_point=crash_points(config),
             restart_budget=config.restart_budget,
         )
@@ -460,7 +378,8 @@ class SagaHostImpl:
         import resource
 
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return {**self.host.stats(), "pid": os.getpid(), "peak_rss_mb": round(rss_mb, 1)}
+        return {**self.host.stats(), **self._gateway.sent, "pid": os.getpid(),
+                "peak_rss_mb": round(rss_mb, 1)}
 
     def __repr__(self) -> str:
         return f"SagaHost({host_actor_name(self._index)})"
@@ -596,4 +515,4 @@ def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
 
 def find_services(namespace: str) -> tuple[Any | None, Any | None]:
     """The supervisor and registry if they run in ``namespace`` (never starts them)."""
-    return _get_actor(SUPERVISOR_ACTOR_NAME, namespace), _get_actor(REGISTRY_ACTOR_NAME, namespace)
+    return get_actor(SUPERVISOR_ACTOR_NAME, namespace), get_actor(REGISTRY_ACTOR_NAME, namespace)

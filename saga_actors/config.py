@@ -28,6 +28,12 @@ class RuntimeConfig(BaseModel):
         "Ray keeps ~7.5 KB per distinct task name in the participant's process (measured on "
         "Ray 2.60), so very long-lived, high-volume participants may turn it off.",
     )
+    batch_calls: bool = Field(
+        True, description="In `hosted` placement, send the calls that sagas of one host make "
+        "to one participant in the same instant as one Ray task, named with each "
+        "`<saga_id>/<step>` it carries (Ray's per-call cost is most of a hosted saga's CPU). "
+        "False: one Ray task per call, named `<saga_id>/<step>`, under any load.",
+    )
     max_input_bytes: int = Field(
         1_048_576, ge=1, description="Largest saga input accepted, as journaled JSON. The "
         "input is rewritten with every transition: keep big documents elsewhere and pass "

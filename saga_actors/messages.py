@@ -23,6 +23,11 @@ def idempotency_key(saga_id: str, step: str, kind: Kind) -> str:
     return f"{saga_id}/{step}/{kind}"
 
 
+def call_id(saga_id: str, step: str, kind: Kind, attempt: int) -> str:
+    """One attempt of one effect: what a host names to cancel one request of a batch."""
+    return f"{idempotency_key(saga_id, step, kind)}#{attempt}"
+
+
 class StepRequest(BaseModel):
     """One call of an action or a compensation on a participant."""
 
@@ -43,6 +48,11 @@ class StepRequest(BaseModel):
     def key(self) -> str:
         """The idempotency key of this effect."""
         return idempotency_key(self.saga_id, self.step, self.kind)
+
+    @property
+    def call_id(self) -> str:
+        """This attempt's id (the key is the same on every attempt)."""
+        return call_id(self.saga_id, self.step, self.kind, self.attempt)
 
     @property
     def task_name(self) -> str:

@@ -32,6 +32,7 @@ from saga_actors.messages import (
     MAX_PAYLOAD_BYTES,
     StepReply,
     StepRequest,
+    call_id,
     idempotency_key,
     json_size,
 )
@@ -111,6 +112,8 @@ class Participant:
         self.setup(self.db)
         self.db.execute("COMMIT")
         self._locks: dict[str, asyncio.Lock] = {}
+        self._calls: dict[str, asyncio.Task] = {}  # batched requests running, by call id
+        self._cancelled_early: dict[str, bool] = {}  # cancelled before they arrived
         self._batch: list[tuple[StepRequest, Callable[[StepContext], Any], asyncio.Future]] = []
         self._faults: dict[str, Fault] = {}
         self._fault_calls: dict[str, int] = {}
@@ -183,6 +186,45 @@ class Participant:
                 finally:
                     if not lock._waiters:  # type: ignore[attr-defined]
                         self._locks.pop(req.key, None)
+
+    async def handle_many(self, requests: list[StepRequest | dict]) -> list[StepReply]:
+        """Several requests in one call (a host's batch), one reply each. Each runs as its
+        own task, so :meth:`cancel_calls` stops one of them without the others."""
+        ids = [_call_id(r) for r in requests]
+        tasks = []
+        for cid, request in zip(ids, requests, strict=True):
+            if self._cancelled_early.pop(cid, None):
+                tasks.append(_cancelled_before_start(cid))
+                continue
+            task = asyncio.ensure_future(self.handle(request))
+            self._calls[cid] = task
+            tasks.append(task)
+        try:
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for cid, task in zip(ids, tasks, strict=True):
+                if self._calls.get(cid) is task:
+                    del self._calls[cid]
+        return [o if isinstance(o, StepReply)
+                else _call_cancelled(i) if isinstance(o, asyncio.CancelledError)
+                else _failed(o)  # a malformed request: its own reply, not the batch's
+                for i, o in zip(ids, outcomes, strict=True)]
+
+    def cancel_calls(self, call_ids: list[str]) -> int:
+        """Stop batched requests by :attr:`StepRequest.call_id` (a timeout or a saga's
+        cancel). One that has not arrived yet is refused when it does. Returns how many
+        were running."""
+        running = 0
+        for cid in call_ids:
+            task = self._calls.get(cid)
+            if task is None:
+                self._cancelled_early[cid] = True
+                while len(self._cancelled_early) > 10_000:  # answered before the cancel came
+                    del self._cancelled_early[next(iter(self._cancelled_early))]
+            elif not task.done():
+                task.cancel()
+                running += 1
+        return running
 
     def busy_keys(self) -> list[str]:
         """Idempotency keys being applied right now (empty once cancelled calls are gone)."""
@@ -321,6 +363,24 @@ class Participant:
             (key, req.saga_id, req.step, kind, req.method, status, encoded, time.time()),
         )
 
+
+
+def _call_id(request: StepRequest | dict) -> str:
+    if isinstance(request, StepRequest):
+        return request.call_id
+    try:
+        return call_id(request["saga_id"], request["step"], request["kind"], request["attempt"])
+    except (KeyError, TypeError):
+        return f"malformed-{id(request)}"
+
+
+def _call_cancelled(call_id: str) -> StepReply:
+    return StepReply(ok=False, error_type="CallCancelled", error=f"{call_id} was cancelled",
+                     retryable=True)
+
+
+async def _cancelled_before_start(call_id: str) -> StepReply:
+    return _call_cancelled(call_id)
 
 
 def _failed(exc: Exception) -> StepReply:

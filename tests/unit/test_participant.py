@@ -175,3 +175,47 @@ def test_injected_faults_fail_then_clear(store):
     assert call(p, req()).ok
     with pytest.raises(ValueError, match="no handler named"):
         p.set_faults({"nope": Fault(fail=True)})
+
+
+def test_a_batch_gets_one_reply_per_request_in_order(store):
+    p = Counter(store_path=store)
+    replies = asyncio.run(p.handle_many([
+        req(saga="a").model_dump(),
+        req(saga="b", declined=True).model_dump(),
+        {"saga_id": "c", "not": "a request"},  # malformed: its own failure only
+        req(saga="d", by=2).model_dump(),
+    ]))
+    assert [r.ok for r in replies] == [True, False, False, True]
+    assert replies[1].error_type == "NonRetryableError" and not replies[1].retryable
+    assert replies[2].error_type == "ValidationError"
+    assert replies[3].output == {"added": 2}
+    assert p.total() == 7
+    assert p.busy_keys() == []
+
+
+def test_cancelling_one_request_of_a_batch_leaves_the_others_running(store):
+    p = Counter(store_path=store, faults={"add": Fault(delay_s=0.2)})
+
+    async def scenario():
+        batch = asyncio.ensure_future(p.handle_many([req(saga="a"), req(saga="b")]))
+        while len(p.busy_keys()) < 2:
+            await asyncio.sleep(0.001)
+        assert p.cancel_calls([req(saga="a").call_id]) == 1
+        return await batch
+
+    a, b = asyncio.run(scenario())
+    assert not a.ok and a.error_type == "CallCancelled" and a.retryable
+    assert b.ok and not b.replayed
+    assert p.total() == 5 and [e["saga_id"] for e in p.ledger()] == ["b"]
+    assert p.busy_keys() == []
+
+
+def test_a_request_cancelled_before_it_arrives_is_refused_once(store):
+    p = Counter(store_path=store)
+    assert p.cancel_calls([req(saga="a", attempt=1).call_id]) == 0
+    first = asyncio.run(p.handle_many([req(saga="a", attempt=1)]))[0]
+    assert not first.ok and first.error_type == "CallCancelled"
+    assert p.total() == 0
+    # the next attempt of the same effect is a different call: it applies
+    retry = asyncio.run(p.handle_many([req(saga="a", attempt=2)]))[0]
+    assert retry.ok and p.total() == 5

@@ -1,0 +1,204 @@
+"""How a saga instance calls participant actors over Ray.
+
+One call is one Ray task named ``<saga_id>/<step>``. In a host, where many sagas run in one
+event loop, the calls that several sagas make to the same participant in the same loop turn
+travel as ONE Ray task (``call_many``) named with every ``<saga_id>/<step>`` it carries:
+Ray's per-call cost is most of a hosted saga's CPU, and a batch pays it once. Each request
+in a batch keeps its own timeout, cancellation, resend and reply; a batch of one is a plain
+call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from loguru import logger
+from ray.exceptions import (
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+    TaskCancelledError,
+)
+
+from saga_actors.constants import participant_actor_name
+from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
+from saga_actors.messages import StepReply, StepRequest
+
+RESEND_EVERY_S = 0.2  # while a participant restarts
+MAX_BATCH = 64  # requests in one Ray task (a batch is one of the participant's call slots)
+
+
+def get_actor(name: str, namespace: str) -> Any | None:
+    """The named actor, or None."""
+    try:
+        return ray.get_actor(name, namespace)
+    except ValueError:
+        return None
+
+
+class RayGateway:
+    """Calls participant actors; see the module docstring for batching."""
+
+    def __init__(self, namespace: str, *, name_tasks: bool = True, batch: bool = False) -> None:
+        self._namespace = namespace
+        self._name_tasks = name_tasks
+        self._batch = batch
+        self._handles: dict[str, Any] = {}
+        self._queues: dict[str, list[_Pending]] = {}
+        self.sent = {"ray_calls": 0, "requests": 0}  # how well batching does
+
+    def _handle(self, participant: str) -> Any:
+        handle = self._handles.get(participant)
+        if handle is None:
+            handle = get_actor(participant_actor_name(participant), self._namespace)
+            if handle is None:
+                raise ParticipantUnavailableError(participant, "no such actor")
+            self._handles[participant] = handle
+        return handle
+
+    async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
+        """One attempt. While Ray restarts the participant (ActorUnavailableError: outcome
+        unknown) the same request is sent again within the attempt's timeout; the
+        participant's idempotency makes that safe, and a restart costs no attempt."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        payload = request.model_dump()
+        while True:
+            handle = self._handle(participant)
+            reply, stop = (self._enqueue(participant, handle, request, payload) if self._batch
+                           else self._send(handle, request, payload))
+            # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
+            expired: list[bool] = []
+            timer = loop.call_at(deadline, _expire, reply, expired)
+            try:
+                result = await reply
+            except asyncio.CancelledError:
+                stop()  # stop it on the participant, not just stop waiting
+                me = asyncio.current_task()
+                if expired and not (me is not None and me.cancelling()):  # ours, not a cancel
+                    raise StepTimeoutError(request.saga_id, request.step, request.attempt,
+                                           timeout_s) from None
+                raise
+            except ActorUnavailableError:
+                if loop.time() + RESEND_EVERY_S >= deadline:
+                    raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
+                                                      "restarting past the step timeout") from None
+                logger.info("participant {} is restarting: sending {} again", participant,
+                            request.key)
+                await asyncio.sleep(RESEND_EVERY_S)
+                continue
+            except (RayActorError, GetTimeoutError) as exc:
+                self._handles.pop(participant, None)
+                raise ParticipantUnavailableError(participant, type(exc).__name__) from None
+            except TaskCancelledError as exc:
+                raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
+            except RayTaskError as exc:  # the participant's handler itself broke
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                return StepReply(ok=False, error_type=type(cause).__name__,
+                                 error=str(cause)[:2000], retryable=True)
+            finally:
+                timer.cancel()
+            return StepReply.model_construct(**result)
+
+    def _send(self, handle: Any, request: StepRequest,
+              payload: dict) -> tuple[asyncio.Future, Callable[[], None]]:
+        """One request as one Ray task: its reply and how to stop it."""
+        method = handle.call.options(name=request.task_name) if self._name_tasks else handle.call
+        ref = method.remote(payload)
+        self.sent["ray_calls"] += 1
+        self.sent["requests"] += 1
+        return asyncio.wrap_future(ref.future()), lambda: ray.cancel(ref)
+
+    def _enqueue(self, participant: str, handle: Any, request: StepRequest,
+                 payload: dict) -> tuple[asyncio.Future, Callable[[], None]]:
+        """Queue a request for this loop turn's batch to ``participant``."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, payload, loop.create_future(), handle)
+        queue = self._queues.setdefault(participant, [])
+        queue.append(pending)
+        if len(queue) == 1:
+            loop.call_soon(self._flush, participant)
+        return pending.reply, pending.stop
+
+    def _flush(self, participant: str) -> None:
+        """Send every request queued for ``participant`` (cancelled ones are dropped)."""
+        queued = [p for p in self._queues.pop(participant, []) if not p.reply.done()]
+        for i in range(0, len(queued), MAX_BATCH):
+            chunk = queued[i:i + MAX_BATCH]
+            handle = chunk[0].handle
+            if len(chunk) == 1:
+                sent, stop = self._send(handle, chunk[0].request, chunk[0].payload)
+                chunk[0].sent(stop)
+                sent.add_done_callback(lambda f, p=chunk[0]: _settle(p, f))
+                continue
+            method = handle.call_many
+            if self._name_tasks:
+                method = method.options(name=",".join(p.request.task_name for p in chunk))
+            ref = method.remote([p.payload for p in chunk])
+            self.sent["ray_calls"] += 1
+            self.sent["requests"] += len(chunk)
+            for p in chunk:
+                p.sent(lambda i=p.request.call_id, h=handle: h.cancel_calls.remote([i]))
+            asyncio.wrap_future(ref.future()).add_done_callback(
+                lambda f, chunk=chunk: _fan_out(chunk, f))
+
+
+class _Pending:
+    """A request waiting for its batch, then for its reply."""
+
+    __slots__ = ("_stop", "handle", "payload", "reply", "request")
+
+    def __init__(self, request: StepRequest, payload: dict, reply: asyncio.Future,
+                 handle: Any) -> None:
+        self.request = request
+        self.payload = payload
+        self.reply = reply
+        self.handle = handle
+        self._stop: Callable[[], Any] | None = None
+
+    def sent(self, stop: Callable[[], Any]) -> None:
+        self._stop = stop
+
+    def stop(self) -> None:
+        """Cancelled before its batch left: it is simply not sent. Afterwards: the
+        participant is told to stop it (only it, not the rest of its batch)."""
+        if self._stop is not None:
+            self._stop()
+
+
+def _settle(pending: _Pending, sent: asyncio.Future) -> None:
+    """A lone request's reply (or failure), unless it stopped waiting."""
+    error = None if sent.cancelled() else sent.exception()  # retrieved even if unused
+    if pending.reply.done():
+        return
+    if sent.cancelled():
+        pending.reply.cancel()
+    elif error is not None:
+        pending.reply.set_exception(error)
+    else:
+        pending.reply.set_result(sent.result())
+
+
+def _fan_out(chunk: list[_Pending], batch: asyncio.Future) -> None:
+    """A batch's replies (or its failure) to each request still waiting."""
+    error = None if batch.cancelled() else batch.exception()
+    results = None if batch.cancelled() or error is not None else batch.result()
+    for i, pending in enumerate(chunk):
+        if pending.reply.done():
+            continue
+        if results is not None:
+            pending.reply.set_result(results[i])
+        elif error is not None:
+            pending.reply.set_exception(error)
+        else:
+            pending.reply.cancel()
+
+
+def _expire(reply: asyncio.Future, expired: list[bool]) -> None:
+    if not reply.done():
+        expired.append(True)
+        reply.cancel()
