@@ -10,6 +10,8 @@ create_shipment), at several concurrencies:
               participants with their idempotency store
   dedicated   this runtime, one Ray actor per saga (slow by nature: fewer sagas)
 Mix "failing": the last step fails for good and the first two are compensated.
+"hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
+Ray task per participant call, measured in the same rounds.
 --scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
 the host memory per in-flight saga.
 """
@@ -243,21 +245,24 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     bare_parts = {p: BareParticipant.remote() for p, _, _ in STEPS}
     orch = BareOrchestrator.remote(bare_parts)
     await orch.run.remote("warm", False)
-    rt = SagaRuntime(sagas=[BENCH_SAGA], data_dir=data_dir, log_level="WARNING",
-                     participant_max_concurrency=20_000)
-    for cls in BENCH_PARTICIPANTS:
-        rt.deploy(cls)
+    rt = _runtime(data_dir, "saga_actors_bench")
+    # the same runtime with one Ray task per participant call (batch_calls=False), for the
+    # record: how much of hosted's speed is batching
+    unbatched = _runtime(str(Path(data_dir) / "unbatched"), "saga_actors_bench_unbatched",
+                         batch_calls=False)
 
-    async def runtime_saga(i: int, placement: str, fail: bool) -> str:
-        rec = await rt.execute("bench_order", {"order_id": f"o{i}", "fail": fail},
+    async def runtime_saga(i: int, placement: str, fail: bool, on: SagaRuntime = rt) -> str:
+        rec = await on.execute("bench_order", {"order_id": f"o{i}", "fail": fail},
                                placement=placement)
         return rec.status.value
 
     await runtime_saga(-1, "hosted", False)  # warm: hosts up, definitions registered
+    await runtime_saga(-1, "hosted", False, unbatched)
 
     say("bare_ray (orchestrator actor + 3 participant actors, no journal) and hosted "
         "(this runtime, SQLite journal, durable), round by round")
     pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
+    unbatched_runs = []
     for c, n, mix in pairs:
         fail = mix == "failing"
         bare_runs, hosted_runs = [], []
@@ -266,9 +271,17 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                 "bare_ray", lambda i, fail=fail: orch.run.remote(f"o{i}", fail), n, c, mix))
             hosted_runs.append(await measure(
                 "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c, mix))
+            if (c, mix) == (100, "success"):
+                unbatched_runs.append(await measure(
+                    "unbatched", lambda i: runtime_saga(i, "hosted", False, unbatched), n, c,
+                    mix))
         rows += [_median(bare_runs), _median(hosted_runs)]
     for actor in [orch, *bare_parts.values()]:
         ray.kill(actor)
+    unbatched.close()
+    sent = [await h.stats.remote() for h in rt.hosts()]
+    batching = {"participant_requests": sum(s["requests"] for s in sent),
+                "ray_calls": sum(s["ray_calls"] for s in sent)}
 
     say("dedicated (one Ray actor per saga)")
     for c, n in ({1: 3, 10: 10} if quick else {1: 20, 10: 60, 50: 150}).items():
@@ -279,7 +292,23 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     if args.scale:
         scale = await scale_test(rt, args.scale)
     rt.close()
-    return {"rows": rows, "scale": scale, "derived": derived(rows)}
+    out = derived(rows)
+    hosted_unbatched = _median(unbatched_runs)
+    bare = next(r for r in rows if (r["name"], r["concurrency"], r["mix"]) ==
+                ("bare_ray", 100, "success"))
+    out["hosted_unbatched_vs_bare_ray_at_100"] = round(
+        hosted_unbatched["sagas_per_s"] / bare["sagas_per_s"], 3)
+    out["requests_per_ray_call_hosted"] = round(
+        batching["participant_requests"] / max(1, batching["ray_calls"]), 2)
+    return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched}
+
+
+def _runtime(data_dir: str, namespace: str, **settings: Any) -> SagaRuntime:
+    rt = SagaRuntime(sagas=[BENCH_SAGA], data_dir=data_dir, namespace=namespace,
+                     log_level="WARNING", participant_max_concurrency=20_000, **settings)
+    for cls in BENCH_PARTICIPANTS:
+        rt.deploy(cls)
+    return rt
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -368,6 +397,18 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["rows"]:
         lines.append(f"| {r['name']} | {r['concurrency']} | {r['mix']} | {r['sagas']} | "
                      f"{r['sagas_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['peak_rss_mb']} |")
+    d, u = report["derived"], report.get("hosted_unbatched")
+    lines += ["", f"hosted / bare_ray at 100 in flight: **{d.get('hosted_vs_bare_ray_at_100')}** "
+              f"({d.get('requests_per_ray_call_hosted')} participant requests per Ray call)."]
+    if u:
+        lines.append(f"With `batch_calls=False` (one Ray task per call), same rounds: "
+                     f"{u['sagas_per_s']} sagas/s, p50 {u['p50_ms']} ms: "
+                     f"{d.get('hosted_unbatched_vs_bare_ray_at_100')} of bare_ray.")
+    if report.get("scale"):
+        sc = report["scale"]
+        lines.append(f"Scale: {sc['sagas']} hosted sagas in flight at once ({sc['max_in_flight']} "
+                     f"seen running), {sc['completed']} completed in {sc['seconds']} s, "
+                     f"{sc['kb_per_in_flight_saga']} KB of host memory per in-flight saga.")
     return "\n".join(lines)
 
 
