@@ -129,22 +129,34 @@ class RayGateway:
         queued = [p for p in self._queues.pop(participant, []) if not p.reply.done()]
         for i in range(0, len(queued), MAX_BATCH):
             chunk = queued[i:i + MAX_BATCH]
-            handle = chunk[0].handle
-            if len(chunk) == 1:
-                sent, stop = self._send(handle, chunk[0].request, chunk[0].payload)
-                chunk[0].sent(stop)
-                sent.add_done_callback(lambda f, p=chunk[0]: _settle(p, f))
-                continue
-            method = handle.call_many
-            if self._name_tasks:
-                method = method.options(name=",".join(p.request.task_name for p in chunk))
-            ref = method.remote([p.payload for p in chunk])
-            self.sent["ray_calls"] += 1
-            self.sent["requests"] += len(chunk)
-            for p in chunk:
-                p.sent(lambda i=p.request.call_id, h=handle: h.cancel_calls.remote([i]))
-            asyncio.wrap_future(ref.future()).add_done_callback(
-                lambda f, chunk=chunk: _fan_out(chunk, f))
+            try:
+                if len(chunk) == 1 or not hasattr(chunk[0].handle, "call_many"):
+                    # (a participant deployed by an older saga_actors has no call_many)
+                    for pending in chunk:
+                        self._send_lone(pending)
+                else:
+                    self._send_batch(chunk)
+            except Exception as exc:  # noqa: BLE001 - not sent: each caller gets the error
+                for pending in chunk:
+                    if not pending.reply.done():
+                        pending.reply.set_exception(exc)
+
+    def _send_lone(self, pending: _Pending) -> None:
+        sent, stop = self._send(pending.handle, pending.request, pending.payload)
+        pending.sent(stop)
+        sent.add_done_callback(lambda f: _settle(pending, f))
+
+    def _send_batch(self, chunk: list[_Pending]) -> None:
+        handle = chunk[0].handle
+        method = handle.call_many
+        if self._name_tasks:
+            method = method.options(name=",".join(p.request.task_name for p in chunk))
+        ref = method.remote([p.payload for p in chunk])
+        self.sent["ray_calls"] += 1
+        self.sent["requests"] += len(chunk)
+        for p in chunk:
+            p.sent(lambda i=p.request.call_id: handle.cancel_calls.remote([i]))
+        asyncio.wrap_future(ref.future()).add_done_callback(lambda f: _fan_out(chunk, f))
 
 
 class _Pending:
