@@ -73,8 +73,8 @@ class ParticipantShell:
         super().__init__(*args, **kwargs)
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """:meth:`Participant.handle` with plain dicts on the wire (cheaper to ship)."""
-        return (await self.handle(request)).model_dump()  # type: ignore[attr-defined]
+        """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""
+        return (await self.handle_call(request)).model_dump()  # type: ignore[attr-defined]
 
     async def call_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`Participant.handle_many`: a host's batch, one reply per request."""

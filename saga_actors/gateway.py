@@ -111,7 +111,14 @@ class RayGateway:
         ref = method.remote(payload)
         self.sent["ray_calls"] += 1
         self.sent["requests"] += 1
-        return asyncio.wrap_future(ref.future()), lambda: ray.cancel(ref)
+
+        def stop() -> None:
+            ray.cancel(ref)  # stops it while it waits to be sent or to start
+            # and in case Ray's cancel is lost as the task starts (ray-project/ray#52628)
+            if hasattr(handle, "cancel_calls"):
+                handle.cancel_calls.remote([request.call_id])
+
+        return asyncio.wrap_future(ref.future()), stop
 
     def _enqueue(self, participant: str, handle: Any, request: StepRequest,
                  payload: dict) -> tuple[asyncio.Future, Callable[[], None]]:

@@ -219,3 +219,20 @@ def test_a_request_cancelled_before_it_arrives_is_refused_once(store):
     # the next attempt of the same effect is a different call: it applies
     retry = asyncio.run(p.handle_many([req(saga="a", attempt=2)]))[0]
     assert retry.ok and p.total() == 5
+
+
+def test_a_lone_call_can_be_stopped_by_its_call_id_too(store):
+    # Ray's own cancel of an async actor task can be lost as the task starts
+    # (ray-project/ray#52628); the gateway also names the call to cancel_calls
+    p = Counter(store_path=store, faults={"add": Fault(delay_s=5)})
+
+    async def scenario():
+        call = asyncio.ensure_future(p.handle_call(req(saga="a").model_dump()))
+        while not p.busy_keys():
+            await asyncio.sleep(0.001)
+        assert p.cancel_calls([req(saga="a").call_id]) == 1
+        return await call
+
+    reply = asyncio.run(scenario())
+    assert not reply.ok and reply.error_type == "CallCancelled"
+    assert p.total() == 0 and p.busy_keys() == []
