@@ -24,7 +24,7 @@ def idempotency_key(saga_id: str, step: str, kind: Kind) -> str:
 
 
 def call_id(saga_id: str, step: str, kind: Kind, attempt: int) -> str:
-    """One attempt of one effect: what a host names to cancel one request of a batch."""
+    """One attempt of one effect: what the gateway names to stop that one call."""
     return f"{idempotency_key(saga_id, step, kind)}#{attempt}"
 
 

@@ -190,8 +190,8 @@ class Participant:
     async def handle_call(self, request: StepRequest | dict) -> StepReply:
         """:meth:`handle` as a call :meth:`cancel_calls` can stop by its call id; refused
         if its cancel arrived first. (Ray's own cancel of an async actor task can be lost
-        when it lands as the task starts, ray-project/ray#52628: measured here, 1 call in
-        300 with a 5 ms timeout kept running.)"""
+        when it lands as the task starts, ray-project/ray#52628: measured here, 2 of 4,900
+        calls with 2-10 ms timeouts kept running.)"""
         cid = _call_id(request)
         if self._cancelled_early.pop(cid, None):
             return _call_cancelled(cid)
@@ -369,7 +369,6 @@ class Participant:
         )
 
 
-
 def _call_id(request: StepRequest | dict) -> str:
     if isinstance(request, StepRequest):
         return request.call_id
@@ -382,8 +381,6 @@ def _call_id(request: StepRequest | dict) -> str:
 def _call_cancelled(call_id: str) -> StepReply:
     return StepReply(ok=False, error_type="CallCancelled", error=f"{call_id} was cancelled",
                      retryable=True)
-
-
 
 
 def _failed(exc: Exception) -> StepReply:

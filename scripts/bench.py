@@ -218,7 +218,7 @@ async def measure(name: str, one, n: int, concurrency: int, mix: str,
     r = sorted(results, key=lambda x: x["sagas_per_s"])[len(results) // 2]
     r["peak_rss_mb"] = round(peak / 2**20, 1)
     r["rounds"] = [x["sagas_per_s"] for x in results]
-    say(f"  {name:<10} c={concurrency:<5} {mix:<8} {n:>6} sagas  {r['sagas_per_s']:>8} /s  "
+    say(f"  {name:<16} c={concurrency:<5} {mix:<8} {n:>6} sagas  {r['sagas_per_s']:>8} /s  "
         f"p50 {r['p50_ms']:>8} ms  p99 {r['p99_ms']:>8} ms  peak {r['peak_rss_mb']} MB  "
         f"rounds {r['rounds']}")
     return r
@@ -273,8 +273,8 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                 "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c, mix))
             if (c, mix) == (100, "success"):
                 unbatched_runs.append(await measure(
-                    "unbatched", lambda i: runtime_saga(i, "hosted", False, unbatched), n, c,
-                    mix))
+                    "hosted_unbatched", lambda i: runtime_saga(i, "hosted", False, unbatched),
+                    n, c, mix))
         rows += [_median(bare_runs), _median(hosted_runs)]
     for actor in [orch, *bare_parts.values()]:
         ray.kill(actor)
@@ -398,8 +398,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['concurrency']} | {r['mix']} | {r['sagas']} | "
                      f"{r['sagas_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['peak_rss_mb']} |")
     d, u = report["derived"], report.get("hosted_unbatched")
-    lines += ["", f"hosted / bare_ray at 100 in flight: **{d.get('hosted_vs_bare_ray_at_100')}** "
-              f"({d.get('requests_per_ray_call_hosted')} participant requests per Ray call)."]
+    lines += ["", (f"hosted / bare_ray at 100 in flight: **{d.get('hosted_vs_bare_ray_at_100')}**"
+                   f" ({d.get('requests_per_ray_call_hosted')} participant requests per Ray "
+                   "call).")]
     if u:
         lines.append(f"With `batch_calls=False` (one Ray task per call), same rounds: "
                      f"{u['sagas_per_s']} sagas/s, p50 {u['p50_ms']} ms: "
