@@ -40,7 +40,8 @@ class RuntimeConfig(BaseModel):
         "their keys.",
     )
     participant_max_concurrency: int = Field(
-        1000, ge=1, description="Calls one participant actor serves at once."
+        1000, ge=1, description="Ray calls one participant actor serves at once (a hosted "
+        "batch is one call carrying up to 64 requests).",
     )
     saga_max_restarts: int = Field(2, ge=0, description="Ray's own restarts of a saga actor.")
     restart_budget: int = Field(5, ge=0, description="Supervisor restarts before STUCK.")
