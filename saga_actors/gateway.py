@@ -104,6 +104,33 @@ class RayGateway:
                 timer.cancel()
             return StepReply.model_construct(**result)
 
+    async def fence(self, participant: str, saga_id: str, step: str,
+                    timeout_s: float) -> dict[str, Any]:
+        """:meth:`Participant.fence` of one action (rare: a pivot whose outcome is unknown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            handle = self._handle(participant)
+            if not hasattr(handle, "fence"):
+                raise ParticipantUnavailableError(participant, "it has no fence (deployed by an "
+                                                  "older saga_actors)")
+            ref = handle.fence.remote(saga_id, step)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(ref.future()),
+                                              max(0.001, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                ray.cancel(ref)
+                raise StepTimeoutError(saga_id, step, 0, timeout_s) from None
+            except ActorUnavailableError:
+                if loop.time() + RESEND_EVERY_S >= deadline:
+                    raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
+                                                      "restarting past the timeout") from None
+                await asyncio.sleep(RESEND_EVERY_S)
+            except (RayActorError, GetTimeoutError, TaskCancelledError, RayTaskError) as exc:
+                self._handles.pop(participant, None)
+                raise ParticipantUnavailableError(participant, f"fence: {type(exc).__name__}") \
+                    from None
+
     def _send(self, handle: Any, request: StepRequest,
               payload: dict) -> tuple[asyncio.Future, Callable[[], None]]:
         """One request as one Ray task: its reply and how to stop it."""

@@ -43,6 +43,11 @@ class Gateway(Protocol):
     async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
         """One call."""
 
+    async def fence(self, participant: str, saga_id: str, step: str,
+                    timeout_s: float) -> dict[str, Any]:
+        """Settle an action of unknown outcome: ``{"applied": bool, "output": ...}``; the
+        participant makes sure an action it reports as not applied never will be."""
+
 
 TransitionListener = Callable[[SagaRecord, Transition], None]
 # called at the instants a crash is most dangerous: (saga_id, "<step>:<kind>:sent") once the
@@ -243,6 +248,11 @@ class SagaInstance:
             step = steps[self.record.cursor]
             self._step_started_at = self._clock.now()
             output, failure = await self._call_with_retries(step, "action")
+            if failure is not None and failure.uncertain and step.kind is StepKind.PIVOT:
+                settled = await self._settle_pivot(step, failure)
+                if settled is None:
+                    return  # parked STUCK: neither forward nor back is known to be right
+                output, failure = settled
             if failure is not None:
                 await self._begin_compensation(
                     self._abort_reason() or f"step {step.name!r} failed: {failure.error}",
@@ -268,6 +278,48 @@ class SagaInstance:
         await self._commit(
             "saga_completed", status=SagaStatus.COMPLETED, finished_at=self._clock.now()
         )
+
+    async def _settle_pivot(
+        self, step: Step, failure: _Failure
+    ) -> tuple[dict[str, Any], _Failure | None] | None:
+        """A pivot whose outcome is unknown (a timeout, a crash, a cancel or the deadline
+        mid-call) can be neither compensated nor assumed done: its participant settles it
+        (:meth:`Gateway.fence`). Applied: its output, and the saga goes forward. Not applied
+        (and now never will be): a certain failure, and the saga compensates. Unknown past
+        the compensation retry budget, or applied with an invalid output: STUCK (None)."""
+        policy = step.compensation_retry
+        reason = f"pivot {step.name!r}: outcome unknown ({failure.error})"
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                answer = await self._gateway.fence(step.participant, self.saga_id, step.name,
+                                                   step.timeout_s)
+            except (StepTimeoutError, ParticipantUnavailableError) as exc:
+                logger.warning("settling pivot {} (try {}): {}", step.name, attempt, exc)
+                reason = f"pivot {step.name!r}: outcome unknown ({exc})"
+                if attempt < policy.max_attempts:
+                    await self._pause(policy.backoff_s(attempt, self._rng))
+                continue
+            applied = bool(answer.get("applied"))
+            await self._commit("pivot_settled", step=step.name, detail={"applied": applied},
+                               uncertain=[s for s in self.record.uncertain if s != step.name])
+            if not applied:
+                return {}, _Failure(failure.error, False, uncertain=False)
+            try:
+                return _checked_output(step, answer.get("output") or {}), None
+            except ValueError as exc:
+                reason = f"pivot {step.name!r} applied, but its output is invalid: {exc}"
+                break
+        await self._commit(
+            "saga_stuck",
+            status=SagaStatus.STUCK,
+            stuck_from=SagaStatus.PENDING,
+            step=step.name,
+            error=reason,
+            finished_at=self._clock.now(),
+            in_flight=False,
+        )
+        logger.error("saga STUCK: {}", reason)
+        return None
 
     async def _begin_compensation(self, reason: str, *, failed_step: str | None) -> None:
         rec = self.record

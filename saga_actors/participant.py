@@ -231,6 +231,36 @@ class Participant:
                 running += 1
         return running
 
+    async def fence(self, saga_id: str, step: str) -> dict[str, Any]:
+        """Settle an action whose outcome its saga could not learn (a pivot that timed out,
+        was cancelled mid-call or lost its reply): ``{"applied": True, "output": ...}`` if
+        it applied; otherwise a tombstone is recorded, so that it never will, and
+        ``{"applied": False}``. Waits for a call of that action still running here."""
+        key = idempotency_key(saga_id, step, "action")
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                row = self.db.execute("SELECT status, output FROM saga_effects WHERE key=?",
+                                      (key,)).fetchone()
+                if row is not None:
+                    applied = row[0] == "applied"
+                    return {"applied": applied, "output": json.loads(row[1]) if applied else None}
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.db.execute("INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                    (key, saga_id, step, "action", "fence", "tombstone", "{}",
+                                     time.time()))
+                    self.db.execute("COMMIT")
+                except sqlite3.DatabaseError:
+                    self.db.execute("ROLLBACK")
+                    raise
+                logger.info("{}: fenced {} (it never applied; it never will)",
+                            self.participant_name, key)
+                return {"applied": False, "output": None}
+        finally:
+            if not lock._waiters:  # type: ignore[attr-defined]
+                self._locks.pop(key, None)
+
     def busy_keys(self) -> list[str]:
         """Idempotency keys being applied right now (empty once cancelled calls are gone)."""
         return sorted(self._locks)

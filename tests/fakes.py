@@ -59,6 +59,8 @@ class FakeGateway:
 
     def __init__(self, script: dict[tuple[str, str], list[Behaviour]] | None = None) -> None:
         self.script = script or {}
+        self.fences: dict[str, list[Callable[[], dict]]] = {}
+        self.fenced: list[str] = []
         self.calls: list[StepRequest] = []
         self.on_call: Callable[[StepRequest], None] | None = None
 
@@ -72,6 +74,17 @@ class FakeGateway:
             return StepReply(ok=True, output={f"{request.step}_done": True})
         n = sum(1 for c in self.calls if (c.step, c.kind) == (request.step, request.kind))
         return plan[min(n, len(plan)) - 1](request)
+
+    async def fence(self, participant: str, saga_id: str, step: str,
+                    timeout_s: float) -> dict:
+        """``fences[step]``: behaviours in turn (the last repeats), each returning the answer
+        or raising; default: the action never applied."""
+        self.fenced.append(step)
+        await asyncio.sleep(0)
+        plan = self.fences.get(step)
+        if not plan:
+            return {"applied": False, "output": None}
+        return plan[min(self.fenced.count(step), len(plan)) - 1]()
 
     def called(self, kind: str | None = None) -> list[tuple[str, str, int]]:
         return [(c.step, c.kind, c.attempt) for c in self.calls if kind in (None, c.kind)]

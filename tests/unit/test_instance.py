@@ -20,9 +20,14 @@ from saga_actors import (
     Step,
     StepKind,
 )
+from saga_actors.errors import StepTimeoutError
 from saga_actors.instance import SagaInstance, admit, build_record
 from saga_actors.journal import open_journal
 from tests.fakes import FakeClock, FakeGateway, died, fail, ok, timeout
+
+
+def timeout_fence() -> dict:
+    raise StepTimeoutError("s1", "capture", 0, 1.0)
 
 
 class Order(BaseModel):
@@ -200,6 +205,73 @@ def test_failure_before_the_pivot_compensates():
     h = Harness(TRIP, script={("capture", "action"): [fail(retryable=False)]})
     rec = h.run()
     assert rec.status is SagaStatus.FAILED and rec.compensated == ["hold"]
+
+
+def test_a_pivot_that_timed_out_but_applied_is_settled_and_goes_forward():
+    h = Harness(TRIP, script={("capture", "action"): [timeout()]})
+    h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {"charge_id": "c9"}}]
+    rec = h.run()
+    assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
+    assert rec.outputs["capture"] == {"charge_id": "c9"} and rec.uncertain == []
+    assert ("pivot_settled", "capture") in h.events()
+    assert h.gateway.fenced == ["capture"]
+
+
+def test_a_pivot_that_timed_out_and_never_applied_is_fenced_and_compensated():
+    h = Harness(TRIP, script={("capture", "action"): [timeout()]})  # default fence: not applied
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED and rec.compensated == ["hold"]
+    settled = [t for t in h.journal.history(h.saga_id) if t.event == "pivot_settled"]
+    assert [t.detail for t in settled] == [{"applied": False}]
+
+
+def test_a_pivot_whose_outcome_cannot_be_learned_is_stuck_not_failed():
+    h = Harness(TRIP, script={("capture", "action"): [died()]})
+    h.gateway.fences["capture"] = [timeout_fence]
+    rec = h.run()
+    assert rec.status is SagaStatus.STUCK and rec.stuck_from is SagaStatus.PENDING
+    assert "pivot 'capture': outcome unknown" in rec.error
+    assert len(h.gateway.fenced) == TRIP.step("capture").compensation_retry.max_attempts
+    assert rec.compensated == []  # nothing undone while the pivot may have happened
+
+
+def test_a_cancel_mid_pivot_that_applied_goes_forward():
+    h = Harness(TRIP)
+    inst = h.instance()
+    h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {}}]
+    gate = asyncio.Event()
+
+    async def scenario():
+        async def slow_capture(participant, request, timeout_s):
+            h.gateway.calls.append(request)
+            if request.step == "capture":
+                gate.set()
+                await asyncio.sleep(3600)
+            return await FakeGateway().call(participant, request, timeout_s)
+
+        h.gateway.call = slow_capture
+        task = asyncio.create_task(inst.run())
+        await gate.wait()
+        assert await inst.request_cancel("customer called")
+        return await task
+
+    rec = asyncio.run(scenario())
+    assert rec.status is SagaStatus.COMPLETED  # past the point of no return after all
+    assert rec.completed == ["hold", "capture", "ticket"] and rec.compensated == []
+
+
+def test_a_pivot_applied_with_an_invalid_output_is_stuck():
+    saga = TRIP.model_copy(update={"steps": (
+        TRIP.steps[0],
+        Step(name="capture", participant="p", kind=StepKind.PIVOT, retry=FAST,
+             output_model=Charge),
+        TRIP.steps[2],
+    )})
+    h = Harness(saga, script={("capture", "action"): [ok({"wrong": 1})]})
+    h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {"wrong": 1}}]
+    rec = h.run()
+    assert rec.status is SagaStatus.STUCK
+    assert "applied, but its output is invalid" in rec.error and rec.compensated == []
 
 
 def test_after_the_pivot_retriable_steps_retry_until_they_succeed():

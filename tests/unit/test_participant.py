@@ -236,3 +236,33 @@ def test_a_lone_call_can_be_stopped_by_its_call_id_too(store):
     reply = asyncio.run(scenario())
     assert not reply.ok and reply.error_type == "CallCancelled"
     assert p.total() == 0 and p.busy_keys() == []
+
+
+def test_a_fence_reports_an_applied_action_with_its_output(store):
+    p = Counter(store_path=store)
+    call(p, req(saga="a"))
+    assert asyncio.run(p.fence("a", "add")) == {"applied": True, "output": {"added": 5}}
+    assert p.total() == 5
+
+
+def test_a_fence_before_the_action_tombstones_it_for_good(store):
+    p = Counter(store_path=store)
+    assert asyncio.run(p.fence("a", "add")) == {"applied": False, "output": None}
+    late = call(p, req(saga="a", attempt=2))
+    assert not late.ok and late.error_type == "ActionRefusedError"
+    assert p.total() == 0 and p.ledger() == []
+    assert asyncio.run(p.fence("a", "add")) == {"applied": False, "output": None}
+
+
+def test_a_fence_waits_for_the_action_still_running(store):
+    p = Counter(store_path=store, faults={"add": Fault(delay_s=0.1)})
+
+    async def scenario():
+        action = asyncio.ensure_future(p.handle(req(saga="a")))
+        while not p.busy_keys():
+            await asyncio.sleep(0.001)
+        return await p.fence("a", "add"), await action
+
+    fenced, reply = asyncio.run(scenario())
+    assert reply.ok and fenced == {"applied": True, "output": {"added": 5}}
+    assert p.busy_keys() == []
