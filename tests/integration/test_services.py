@@ -50,7 +50,10 @@ def cli(harness, *args, check=True, in_process=True):
     return proc
 
 
-def test_supervisor_restarts_a_saga_actor_that_ray_will_not(placed):
+@pytest.mark.parametrize("placement", ["dedicated", "hosted"])
+def test_supervisor_restarts_a_saga_actor_that_ray_will_not(make_harness, placement):
+    # a quicker tick: hosts are checked every 10 ticks (5 s by default)
+    placed = make_harness(placement=placement, supervisor_tick_s=0.2)
     actors = deploy(placed, payment={"process_payment": Fault(delay_s=1.0)})
     rt = placed.runtime
     saga_id = placed.start("order_fulfillment", sample_input(1))
@@ -106,7 +109,7 @@ def test_killing_supervisor_and_registry_mid_flight_loses_nothing(placed):
 
 
 def test_admission_control_bounds_live_saga_actors(make_harness):
-    harness = make_harness(max_dedicated=2)
+    harness = make_harness(max_dedicated=2, saga_linger_s=0.1)  # slots free up sooner
     deploy(harness, payment={"process_payment": Fault(delay_s=0.5)})
     rt = harness.runtime
     ids = [rt.start("order_fulfillment", sample_input(n)) for n in range(70)]
