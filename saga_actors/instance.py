@@ -241,14 +241,20 @@ class SagaInstance:
     async def _forward(self) -> None:
         steps = self.definition.steps
         while self.record.cursor < len(steps):
-            abort = self._abort_reason()
-            if abort:
-                await self._begin_compensation(abort, failed_step=None)
-                return
             step = steps[self.record.cursor]
+            abort = self._abort_reason()
+            in_doubt = self._in_doubt(step)
+            if abort and step.kind is not StepKind.PIVOT:
+                # a step sent before a crash and never answered may have happened: undo it too
+                await self._begin_compensation(abort, failed_step=step.name if in_doubt else None)
+                return
             self._step_started_at = self._clock.now()
-            output, failure = await self._call_with_retries(step, "action")
-            if failure is not None and failure.uncertain and step.kind is StepKind.PIVOT:
+            if abort:  # a pivot: if it may have happened, settle it before anything else
+                output, failure = {}, _Failure(abort, False, uncertain=in_doubt)
+            else:
+                output, failure = await self._call_with_retries(step, "action")
+            if failure is not None and step.kind is StepKind.PIVOT and (
+                    failure.uncertain or step.name in self.record.uncertain):
                 settled = await self._settle_pivot(step, failure)
                 if settled is None:
                     return  # parked STUCK: neither forward nor back is known to be right
@@ -487,6 +493,13 @@ class SagaInstance:
     def _at(self, point: str) -> None:
         if self._fault_point is not None:
             self._fault_point(self.record.saga_id, point)
+
+    def _in_doubt(self, step: Step) -> bool:
+        """Whether ``step``'s action may have applied without the saga knowing: an attempt
+        ended uncertain, or one was sent and the process died before its answer."""
+        rec = self.record
+        return step.name in rec.uncertain or (
+            rec.in_flight and rec.current_step == step.name and rec.phase == "action")
 
     def _past_pivot(self) -> bool:
         return self.definition.past_pivot(self.record.completed)

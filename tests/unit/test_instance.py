@@ -308,6 +308,50 @@ def test_resume_after_crash_resends_the_in_flight_step_with_the_same_attempt():
     assert h.gateway.calls[0].key == "s1/pay/action"
 
 
+class Crash(BaseException):
+    """The process died."""
+
+
+def crash_mid_call(step: str):
+    def crash(req):
+        if req.step == step and req.kind == "action":
+            raise Crash  # with the call in flight
+    return crash
+
+
+def test_a_step_in_flight_at_a_crash_is_compensated_when_the_deadline_passed_meanwhile():
+    h = Harness(deadline_s=60)
+    h.gateway.on_call = crash_mid_call("pay")
+    with pytest.raises(Crash):
+        h.run()
+    h.gateway.on_call = None
+    h.clock.t += 120  # back after the deadline: the payment may have happened
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED and "deadline" in rec.error
+    assert rec.compensated == ["pay", "reserve"]
+
+
+def test_a_pivot_in_flight_at_a_crash_is_settled_when_the_deadline_passed_meanwhile():
+    h = Harness(TRIP, deadline_s=60)
+    h.gateway.on_call = crash_mid_call("capture")
+    with pytest.raises(Crash):
+        h.run()
+    h.gateway.on_call = None
+    h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {}}]
+    h.clock.t += 120
+    rec = h.run()
+    assert h.gateway.fenced == ["capture"]
+    assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
+
+
+def test_a_pivot_that_timed_out_before_the_deadline_is_settled_not_assumed_undone():
+    h = Harness(TRIP, deadline_s=0.05, script={("capture", "action"): [timeout()]})
+    h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {}}]
+    rec = h.run()  # capture times out, backs off past the deadline: it may have happened
+    assert h.gateway.fenced == ["capture"]
+    assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
+
+
 def test_resume_mid_compensation_continues_where_it_stopped():
     h = Harness(script={("ship", "action"): [fail(retryable=False)]})
 
