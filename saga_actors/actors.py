@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,8 @@ class ParticipantShell:
 
     async def call_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`Participant.handle_many`: a host's batch, one reply per request."""
-        return [r.model_dump() for r in await self.handle_many(requests)]  # type: ignore[attr-defined]
+        replies = await self.handle_many(requests)  # type: ignore[attr-defined]
+        return [r.model_dump() for r in replies]
 
     def __repr__(self) -> str:
         return f"Participant({participant_actor_name(self.participant_name)})"  # type: ignore[attr-defined]
@@ -102,23 +103,50 @@ def deploy_participant(
 
     It is detached and restarted by Ray forever; its store survives restarts.
     """
-    pname = name or cls.name or cls.__name__.lower()
-    actor = participant_actor_class(cls).options(
-        name=participant_actor_name(pname),
+    actor = _start_participant(cls, config, name or _name_of(cls), faults, kwargs)
+    _wait_serving({actor: faults})
+    return actor
+
+
+def deploy_participants(
+    classes: Iterable[type[Participant]], config: RuntimeConfig, *,
+    faults: dict[str, dict | None] | None = None,
+) -> dict[str, Any]:
+    """:func:`deploy_participant` for several at once: their processes start side by side.
+    ``faults`` by participant name. Returns the actors by participant name."""
+    faults = faults or {}
+    actors = {}
+    for cls in classes:
+        name = _name_of(cls)
+        actors[name] = _start_participant(cls, config, name, faults.get(name), {})
+    _wait_serving({a: faults.get(n) for n, a in actors.items()})
+    return actors
+
+
+def _name_of(cls: type[Participant]) -> str:
+    return cls.name or cls.__name__.lower()
+
+
+def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
+                       faults: dict | None, kwargs: dict[str, Any]) -> Any:
+    return participant_actor_class(cls).options(
+        name=participant_actor_name(name),
         namespace=config.namespace,
         max_concurrency=config.participant_max_concurrency,
         **_SERVICE,
     ).remote(
-        store_path=str(config.participant_store(pname)),
-        name=pname,
+        store_path=str(config.participant_store(name)),
+        name=name,
         faults=faults,
         log_level=config.log_level,
         **kwargs,
     )
-    ray.get(actor.describe.remote())
-    if faults is not None:
-        ray.get(actor.set_faults.remote(faults))
-    return actor
+
+
+def _wait_serving(actors: dict[Any, dict | None]) -> None:
+    """Until each actor answers; faults set again on one that was already running."""
+    ray.get([a.describe.remote() for a in actors])
+    ray.get([a.set_faults.remote(f) for a, f in actors.items() if f is not None])
 
 
 # --- sagas ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import ray
 
 from saga_actors.actors import (
     deploy_participant,
+    deploy_participants,
     ensure_services,
     get_riding_restarts,
     saga_hosts,
@@ -184,6 +185,13 @@ class SagaRuntime:
     ) -> Any:
         """Start (or find) a participant actor with this runtime's data folder and namespace."""
         return deploy_participant(cls, self.config, name=name, faults=faults, **kwargs)
+
+    def deploy_many(
+        self, classes: Iterable[type[Participant]], *, faults: dict[str, dict | None] | None = None
+    ) -> dict[str, Any]:
+        """:meth:`deploy` for several participants at once (their processes start side by
+        side); ``faults`` by participant name. Returns the actors by participant name."""
+        return deploy_participants(classes, self.config, faults=faults)
 
     def _check_participants(self, saga: Saga) -> None:
         for participant, methods in saga.participants.items():

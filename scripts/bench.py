@@ -306,8 +306,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
 def _runtime(data_dir: str, namespace: str, **settings: Any) -> SagaRuntime:
     rt = SagaRuntime(sagas=[BENCH_SAGA], data_dir=data_dir, namespace=namespace,
                      log_level="WARNING", participant_max_concurrency=20_000, **settings)
-    for cls in BENCH_PARTICIPANTS:
-        rt.deploy(cls)
+    rt.deploy_many(BENCH_PARTICIPANTS)
     return rt
 
 

@@ -79,8 +79,7 @@ class Chaos:
                                 else m.TRIP_BOOKING for n, m in EXAMPLES.items()],
                          data_dir=self.data_dir, log_level="ERROR", stall_grace_s=3.0,
                          restart_budget=20)
-        for cls in PARTICIPANTS.values():
-            rt.deploy(cls)
+        rt.deploy_many(PARTICIPANTS.values())
         rt.services()
         self.rt = rt
         return rt

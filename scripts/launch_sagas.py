@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         if flag_step:
             step = saga.step(flag_step)
             faults.setdefault(step.participant, {})[step.action] = fault
-    actors = {cls.name: runtime.deploy(cls, faults=faults.get(cls.name, {}))
-              for cls in module.PARTICIPANTS}
+    # {} clears faults a participant kept from an earlier run
+    parts = module.PARTICIPANTS
+    actors = runtime.deploy_many(parts, faults={c.name: faults.get(c.name, {}) for c in parts})
     before = snapshot(actors)
 
     started = time.monotonic()

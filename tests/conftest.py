@@ -91,6 +91,12 @@ class RuntimeHarness:
         self.actors[name or cls.name] = actor
         return actor
 
+    def deploy_many(self, classes, **faults):
+        """Several participants at once; ``faults`` by participant name."""
+        actors = self.runtime.deploy_many(classes, faults=faults)
+        self.actors.update(actors)
+        return actors
+
     def close(self) -> None:
         import ray
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.ray
 
 def deploy(harness, **faults):
     harness.runtime.register(ORDER_FULFILLMENT)
-    return {cls.name: harness.deploy(cls, faults=faults.get(cls.name)) for cls in PARTICIPANTS}
+    return harness.deploy_many(PARTICIPANTS, **faults)
 
 
 def payment_in_flight(rt, saga_id):

@@ -25,7 +25,7 @@ def test_crashes_between_journal_and_participant_apply_each_effect_once(make_har
     harness = make_harness(placement=placement, crash_points=POINTS)
     rt = harness.runtime
     rt.register(ORDER_FULFILLMENT)
-    actors = {cls.name: harness.deploy(cls) for cls in PARTICIPANTS}
+    actors = harness.deploy_many(PARTICIPANTS)
     ok = harness.start("order_fulfillment", sample_input(1))
     assert rt.wait(ok, timeout_s=90).status is SagaStatus.COMPLETED
     ray.get(actors["shipping"].set_faults.remote({"create_shipment": Fault(fail=True)}))

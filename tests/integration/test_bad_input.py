@@ -115,7 +115,7 @@ def misbehaving_saga(method: str, **step: Any) -> Saga:
 
 def deploy_order(harness):
     harness.runtime.register(ORDER_FULFILLMENT)
-    return {cls.name: harness.deploy(cls) for cls in PARTICIPANTS}
+    return harness.deploy_many(PARTICIPANTS)
 
 
 def test_bad_starts_are_refused_and_change_nothing(harness):

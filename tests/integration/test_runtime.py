@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ray
 
 def deploy_order(harness, **faults):
     harness.runtime.register(ORDER_FULFILLMENT)
-    return {cls.name: harness.deploy(cls, faults=faults.get(cls.name)) for cls in PARTICIPANTS}
+    return harness.deploy_many(PARTICIPANTS, **faults)
 
 
 def effects(actors, saga_id):

@@ -26,7 +26,7 @@ SAGA_ACTORS_BIN = os.path.join(os.path.dirname(sys.executable), "saga-actors")
 
 def deploy(harness, **faults):
     harness.runtime.register(ORDER_FULFILLMENT)
-    return {cls.name: harness.deploy(cls, faults=faults.get(cls.name)) for cls in PARTICIPANTS}
+    return harness.deploy_many(PARTICIPANTS, **faults)
 
 
 def in_flight(rt, saga_id, step="process_payment"):

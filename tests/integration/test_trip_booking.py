@@ -28,7 +28,7 @@ pytestmark = pytest.mark.ray
 
 def deploy(harness, **faults):
     harness.runtime.register(TRIP_BOOKING)
-    return {cls.name: harness.deploy(cls, faults=faults.get(cls.name)) for cls in PARTICIPANTS}
+    return harness.deploy_many(PARTICIPANTS, **faults)
 
 
 def test_failure_before_the_pivot_cancels_the_holds(placed):
