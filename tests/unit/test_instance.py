@@ -23,6 +23,7 @@ from saga_actors import (
 from saga_actors.errors import StepTimeoutError
 from saga_actors.instance import SagaInstance, admit, build_record
 from saga_actors.journal import open_journal
+from saga_actors.records import SagaRecord
 from tests.fakes import FakeClock, FakeGateway, died, fail, ok, timeout
 
 
@@ -65,6 +66,10 @@ TRIP = Saga(
 )
 
 
+class Crash(BaseException):
+    """The process died."""
+
+
 class Harness:
     """A saga, its journal, a scripted gateway and a fake clock."""
 
@@ -85,6 +90,38 @@ class Harness:
 
     def run(self):
         return asyncio.run(self.instance().run())
+
+    def crash_at(self, step: str, kind: str = "action") -> None:
+        """Run until the process 'dies' with ``step``'s ``kind`` call in flight."""
+        def crash(req):
+            if req.step == step and req.kind == kind:
+                raise Crash
+
+        self.gateway.on_call = crash
+        with pytest.raises(Crash):
+            self.run()
+        self.gateway.on_call = None
+
+    def cancel_mid_call(self, step: str, reason: str) -> SagaRecord:
+        """Run, and ask for a cancel while ``step``'s action call is in flight."""
+        inst = self.instance()
+        gate = asyncio.Event()
+
+        async def slow_call(participant, request, timeout_s):
+            self.gateway.calls.append(request)
+            if request.step == step and request.kind == "action":
+                gate.set()
+                await asyncio.sleep(3600)
+            return await FakeGateway().call(participant, request, timeout_s)
+
+        async def scenario():
+            self.gateway.call = slow_call
+            task = asyncio.create_task(inst.run())
+            await gate.wait()
+            assert await inst.request_cancel(reason)
+            return await task
+
+        return asyncio.run(scenario())
 
     def events(self) -> list[tuple[str, str | None]]:
         return [(t.event, t.step) for t in self.journal.history(self.saga_id)]
@@ -237,25 +274,8 @@ def test_a_pivot_whose_outcome_cannot_be_learned_is_stuck_not_failed():
 
 def test_a_cancel_mid_pivot_that_applied_goes_forward():
     h = Harness(TRIP)
-    inst = h.instance()
     h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {}}]
-    gate = asyncio.Event()
-
-    async def scenario():
-        async def slow_capture(participant, request, timeout_s):
-            h.gateway.calls.append(request)
-            if request.step == "capture":
-                gate.set()
-                await asyncio.sleep(3600)
-            return await FakeGateway().call(participant, request, timeout_s)
-
-        h.gateway.call = slow_capture
-        task = asyncio.create_task(inst.run())
-        await gate.wait()
-        assert await inst.request_cancel("customer called")
-        return await task
-
-    rec = asyncio.run(scenario())
+    rec = h.cancel_mid_call("capture", "customer called")
     assert rec.status is SagaStatus.COMPLETED  # past the point of no return after all
     assert rec.completed == ["hold", "capture", "ticket"] and rec.compensated == []
 
@@ -284,21 +304,10 @@ def test_after_the_pivot_retriable_steps_retry_until_they_succeed():
 
 def test_resume_after_crash_resends_the_in_flight_step_with_the_same_attempt():
     h = Harness()
-
-    class Crash(BaseException):
-        pass
-
-    def crash_on_pay(req):
-        if req.step == "pay":
-            raise Crash  # the process died with the call in flight
-
-    h.gateway.on_call = crash_on_pay
-    with pytest.raises(Crash):
-        h.run()
+    h.crash_at("pay")  # the process died with the call in flight
     rec = h.journal.load(h.saga_id)
     assert (rec.current_step, rec.attempt, rec.in_flight) == ("pay", 1, True)
 
-    h.gateway.on_call = None
     h.gateway.calls.clear()
     rec = h.run()  # a new instance from the journal
     assert rec.status is SagaStatus.COMPLETED
@@ -308,23 +317,9 @@ def test_resume_after_crash_resends_the_in_flight_step_with_the_same_attempt():
     assert h.gateway.calls[0].key == "s1/pay/action"
 
 
-class Crash(BaseException):
-    """The process died."""
-
-
-def crash_mid_call(step: str):
-    def crash(req):
-        if req.step == step and req.kind == "action":
-            raise Crash  # with the call in flight
-    return crash
-
-
 def test_a_step_in_flight_at_a_crash_is_compensated_when_the_deadline_passed_meanwhile():
     h = Harness(deadline_s=60)
-    h.gateway.on_call = crash_mid_call("pay")
-    with pytest.raises(Crash):
-        h.run()
-    h.gateway.on_call = None
+    h.crash_at("pay")
     h.clock.t += 120  # back after the deadline: the payment may have happened
     rec = h.run()
     assert rec.status is SagaStatus.FAILED and "deadline" in rec.error
@@ -333,10 +328,7 @@ def test_a_step_in_flight_at_a_crash_is_compensated_when_the_deadline_passed_mea
 
 def test_a_pivot_in_flight_at_a_crash_is_settled_when_the_deadline_passed_meanwhile():
     h = Harness(TRIP, deadline_s=60)
-    h.gateway.on_call = crash_mid_call("capture")
-    with pytest.raises(Crash):
-        h.run()
-    h.gateway.on_call = None
+    h.crash_at("capture")
     h.gateway.fences["capture"] = [lambda: {"applied": True, "output": {}}]
     h.clock.t += 120
     rec = h.run()
@@ -354,18 +346,7 @@ def test_a_pivot_that_timed_out_before_the_deadline_is_settled_not_assumed_undon
 
 def test_resume_mid_compensation_continues_where_it_stopped():
     h = Harness(script={("ship", "action"): [fail(retryable=False)]})
-
-    class Crash(BaseException):
-        pass
-
-    def crash_on_reserve_comp(req):
-        if req.kind == "compensation" and req.step == "reserve":
-            raise Crash
-
-    h.gateway.on_call = crash_on_reserve_comp
-    with pytest.raises(Crash):
-        h.run()
-    h.gateway.on_call = None
+    h.crash_at("reserve", "compensation")
     h.gateway.calls.clear()
     rec = h.run()
     assert rec.status is SagaStatus.FAILED and rec.compensated == ["pay", "reserve"]
@@ -382,24 +363,7 @@ def test_deadline_aborts_and_compensates_with_the_deadline_as_reason():
 
 def test_cancel_mid_call_stops_the_call_and_compensates_the_uncertain_step():
     h = Harness()
-    inst = h.instance()
-    gate = asyncio.Event()
-
-    async def scenario():
-        async def slow_call(participant, request, timeout_s):
-            h.gateway.calls.append(request)
-            if request.step == "pay" and request.kind == "action":
-                gate.set()
-                await asyncio.sleep(3600)
-            return await FakeGateway().call(participant, request, timeout_s)
-
-        h.gateway.call = slow_call
-        task = asyncio.create_task(inst.run())
-        await gate.wait()
-        assert await inst.request_cancel("customer changed their mind")
-        return await task
-
-    rec = asyncio.run(scenario())
+    rec = h.cancel_mid_call("pay", "customer changed their mind")
     assert rec.status is SagaStatus.FAILED
     assert rec.error.startswith("cancelled: customer changed their mind")
     assert rec.compensated == ["pay", "reserve"]
