@@ -178,7 +178,7 @@ class RayGateway:
     def _send_lone(self, pending: _Pending) -> None:
         sent, stop = self._send(pending.handle, pending.request, pending.payload)
         pending.sent(stop)
-        sent.add_done_callback(lambda f: _settle(pending, f))
+        sent.add_done_callback(lambda f: _fan_out([pending], f, lone=True))
 
     def _send_batch(self, chunk: list[_Pending]) -> None:
         handle = chunk[0].handle
@@ -216,23 +216,13 @@ class _Pending:
             self._stop()
 
 
-def _settle(pending: _Pending, sent: asyncio.Future) -> None:
-    """A lone request's reply (or failure), unless it stopped waiting."""
+def _fan_out(chunk: list[_Pending], sent: asyncio.Future, *, lone: bool = False) -> None:
+    """A call's replies (a batch's list, or a lone call's one reply), or its failure, to
+    each request still waiting."""
     error = None if sent.cancelled() else sent.exception()  # retrieved even if unused
-    if pending.reply.done():
-        return
-    if sent.cancelled():
-        pending.reply.cancel()
-    elif error is not None:
-        pending.reply.set_exception(error)
-    else:
-        pending.reply.set_result(sent.result())
-
-
-def _fan_out(chunk: list[_Pending], batch: asyncio.Future) -> None:
-    """A batch's replies (or its failure) to each request still waiting."""
-    error = None if batch.cancelled() else batch.exception()
-    results = None if batch.cancelled() or error is not None else batch.result()
+    results = None if sent.cancelled() or error is not None else sent.result()
+    if lone and results is not None:
+        results = [results]
     for i, pending in enumerate(chunk):
         if pending.reply.done():
             continue

@@ -16,10 +16,11 @@ No Ray here: :mod:`saga_actors.actors` turns a subclass into a named Ray actor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -168,24 +169,19 @@ class Participant:
                 error=f"{self.participant_name} has no {req.kind} {req.method!r}",
                 retryable=False,
             )
-        lock = self._locks.setdefault(req.key, asyncio.Lock())
         with logger.contextualize(
             saga_id=req.saga_id, step=req.step, attempt=req.attempt, kind=req.kind
         ):
-            async with lock:
-                try:
-                    if req.method in self._faults:  # a replay is never delayed nor failed
-                        recorded = self._recorded(req.key)
-                        if recorded is not None:
-                            return recorded
-                        try:
-                            await self._inject(req.method)
-                        except StepError as exc:
-                            return _failed(exc)
-                    return await self._apply(req, getattr(self, req.method))
-                finally:
-                    if not lock._waiters:  # type: ignore[attr-defined]
-                        self._locks.pop(req.key, None)
+            async with self._key_lock(req.key):
+                if req.method in self._faults:  # a replay is never delayed nor failed
+                    recorded = self._recorded(req.key)
+                    if recorded is not None:
+                        return recorded
+                    try:
+                        await self._inject(req.method)
+                    except StepError as exc:
+                        return _failed(exc)
+                return await self._apply(req, getattr(self, req.method))
 
     async def handle_call(self, request: StepRequest | dict) -> StepReply:
         """:meth:`handle` as a call :meth:`cancel_calls` can stop by its call id; refused
@@ -237,29 +233,33 @@ class Participant:
         it applied; otherwise a tombstone is recorded, so that it never will, and
         ``{"applied": False}``. Waits for a call of that action still running here."""
         key = idempotency_key(saga_id, step, "action")
+        async with self._key_lock(key):
+            row = self._action_row(saga_id, step)
+            if row is not None:
+                applied = row[0] == "applied"
+                return {"applied": applied, "output": json.loads(row[1]) if applied else None}
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write(key, saga_id, step, "action", "fence", "tombstone", "{}")
+                self.db.execute("COMMIT")
+            except sqlite3.DatabaseError:
+                self.db.execute("ROLLBACK")
+                raise
+            logger.info("{}: fenced {} (it never applied; it never will)",
+                        self.participant_name, key)
+            return {"applied": False, "output": None}
+
+    @contextlib.asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of one idempotency key (everything done for a key is serialized);
+        it is dropped once nobody waits for it, so busy_keys shows only keys in use."""
         lock = self._locks.setdefault(key, asyncio.Lock())
-        try:
-            async with lock:
-                row = self.db.execute("SELECT status, output FROM saga_effects WHERE key=?",
-                                      (key,)).fetchone()
-                if row is not None:
-                    applied = row[0] == "applied"
-                    return {"applied": applied, "output": json.loads(row[1]) if applied else None}
-                self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    self.db.execute("INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                    (key, saga_id, step, "action", "fence", "tombstone", "{}",
-                                     time.time()))
-                    self.db.execute("COMMIT")
-                except sqlite3.DatabaseError:
-                    self.db.execute("ROLLBACK")
-                    raise
-                logger.info("{}: fenced {} (it never applied; it never will)",
-                            self.participant_name, key)
-                return {"applied": False, "output": None}
-        finally:
-            if not lock._waiters:  # type: ignore[attr-defined]
-                self._locks.pop(key, None)
+        async with lock:
+            try:
+                yield
+            finally:
+                if not lock._waiters:  # type: ignore[attr-defined]
+                    self._locks.pop(key, None)
 
     def busy_keys(self) -> list[str]:
         """Idempotency keys being applied right now (empty once cancelled calls are gone)."""
@@ -378,10 +378,14 @@ class Participant:
 
     def _applied_action_output(self, req: StepRequest) -> dict[str, Any] | None:
         """The recorded output of the action ``req`` compensates; None if it never applied."""
-        key = idempotency_key(req.saga_id, req.step, "action")
-        row = self.db.execute("SELECT status, output FROM saga_effects WHERE key=?",
-                              (key,)).fetchone()
+        row = self._action_row(req.saga_id, req.step)
         return json.loads(row[1]) if row is not None and row[0] == "applied" else None
+
+    def _action_row(self, saga_id: str, step: str) -> tuple[str, str] | None:
+        """(status, output JSON) recorded for the action of ``step``, if any."""
+        key = idempotency_key(saga_id, step, "action")
+        return self.db.execute("SELECT status, output FROM saga_effects WHERE key=?",
+                               (key,)).fetchone()
 
     def _insert(self, key: str, req: StepRequest, kind: str, status: str, output: dict) -> None:
         try:
@@ -393,10 +397,12 @@ class Participant:
             raise NonRetryableError(
                 f"{req.method} returned {json_size(len(encoded))} of JSON, over the limit of "
                 f"{json_size(MAX_PAYLOAD_BYTES)}; its effect was not applied")
-        self.db.execute(
-            "INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, req.saga_id, req.step, kind, req.method, status, encoded, time.time()),
-        )
+        self._write(key, req.saga_id, req.step, kind, req.method, status, encoded)
+
+    def _write(self, key: str, saga_id: str, step: str, kind: str, method: str, status: str,
+               encoded: str) -> None:
+        self.db.execute("INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (key, saga_id, step, kind, method, status, encoded, time.time()))
 
 
 def _call_id(request: StepRequest | dict) -> str:
