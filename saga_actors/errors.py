@@ -88,6 +88,30 @@ class SagaConflictError(SagaUsageError):
         return f"saga {self.saga_id!r} already exists: {self.reason}"
 
 
+class InvalidSagaIdError(SagaUsageError):
+    """A caller-chosen saga id that is not 1-128 letters, digits, ``_ . : -``."""
+
+    def __init__(self, saga_id: object) -> None:
+        super().__init__(saga_id)
+        self.saga_id = saga_id
+
+    def __str__(self) -> str:
+        return (f"saga_id {self.saga_id!r} must be 1-128 characters of letters, digits, "
+                "_ . : -")
+
+
+class UnknownPlacementError(SagaUsageError):
+    """A placement other than ``dedicated`` or ``hosted``."""
+
+    def __init__(self, placement: object, known: tuple[str, ...] = ("dedicated", "hosted")) -> None:
+        super().__init__(placement, known)
+        self.placement = placement
+        self.known = tuple(known)
+
+    def __str__(self) -> str:
+        return f"unknown placement {self.placement!r} (known: {', '.join(self.known)})"
+
+
 class SagaNotFoundError(SagaUsageError):
     """No saga with this id is in the journal."""
 

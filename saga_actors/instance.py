@@ -9,7 +9,6 @@ returns the recorded outcome instead of applying the effect twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -27,7 +26,14 @@ from saga_actors.errors import (
     StepTimeoutError,
 )
 from saga_actors.journal.base import Journal
-from saga_actors.messages import MAX_PAYLOAD_BYTES, Kind, StepReply, StepRequest, json_size
+from saga_actors.messages import (
+    MAX_PAYLOAD_BYTES,
+    Kind,
+    NotJSONError,
+    StepReply,
+    StepRequest,
+    encode_json,
+)
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus, check_transition
 
@@ -79,14 +85,13 @@ def build_record(
         # secrets are journaled as themselves (recovery and participants need them); the
         # registry, the CLI views and the logs never carry a saga's input
         data = to_jsonable_python(_reveal(parsed.model_dump()))
-        size = len(json.dumps(data).encode())
+        encode_json(data, limit=max_bytes, setting="max_input_bytes")
     except ValidationError as exc:
         raise SagaInputError(definition.name, _validation_brief(exc)) from None
+    except NotJSONError as exc:
+        raise SagaInputError(definition.name, str(exc)) from None
     except (TypeError, ValueError, PydanticSerializationError) as exc:
         raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
-    if size > max_bytes:
-        raise SagaInputError(definition.name, f"{json_size(size)} as JSON, over the limit of "
-                                              f"{json_size(max_bytes)} (max_input_bytes)")
     return SagaRecord(
         saga_id=saga_id,
         saga_type=definition.name,
@@ -260,10 +265,9 @@ class SagaInstance:
                     return  # parked STUCK: neither forward nor back is known to be right
                 output, failure = settled
             if failure is not None:
+                reason = self._abort_reason() or f"step {step.name!r} failed: {failure.error}"
                 await self._begin_compensation(
-                    self._abort_reason() or f"step {step.name!r} failed: {failure.error}",
-                    failed_step=step.name if failure.uncertain else None,
-                )
+                    reason, failed_step=step.name if failure.uncertain else None, step=step.name)
                 return
             data = {**self.record.data, **output}
             await self._commit(
@@ -315,20 +319,34 @@ class SagaInstance:
             except ValueError as exc:
                 reason = f"pivot {step.name!r} applied, but its output is invalid: {exc}"
                 break
+        await self._park(reason, step=step.name)
+        return None
+
+    async def _park(self, reason: str, *, step: str) -> None:
+        """Park a saga that may neither go forward nor back STUCK, for an operator to
+        ``retry`` (forward again, from this step) or ``resolve``."""
         await self._commit(
             "saga_stuck",
             status=SagaStatus.STUCK,
             stuck_from=SagaStatus.PENDING,
-            step=step.name,
+            step=step,
             error=reason,
             finished_at=self._clock.now(),
             in_flight=False,
         )
         logger.error("saga STUCK: {}", reason)
-        return None
 
-    async def _begin_compensation(self, reason: str, *, failed_step: str | None) -> None:
+    async def _begin_compensation(self, reason: str, *, failed_step: str | None,
+                                  step: str | None = None) -> None:
         rec = self.record
+        if self._past_pivot():
+            # After the pivot the saga only goes forward: a step that failed for good (a
+            # non-retryable error, an invalid output) never undoes what came before it.
+            pivot = next(s for s in rec.completed
+                         if self.definition.step(s).kind is StepKind.PIVOT)
+            await self._park(f"{reason} (past the pivot {pivot!r}: nothing is compensated; "
+                             "retry or resolve)", step=step or failed_step or pivot)
+            return
         uncertain = list(rec.uncertain)
         if failed_step and failed_step not in uncertain:
             uncertain.append(failed_step)
@@ -598,17 +616,11 @@ def advance(journal: Journal, record: SagaRecord, event: str, **kwargs: Any) -> 
 def _checked_output(step: Step, output: Any) -> dict[str, Any]:
     if not isinstance(output, dict):
         raise ValueError(f"expected a dict, got {type(output).__name__}")
+    encode_json(output)  # as given (a model would turn NaN into null); NotJSONError
     if step.output_model is not None:
         try:
             output = step.output_model.model_validate(output).model_dump(mode="json")
         except ValidationError as exc:
             raise ValueError(_validation_brief(exc)) from None
-    try:
-        size = len(json.dumps(output).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"not JSON-serializable: {exc}") from None
-    if size > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"{json_size(size)} as JSON, over the limit of "
-                         f"{json_size(MAX_PAYLOAD_BYTES)}")
     return output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +15,29 @@ MAX_PAYLOAD_BYTES = 1_048_576
 def json_size(n: int) -> str:
     """``n`` bytes, said for a person."""
     return f"{n} bytes" if n < 10_000 else f"{n / 1_048_576:.1f} MiB"
+
+
+class NotJSONError(ValueError):
+    """A value that cannot be kept as JSON, or that is over its size limit."""
+
+
+def encode_json(value: Any, *, limit: int = MAX_PAYLOAD_BYTES, setting: str = "") -> str:
+    """``value`` as JSON text, checked: the ONE check for saga inputs, step outputs and
+    effect outputs. NaN and Infinity are refused (JSON has neither: stored, they would
+    come back as null and no longer equal what was given). Raises :class:`NotJSONError`."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        if "out of range float" in str(exc):  # json's only wording for NaN and Infinity
+            raise NotJSONError("not JSON: NaN and Infinity have no JSON form") from None
+        raise NotJSONError(f"not JSON-serializable: {exc}") from None
+    except TypeError as exc:
+        raise NotJSONError(f"not JSON-serializable: {exc}") from None
+    size = len(text.encode())
+    if size > limit:
+        raise NotJSONError(f"{json_size(size)} as JSON, over the limit of {json_size(limit)}"
+                           + (f" ({setting})" if setting else ""))
+    return text
 
 Kind = Literal["action", "compensation"]
 

@@ -30,12 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from saga_actors.errors import ActionRefusedError, NonRetryableError, StepError
 from saga_actors.messages import (
-    MAX_PAYLOAD_BYTES,
+    NotJSONError,
     StepReply,
     StepRequest,
     call_id,
+    encode_json,
     idempotency_key,
-    json_size,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -389,14 +389,10 @@ class Participant:
 
     def _insert(self, key: str, req: StepRequest, kind: str, status: str, output: dict) -> None:
         try:
-            encoded = json.dumps(output)
-        except (TypeError, ValueError) as exc:  # raised before the effect is kept
-            raise NonRetryableError(f"{req.method} returned output that is not JSON ({exc}); "
-                                    "its effect was not applied") from None
-        if len(encoded) > MAX_PAYLOAD_BYTES:
-            raise NonRetryableError(
-                f"{req.method} returned {json_size(len(encoded))} of JSON, over the limit of "
-                f"{json_size(MAX_PAYLOAD_BYTES)}; its effect was not applied")
+            encoded = encode_json(output)
+        except NotJSONError as exc:  # raised before the effect is kept
+            raise NonRetryableError(f"{req.method} returned output that is {exc}; its effect "
+                                    "was not applied") from None
         self._write(key, req.saga_id, req.step, kind, req.method, status, encoded)
 
     def _write(self, key: str, saga_id: str, step: str, kind: str, method: str, status: str,

@@ -26,10 +26,12 @@ from saga_actors.constants import participant_actor_name
 from saga_actors.definition import Saga
 from saga_actors.errors import (
     ClusterUnreachableError,
+    InvalidSagaIdError,
     SagaNotFoundError,
     SagaUsageError,
     SagaWaitTimeoutError,
     UnknownParticipantError,
+    UnknownPlacementError,
     UnknownSagaTypeError,
 )
 from saga_actors.instance import admit, admit_async, build_record, first_transition
@@ -241,12 +243,10 @@ class SagaRuntime:
         if saga_id is None:
             saga_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
         elif not isinstance(saga_id, str) or not _SAGA_ID.match(saga_id):
-            raise SagaUsageError(
-                f"saga_id {saga_id!r} must be 1-128 characters of letters, digits, _ . : -"
-            )
+            raise InvalidSagaIdError(saga_id)
         placement = placement or saga.placement
         if placement not in ("dedicated", "hosted"):
-            raise SagaUsageError(f"unknown placement {placement!r} (known: dedicated, hosted)")
+            raise UnknownPlacementError(placement)
         record = build_record(
             saga, saga_id, payload, now=time.time(), placement=placement,
             definition_ref=definition_ref(saga), max_bytes=self.config.max_input_bytes,

@@ -14,17 +14,18 @@ from pydantic import BaseModel
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import (
+    InvalidSagaIdError,
     Participant,
     RetryPolicy,
     Saga,
     SagaConflictError,
     SagaInputError,
     SagaStatus,
-    SagaUsageError,
     StepContext,
     Step,
     StepKind,
     UnknownParticipantError,
+    UnknownPlacementError,
     UnknownSagaTypeError,
     action,
     compensation,
@@ -89,6 +90,11 @@ class Misbehaving(Participant):
         return {"when": object()}
 
     @action
+    def not_a_number(self, ctx: StepContext) -> dict:
+        self._did(ctx, "not_a_number")
+        return {"rate": float("nan")}
+
+    @action
     def huge(self, ctx: StepContext) -> dict:
         self._did(ctx, "huge")
         return {"blob": "x" * 2_000_000}
@@ -144,9 +150,14 @@ def test_bad_starts_are_refused_and_change_nothing(harness):
         (SagaInputError, r"2\.0 MiB as JSON, over the limit of 1\.0 MiB", "order_fulfillment",
          {**good, "address": "x" * 2_100_000}, {}),
         (SagaInputError, "not JSON-serializable", notes, {"order_id": "o", "note": object()}, {}),
-        (SagaUsageError, "saga_id 'has/slash'", "order_fulfillment", good,
+        (SagaInputError, "NaN and Infinity have no JSON form", notes,
+         {"order_id": "o", "note": float("nan")}, {}),
+        (SagaInputError, "NaN and Infinity have no JSON form", notes,
+         {"order_id": "o", "note": [1.0, float("-inf")]}, {}),
+        (InvalidSagaIdError, "saga_id 'has/slash'", "order_fulfillment", good,
          {"saga_id": "has/slash"}),
-        (SagaUsageError, "placement 'elsewhere'", "order_fulfillment", good,
+        (InvalidSagaIdError, "saga_id ''", "order_fulfillment", good, {"saga_id": ""}),
+        (UnknownPlacementError, "placement 'elsewhere'", "order_fulfillment", good,
          {"placement": "elsewhere"}),
         (UnknownParticipantError, "'nobody'.*no actor 'participant:nobody'", ghost, good, {}),
         (UnknownParticipantError, "method 'reserve_inventroy'", typo, good, {}),
@@ -168,7 +179,9 @@ BAD_ANSWERS = [
     ("wrong_shape", {"output_model": ShipmentOut}, "invalid output: shipment_id: Field required"),
     ("raise_unpicklable", {}, "Unpicklable: the warehouse API is down"),
     ("not_json", {}, "not_json returned output that is not JSON .* not applied"),
-    ("huge", {}, r"huge returned 1\.9 MiB of JSON, over the limit of 1\.0 MiB; its effect"),
+    ("not_a_number", {}, "not_a_number returned output that is not JSON: NaN and Infinity"),
+    ("huge", {},
+     r"huge returned output that is 1\.9 MiB as JSON, over the limit of 1\.0 MiB; its effect"),
 ]
 
 

@@ -302,6 +302,44 @@ def test_after_the_pivot_retriable_steps_retry_until_they_succeed():
     assert not [c for c in h.gateway.calls if c.kind == "compensation"]
 
 
+@pytest.mark.parametrize("failure", [
+    "non_retryable", "invalid_output", "not_json", "restart_budget"])
+def test_a_step_after_the_pivot_that_fails_for_good_parks_the_saga_and_undoes_nothing(failure):
+    """Regression (acceptance finding 1): after the pivot nothing is compensated; the saga
+    is parked STUCK with the reason, and ``retry`` drives it forward again."""
+    saga = TRIP.model_copy(update={"steps": (
+        *TRIP.steps[:2],
+        Step(name="ticket", participant="a", kind=StepKind.RETRIABLE, retry=FAST,
+             output_model=Charge),
+    )})
+    bad = {"non_retryable": fail("NonRetryableError", retryable=False),
+           "invalid_output": ok({"wrong": 1}),
+           "not_json": ok({"charge_id": "c", "x": float("nan")}),
+           "restart_budget": None}[failure]
+    h = Harness(saga, script={("ticket", "action"): [bad] if bad else []})
+    if failure == "restart_budget":  # the supervisor gave up restarting it mid-ticket
+        h.crash_at("ticket")
+        from saga_actors.supervisor import count_restart
+        rec = h.journal.load(h.saga_id)
+        assert count_restart(h.journal, rec, what="lost", event="actor_restarted", why="x",
+                             budget=0, backoff=FAST, now=h.clock.now()) is None
+        rec = h.journal.load(h.saga_id)
+    else:
+        rec = h.run()
+    assert rec.status is SagaStatus.STUCK, rec
+    assert rec.compensated == [] and rec.to_compensate == []
+    assert not [c for c in h.gateway.calls if c.kind == "compensation"]
+    assert rec.completed == ["hold", "capture"] and rec.stuck_from is SagaStatus.PENDING
+    if failure != "restart_budget":
+        assert "past the pivot 'capture'" in rec.error
+    # an operator fixes the cause and retries: the saga goes forward, still undoing nothing
+    from saga_actors.supervisor import Supervisor
+    h.gateway.script[("ticket", "action")] = [ok({"charge_id": "c2"})]
+    Supervisor(h.journal, fleet=None, clock=h.clock).retry(h.saga_id)
+    rec = h.run()
+    assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
+
+
 def test_resume_after_crash_resends_the_in_flight_step_with_the_same_attempt():
     h = Harness()
     h.crash_at("pay")  # the process died with the call in flight
@@ -370,10 +408,32 @@ def test_cancel_mid_call_stops_the_call_and_compensates_the_uncertain_step():
 
 
 def test_cancel_is_refused_after_the_pivot():
+    """Cancelled while the step after the pivot is in flight: refused, nothing undone."""
     h = Harness(TRIP)
     inst = h.instance()
-    asyncio.run(inst.run())
-    assert not asyncio.run(inst.request_cancel("too late"))
+    refused: list[bool] = []
+
+    async def scenario():
+        gate = asyncio.Event()
+        release = asyncio.Event()
+        real = h.gateway.call
+
+        async def slow(participant, request, timeout_s):
+            if request.step == "ticket":
+                gate.set()
+                await release.wait()
+            return await real(participant, request, timeout_s)
+
+        h.gateway.call = slow
+        task = asyncio.create_task(inst.run())
+        await gate.wait()
+        refused.append(await inst.request_cancel("too late"))
+        release.set()
+        return await task
+
+    rec = asyncio.run(scenario())
+    assert refused == [False]
+    assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
 
 
 def test_invalid_output_is_undone():
@@ -386,6 +446,24 @@ def test_invalid_output_is_undone():
     assert rec.status is SagaStatus.FAILED
     assert "invalid output" in rec.error and "charge_id" in rec.error
     assert rec.compensated == ["pay", "reserve"]  # it applied: compensate it
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_in_inputs_and_outputs(value):
+    """Regression (acceptance finding 4): NaN was journaled as null, so the same start
+    later conflicted with itself. Now refused before anything is journaled."""
+    class Reading(BaseModel):
+        order_id: str
+        amount: int
+        rate: float
+
+    saga = ORDER.model_copy(update={"input_model": Reading})
+    with pytest.raises(SagaInputError, match="NaN and Infinity have no JSON form"):
+        build_record(saga, "s9", {"order_id": "o", "amount": 1, "rate": value}, now=0.0)
+    h = Harness(script={("pay", "action"): [ok({"rate": value})]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED and "NaN and Infinity" in rec.error
+    assert rec.compensated == ["pay", "reserve"]
 
 
 def test_log_lines_carry_saga_step_and_attempt():
