@@ -21,6 +21,7 @@ import ray
 from loguru import logger
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
+from saga_actors.catalog import Catalog
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     REGISTRY_ACTOR_NAME,
@@ -56,6 +57,41 @@ def get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> A
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+class KVDefinitions:
+    """:class:`~saga_actors.catalog.SharedDefinitions` in Ray's internal KV (the GCS), the
+    way Serve checkpoints its controller: every process of the cluster reads it, and it
+    outlives any actor's restart (not a whole-cluster restart: then the definitions are
+    registered again, and the sagas waiting for them recover). Definitions are code, so
+    they travel cloudpickled, as Ray ships classes defined in ``__main__``; the journal
+    stays JSON."""
+
+    def __init__(self, namespace: str) -> None:
+        self._prefix = f"{namespace}/definition/"
+
+    def _key(self, name: str, version: int) -> str:
+        return f"{self._prefix}{name}/v{version}"
+
+    def put(self, saga: Saga) -> None:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(self._key(saga.name, saga.version),
+                                     ray.cloudpickle.dumps(saga), namespace=_KV_NAMESPACE)
+
+    def get(self, name: str, version: int) -> Saga | None:
+        from ray.experimental import internal_kv
+
+        raw = internal_kv._internal_kv_get(self._key(name, version), namespace=_KV_NAMESPACE)
+        return None if raw is None else ray.cloudpickle.loads(raw)
+
+
+_KV_NAMESPACE = "saga_actors"
+
+
+def catalog(config: RuntimeConfig) -> Catalog:
+    """The definitions catalog of an actor that runs or recovers sagas."""
+    return Catalog(KVDefinitions(config.namespace))
 
 
 # --- participants ---------------------------------------------------------------------
@@ -369,7 +405,7 @@ class SagaHostImpl:
         self.host = SagaHost(
             index, count, open_journal(config.journal, create=False), self._gateway,
             on_transition=self._feed.push, fault_point=crash_points(config),
-            restart_budget=config.restart_budget,
+            restart_budget=config.restart_budget, definitions=catalog(config),
         )
         self._index = index
         asyncio.get_running_loop().call_soon(self.host.recover)
@@ -453,7 +489,7 @@ class SupervisorActorImpl:
             stall_grace_s=config.stall_grace_s,
         )
         self.supervisor = Supervisor(open_journal(config.journal, create=False), RayFleet(config),
-                                     settings=settings)
+                                     settings=settings, definitions=catalog(config))
         self._loop = asyncio.get_running_loop().create_task(
             self.supervisor.run_forever(config.supervisor_tick_s)
         )
@@ -462,7 +498,7 @@ class SupervisorActorImpl:
         """Make saga types known (those not importable by reference need this)."""
         for saga in definitions:
             self.supervisor.definitions.register(saga)
-        self.supervisor.wake.set()
+        self.supervisor.definitions_changed()
 
     async def notify(self) -> None:
         """New sagas were journaled: look now rather than at the next tick."""
@@ -491,7 +527,8 @@ class RegistryActorImpl:
         configure_logging("registry", config.log_level)
         from saga_actors.metrics import RayMetrics
 
-        self.registry = Registry(open_journal(config.journal, create=False), metrics=RayMetrics())
+        self.registry = Registry(open_journal(config.journal, create=False), metrics=RayMetrics(),
+                                 hosts=config.hosts)
         self._config = config
         self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
 

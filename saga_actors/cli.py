@@ -93,12 +93,17 @@ LIST_COLUMNS = [("saga_id", "SAGA"), ("saga_type", "TYPE"), ("status", "STATUS")
 
 def _list_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**e, "updated": _when(e["updated_at"]),
+             "status": e["status"] + (" (waiting for its definition)" if e.get("waiting_for")
+                                      else ""),
              "error": (e.get("error") or "")[:60] or None} for e in entries]
 
 
 def _print_show(info: dict[str, Any]) -> None:
     click.echo(f"saga      {info['saga_id']} ({info['saga_type']}, {info['placement']})")
     click.echo(f"status    {info['status']}")
+    click.echo(f"runs in   {info['runner']}")
+    if info.get("waiting_for"):
+        click.echo(f"waiting   for {info['waiting_for']}")
     click.echo(f"started   {_when(info['created_at'])}   updated {_when(info['updated_at'])}"
                f"   finished {_when(info.get('finished_at'))}")
     if info.get("restarts"):
@@ -233,6 +238,11 @@ def _operator(fn: Any, *args: Any) -> Any:
 # --- straight from the journal --------------------------------------------------------
 
 
+def ctx_hosts() -> int:
+    """The hosts setting in effect (``SAGA_ACTORS_HOSTS``), to name a hosted saga's host."""
+    return RuntimeConfig.load().hosts
+
+
 @main.group()
 @click.option("--journal", "journal_url", envvar="SAGA_ACTORS_JOURNAL_URL",
               help="Journal URL (default: SQLite in --data-dir).")
@@ -274,7 +284,7 @@ def journal_show(store: Any, saga_id: str, as_json: bool) -> None:
     record = store.load(saga_id)
     if record is None:
         raise click.ClickException(f"no saga with id {saga_id!r} in {store.url}")
-    info = describe(record, store.history(saga_id))
+    info = describe(record, store.history(saga_id), hosts=ctx_hosts())
     click.echo(json.dumps(info)) if as_json else _print_show(info)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 DEFAULT_NAMESPACE = "saga_actors"
 SAGA_ACTOR_PREFIX = "saga:"
 PARTICIPANT_ACTOR_PREFIX = "participant:"
@@ -23,3 +25,8 @@ def participant_actor_name(name: str) -> str:
 def host_actor_name(index: int) -> str:
     """``saga_actors:host:<index>``: a SagaHost of the `hosted` placement."""
     return f"{HOST_ACTOR_PREFIX}{index}"
+
+
+def shard_of(saga_id: str, hosts: int) -> int:
+    """Which of ``hosts`` hosts runs hosted saga ``saga_id`` (stable across processes)."""
+    return zlib.crc32(saga_id.encode()) % hosts

@@ -10,29 +10,25 @@ the journal. No Ray here: :mod:`saga_actors.actors` wraps it in the ``SagaHost``
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from loguru import logger
 
 from saga_actors.clock import Clock, SystemClock
+from saga_actors.constants import shard_of
 from saga_actors.definition import RetryPolicy
 from saga_actors.errors import SagaNotFoundError
 from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionListener
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
-from saga_actors.supervisor import Definitions, count_restart
+from saga_actors.catalog import Catalog, mark_waiting
+from saga_actors.supervisor import count_restart
 
 
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
 T = TypeVar("T")
-
-
-def shard_of(saga_id: str, hosts: int) -> int:
-    """Which of ``hosts`` hosts runs ``saga_id`` (stable across processes and runs)."""
-    return zlib.crc32(saga_id.encode()) % hosts
 
 
 def by_shard(
@@ -55,7 +51,7 @@ class SagaHost:
         journal: Journal,
         gateway: Gateway,
         *,
-        definitions: Definitions | None = None,
+        definitions: Catalog | None = None,
         on_transition: TransitionListener | None = None,
         fault_point: FaultPoint | None = None,
         restart_budget: int = 5,
@@ -63,7 +59,7 @@ class SagaHost:
     ) -> None:
         self.index = index
         self.count = count
-        self.definitions = definitions or Definitions()
+        self.definitions = definitions or Catalog()
         self._journal = journal
         self._gateway = gateway
         self._on_transition = on_transition
@@ -102,9 +98,8 @@ class SagaHost:
         if task is not None or record.status.terminal:
             return task
         definition = self.definitions.resolve(record)
-        if definition is None:
-            logger.error("host {}: no definition of {!r} v{} for saga {}", self.index,
-                         record.saga_type, record.version, record.saga_id)
+        if definition is None:  # waits, visibly, until someone registers the definition
+            mark_waiting(self._journal, record, now=self._clock.now())
             return None
         instance = SagaInstance(definition, record, self._journal, self._gateway,
                                 clock=self._clock, on_transition=self._on_transition,

@@ -123,6 +123,12 @@ async def admit_async(journal: Journal, record: SagaRecord) -> SagaRecord:
     return _existing(journal, record)
 
 
+def admitted_before(journal: Journal, record: SagaRecord) -> SagaRecord | None:
+    """The saga already journaled under ``record``'s id, if any; raises
+    :class:`SagaConflictError` when it is of another type or input."""
+    return _existing(journal, record) if journal.load(record.saga_id) is not None else None
+
+
 def _existing(journal: Journal, record: SagaRecord) -> SagaRecord:
     existing = journal.load(record.saga_id)
     assert existing is not None
@@ -235,7 +241,8 @@ class SagaInstance:
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
             if self.record.seq > 0 and not self.record.status.terminal:
                 # Picked up after a crash or a restart: say so, and restart the stall clock.
-                await self._commit("resumed", detail={"in_flight": self.record.in_flight})
+                await self._commit("resumed", detail={"in_flight": self.record.in_flight},
+                                   waiting_for=None)
             while not self.record.status.terminal:
                 if self.record.status is SagaStatus.COMPENSATING:
                     await self._compensate()

@@ -28,7 +28,7 @@ def encode_json(value: Any, *, limit: int = MAX_PAYLOAD_BYTES, setting: str = ""
     try:
         text = json.dumps(value, allow_nan=False)
     except ValueError as exc:
-        if "out of range float" in str(exc):  # json's only wording for NaN and Infinity
+        if "out of range float" in str(exc).lower():  # json's only wording for NaN and Infinity
             raise NotJSONError("not JSON: NaN and Infinity have no JSON form") from None
         raise NotJSONError(f"not JSON-serializable: {exc}") from None
     except TypeError as exc:

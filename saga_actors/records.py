@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from saga_actors.constants import host_actor_name, saga_actor_name, shard_of
 from saga_actors.state import SagaStatus
 
 Phase = Literal["action", "compensation"]
@@ -41,6 +42,9 @@ class SagaRecord(BaseModel):
     stuck_from: SagaStatus | None = Field(None, description="Where a retry resumes a STUCK saga.")
     restarts: int = Field(0, description="Times the supervisor restarted a lost actor.")
     cancel_reason: str | None = None
+    waiting_for: str | None = Field(
+        None, description="Set while no process has the saga's definition (it waits, visibly)."
+    )
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
@@ -60,3 +64,10 @@ class Transition(BaseModel):
     step: str | None = None
     attempt: int = 0
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def runner_name(record: SagaRecord, hosts: int) -> str:
+    """The Ray actor that runs the saga: ``saga:<id>``, or its ``saga_actors:host:<i>``."""
+    if record.placement == "hosted":
+        return host_actor_name(shard_of(record.saga_id, hosts))
+    return saga_actor_name(record.saga_id)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from saga_actors.errors import SagaNotFoundError
 from saga_actors.journal.base import Journal
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Transition, runner_name
 from saga_actors.state import SagaStatus
 
 
@@ -34,6 +34,7 @@ class RegistryEntry(BaseModel):
     updated_at: float
     finished_at: float | None
     error: str | None
+    waiting_for: str | None = None
 
     @classmethod
     def of(cls, record: SagaRecord) -> RegistryEntry:
@@ -63,9 +64,10 @@ class Registry:
 
     def __init__(
         self, journal: Journal, *, metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, hosts: int = 2,
     ) -> None:
         self._journal = journal
+        self._hosts = hosts
         self._metrics = metrics
         self._clock = clock
         self._entries: dict[str, RegistryEntry] = {}
@@ -131,7 +133,7 @@ class Registry:
         if record is None:
             raise SagaNotFoundError(saga_id)
         self._put(RegistryEntry.of(record))
-        return describe(record, self._journal.history(saga_id))
+        return describe(record, self._journal.history(saga_id), hosts=self._hosts)
 
     def list(
         self,
@@ -171,10 +173,12 @@ def feed_event(transition: Transition) -> tuple[str, str, str | None, float | No
             detail.get("latency_s"))
 
 
-def describe(record: SagaRecord, history: list[Transition]) -> dict[str, Any]:
-    """One saga as ``show`` presents it: entry, steps with timings, full history."""
+def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> dict[str, Any]:
+    """One saga as ``show`` presents it: entry, the actor that runs it (``saga:<id>`` or
+    its host), steps with timings, full history."""
     return {
         **RegistryEntry.of(record).model_dump(mode="json"),
+        "runner": runner_name(record, hosts),
         "completed_steps": record.completed,
         "compensated_steps": record.compensated,
         "steps": steps_from_history(history),

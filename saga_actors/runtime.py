@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
+from loguru import logger
 
 from saga_actors.actors import (
+    KVDefinitions,
     deploy_participant,
     deploy_participants,
     ensure_services,
+    find_services,
     get_riding_restarts,
     saga_hosts,
 )
@@ -27,6 +30,8 @@ from saga_actors.definition import Saga
 from saga_actors.errors import (
     ClusterUnreachableError,
     InvalidSagaIdError,
+    SagaConflictError,
+    SagaError,
     SagaNotFoundError,
     SagaUsageError,
     SagaWaitTimeoutError,
@@ -34,10 +39,16 @@ from saga_actors.errors import (
     UnknownPlacementError,
     UnknownSagaTypeError,
 )
-from saga_actors.instance import admit, admit_async, build_record, first_transition
+from saga_actors.instance import (
+    admit,
+    admit_async,
+    admitted_before,
+    build_record,
+    first_transition,
+)
 from saga_actors.journal import open_journal
 from saga_actors.participant import Participant
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Transition, runner_name
 from saga_actors.state import SagaStatus
 
 _SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -127,9 +138,14 @@ class SagaRuntime:
         self._services: tuple[Any, Any] | None = None
         self._hosts: list[Any] | None = None
         self._registered: set[tuple[str, str]] = set()
+        self._published: set[tuple[str, int]] = set()
+        self._connected = False
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
+        self._connected = True
+        for saga in self._catalog.values():
+            self._publish(saga)
 
     # --- services -------------------------------------------------------------------
 
@@ -163,10 +179,26 @@ class SagaRuntime:
     # --- definitions and participants ------------------------------------------------
 
     def register(self, saga: Saga) -> None:
-        """Make ``saga`` startable by its name."""
+        """Make ``saga`` startable by its name, and its definition reachable from every
+        process that may run or recover its sagas (also when it cannot be imported: a
+        saga defined in ``__main__`` or inside a function). Sagas that were waiting for
+        this definition (after a whole-cluster restart) recover now."""
         if not isinstance(saga, Saga):
             raise SagaUsageError(f"register() takes a Saga, not {type(saga).__name__}")
         self._catalog[saga.name] = saga
+        if self._connected:
+            self._publish(saga)
+
+    def _publish(self, saga: Saga) -> None:
+        """Put ``saga`` in the cluster's shared definitions; wake a running supervisor."""
+        key = (saga.name, saga.version)
+        if key in self._published:
+            return
+        KVDefinitions(self.config.namespace).put(saga)
+        self._published.add(key)
+        supervisor = find_services(self.config.namespace)[0]
+        if supervisor is not None:
+            supervisor.register.remote([saga])  # it looks at waiting sagas now
 
     def definition(self, saga_type: str | Saga) -> Saga:
         """The registered definition called ``saga_type``."""
@@ -240,6 +272,7 @@ class SagaRuntime:
     ) -> tuple[Saga, SagaRecord]:
         """Every check that must pass before anything is journaled."""
         saga = self.definition(saga_type)
+        self._publish(saga)
         if saga_id is None:
             saga_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
         elif not isinstance(saga_id, str) or not _SAGA_ID.match(saga_id):
@@ -268,22 +301,77 @@ class SagaRuntime:
         return record.saga_id
 
     def start_many(
-        self, saga_type: str | Saga, inputs: Iterable[Any], *, placement: str | None = None
+        self,
+        saga_type: str | Saga,
+        inputs: Iterable[Any],
+        *,
+        saga_ids: Iterable[str] | None = None,
+        placement: str | None = None,
     ) -> list[str]:
-        """Start many sagas with generated ids: every input is validated before any is
-        journaled, and all are journaled in one transaction."""
-        prepared = [self._prepare(saga_type, payload, None, placement) for payload in inputs]
-        records = [record for _, record in prepared]
-        self.journal.create_many([(r, first_transition(r)) for r in records])
-        if records and records[0].placement == "hosted":
-            # one call per host for the lot, rather than one open call per saga
-            groups = by_shard(records, self.config.hosts, lambda r: r.saga_id)
-            hosts = self.hosts()
-            ray.get([hosts[i].start.remote([r.saga_id for r in rs],
-                                           [r.model_dump(mode="json") for r in rs])
-                     for i, rs in groups.items()], timeout=300)
-            return [r.saga_id for r in records]
-        return [self._launch(saga, record) for saga, record in prepared]
+        """Start many sagas: every input (and id) is checked before any is journaled, and
+        all are journaled in one transaction. With ``saga_ids`` (one per input) a bulk
+        start can be retried safely: an id already started with the same input is that
+        saga, not a second one; with another input it is a :class:`SagaConflictError`
+        and nothing is journaled. Once journaled, the sagas run: nothing raises after
+        that (a host that cannot be reached now is left to the supervisor)."""
+        payloads = list(inputs)
+        ids: list[str | None] = [None] * len(payloads)
+        if saga_ids is not None:
+            ids = list(saga_ids)
+            if len(ids) != len(payloads):
+                raise SagaUsageError(f"start_many got {len(payloads)} inputs but "
+                                     f"{len(ids)} saga_ids")
+            seen: set[str] = set()
+            for saga_id in ids:
+                if saga_id in seen:
+                    raise SagaConflictError(saga_id, "it is given twice in this start_many")
+                seen.add(saga_id)
+        prepared = [self._prepare(saga_type, payload, saga_id, placement)
+                    for payload, saga_id in zip(payloads, ids, strict=True)]
+        existing = {r.saga_id: admitted_before(self.journal, r) for _, r in prepared
+                    if saga_ids is not None}  # raises SagaConflictError before any write
+        fresh = [r for _, r in prepared if existing.get(r.saga_id) is None]
+        self.journal.create_many([(r, first_transition(r)) for r in fresh])
+        records = [existing.get(r.saga_id) or r for _, r in prepared]
+        hosted = [r for r in records if r.placement == "hosted" and not r.status.terminal]
+        if hosted:
+            self._start_hosted(hosted)
+        for saga, record in prepared:
+            if record.placement != "hosted":
+                self._launch(saga, existing.get(record.saga_id) or record)
+        return [r.saga_id for r in records]
+
+    def _start_hosted(self, records: list[SagaRecord]) -> None:
+        """One call per host for the lot (not one open call per saga). A host that died is
+        looked up again (the supervisor replaces it); if it still cannot be reached, the
+        supervisor's next pass over hosted sagas starts them."""
+        groups = by_shard(records, self.config.hosts, lambda r: r.saga_id)
+        for index, group in groups.items():
+            args = ([r.saga_id for r in group], [r.model_dump(mode="json") for r in group])
+            try:
+                self._ask_host(index, "start", *args)
+            except (ray.exceptions.RayError, SagaError) as exc:
+                logger.warning("host {} did not take {} journaled saga(s) now ({}); the "
+                               "supervisor will start them", index, len(group), exc)
+
+    def _ask_host(self, index: int, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
+        """Call host ``index``; a host that died is found (or started) again, and asked once
+        more."""
+        for attempt in (1, 2):
+            host = self.hosts()[index]
+            try:
+                return get_riding_restarts(lambda h=host: getattr(h, method).remote(*args),
+                                           timeout_s=timeout_s)
+            except ray.exceptions.RayActorError:
+                self._hosts = None  # dead handles: look the hosts up again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def runner_of(self, saga_id: str) -> str:
+        """The Ray actor that runs ``saga_id``: ``saga:<saga_id>`` (dedicated) or the
+        ``saga_actors:host:<i>`` that hosts it."""
+        return runner_name(self.get(saga_id), self.config.hosts)
 
     def _register(self, saga: Saga, placement: str) -> None:
         """Tell the actors that run sagas of this type what it is (once per runtime)."""

@@ -8,13 +8,13 @@ A plain class: what it does to actors goes through a :class:`Fleet`, which
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loguru import logger
 
+from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import SagaActorLost, SagaNotFoundError, SagaUsageError
@@ -48,32 +48,6 @@ class Fleet(Protocol):
 
     async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
         """Call ``method`` (cancel, nudge, restart) for a hosted saga on its host."""
-
-
-class Definitions:
-    """Saga definitions by name: registered ones, else imported by their journaled ref."""
-
-    def __init__(self) -> None:
-        self._by_name: dict[str, Saga] = {}
-
-    def register(self, saga: Saga) -> None:
-        self._by_name[saga.name] = saga
-
-    def resolve(self, record: SagaRecord) -> Saga | None:
-        saga = self._by_name.get(record.saga_type)
-        if saga is None and record.definition_ref:
-            module_name, _, attr = record.definition_ref.partition(":")
-            try:
-                saga = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                logger.warning("cannot import {}: {}", record.definition_ref, exc)
-                return None
-            self._by_name[saga.name] = saga
-        if saga is not None and saga.version != record.version:
-            logger.warning("{} is version {}, the saga needs {}", saga.name, saga.version,
-                           record.version)
-            return None
-        return saga
 
 
 @dataclass
@@ -111,13 +85,13 @@ class Supervisor:
         fleet: Fleet,
         *,
         settings: SupervisorSettings | None = None,
-        definitions: Definitions | None = None,
+        definitions: Catalog | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._journal = journal
         self._fleet = fleet
         self.settings = settings or SupervisorSettings()
-        self.definitions = definitions or Definitions()
+        self.definitions = definitions or Catalog()
         self._clock = clock or SystemClock()
         self._live: dict[str, _Live] = {}
         self._not_before: dict[str, float] = {}
@@ -139,6 +113,11 @@ class Supervisor:
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
+
+    def definitions_changed(self) -> None:
+        """New definitions were registered: look at waiting sagas, hosted ones too, now."""
+        self._ticks = 0
+        self.wake.set()
 
     async def tick(self) -> None:
         """Check every live saga; start queued ones while there are free slots."""
@@ -162,10 +141,8 @@ class Supervisor:
     def _spawn(self, record: SagaRecord) -> bool:
         definition = self.definitions.resolve(record)
         if definition is None:
-            if record.saga_id not in self._unresolvable:
-                self._unresolvable.add(record.saga_id)
-                logger.error("saga {}: no definition of {!r} v{} is registered or importable",
-                             record.saga_id, record.saga_type, record.version)
+            self._unresolvable.add(record.saga_id)
+            mark_waiting(self._journal, record, now=self._clock.now())
             return False
         self._unresolvable.discard(record.saga_id)
         try:

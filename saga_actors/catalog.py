@@ -1,0 +1,109 @@
+"""Saga definitions by name and version, for every process that runs or recovers sagas.
+
+A saga's definition is code (its input model, its steps), so it cannot live in the journal
+(JSON only). The catalog finds it, in this order: registered in this process; in a
+:class:`SharedDefinitions` store that every process of the cluster reads (Ray's internal
+KV in production, see :mod:`saga_actors.actors`: a definition made in ``__main__`` or inside
+a function reaches a host that Ray restarted on any node); imported by the module:attribute
+journaled with the saga. A saga whose definition none of them has *waits, visibly*: its
+record says what it waits for, and it runs as soon as someone registers the definition.
+No Ray here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from loguru import logger
+
+from saga_actors.definition import Saga
+from saga_actors.instance import advance
+from saga_actors.journal.base import Journal, JournalConflictError
+from saga_actors.records import SagaRecord
+
+MISS_TTL_S = 0.5  # a definition not found is looked up again after this (each tick asks)
+
+
+class SharedDefinitions(Protocol):
+    """Definitions shared by every process of the cluster."""
+
+    def put(self, saga: Saga) -> None:
+        """Publish ``saga`` under its name and version."""
+
+    def get(self, name: str, version: int) -> Saga | None:
+        """The published definition, or None."""
+
+
+class Catalog:
+    """Definitions by (name, version): registered, shared, or importable by reference."""
+
+    def __init__(self, shared: SharedDefinitions | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._known: dict[tuple[str, int], Saga] = {}
+        self._shared = shared
+        self._clock = clock
+        self._missed: dict[tuple[str, int], float] = {}
+
+    def register(self, saga: Saga) -> None:
+        """Know ``saga`` here (and look again for anything missed so far)."""
+        self._known[(saga.name, saga.version)] = saga
+        self._missed.clear()
+
+    def resolve(self, record: SagaRecord) -> Saga | None:
+        """The definition ``record`` was started with, or None if nobody has it."""
+        key = (record.saga_type, record.version)
+        saga = self._known.get(key)
+        if saga is not None:
+            return saga
+        if self._clock() - self._missed.get(key, -MISS_TTL_S) < MISS_TTL_S:
+            return None
+        saga = self._from_shared(key) or _import(record)
+        if saga is None or (saga.name, saga.version) != key:
+            self._missed[key] = self._clock()
+            return None
+        self._known[key] = saga
+        return saga
+
+    def _from_shared(self, key: tuple[str, int]) -> Saga | None:
+        if self._shared is None:
+            return None
+        try:
+            return self._shared.get(*key)
+        except Exception as exc:  # noqa: BLE001 - a store we cannot read is a miss, said once
+            logger.warning("cannot read shared definition {} v{}: {}", *key, exc)
+            return None
+
+
+def _import(record: SagaRecord) -> Saga | None:
+    if not record.definition_ref:
+        return None
+    module_name, _, attr = record.definition_ref.partition(":")
+    try:
+        saga = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        logger.warning("cannot import {}: {}", record.definition_ref, exc)
+        return None
+    return saga if isinstance(saga, Saga) else None
+
+
+def waiting_for_definition(record: SagaRecord) -> str:
+    """What a saga without its definition waits for, said for an operator."""
+    return (f"its definition {record.saga_type!r} v{record.version} (register it with "
+            "SagaRuntime(sagas=[...]) or rt.register(...) to recover this saga)")
+
+
+def mark_waiting(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:
+    """Journal, once, that ``record`` waits for its definition, so ``saga-actors list`` and
+    the registry show it instead of a saga silently left PENDING."""
+    if record.waiting_for is not None:
+        return record
+    reason = waiting_for_definition(record)
+    logger.error("saga {} waits for {}", record.saga_id, reason)
+    try:
+        return advance(journal, record, "definition_missing", now=now, waiting_for=reason,
+                       detail={"waiting_for": reason})
+    except JournalConflictError:  # another process moved it meanwhile: it has a definition
+        return record
