@@ -5,6 +5,7 @@ from saga_actors.definition import RetryPolicy, Saga, Step, StepKind
 from saga_actors.errors import (
     ActionRefusedError,
     ClusterUnreachableError,
+    InvalidSagaIdError,
     JournalError,
     NonRetryableError,
     ParticipantUnavailableError,
@@ -19,10 +20,13 @@ from saga_actors.errors import (
     StepError,
     StepTimeoutError,
     UnknownParticipantError,
+    UnknownPlacementError,
     UnknownSagaTypeError,
 )
 from saga_actors.logging import configure_logging
-from saga_actors.participant import Fault, Participant, StepContext, action, compensation
+from saga_actors.journal.base import JournalConflictError
+from saga_actors.handlers import StepContext, action, compensation
+from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.runtime import SagaRuntime
 from saga_actors.state import SagaStatus
@@ -30,7 +34,8 @@ from saga_actors.state import SagaStatus
 __all__ = [
     "ActionRefusedError",
     "ClusterUnreachableError",
-    "Fault",
+    "InvalidSagaIdError",
+    "JournalConflictError",
     "JournalError",
     "NonRetryableError",
     "Participant",
@@ -56,6 +61,7 @@ __all__ = [
     "StepTimeoutError",
     "Transition",
     "UnknownParticipantError",
+    "UnknownPlacementError",
     "UnknownSagaTypeError",
     "action",
     "compensation",

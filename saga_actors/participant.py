@@ -17,18 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from loguru import logger
-from pydantic import BaseModel, ConfigDict, Field
 
-from saga_actors.errors import ActionRefusedError, NonRetryableError, StepError
+from saga_actors.errors import (
+    ActionRefusedError,
+    NonRetryableError,
+    SagaDefinitionError,
+    StepError,
+)
+from saga_actors.handlers import (
+    EffectDB,
+    StepContext,
+    action,
+    compensation,
+    mode_of,
+    run_async_handler,
+)
 from saga_actors.messages import (
     NotJSONError,
     StepReply,
@@ -37,8 +51,10 @@ from saga_actors.messages import (
     encode_json,
     idempotency_key,
 )
+from saga_actors.testing import Fault
 
-F = TypeVar("F", bound=Callable[..., Any])
+# an inline handler slower than this holds up every saga using its participant: say so
+SLOW_INLINE_S = 0.5
 
 _EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_effects (
@@ -54,50 +70,51 @@ CREATE TABLE IF NOT EXISTS saga_effects (
 """
 
 
-def action(fn: F) -> F:
-    """Mark a method as an action. It gets a :class:`StepContext` and returns a dict."""
-    fn.__saga_role__ = ("action", None)  # type: ignore[attr-defined]
-    return fn
+class _Call:
+    """A blocking handler's call, shared with its thread: the effect commits only if the
+    call was not cancelled first (the lock makes "check, then commit" one step)."""
 
+    __slots__ = ("cancelled", "lock")
 
-def compensation(of: str) -> Callable[[F], F]:
-    """Mark a method as the compensation of the action named ``of``."""
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = False
 
-    def mark(fn: F) -> F:
-        fn.__saga_role__ = ("compensation", of)  # type: ignore[attr-defined]
-        return fn
-
-    return mark
-
-
-@dataclass
-class StepContext:
-    """What a handler sees; ``db`` is the participant's store, inside the transaction."""
-
-    saga_id: str
-    step: str
-    kind: str
-    attempt: int
-    data: dict[str, Any]
-    action_output: dict[str, Any] | None
-    db: sqlite3.Connection
-
-
-class Fault(BaseModel):
-    """An injected fault for demos and tests: delay a method and/or make it fail."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    delay_s: float = Field(0.0, ge=0, description="Pause before the effect (cancellable).")
-    fail: bool = Field(False, description="Raise instead of applying the effect.")
-    retryable: bool = Field(False, description="Whether the injected failure is retryable.")
-    times: int | None = Field(None, ge=1, description="Fault the first N calls only.")
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
 
 
 class Participant:
-    """Base class of participant services. Subclasses set ``name`` and declare handlers."""
+    """Base class of participant services. Subclasses set ``name`` and declare handlers
+    (see :mod:`saga_actors.handlers` for the three kinds: ``def``, ``async def`` and
+    ``@action(blocking=True)``)."""
 
     name: ClassVar[str] = ""
+    blocking_threads: ClassVar[int] = 8
+    """Threads for blocking handlers (each participant has its own pool; calls beyond it
+    queue, and a call cancelled while queued never runs)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A handler may not shadow a method the runtime calls, and a compensation must
+        undo an action of the class, and a handler is async or blocking, not both."""
+        super().__init_subclass__(**kwargs)
+        own = {attr: fn for attr, fn in vars(cls).items() if getattr(fn, "__saga_role__", None)}
+        if not own:
+            return
+        reserved = _reserved_names()
+        handlers = cls.handlers()
+        for attr, fn in own.items():
+            if attr in reserved:
+                raise SagaDefinitionError(cls.__name__, f"handler {attr!r} shadows the "
+                                          f"participant's own {attr!r}; rename it")
+            role, of = fn.__saga_role__
+            if role == "compensation" and handlers.get(of, ("",))[0] != "action":
+                raise SagaDefinitionError(cls.__name__, f"{attr!r} compensates {of!r}, "
+                                          "which is not an action of this participant")
+            if getattr(fn, "__saga_blocking__", False) and mode_of(fn) == "async":
+                raise SagaDefinitionError(cls.__name__, f"{attr!r} is async def: it cannot "
+                                          "also be blocking=True")
 
     def __init__(
         self, *, store_path: str | Path, name: str | None = None, faults: dict | None = None
@@ -118,6 +135,11 @@ class Participant:
         self._batch: list[tuple[StepRequest, Callable[[StepContext], Any], asyncio.Future]] = []
         self._faults: dict[str, Fault] = {}
         self._fault_calls: dict[str, int] = {}
+        self._threads: ThreadPoolExecutor | None = None  # for blocking handlers
+        self._thread_db = threading.local()
+        self._running = 0
+        self._running_lock = threading.Lock()
+        self._slow_said: set[str] = set()
         self.set_faults(faults or {})
 
     # --- for subclasses -------------------------------------------------------------
@@ -138,6 +160,11 @@ class Participant:
                         cached[attr] = role
             cls._handlers_cache = cached
         return cached
+
+    @classmethod
+    def handler_modes(cls) -> dict[str, str]:
+        """Handler name -> ``inline``, ``async`` or ``blocking``."""
+        return {name: mode_of(getattr(cls, name)) for name in cls.handlers()}
 
     # --- what the runtime calls -----------------------------------------------------
 
@@ -174,14 +201,18 @@ class Participant:
         ):
             async with self._key_lock(req.key):
                 if req.method in self._faults:  # a replay is never delayed nor failed
-                    recorded = self._recorded(req.key)
+                    recorded = self._recorded(self.db, req.key)
                     if recorded is not None:
                         return recorded
                     try:
                         await self._inject(req.method)
                     except StepError as exc:
                         return _failed(exc)
-                return await self._apply(req, getattr(self, req.method))
+                handler = getattr(self, req.method)
+                mode = mode_of(handler)
+                if mode == "inline":
+                    return await self._apply(req, handler)
+                return await self._apply_outside(req, handler, mode)
 
     async def handle_call(self, request: StepRequest | dict) -> StepReply:
         """:meth:`handle` as a call :meth:`cancel_calls` can stop by its call id; refused
@@ -234,13 +265,13 @@ class Participant:
         ``{"applied": False}``. Waits for a call of that action still running here."""
         key = idempotency_key(saga_id, step, "action")
         async with self._key_lock(key):
-            row = self._action_row(saga_id, step)
+            row = self._action_row(self.db, saga_id, step)
             if row is not None:
                 applied = row[0] == "applied"
                 return {"applied": applied, "output": json.loads(row[1]) if applied else None}
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self._write(key, saga_id, step, "action", "fence", "tombstone", "{}")
+                self._write(self.db, key, saga_id, step, "action", "fence", "tombstone", "{}")
                 self.db.execute("COMMIT")
             except sqlite3.DatabaseError:
                 self.db.execute("ROLLBACK")
@@ -282,8 +313,8 @@ class Participant:
 
     # --- internals ------------------------------------------------------------------
 
-    def _recorded(self, key: str) -> StepReply | None:
-        row = self.db.execute(
+    def _recorded(self, db: Any, key: str) -> StepReply | None:
+        row = db.execute(
             "SELECT kind, status, output FROM saga_effects WHERE key=?", (key,)
         ).fetchone()
         if row is None:
@@ -347,58 +378,189 @@ class Participant:
         self, req: StepRequest, handler: Callable[[StepContext], Any]
     ) -> tuple[StepReply, bool]:
         """Apply one effect inside the open transaction; (reply, whether to keep it)."""
-        recorded = self._recorded(req.key)
+        db = self.db
+        recorded = self._recorded(db, req.key)
         if recorded is not None:  # a repeated key (or another process got here first)
             return recorded, False
         try:
             status = "applied"
-            applied = self._applied_action_output(req) if req.kind == "compensation" else None
+            applied = self._applied_action_output(db, req) if req.kind == "compensation" else None
             if req.kind == "compensation" and applied is None:
                 # Nothing to undo: tombstone the action so a late duplicate is refused.
                 action_key = idempotency_key(req.saga_id, req.step, "action")
-                self._insert(action_key, req, "action", "tombstone", {})
+                self._insert(db, action_key, req, "action", "tombstone", {})
                 status, output = "noop", {"noop": True}
             else:
                 # An action whose reply the saga never journaled (a timeout, a crash, a
                 # deadline mid-call) is undone with the output this store recorded for it.
                 action_output = req.action_output if req.action_output is not None else applied
-                ctx = StepContext(req.saga_id, req.step, req.kind, req.attempt, req.data,
-                                  action_output, self.db)
-                output = handler(ctx)
-                if output is None:
-                    output = {}
-                if not isinstance(output, dict):
-                    raise TypeError(f"{req.method} returned {type(output).__name__}, not a dict")
-            self._insert(req.key, req, req.kind, status, output)
+                began = time.monotonic()
+                output = _checked(req, handler(self._context(req, action_output, db)))
+                self._say_if_slow(req.method, time.monotonic() - began)
+            self._insert(db, req.key, req, req.kind, status, output)
         except Exception as exc:  # business failure (its SQL too): roll back this effect only
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
             return _failed(exc), False
-        return StepReply.model_construct(ok=True, output=output, error_type=None, error=None,
-                                          retryable=True, replayed=False), True
+        return _applied(output), True
 
-    def _applied_action_output(self, req: StepRequest) -> dict[str, Any] | None:
+    # --- async and blocking handlers: outside the group commit ------------------------
+
+    async def _apply_outside(self, req: StepRequest, handler: Callable[[StepContext], Any],
+                             mode: str) -> StepReply:
+        """Run an async or a blocking handler in a transaction of its own, begun at its
+        first ``ctx.db`` statement and committed with the idempotency record."""
+        recorded = self._recorded(self.db, req.key)
+        if recorded is not None:
+            return recorded
+        action_output = req.action_output
+        if req.kind == "compensation":
+            applied = self._applied_action_output(self.db, req)
+            if applied is None:  # nothing to undo: tombstoned in the group commit
+                return await self._apply(req, handler)
+            action_output = action_output if action_output is not None else applied
+        if mode == "async":
+            db = EffectDB(self.db)
+            try:
+                output = await run_async_handler(
+                    handler, self._context(req, action_output, db), db)
+            except BaseException as exc:  # its timeout (a cancel) included: nothing kept
+                db.finish(keep=False)
+                if not isinstance(exc, Exception):
+                    raise
+                logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+                return _failed(exc)
+            return self._finish(db, req, output, None)  # same loop turn: nothing interleaves
+        call = _Call()
+        run = contextvars.copy_context().run  # the thread logs with the saga's ids
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool(), run, self._blocking_effect, req, handler, action_output, call)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            call.cancel()  # its thread may run on; its effect will not be kept
+            raise
+
+    def _blocking_effect(self, req: StepRequest, handler: Callable[[StepContext], Any],
+                         action_output: dict[str, Any] | None, call: _Call) -> StepReply:
+        """In a pool thread, with the thread's own connection."""
+        with self._running_lock:
+            self._running += 1
+        try:
+            db = EffectDB(self._thread_connection())
+            try:
+                output = handler(self._context(req, action_output, db))
+            except Exception as exc:
+                db.finish(keep=False)
+                logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+                return _failed(exc)
+            return self._finish(db, req, output, call)
+        finally:
+            with self._running_lock:
+                self._running -= 1
+
+    def blocking_running(self) -> int:
+        """Blocking handlers running in threads now (cancelled ones included, until their
+        outside call returns and their effect is refused)."""
+        return self._running
+
+    def _finish(self, db: EffectDB, req: StepRequest, output: Any, call: _Call | None
+                ) -> StepReply:
+        """Record the effect with the handler's writes, in one transaction; a call that was
+        cancelled first, or an action tombstoned meanwhile, keeps nothing."""
+        try:
+            output = _checked(req, output)
+            db.begin()
+            recorded = self._recorded(db, req.key)  # a compensation may have tombstoned it
+            if recorded is not None:
+                db.finish(keep=False)
+                return recorded
+            self._insert(db, req.key, req, req.kind, "applied", output)
+            if call is None:
+                db.finish(keep=True)
+            else:
+                with call.lock:
+                    if call.cancelled:
+                        db.finish(keep=False)
+                        logger.info("{}: {} was cancelled before it committed; its effect "
+                                    "is refused", self.participant_name, req.call_id)
+                        return _call_cancelled(req.call_id)
+                    db.finish(keep=True)
+        except Exception as exc:
+            db.finish(keep=False)
+            logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+            return _failed(exc)
+        return _applied(output)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=type(self).blocking_threads,
+                                               thread_name_prefix=f"{self.participant_name}-")
+        return self._threads
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        conn = getattr(self._thread_db, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.store_path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA synchronous=FULL")
+            self._thread_db.conn = conn
+        return conn
+
+    def _context(self, req: StepRequest, action_output: dict[str, Any] | None,
+                 db: Any) -> StepContext:
+        return StepContext(req.saga_id, req.step, req.kind, req.attempt, req.data,
+                           action_output, db, idempotency_key=req.key)
+
+    def _say_if_slow(self, method: str, seconds: float) -> None:
+        if seconds > SLOW_INLINE_S and method not in self._slow_said:
+            self._slow_said.add(method)
+            logger.warning("{}.{} took {:.1f}s on the participant's event loop, holding up "
+                           "every saga that uses it: make it `async def`, or "
+                           "@action(blocking=True) if it calls a blocking library",
+                           self.participant_name, method, seconds)
+
+    def _applied_action_output(self, db: Any, req: StepRequest) -> dict[str, Any] | None:
         """The recorded output of the action ``req`` compensates; None if it never applied."""
-        row = self._action_row(req.saga_id, req.step)
+        row = self._action_row(db, req.saga_id, req.step)
         return json.loads(row[1]) if row is not None and row[0] == "applied" else None
 
-    def _action_row(self, saga_id: str, step: str) -> tuple[str, str] | None:
+    def _action_row(self, db: Any, saga_id: str, step: str) -> tuple[str, str] | None:
         """(status, output JSON) recorded for the action of ``step``, if any."""
         key = idempotency_key(saga_id, step, "action")
-        return self.db.execute("SELECT status, output FROM saga_effects WHERE key=?",
-                               (key,)).fetchone()
+        return db.execute("SELECT status, output FROM saga_effects WHERE key=?",
+                          (key,)).fetchone()
 
-    def _insert(self, key: str, req: StepRequest, kind: str, status: str, output: dict) -> None:
+    def _insert(self, db: Any, key: str, req: StepRequest, kind: str, status: str,
+                output: dict) -> None:
         try:
             encoded = encode_json(output)
         except NotJSONError as exc:  # raised before the effect is kept
             raise NonRetryableError(f"{req.method} returned output that is {exc}; its effect "
                                     "was not applied") from None
-        self._write(key, req.saga_id, req.step, kind, req.method, status, encoded)
+        self._write(db, key, req.saga_id, req.step, kind, req.method, status, encoded)
 
-    def _write(self, key: str, saga_id: str, step: str, kind: str, method: str, status: str,
-               encoded: str) -> None:
-        self.db.execute("INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    def _write(self, db: Any, key: str, saga_id: str, step: str, kind: str, method: str,
+               status: str, encoded: str) -> None:
+        db.execute("INSERT INTO saga_effects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (key, saga_id, step, kind, method, status, encoded, time.time()))
+
+
+def _reserved_names() -> set[str]:
+    """What a handler may not be called: the base class's own attributes, and the calls
+    the actor shell adds (a handler named like one would silently replace it)."""
+    return {n for n in dir(Participant) if not n.startswith("__")} | {"call", "call_many"}
+
+
+def _checked(req: StepRequest, output: Any) -> dict[str, Any]:
+    if output is None:
+        return {}
+    if not isinstance(output, dict):
+        raise TypeError(f"{req.method} returned {type(output).__name__}, not a dict")
+    return output
+
+
+def _applied(output: dict[str, Any]) -> StepReply:
+    return StepReply.model_construct(ok=True, output=output, error_type=None, error=None,
+                                     retryable=True, replayed=False)
 
 
 def _call_id(request: StepRequest | dict) -> str:

@@ -39,7 +39,6 @@ import ray  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from saga_actors import (  # noqa: E402
-    Fault,
     NonRetryableError,
     Participant,
     Saga,
@@ -49,6 +48,7 @@ from saga_actors import (  # noqa: E402
     compensation,
     configure_logging,
 )
+from saga_actors.testing import Fault
 
 STEPS = [("inventory", "reserve_inventory", "release_inventory"),
          ("payment", "process_payment", "refund_payment"),

@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ray  # noqa: E402
 
 from examples import order_fulfillment, trip_booking  # noqa: E402
-from saga_actors import Fault, SagaRuntime, SagaStatus, configure_logging  # noqa: E402
+from saga_actors import SagaRuntime, SagaStatus, configure_logging  # noqa: E402
+from saga_actors.testing import Fault  # noqa: E402
 from saga_actors.actors import find_services, get_riding_restarts  # noqa: E402
 from saga_actors.constants import host_actor_name, participant_actor_name  # noqa: E402
 from saga_actors.constants import saga_actor_name  # noqa: E402

@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ray  # noqa: E402
 
 from saga_actors import (  # noqa: E402
-    Fault,
     SagaError,
     SagaRecord,
     SagaRuntime,
     SagaStatus,
     configure_logging,
 )
+from saga_actors.testing import Fault
 from saga_actors.constants import host_actor_name, saga_actor_name  # noqa: E402
 from saga_actors.host import shard_of  # noqa: E402
 

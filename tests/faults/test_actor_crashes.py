@@ -6,7 +6,8 @@ import pytest
 import ray
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
-from saga_actors import Fault, SagaStatus
+from saga_actors import SagaStatus
+from saga_actors.testing import Fault
 from tests.conftest import poll
 
 pytestmark = pytest.mark.ray

@@ -11,7 +11,8 @@ import pytest
 import ray
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
-from saga_actors import Fault, SagaStatus
+from saga_actors import SagaStatus
+from saga_actors.testing import Fault
 
 pytestmark = pytest.mark.ray
 

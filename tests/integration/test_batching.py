@@ -11,7 +11,6 @@ from pydantic import BaseModel
 from ray.util.state import list_tasks
 
 from saga_actors import (
-    Fault,
     Participant,
     Saga,
     SagaStatus,
@@ -20,6 +19,7 @@ from saga_actors import (
     action,
     compensation,
 )
+from saga_actors.testing import Fault
 from saga_actors.gateway import RayGateway
 from saga_actors.messages import StepRequest
 from tests.conftest import poll

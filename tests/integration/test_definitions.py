@@ -10,7 +10,8 @@ import ray
 from pydantic import BaseModel, Field
 
 from examples.order_fulfillment import PARTICIPANTS, sample_input
-from saga_actors import Fault, RetryPolicy, Saga, SagaConflictError, SagaStatus, Step
+from saga_actors import RetryPolicy, Saga, SagaConflictError, SagaStatus, Step
+from saga_actors.testing import Fault
 from saga_actors.instance import admit, build_record
 from tests.conftest import poll
 

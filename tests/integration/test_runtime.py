@@ -9,13 +9,13 @@ from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_i
 from participants.inventory import Inventory
 from participants.payment import Payment
 from saga_actors import (
-    Fault,
     RetryPolicy,
     Saga,
     SagaConflictError,
     SagaStatus,
     Step,
 )
+from saga_actors.testing import Fault
 from tests.conftest import poll
 
 pytestmark = pytest.mark.ray

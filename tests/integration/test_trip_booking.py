@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from examples.trip_booking import PARTICIPANTS, TRIP_BOOKING, sample_input
 from saga_actors import (
-    Fault,
     Participant,
     RetryPolicy,
     Saga,
@@ -21,6 +20,7 @@ from saga_actors import (
     action,
     compensation,
 )
+from saga_actors.testing import Fault
 from tests.conftest import poll
 
 pytestmark = pytest.mark.ray

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from saga_actors import Fault, NonRetryableError, Participant, StepContext, action, compensation
+from saga_actors import NonRetryableError, Participant, StepContext, action, compensation
+from saga_actors.testing import Fault
 from saga_actors.messages import StepRequest
 
 
@@ -266,3 +267,190 @@ def test_a_fence_waits_for_the_action_still_running(store):
     fenced, reply = asyncio.run(scenario())
     assert reply.ok and fenced == {"applied": True, "output": {"added": 5}}
     assert p.busy_keys() == []
+
+
+# --- async and blocking handlers ----------------------------------------------------
+
+
+class Outside:
+    """A stand-in for an outside service (a payment provider): records the keys it saw."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.release = threading.Event()
+
+
+class Slow(Participant):
+    """Handlers that wait on the outside world: one async, one blocking, one inline."""
+
+    name = "slow"
+    outside = Outside()
+
+    def setup(self, db):
+        db.execute("CREATE TABLE IF NOT EXISTS sent (saga_id TEXT PRIMARY KEY, how TEXT)")
+
+    @action
+    async def notify(self, ctx: StepContext) -> dict:
+        self.outside.keys.append(ctx.idempotency_key)
+        await asyncio.sleep(ctx.data.get("wait", 0))  # an outside call
+        ctx.db.execute("INSERT INTO sent VALUES (?, 'async')", (ctx.saga_id,))
+        return {"notified": ctx.saga_id}
+
+    @compensation("notify")
+    async def unnotify(self, ctx: StepContext) -> dict:
+        await asyncio.sleep(0)
+        ctx.db.execute("DELETE FROM sent WHERE saga_id=?", (ctx.action_output["notified"],))
+        return {}
+
+    @action
+    async def careless(self, ctx: StepContext) -> dict:
+        ctx.db.execute("INSERT INTO sent VALUES (?, 'careless')", (ctx.saga_id,))
+        await asyncio.sleep(0)  # awaits with the transaction open: refused
+        return {}
+
+    @action(blocking=True)
+    def post(self, ctx: StepContext) -> dict:
+        self.outside.keys.append(ctx.idempotency_key)
+        self.outside.release.wait(ctx.data.get("wait", 0))  # a blocking client library
+        ctx.db.execute("INSERT INTO sent VALUES (?, 'blocking')", (ctx.saga_id,))
+        return {"posted": ctx.saga_id}
+
+    @compensation("post", blocking=True)
+    def unpost(self, ctx: StepContext) -> dict:
+        ctx.db.execute("DELETE FROM sent WHERE saga_id=?", (ctx.action_output["posted"],))
+        return {}
+
+    @action
+    def read(self, ctx: StepContext) -> dict:
+        return {"rows": ctx.db.execute("SELECT COUNT(*) FROM sent").fetchone()[0]}
+
+    def sent(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT saga_id, how FROM sent"))
+
+
+def sreq(method, saga="s1", kind="action", step=None, attempt=1, **data):
+    return StepRequest(saga_id=saga, saga_type="t", step=step or method, kind=kind,
+                       method=method, attempt=attempt, data=data)
+
+
+@pytest.fixture
+def slow(store):
+    Slow.outside = Outside()
+    return Slow(store_path=store)
+
+
+def test_handler_kinds_are_detected():
+    assert Slow.handler_modes() == {"notify": "async", "unnotify": "async", "careless": "async",
+                                    "post": "blocking", "unpost": "blocking", "read": "inline"}
+
+
+def test_an_async_handler_awaits_outside_io_and_commits_with_its_key(slow):
+    reply = call(slow, sreq("notify", wait=0.01))
+    assert reply.ok and reply.output == {"notified": "s1"}
+    assert Slow.outside.keys == ["s1/notify/action"]  # ctx.idempotency_key
+    assert slow.sent() == {"s1": "async"} and slow.effect_counts() == {"notify": 1}
+    again = call(slow, sreq("notify", attempt=2))
+    assert again.replayed and Slow.outside.keys == ["s1/notify/action"]
+    undo = call(slow, StepRequest(saga_id="s1", saga_type="t", step="notify",
+                                  kind="compensation", method="unnotify", attempt=1))
+    assert undo.ok and slow.sent() == {}
+
+
+def test_an_async_handler_cancelled_at_its_timeout_keeps_no_effect(slow):
+    async def scenario():
+        task = asyncio.ensure_future(slow.handle_call(sreq("notify", wait=60)))
+        while not Slow.outside.keys:
+            await asyncio.sleep(0.001)
+        assert slow.cancel_calls(["s1/notify/action#1"]) == 1
+        return await asyncio.wait_for(task, 5)
+
+    reply = asyncio.run(scenario())
+    assert not reply.ok and reply.error_type == "CallCancelled"
+    assert slow.sent() == {} and slow.ledger() == []
+
+
+def test_an_async_handler_that_awaits_after_writing_is_refused_and_undone(slow):
+    reply = call(slow, sreq("careless"))
+    assert not reply.ok and not reply.retryable
+    assert reply.error_type == "HandlerAwaitedInTransaction"
+    assert "await outside calls first, then write" in reply.error
+    assert slow.sent() == {} and slow.ledger() == []
+    assert call(slow, sreq("read", saga="s2")).ok  # the store is not left locked
+
+
+def test_a_blocking_handler_does_not_freeze_its_participant_and_a_late_effect_is_refused(slow):
+    async def scenario():
+        task = asyncio.ensure_future(slow.handle_call(sreq("post", wait=30)))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not Slow.outside.keys:
+            assert asyncio.get_running_loop().time() < deadline, "the blocking call never began"
+            await asyncio.sleep(0.001)
+        # meanwhile other sagas' calls are served, writes included
+        served = await asyncio.wait_for(slow.handle_call(sreq("notify", saga="s2")), 2)
+        read = await asyncio.wait_for(slow.handle_call(sreq("read", saga="s3")), 2)
+        assert slow.cancel_calls(["s1/post/action#1"]) == 1  # its timeout
+        cancelled = await task
+        Slow.outside.release.set()  # the outside call returns late; the thread goes on
+        return served, read, cancelled
+
+    served, read, cancelled = asyncio.run(scenario())
+    assert served.ok and read.ok and read.output == {"rows": 1}
+    assert not cancelled.ok and cancelled.error_type == "CallCancelled"
+    slow._pool().shutdown(wait=True)  # the thread has finished: its effect was refused
+    assert slow.sent() == {"s2": "async"}
+    assert [e["method"] for e in slow.ledger()] == ["notify", "read"]  # no "post"
+    # the saga sends the same key again: applied now, once
+    Slow.outside.release.set()
+    slow._threads = None
+    again = call(slow, sreq("post", attempt=2))
+    assert again.ok and not again.replayed and slow.sent()["s1"] == "blocking"
+    assert Slow.outside.keys == ["s1/post/action", "s2/notify/action", "s1/post/action"]
+
+
+def test_a_blocking_compensation_undoes_its_action(slow):
+    Slow.outside.release.set()
+    assert call(slow, sreq("post")).ok
+    undo = call(slow, StepRequest(saga_id="s1", saga_type="t", step="post",
+                                  kind="compensation", method="unpost", attempt=1))
+    assert undo.ok and slow.sent() == {}
+    assert slow.effect_counts() == {"post": 1, "unpost": 1}
+
+
+def test_a_late_blocking_action_after_its_compensation_is_refused(slow):
+    """The compensation arrives (and tombstones the action) while the action's thread is
+    still on its outside call: the action's effect is refused when it tries to commit."""
+    async def scenario():
+        action_task = asyncio.ensure_future(slow.handle_call(sreq("post", wait=30)))
+        while not Slow.outside.keys:
+            await asyncio.sleep(0.001)
+        undo = await slow.handle_call(StepRequest(
+            saga_id="s1", saga_type="t", step="post", kind="compensation", method="unpost",
+            attempt=1))
+        Slow.outside.release.set()
+        return undo, await action_task
+
+    undo, late = asyncio.run(scenario())
+    assert undo.ok and undo.output == {"noop": True}
+    assert not late.ok and late.error_type == "ActionRefusedError"
+    assert slow.sent() == {} and slow.ledger() == []
+
+
+@pytest.mark.parametrize("clash", ["describe", "ledger", "fence", "handle", "call", "setup"])
+def test_a_handler_may_not_shadow_the_participants_own_methods(clash):
+    from saga_actors import SagaDefinitionError
+
+    with pytest.raises(SagaDefinitionError, match=f"handler '{clash}' shadows"):
+        type("Bad", (Participant,), {"name": "bad", clash: action(lambda self, ctx: {})})
+
+
+def test_a_compensation_of_no_action_and_an_async_blocking_handler_are_refused():
+    from saga_actors import SagaDefinitionError
+
+    with pytest.raises(SagaDefinitionError, match="'undo' compensates 'nothing'"):
+        type("Bad", (Participant,), {"undo": compensation("nothing")(lambda self, ctx: {})})
+
+    async def both(self, ctx):
+        return {}
+
+    with pytest.raises(SagaDefinitionError, match="cannot also be blocking"):
+        type("Bad", (Participant,), {"both": action(blocking=True)(both)})

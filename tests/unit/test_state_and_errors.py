@@ -34,6 +34,8 @@ SAMPLES = [
     errors.UnknownParticipantError("p", "m", "why"),
     errors.SagaConflictError("id", "why"),
     errors.SagaNotFoundError("id"),
+    errors.InvalidSagaIdError("has/slash"),
+    errors.UnknownPlacementError("elsewhere"),
     errors.JournalError("sqlite:///x", "locked"),
     errors.ClusterUnreachableError("10.0.0.1:6380", "Connection refused"),
     errors.StepError("boom", retryable=False),
@@ -65,14 +67,50 @@ def test_error_families():
 def test_public_names_are_frozen():
     assert saga_actors.__all__ == sorted(saga_actors.__all__, key=lambda n: (n[0].islower(), n))
     assert set(saga_actors.__all__) == {
-        "ActionRefusedError", "ClusterUnreachableError", "Fault", "JournalError",
-        "NonRetryableError", "Participant", "ParticipantUnavailableError", "RetryPolicy", "RuntimeConfig", "Saga",
+        "ActionRefusedError", "ClusterUnreachableError", "InvalidSagaIdError",
+        "JournalConflictError", "JournalError", "NonRetryableError", "Participant",
+        "ParticipantUnavailableError", "RetryPolicy", "RuntimeConfig", "Saga",
         "SagaConflictError", "SagaDefinitionError", "SagaError", "SagaInputError",
         "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
         "SagaUsageError", "SagaWaitTimeoutError", "Step", "StepContext", "StepError",
         "StepKind", "StepTimeoutError", "Transition", "UnknownParticipantError",
-        "UnknownSagaTypeError", "action", "compensation", "configure_logging",
+        "UnknownPlacementError", "UnknownSagaTypeError", "action", "compensation",
+        "configure_logging",
     }
+    from saga_actors import testing
+    assert testing.__all__ == ["Fault"]
+
+
+def test_the_error_tree_is_frozen():
+    """Every error class and its parent: a new error, or a moved one, is a decision."""
+    tree = {name: cls.__bases__[0].__name__ for name, cls in vars(errors).items()
+            if isinstance(cls, type) and issubclass(cls, Exception)
+            and cls.__module__ == errors.__name__}
+    assert tree == {
+        "SagaError": "Exception",
+        "SagaUsageError": "SagaError",
+        "SagaDefinitionError": "SagaUsageError",
+        "SagaInputError": "SagaUsageError",
+        "UnknownSagaTypeError": "SagaUsageError",
+        "UnknownParticipantError": "SagaUsageError",
+        "SagaConflictError": "SagaUsageError",
+        "InvalidSagaIdError": "SagaUsageError",
+        "UnknownPlacementError": "SagaUsageError",
+        "SagaNotFoundError": "SagaUsageError",
+        "JournalError": "SagaError",
+        "ClusterUnreachableError": "SagaError",
+        "SagaRuntimeError": "SagaError",
+        "StepError": "SagaRuntimeError",
+        "NonRetryableError": "StepError",
+        "ActionRefusedError": "NonRetryableError",
+        "StepTimeoutError": "SagaRuntimeError",
+        "ParticipantUnavailableError": "SagaRuntimeError",
+        "SagaWaitTimeoutError": "SagaRuntimeError",
+        "SagaActorLost": "SagaRuntimeError",
+    }
+    # every public error is in saga_actors' exports, so users catch it by name
+    public = {n for n in tree if n != "SagaActorLost"}
+    assert public <= set(saga_actors.__all__)
 
 
 def test_no_code_path_turns_ray_authentication_off():
