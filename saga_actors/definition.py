@@ -141,6 +141,15 @@ class Saga(_Data):
                 )
             elif step.kind is StepKind.RETRIABLE and pivot_at is None:
                 raise ValueError(f"retriable step {step.name!r} must come after a pivot")
+        # outputs are merged into what later steps see (ctx.data): a clash would overwrite
+        owner = {field: "the input" for field in self.input_model.model_fields}
+        for step in self.steps:
+            for field in step.output_model.model_fields if step.output_model else ():
+                if field in owner:
+                    raise ValueError(
+                        f"step {step.name!r} outputs {field!r}, which {owner[field]} already "
+                        "has: outputs are merged into ctx.data, so it would be overwritten")
+                owner[field] = f"step {step.name!r}"
         return self
 
     def step(self, name: str) -> Step:

@@ -508,7 +508,12 @@ class SagaInstance:
         if kind == "compensation":
             return reply.output, None
         try:
-            return _checked_output(step, reply.output), None
+            output = _checked_output(step, reply.output)
+            clash = sorted(set(output) & set(rec.data))
+            if clash:
+                raise ValueError(f"{clash} would overwrite the saga's data (its input or an "
+                                 "earlier step's output): outputs are merged into ctx.data")
+            return output, None
         except ValueError as exc:
             # The participant applied its effect but returned bad data: undo it.
             return {}, _Failure(f"invalid output: {exc}", False, True)

@@ -178,7 +178,7 @@ def test_bad_starts_are_refused_and_change_nothing(harness):
 BAD_ANSWERS = [
     ("wrong_shape", {"output_model": ShipmentOut}, "invalid output: shipment_id: Field required"),
     ("raise_unpicklable", {}, "Unpicklable: the warehouse API is down"),
-    ("not_json", {}, "not_json returned output that is not JSON .* not applied"),
+    ("not_json", {}, "not_json returned output that is not JSON-serializable.* not applied"),
     ("not_a_number", {}, "not_a_number returned output that is not JSON: NaN and Infinity"),
     ("huge", {},
      r"huge returned output that is 1\.9 MiB as JSON, over the limit of 1\.0 MiB; its effect"),

@@ -32,7 +32,7 @@ class Tally(Participant):
 
     @action
     def count(self, ctx: StepContext) -> dict:
-        return {"counted": ctx.data["n"]}
+        return {f"counted_{ctx.step}": ctx.data["n"]}  # outputs may not overwrite ctx.data
 
     @compensation("count")
     def uncount(self, ctx: StepContext) -> dict:

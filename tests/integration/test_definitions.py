@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from examples.order_fulfillment import PARTICIPANTS, sample_input
 from saga_actors import RetryPolicy, Saga, SagaConflictError, SagaStatus, Step
 from saga_actors.testing import Fault
+from saga_actors.constants import shard_of
 from saga_actors.instance import admit, build_record
 from tests.conftest import poll
 
@@ -64,6 +65,11 @@ def test_an_unimportable_saga_recovers_after_its_runner_crashes(placed):
     rec = rt.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.COMPLETED, rec.error
     assert applied(actors, saga_id) == FORWARD
+    # which actor runs it, for the dashboard: its own, or its host
+    runner = rt.runner_of(saga_id)
+    assert runner == (f"saga:{saga_id}" if placed.placement == "dedicated"
+                      else f"saga_actors:host:{shard_of(saga_id, rt.config.hosts)}")
+    assert ray.get(rt.registry.get.remote(saga_id))["runner"] == runner
 
 
 def test_a_saga_whose_definition_nobody_has_waits_visibly_then_recovers(placed):

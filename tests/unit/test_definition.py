@@ -106,3 +106,18 @@ def test_non_retryable_types_and_flags():
 def test_retry_policy_rejects_inverted_bounds():
     with pytest.raises(SagaDefinitionError, match="max_backoff_s"):
         RetryPolicy(initial_backoff_s=2, max_backoff_s=1)
+
+
+def test_an_output_that_would_overwrite_the_input_or_an_earlier_output_is_refused():
+    class Out(BaseModel):
+        y: int
+
+    class Clash(BaseModel):
+        x: int
+
+    Saga(name="fine", input_model=In, steps=[comp("a", output_model=Out)])
+    with pytest.raises(SagaDefinitionError, match="step 'a' outputs 'x', which the input"):
+        Saga(name="bad", input_model=In, steps=[comp("a", output_model=Clash)])
+    with pytest.raises(SagaDefinitionError, match="step 'b' outputs 'y', which step 'a'"):
+        Saga(name="bad", input_model=In, steps=[comp("a", output_model=Out),
+                                                comp("b", output_model=Out)])

@@ -466,6 +466,15 @@ def test_nan_and_infinity_are_refused_in_inputs_and_outputs(value):
     assert rec.compensated == ["pay", "reserve"]
 
 
+def test_an_output_that_would_overwrite_the_saga_data_is_undone():
+    """Outputs are merged into ctx.data: a key that is already there (from the input or an
+    earlier step) is an invalid output, not a silent overwrite."""
+    h = Harness(script={("pay", "action"): [ok({"amount": 1})]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED and "['amount'] would overwrite" in rec.error
+    assert rec.data["amount"] == 5 and rec.compensated == ["pay", "reserve"]
+
+
 def test_log_lines_carry_saga_step_and_attempt():
     h = Harness(script={("pay", "action"): [fail(), ok()]})
     lines = []
