@@ -57,6 +57,10 @@ class Payment(Participant):
 
     def balance(self) -> dict[str, int]:
         """Cents charged, refunded, and kept."""
-        charged = self.db.execute("SELECT COALESCE(SUM(amount_cents), 0) FROM charges").fetchone()[0]
-        refunded = self.db.execute("SELECT COALESCE(SUM(amount_cents), 0) FROM refunds").fetchone()[0]
-        return {"charged_cents": charged, "refunded_cents": refunded, "net_cents": charged - refunded}
+        def total(table: str) -> int:
+            sql = f"SELECT COALESCE(SUM(amount_cents), 0) FROM {table}"
+            return self.db.execute(sql).fetchone()[0]
+
+        charged, refunded = total("charges"), total("refunds")
+        return {"charged_cents": charged, "refunded_cents": refunded,
+                "net_cents": charged - refunded}

@@ -23,9 +23,9 @@ from saga_actors.errors import (
     UnknownPlacementError,
     UnknownSagaTypeError,
 )
-from saga_actors.logging import configure_logging
-from saga_actors.journal.base import JournalConflictError
 from saga_actors.handlers import StepContext, action, compensation
+from saga_actors.journal.base import JournalConflictError
+from saga_actors.logging import configure_logging
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.runtime import SagaRuntime

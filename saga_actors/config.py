@@ -46,7 +46,8 @@ class RuntimeConfig(BaseModel):
     saga_max_restarts: int = Field(2, ge=0, description="Ray's own restarts of a saga actor.")
     restart_budget: int = Field(5, ge=0, description="Supervisor restarts before STUCK.")
     supervisor_tick_s: float = Field(0.5, gt=0, description="Supervisor check interval.")
-    stall_grace_s: float = Field(10.0, gt=0, description="Quiet time tolerated past a step's limits.")
+    stall_grace_s: float = Field(
+        10.0, gt=0, description="Quiet time tolerated past a step's limits.")
     registry_resync_s: float = Field(5.0, gt=0, description="Registry catch-up from the journal.")
     metrics_interval_s: float = Field(5.0, gt=0, description="Gauge refresh (Ray drops >30 s).")
     saga_linger_s: float = Field(

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import shard_of
 from saga_actors.definition import RetryPolicy
@@ -23,9 +24,7 @@ from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionLi
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
-from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.supervisor import count_restart
-
 
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
 T = TypeVar("T")

@@ -38,8 +38,6 @@ from saga_actors.errors import (
 from saga_actors.handlers import (
     EffectDB,
     StepContext,
-    action,
-    compensation,
     mode_of,
     run_async_handler,
 )
@@ -322,7 +320,8 @@ class Participant:
         kind, status, output = row
         if status == "tombstone":
             err = ActionRefusedError(f"{key}: compensated before it applied; refused")
-            return StepReply(ok=False, error_type=type(err).__name__, error=str(err), retryable=False)
+            return StepReply(ok=False, error_type=type(err).__name__, error=str(err),
+                             retryable=False)
         return StepReply.model_construct(ok=True, output=json.loads(output), error_type=None,
                                           error=None, retryable=True, replayed=True)
 

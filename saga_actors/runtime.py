@@ -23,7 +23,6 @@ from saga_actors.actors import (
     get_riding_restarts,
     saga_hosts,
 )
-from saga_actors.host import by_shard, shard_of
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name
 from saga_actors.definition import Saga
@@ -39,6 +38,7 @@ from saga_actors.errors import (
     UnknownPlacementError,
     UnknownSagaTypeError,
 )
+from saga_actors.host import by_shard, shard_of
 from saga_actors.instance import (
     admit,
     admit_async,

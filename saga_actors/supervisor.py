@@ -8,6 +8,7 @@ A plain class: what it does to actors goes through a :class:`Fleet`, which
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -108,10 +109,8 @@ class Supervisor:
                 await self.tick()
             except Exception:
                 logger.exception("supervisor tick failed")
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=tick_s)
-            except asyncio.TimeoutError:
-                pass
             self.wake.clear()
 
     def definitions_changed(self) -> None:

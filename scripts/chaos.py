@@ -44,11 +44,14 @@ import ray  # noqa: E402
 
 from examples import order_fulfillment, trip_booking  # noqa: E402
 from saga_actors import SagaRuntime, SagaStatus, configure_logging  # noqa: E402
-from saga_actors.testing import Fault  # noqa: E402
 from saga_actors.actors import find_services, get_riding_restarts  # noqa: E402
-from saga_actors.constants import host_actor_name, participant_actor_name  # noqa: E402
-from saga_actors.constants import saga_actor_name  # noqa: E402
+from saga_actors.constants import (  # noqa: E402
+    host_actor_name,
+    participant_actor_name,
+    saga_actor_name,  # noqa: E402
+)
 from saga_actors.host import shard_of  # noqa: E402
+from saga_actors.testing import Fault  # noqa: E402
 
 EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking}
 FORWARD = {name: [(s.participant, s.action, s.compensation, s.kind.value) for s in m_saga.steps]
@@ -120,7 +123,8 @@ class Chaos:
             fault = Fault(delay_s=12.0, times=1)  # past every step timeout (10 s)
             kind = "slow_participant"
         try:
-            get_riding_restarts(lambda: self.participant(name).set_faults.remote({method: fault}), 10)
+            actor = self.participant(name)
+            get_riding_restarts(lambda: actor.set_faults.remote({method: fault}), 10)
             self.injected[kind] += 1
         except Exception as exc:  # noqa: BLE001 - the participant may be restarting
             say(f"  fault on {name}.{method} not set: {type(exc).__name__}")
@@ -246,12 +250,14 @@ def check(data_dir: str, ids: list[str], registry: dict[str, str]) -> dict[str, 
             did = seen[f"{participant}.{act}"]
             undone = seen[f"{participant}.{comp}"] if comp else 0
             if rec.status is SagaStatus.COMPLETED and (did != 1 or undone):
-                problems["wrong_effects"].append(f"{saga_id} COMPLETED: {act}={did} {comp}={undone}")
+                problems["wrong_effects"].append(
+                    f"{saga_id} COMPLETED: {act}={did} {comp}={undone}")
             if rec.status is SagaStatus.FAILED:
                 if kind == "pivot" and did:
                     problems["wrong_effects"].append(f"{saga_id} FAILED after its pivot {act}")
                 if comp and did != undone:
-                    problems["wrong_effects"].append(f"{saga_id} FAILED: {act}={did} {comp}={undone}")
+                    problems["wrong_effects"].append(
+                        f"{saga_id} FAILED: {act}={did} {comp}={undone}")
 
     problems["unbalanced"] += balance(stores, records, applied)
     for saga_id, rec in records.items():

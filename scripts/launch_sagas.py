@@ -12,6 +12,7 @@ it resumes from the journal). With --json, stdout holds exactly one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -32,9 +33,8 @@ from saga_actors import (  # noqa: E402
     SagaStatus,
     configure_logging,
 )
-from saga_actors.testing import Fault
-from saga_actors.constants import host_actor_name, saga_actor_name  # noqa: E402
-from saga_actors.host import shard_of  # noqa: E402
+from saga_actors.records import runner_name  # noqa: E402
+from saga_actors.testing import Fault  # noqa: E402
 
 EXAMPLES = {
     "order_fulfillment": ("examples.order_fulfillment", "ORDER_FULFILLMENT"),
@@ -149,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if (args.crash_step and record.saga_id not in killed and record.in_flight
                 and record.current_step == args.crash_step and record.phase == "action"):
             runner = runner_name(record, runtime.config.hosts)
-            try:
+            with contextlib.suppress(ValueError):  # already being restarted
                 ray.kill(ray.get_actor(runner, runtime.config.namespace), no_restart=False)
-            except ValueError:
-                pass  # already being restarted
             killed.add(record.saga_id)
             say(f"  killed {runner} while {record.saga_id} was in {args.crash_step}")
         if not args.json:
@@ -194,13 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_summary(report)
     return 0 if all(r.status is not SagaStatus.STUCK for r in records) else 1
-
-
-def runner_name(record: SagaRecord, hosts: int) -> str:
-    """The actor that runs a saga: its own (dedicated) or its SagaHost (hosted)."""
-    if record.placement == "hosted":
-        return host_actor_name(shard_of(record.saga_id, hosts))
-    return saga_actor_name(record.saga_id)
 
 
 def snapshot(actors: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ process group and temp folder, stopped by killing exactly that group (never `ray
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -67,20 +68,16 @@ class LocalCluster:
         """Kill the whole cluster at once, as a power cut would."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
         # workers and daemons may have left the group: every process of this cluster
         # carries its temp dir in its environment (RAY_TMPDIR)
         deadline = time.monotonic() + 30
         while pids := self._processes():
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster processes survived the stop: {pids}")
             time.sleep(0.1)

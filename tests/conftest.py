@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -37,10 +38,8 @@ def kill_namespace(namespace: str) -> None:
     for a in list_actors(filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
                          limit=10_000, raise_on_missing_output=False):
         if a.name:
-            try:
+            with contextlib.suppress(ValueError, ray.exceptions.RayError):  # gone already
                 ray.kill(ray.get_actor(a.name, namespace), no_restart=True)
-            except (ValueError, ray.exceptions.RayError):
-                pass  # gone already
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +49,8 @@ def ray_session():
     tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are capped
     os.environ["RAY_TMPDIR"] = tmp
     # workers import test modules (inline participants and sagas) from the repo root
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     # the dashboard serves the state API (what the dashboard itself reads)
     ray.init(namespace="saga_actors_tests", include_dashboard=True, log_to_driver=False,
              _temp_dir=tmp)
@@ -101,21 +101,16 @@ class RuntimeHarness:
         import ray
 
         from saga_actors.actors import find_services
-
         from saga_actors.constants import host_actor_name
 
         namespace = self.runtime.config.namespace
         services = [a for a in find_services(namespace) if a is not None]
         for i in range(self.runtime.config.hosts):
-            try:
+            with contextlib.suppress(ValueError):
                 services.append(ray.get_actor(host_actor_name(i), namespace))
-            except ValueError:
-                pass
         for actor in [*services, *self.actors.values(), *self.saga_actors()]:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor, no_restart=True)
-            except Exception:  # already gone
-                pass
         self.runtime.close()
 
     def saga_actors(self) -> list[Any]:
@@ -129,10 +124,8 @@ class RuntimeHarness:
         handles = []
         for a in found:
             if a.name and a.name.startswith("saga:"):
-                try:
+                with contextlib.suppress(ValueError):
                     handles.append(ray.get_actor(a.name, namespace))
-                except ValueError:
-                    pass
         return handles
 
 

@@ -7,14 +7,15 @@ them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -393,10 +394,8 @@ class _GroupCommitter:
                         outcomes.append((False, exc))
                 db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                try:
+                with contextlib.suppress(sqlite3.DatabaseError):
                     db.execute("ROLLBACK")
-                except sqlite3.DatabaseError:
-                    pass
                 problem = f"write failed: {_explain(self._journal.path, exc)}"
                 outcomes = [(False, JournalError(url, problem))] * len(batch)
             # one wake-up per event loop per batch, not one per caller
@@ -404,8 +403,6 @@ class _GroupCommitter:
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(future.get_loop(), []).append((future, outcome))
             for loop, results in by_loop.items():
-                try:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                     loop.call_soon_threadsafe(_resolve, results)
-                except RuntimeError:  # that loop is closed: nobody is waiting
-                    pass
         db.close()

@@ -19,9 +19,9 @@ from saga_actors import (
     action,
     compensation,
 )
-from saga_actors.testing import Fault
 from saga_actors.gateway import RayGateway
 from saga_actors.messages import StepRequest
+from saga_actors.testing import Fault
 from tests.conftest import poll
 
 pytestmark = pytest.mark.ray

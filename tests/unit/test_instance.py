@@ -74,7 +74,9 @@ class Harness:
     """A saga, its journal, a scripted gateway and a fake clock."""
 
     def __init__(self, saga: Saga = ORDER, script=None, *, deadline_s: float | None = None):
-        self.saga = saga if deadline_s is None else saga.model_copy(update={"deadline_s": deadline_s})
+        if deadline_s is not None:
+            saga = saga.model_copy(update={"deadline_s": deadline_s})
+        self.saga = saga
         self.journal = open_journal(f"memory://{uuid.uuid4().hex}")
         self.clock = FakeClock()
         self.gateway = FakeGateway(script)
@@ -227,7 +229,8 @@ def test_compensation_failure_past_its_budget_is_stuck():
     assert rec.status is SagaStatus.STUCK and rec.stuck_from is SagaStatus.COMPENSATING
     assert rec.compensated == ["pay"] and rec.to_compensate == ["reserve"]
     assert "compensation of 'reserve' failed" in rec.error
-    assert len([c for c in h.gateway.calls if c.kind == "compensation" and c.step == "reserve"]) == 3
+    undos = [c for c in h.gateway.calls if c.kind == "compensation" and c.step == "reserve"]
+    assert len(undos) == 3
 
 
 def test_a_non_retryable_compensation_failure_is_stuck_at_once():

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from saga_actors import NonRetryableError, Participant, StepContext, action, compensation
-from saga_actors.testing import Fault
 from saga_actors.messages import StepRequest
+from saga_actors.testing import Fault
 
 
 class Counter(Participant):

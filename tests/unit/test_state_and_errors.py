@@ -10,11 +10,17 @@ import pytest
 
 import saga_actors
 from saga_actors import errors
-from saga_actors.state import ALLOWED, TERMINAL, IllegalTransitionError, SagaStatus, check_transition
+from saga_actors.state import (
+    ALLOWED,
+    TERMINAL,
+    IllegalTransitionError,
+    SagaStatus,
+    check_transition,
+)
 
 
 def test_terminal_states_have_no_way_out_except_stuck():
-    assert TERMINAL == {SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK}
+    assert {SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK} == TERMINAL
     assert not ALLOWED[SagaStatus.COMPLETED] and not ALLOWED[SagaStatus.FAILED]
     assert SagaStatus.COMPLETED not in ALLOWED[SagaStatus.STUCK]
 

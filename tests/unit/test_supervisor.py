@@ -18,7 +18,8 @@ from tests.unit.test_instance import ORDER
 
 class World:
     def __init__(self, script=None, *, deadline_s=None, **settings):
-        self.saga = ORDER if deadline_s is None else ORDER.model_copy(update={"deadline_s": deadline_s})
+        self.saga = (ORDER if deadline_s is None
+                     else ORDER.model_copy(update={"deadline_s": deadline_s}))
         self.journal = open_journal(f"memory://{uuid.uuid4().hex}")
         self.clock = FakeClock()
         self.gateway = FakeGateway(script)
