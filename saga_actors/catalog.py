@@ -20,6 +20,7 @@ from typing import Protocol
 from loguru import logger
 
 from saga_actors.definition import Saga
+from saga_actors.events import Event
 from saga_actors.instance import advance
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
@@ -103,7 +104,7 @@ def mark_waiting(journal: Journal, record: SagaRecord, *, now: float) -> SagaRec
     reason = waiting_for_definition(record)
     logger.error("saga {} waits for {}", record.saga_id, reason)
     try:
-        return advance(journal, record, "definition_missing", now=now, waiting_for=reason,
+        return advance(journal, record, Event.DEFINITION_MISSING, now=now, waiting_for=reason,
                        detail={"waiting_for": reason})
     except JournalConflictError:  # another process moved it meanwhile: it has a definition
         return record

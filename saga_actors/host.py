@@ -20,6 +20,7 @@ from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import shard_of
 from saga_actors.definition import RetryPolicy
 from saga_actors.errors import SagaNotFoundError
+from saga_actors.events import Event
 from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionListener
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
@@ -127,7 +128,7 @@ class SagaHost:
         if record is None or record.status.terminal:
             return record.status.value if record else "UNKNOWN"
         delay = count_restart(
-            self._journal, record, what="instance crashed", event="instance_restarted",
+            self._journal, record, what="instance crashed", event=Event.INSTANCE_RESTARTED,
             why=why, budget=self._restart_budget, backoff=self._backoff, now=self._clock.now(),
         )
         if delay is None:

@@ -25,6 +25,7 @@ from saga_actors.errors import (
     SagaInputError,
     StepTimeoutError,
 )
+from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.messages import (
     MAX_PAYLOAD_BYTES,
@@ -57,7 +58,7 @@ class Gateway(Protocol):
 
 TransitionListener = Callable[[SagaRecord, Transition], None]
 # called at the instants a crash is most dangerous: (saga_id, "<step>:<kind>:sent") once the
-# journal holds "<kind>_sent" and before the call goes out, and "<step>:<kind>:replied" once
+# journal holds Event.sent(kind) and before the call goes out, and "<step>:<kind>:replied" once
 # the participant answered and before the journal holds it (fault injection: see actors.py)
 FaultPoint = Callable[[str, str], None]
 
@@ -156,7 +157,7 @@ def first_transition(record: SagaRecord) -> Transition:
         saga_id=record.saga_id,
         seq=0,
         at=record.created_at,
-        event="saga_started",
+        event=Event.SAGA_STARTED,
         status=SagaStatus.STARTED,
         detail={"saga_type": record.saga_type, "version": record.version},
     )
@@ -169,14 +170,42 @@ def _validation_brief(exc: ValidationError) -> str:
 
 
 class _Failure:
-    """Why a call did not succeed, and whether its effect might have happened."""
+    """Why a call did not succeed (its error's type and message), whether retrying may
+    help, and whether its effect might have happened all the same."""
 
-    __slots__ = ("error", "retryable", "uncertain")
+    __slots__ = ("error", "error_type", "retryable", "uncertain")
 
-    def __init__(self, error: str, retryable: bool, uncertain: bool) -> None:
+    def __init__(self, error_type: str, error: str, *, retryable: bool,
+                 uncertain: bool) -> None:
+        self.error_type = error_type
         self.error = error
         self.retryable = retryable
         self.uncertain = uncertain
+
+    @classmethod
+    def refused(cls, error_type: str, error: str, *, retryable: bool) -> _Failure:
+        """The participant answered with a failure: its effect did not happen."""
+        return cls(error_type, f"{error_type}: {error}", retryable=retryable, uncertain=False)
+
+    @classmethod
+    def unknown(cls, exc: Exception) -> _Failure:
+        """No answer (a timeout, a lost actor): the effect may have happened; retryable."""
+        return cls(type(exc).__name__, str(exc), retryable=True, uncertain=True)
+
+    @classmethod
+    def aborted(cls, error_type: str, reason: str, *, uncertain: bool) -> _Failure:
+        """A cancel or the deadline stopped the step (mid-call: ``uncertain``)."""
+        return cls(error_type, reason, retryable=False, uncertain=uncertain)
+
+    @classmethod
+    def bad_output(cls, problem: str) -> _Failure:
+        """The participant applied its effect but answered with unusable output."""
+        return cls("InvalidOutput", f"invalid output: {problem}", retryable=False,
+                   uncertain=True)
+
+    def settled_not_applied(self) -> _Failure:
+        """The same failure, once the participant fenced the effect: it never happened."""
+        return _Failure(self.error_type, self.error, retryable=False, uncertain=False)
 
 
 class SagaInstance:
@@ -220,7 +249,7 @@ class SagaInstance:
         rec = self.record
         if rec.status.terminal or rec.status is SagaStatus.COMPENSATING or self._past_pivot():
             return False
-        await self._commit("cancel_requested", cancel_reason=reason, detail={"reason": reason})
+        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason, detail={"reason": reason})
         self._wake_up()
         return True
 
@@ -241,7 +270,7 @@ class SagaInstance:
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
             if self.record.seq > 0 and not self.record.status.terminal:
                 # Picked up after a crash or a restart: say so, and restart the stall clock.
-                await self._commit("resumed", detail={"in_flight": self.record.in_flight},
+                await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
                                    waiting_for=None)
             while not self.record.status.terminal:
                 if self.record.status is SagaStatus.COMPENSATING:
@@ -258,11 +287,13 @@ class SagaInstance:
             in_doubt = self._in_doubt(step)
             if abort and step.kind is not StepKind.PIVOT:
                 # a step sent before a crash and never answered may have happened: undo it too
-                await self._begin_compensation(abort, failed_step=step.name if in_doubt else None)
+                await self._begin_compensation(abort, self._abort_type(),
+                                               failed_step=step.name if in_doubt else None)
                 return
             self._step_started_at = self._clock.now()
             if abort:  # a pivot: if it may have happened, settle it before anything else
-                output, failure = {}, _Failure(abort, False, uncertain=in_doubt)
+                output, failure = {}, _Failure.aborted(self._abort_type(), abort,
+                                                       uncertain=in_doubt)
             else:
                 output, failure = await self._call_with_retries(step, "action")
             if failure is not None and step.kind is StepKind.PIVOT and (
@@ -272,13 +303,15 @@ class SagaInstance:
                     return  # parked STUCK: neither forward nor back is known to be right
                 output, failure = settled
             if failure is not None:
-                reason = self._abort_reason() or f"step {step.name!r} failed: {failure.error}"
+                abort = self._abort_reason()
                 await self._begin_compensation(
-                    reason, failed_step=step.name if failure.uncertain else None, step=step.name)
+                    abort or f"step {step.name!r} failed: {failure.error}",
+                    self._abort_type() if abort else failure.error_type,
+                    failed_step=step.name if failure.uncertain else None, step=step.name)
                 return
             data = {**self.record.data, **output}
             await self._commit(
-                "step_succeeded",
+                Event.STEP_SUCCEEDED,
                 defer=True,
                 detail={"latency_s": round(self._clock.now() - self._step_started_at, 6)},
                 status=SagaStatus.PENDING,
@@ -293,7 +326,7 @@ class SagaInstance:
                 in_flight=False,
             )
         await self._commit(
-            "saga_completed", status=SagaStatus.COMPLETED, finished_at=self._clock.now()
+            Event.SAGA_COMPLETED, status=SagaStatus.COMPLETED, finished_at=self._clock.now()
         )
 
     async def _settle_pivot(
@@ -306,6 +339,7 @@ class SagaInstance:
         the compensation retry budget, or applied with an invalid output: STUCK (None)."""
         policy = step.compensation_retry
         reason = f"pivot {step.name!r}: outcome unknown ({failure.error})"
+        error_type = failure.error_type
         for attempt in range(1, policy.max_attempts + 1):
             try:
                 answer = await self._gateway.fence(step.participant, self.saga_id, step.name,
@@ -313,38 +347,41 @@ class SagaInstance:
             except (StepTimeoutError, ParticipantUnavailableError) as exc:
                 logger.warning("settling pivot {} (try {}): {}", step.name, attempt, exc)
                 reason = f"pivot {step.name!r}: outcome unknown ({exc})"
+                error_type = type(exc).__name__
                 if attempt < policy.max_attempts:
                     await self._pause(policy.backoff_s(attempt, self._rng))
                 continue
             applied = bool(answer.get("applied"))
-            await self._commit("pivot_settled", step=step.name, detail={"applied": applied},
+            await self._commit(Event.PIVOT_SETTLED, step=step.name, detail={"applied": applied},
                                uncertain=[s for s in self.record.uncertain if s != step.name])
             if not applied:
-                return {}, _Failure(failure.error, False, uncertain=False)
+                return {}, failure.settled_not_applied()
             try:
                 return _checked_output(step, answer.get("output") or {}), None
             except ValueError as exc:
                 reason = f"pivot {step.name!r} applied, but its output is invalid: {exc}"
+                error_type = "InvalidOutput"
                 break
-        await self._park(reason, step=step.name)
+        await self._park(reason, error_type, step=step.name)
         return None
 
-    async def _park(self, reason: str, *, step: str) -> None:
+    async def _park(self, reason: str, error_type: str, *, step: str) -> None:
         """Park a saga that may neither go forward nor back STUCK, for an operator to
         ``retry`` (forward again, from this step) or ``resolve``."""
         await self._commit(
-            "saga_stuck",
+            Event.SAGA_STUCK,
             status=SagaStatus.STUCK,
             stuck_from=SagaStatus.PENDING,
             step=step,
             error=reason,
             finished_at=self._clock.now(),
             in_flight=False,
+            detail={"error": reason, "error_type": error_type},
         )
         logger.error("saga STUCK: {}", reason)
 
-    async def _begin_compensation(self, reason: str, *, failed_step: str | None,
-                                  step: str | None = None) -> None:
+    async def _begin_compensation(self, reason: str, error_type: str, *,
+                                  failed_step: str | None, step: str | None = None) -> None:
         rec = self.record
         if self._past_pivot():
             # After the pivot the saga only goes forward: a step that failed for good (a
@@ -352,7 +389,7 @@ class SagaInstance:
             pivot = next(s for s in rec.completed
                          if self.definition.step(s).kind is StepKind.PIVOT)
             await self._park(f"{reason} (past the pivot {pivot!r}: nothing is compensated; "
-                             "retry or resolve)", step=step or failed_step or pivot)
+                             "retry or resolve)", error_type, step=step or failed_step or pivot)
             return
         uncertain = list(rec.uncertain)
         if failed_step and failed_step not in uncertain:
@@ -365,7 +402,7 @@ class SagaInstance:
         ]
         logger.warning("compensating {} step(s): {}", len(todo), reason)
         await self._commit(
-            "compensation_started",
+            Event.COMPENSATION_STARTED,
             status=SagaStatus.COMPENSATING,
             error=reason,
             to_compensate=todo,
@@ -374,7 +411,7 @@ class SagaInstance:
             phase=None,
             attempt=0,
             in_flight=False,
-            detail={"reason": reason, "to_compensate": todo},
+            detail={"reason": reason, "error_type": error_type, "to_compensate": todo},
         )
 
     async def _compensate(self) -> None:
@@ -383,18 +420,19 @@ class SagaInstance:
             _, failure = await self._call_with_retries(step, "compensation")
             if failure is not None:
                 await self._commit(
-                    "saga_stuck",
+                    Event.SAGA_STUCK,
                     status=SagaStatus.STUCK,
                     stuck_from=SagaStatus.COMPENSATING,
                     step=step.name,
                     error=f"compensation of {step.name!r} failed: {failure.error}",
+                    detail={"error": failure.error, "error_type": failure.error_type},
                     finished_at=self._clock.now(),
                     in_flight=False,
                 )
                 logger.error("saga STUCK: {}", self.record.error)
                 return
             await self._commit(
-                "step_compensated",
+                Event.STEP_COMPENSATED,
                 step=step.name,
                 to_compensate=self.record.to_compensate[1:],
                 compensated=[*self.record.compensated, step.name],
@@ -403,7 +441,8 @@ class SagaInstance:
                 attempt=0,
                 in_flight=False,
             )
-        await self._commit("saga_failed", status=SagaStatus.FAILED, finished_at=self._clock.now())
+        await self._commit(Event.SAGA_FAILED, status=SagaStatus.FAILED,
+                           finished_at=self._clock.now())
 
     # --- one step, with retries -----------------------------------------------------
 
@@ -419,13 +458,13 @@ class SagaInstance:
         while True:
             abort = self._abort_reason() if kind == "action" and attempt else None
             if abort:
-                return {}, _Failure(abort, False, uncertain=resend)
+                return {}, _Failure.aborted(self._abort_type(), abort, uncertain=resend)
             if resend:
                 logger.info("re-sending {} {} attempt {} after a restart", kind, step.name, attempt)
             else:
                 attempt += 1
                 await self._commit(
-                    f"{kind}_sent",
+                    Event.sent(kind),
                     status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING,
                     step=step.name,
                     current_step=step.name,
@@ -447,11 +486,12 @@ class SagaInstance:
                 if failure.uncertain and kind == "action" and step.name not in uncertain:
                     uncertain.append(step.name)
                 await self._commit(
-                    f"{kind}_attempt_failed",
+                    Event.attempt_failed(kind),
                     step=step.name,
                     in_flight=False,
                     uncertain=uncertain,
-                    detail={"error": failure.error, "final": give_up},
+                    detail={"error": failure.error, "error_type": failure.error_type,
+                            "final": give_up},
                 )
                 logger.warning(
                     "{} {} attempt {} failed{}: {}",
@@ -494,17 +534,16 @@ class SagaInstance:
             if not ours or (me is not None and me.cancelling()):
                 raise  # not ours: the whole instance is being cancelled
             # A cancel or the deadline arrived mid-call: stopped; its effect is unknown.
-            return {}, _Failure(abort, False, True)
-        except StepTimeoutError as exc:
-            return {}, _Failure(str(exc), True, True)
-        except ParticipantUnavailableError as exc:
-            return {}, _Failure(str(exc), True, True)
+            return {}, _Failure.aborted(self._abort_type(), abort, uncertain=True)
+        except (StepTimeoutError, ParticipantUnavailableError) as exc:
+            return {}, _Failure.unknown(exc)
         finally:
             self._in_flight = None
         if not reply.ok:
             policy = step.retry if kind == "action" else step.compensation_retry
             retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
-            return {}, _Failure(f"{reply.error_type}: {reply.error}", retryable, False)
+            return {}, _Failure.refused(reply.error_type or "Error", reply.error or "",
+                                        retryable=retryable)
         if kind == "compensation":
             return reply.output, None
         try:
@@ -516,7 +555,7 @@ class SagaInstance:
             return output, None
         except ValueError as exc:
             # The participant applied its effect but returned bad data: undo it.
-            return {}, _Failure(f"invalid output: {exc}", False, True)
+            return {}, _Failure.bad_output(str(exc))
 
     # --- helpers --------------------------------------------------------------------
 
@@ -533,6 +572,10 @@ class SagaInstance:
 
     def _past_pivot(self) -> bool:
         return self.definition.past_pivot(self.record.completed)
+
+    def _abort_type(self) -> str:
+        """The error type of an abort: the saga's state says which it is."""
+        return "SagaCancelled" if self.record.cancel_reason else "DeadlineExceeded"
 
     def _abort_reason(self) -> str | None:
         rec = self.record
@@ -560,7 +603,7 @@ class SagaInstance:
 
     async def _commit(
         self,
-        event: str,
+        event: Event,
         *,
         step: str | None = None,
         detail: dict[str, Any] | None = None,
@@ -592,7 +635,7 @@ class SagaInstance:
 
 def prepare(
     record: SagaRecord,
-    event: str,
+    event: Event,
     *,
     now: float,
     step: str | None = None,
@@ -600,10 +643,9 @@ def prepare(
     **changes: Any,
 ) -> tuple[SagaRecord, Transition]:
     """The next record and its transition (checked against the state table); pure."""
-    status = changes.get("status", record.status)
-    if status is not record.status:
-        check_transition(record.status, status)
-    new = record.model_copy(update={**changes, "seq": record.seq + 1, "updated_at": now})
+    new = record.updated(**changes, seq=record.seq + 1, updated_at=now)  # validated
+    if new.status is not record.status:
+        check_transition(record.status, new.status)
     transition = Transition.model_construct(  # fields are typed right here: skip validation
         saga_id=record.saga_id,
         seq=new.seq,
@@ -617,7 +659,7 @@ def prepare(
     return new, transition
 
 
-def advance(journal: Journal, record: SagaRecord, event: str, **kwargs: Any) -> SagaRecord:
+def advance(journal: Journal, record: SagaRecord, event: Event, **kwargs: Any) -> SagaRecord:
     """Journal one transition of ``record`` synchronously (for the supervisor); raises
     :class:`JournalConflictError` when another writer advanced the saga first."""
     new, transition = prepare(record, event, **kwargs)

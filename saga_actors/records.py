@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from saga_actors.constants import host_actor_name, saga_actor_name, shard_of
+from saga_actors.events import Event
 from saga_actors.state import SagaStatus
 
 Phase = Literal["action", "compensation"]
@@ -50,6 +51,17 @@ class SagaRecord(BaseModel):
     finished_at: float | None = None
     deadline_at: float | None = None
 
+    def updated(self, **changes: Any) -> SagaRecord:
+        """A copy with ``changes``, each validated like a field of a new record: a
+        misspelled field or a value of the wrong type raises instead of being journaled."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"SagaRecord has no field {sorted(unknown)}")
+        new = self.model_copy()
+        for name, value in changes.items():
+            _VALIDATOR.validate_assignment(new, name, value)
+        return new
+
 
 class Transition(BaseModel):
     """One journaled event in a saga's history."""
@@ -59,11 +71,15 @@ class Transition(BaseModel):
     saga_id: str
     seq: int
     at: float
-    event: str
+    event: Event
     status: SagaStatus
     step: str | None = None
     attempt: int = 0
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+_FIELDS = frozenset(SagaRecord.model_fields)
+_VALIDATOR = SagaRecord.__pydantic_validator__
 
 
 def runner_name(record: SagaRecord, hosts: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from saga_actors.errors import SagaNotFoundError
+from saga_actors.events import TIMEOUT_ERROR_TYPES, Event
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord, Transition, runner_name
 from saga_actors.state import SagaStatus
@@ -52,10 +53,10 @@ class Metrics(Protocol):
 
 # transition event -> (counter kind, outcome)
 _OUTCOMES = {
-    "step_succeeded": ("step", "succeeded"),
-    "action_attempt_failed": ("step", "failed"),
-    "step_compensated": ("compensation", "succeeded"),
-    "compensation_attempt_failed": ("compensation", "failed"),
+    Event.STEP_SUCCEEDED: ("step", "succeeded"),
+    Event.ACTION_ATTEMPT_FAILED: ("step", "failed"),
+    Event.STEP_COMPENSATED: ("compensation", "succeeded"),
+    Event.COMPENSATION_ATTEMPT_FAILED: ("compensation", "failed"),
 }
 
 
@@ -105,16 +106,17 @@ class Registry:
         if old is None or entry.seq >= old.seq:
             self._entries[entry.saga_id] = entry
 
-    def _count(self, entry: RegistryEntry, event: str, status: str, error: str | None,
+    def _count(self, entry: RegistryEntry, event: str, status: str, error_type: str | None,
                latency_s: float | None) -> None:
         if self._metrics is None:
             return
+        event = Event(event)
         outcome = _OUTCOMES.get(event)
         if outcome:
-            if error and "timed out" in error:
+            if error_type in TIMEOUT_ERROR_TYPES:
                 outcome = (outcome[0], "timed_out")
             self._metrics.step_outcome(*outcome)
-        if event == "step_succeeded" and latency_s is not None:
+        if event is Event.STEP_SUCCEEDED and latency_s is not None:
             self._metrics.step_latency(entry.saga_type, latency_s)
         if SagaStatus(status).terminal and entry.finished_at is not None:
             self._metrics.saga_latency(entry.saga_type, status,
@@ -166,10 +168,10 @@ class Registry:
 
 
 def feed_event(transition: Transition) -> tuple[str, str, str | None, float | None]:
-    """What the registry needs of a transition for its metrics, in a few bytes."""
+    """What the registry needs of a transition for its metrics, in a few bytes: the event,
+    the status, the failure's error type, the latency."""
     detail = transition.detail
-    error = detail.get("error")
-    return (transition.event, transition.status.value, str(error) if error else None,
+    return (Event(transition.event).value, transition.status.value, detail.get("error_type"),
             detail.get("latency_s"))
 
 
@@ -192,19 +194,21 @@ def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
     for t in history:
         if not t.step:
             continue
-        phase = "compensation" if "compensat" in t.event else "action"
+        phase = t.event.phase
+        if phase is None:
+            continue
         row = steps.setdefault((t.step, phase), {
             "step": t.step, "phase": phase, "attempts": 0, "started_at": None,
             "ended_at": None, "outcome": "in flight", "last_error": None,
         })
-        if t.event.endswith("_sent"):
+        if t.event.is_sent:
             row["attempts"] = max(row["attempts"], t.attempt)
             row["started_at"] = row["started_at"] or t.at
-        elif t.event.endswith("_attempt_failed"):
+        elif t.event.is_attempt_failure:
             row["last_error"] = t.detail.get("error")
             if t.detail.get("final"):
                 row["outcome"], row["ended_at"] = "failed", t.at
-        elif t.event in ("step_succeeded", "step_compensated"):
+        elif t.event.is_step_success:
             row["outcome"], row["ended_at"] = "succeeded", t.at
     for row in steps.values():
         if row["started_at"] and row["ended_at"]:

@@ -19,6 +19,7 @@ from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import SagaActorLost, SagaNotFoundError, SagaUsageError
+from saga_actors.events import Event
 from saga_actors.instance import advance
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord
@@ -176,7 +177,7 @@ class Supervisor:
 
     def _restart_or_give_up(self, record: SagaRecord, why: str) -> None:
         delay = count_restart(
-            self._journal, record, what="saga actor lost", event="actor_restarted", why=why,
+            self._journal, record, what="saga actor lost", event=Event.ACTOR_RESTARTED, why=why,
             budget=self.settings.restart_budget, backoff=self.settings.restart_backoff,
             now=self._clock.now(),
         )
@@ -263,7 +264,7 @@ class Supervisor:
             return await self._fleet.cancel(live.handle, reason, self.settings.answer_timeout_s)
         if record.status is not SagaStatus.STARTED or record.completed:
             return False  # between actors: let the next one take the request
-        advance(self._journal, record, "cancel_requested", now=self._clock.now(),
+        advance(self._journal, record, Event.CANCEL_REQUESTED, now=self._clock.now(),
                 cancel_reason=reason, detail={"reason": reason})
         self.wake.set()
         return True
@@ -274,7 +275,7 @@ class Supervisor:
         if record.status is not SagaStatus.STUCK:
             raise SagaUsageError(f"saga {saga_id} is {record.status.value}, not STUCK")
         back = record.stuck_from or SagaStatus.COMPENSATING
-        advance(self._journal, record, "retry_requested", now=self._clock.now(), status=back,
+        advance(self._journal, record, Event.RETRY_REQUESTED, now=self._clock.now(), status=back,
                 restarts=0, finished_at=None, in_flight=False,
                 attempt=0 if back is SagaStatus.COMPENSATING else record.attempt,
                 detail={"resumes": back.value})
@@ -290,7 +291,7 @@ class Supervisor:
         if not note.strip():
             raise SagaUsageError("resolve needs a note saying what was done")
         now = self._clock.now()
-        advance(self._journal, record, "resolved", now=now, status=SagaStatus.FAILED,
+        advance(self._journal, record, Event.RESOLVED, now=now, status=SagaStatus.FAILED,
                 finished_at=now, error=f"{record.error} (resolved by operator: {note})",
                 detail={"note": note})
 
@@ -310,7 +311,7 @@ def count_restart(
     record: SagaRecord,
     *,
     what: str,
-    event: str,
+    event: Event,
     why: str,
     budget: int,
     backoff: RetryPolicy,
@@ -321,9 +322,9 @@ def count_restart(
     count = record.restarts + 1
     if count > budget:
         reason = f"{what} {count} times (restart budget {budget}); last: {why}"
-        advance(journal, record, "saga_stuck", now=now, status=SagaStatus.STUCK,
+        advance(journal, record, Event.SAGA_STUCK, now=now, status=SagaStatus.STUCK,
                 stuck_from=record.status, error=reason, finished_at=now,
-                detail={"reason": reason})
+                detail={"reason": reason, "error_type": "RestartBudgetExceeded"})
         logger.error("saga {} STUCK: {}", record.saga_id, reason)
         return None
     delay = backoff.backoff_s(count)

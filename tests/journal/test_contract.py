@@ -57,11 +57,13 @@ class TestJournalContract:
 
     def test_several_transitions_commit_together(self, journal):
         journal.create(rec(), tr())
-        journal.commit(rec(seq=2, status=SagaStatus.PENDING), tr(seq=1, event="a"),
-                       tr(seq=2, event="b", status=SagaStatus.PENDING))
-        assert [t.event for t in journal.history("s1")] == ["saga_started", "a", "b"]
-        asyncio.run(journal.write(rec(seq=4, status=SagaStatus.PENDING), tr(seq=3, event="c"),
-                                  tr(seq=4, event="d")))
+        journal.commit(rec(seq=2, status=SagaStatus.PENDING), tr(seq=1, event="resumed"),
+                       tr(seq=2, event="action_sent", status=SagaStatus.PENDING))
+        assert [t.event for t in journal.history("s1")] == [
+            "saga_started", "resumed", "action_sent"]
+        asyncio.run(journal.write(rec(seq=4, status=SagaStatus.PENDING),
+                                  tr(seq=3, event="step_succeeded"),
+                                  tr(seq=4, event="action_sent")))
         assert journal.load("s1").seq == 4 and len(journal.history("s1")) == 5
 
     def test_commit_with_a_stale_seq_is_refused_and_changes_nothing(self, journal):

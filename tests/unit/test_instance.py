@@ -559,3 +559,36 @@ def test_cancelling_the_instance_itself_stops_it_even_past_its_deadline():
 
     asyncio.run(scenario())
     assert h.journal.load(h.saga_id).status is SagaStatus.PENDING  # left for the next instance
+
+
+def test_a_misspelled_or_mistyped_transition_field_raises_instead_of_being_journaled():
+    """``prepare`` builds the next record through validation: model_copy(update=...)
+    silently dropped a misspelled field and journaled a wrong type as it was."""
+    from pydantic import ValidationError
+
+    from saga_actors.events import Event
+    from saga_actors.instance import prepare
+
+    h = Harness()
+    rec = h.journal.load(h.saga_id)
+    with pytest.raises(TypeError, match=r"no field \['atempt'\]"):
+        prepare(rec, Event.ACTION_SENT, now=1.0, atempt=2)
+    with pytest.raises(ValidationError, match="attempt"):
+        prepare(rec, Event.ACTION_SENT, now=1.0, attempt="second")
+    with pytest.raises(ValidationError, match="status"):
+        prepare(rec, Event.ACTION_SENT, now=1.0, status="RUNNING")
+    new, transition = prepare(rec, Event.ACTION_SENT, now=1.0, attempt=2, status="PENDING")
+    assert new.attempt == 2 and new.status is SagaStatus.PENDING and rec.attempt == 0
+    assert transition.event is Event.ACTION_SENT and transition.seq == rec.seq + 1
+
+
+def test_every_failure_event_carries_its_error_type():
+    h = Harness(script={("pay", "action"): [timeout(), fail("CardDeclined", retryable=False)]})
+    rec = h.run()
+    assert rec.status is SagaStatus.FAILED
+    failures = [(t.event.value, t.detail.get("error_type"))
+                for t in h.journal.history(h.saga_id) if "error" in t.detail or
+                t.event.value == "compensation_started"]
+    assert failures == [("action_attempt_failed", "StepTimeoutError"),
+                        ("action_attempt_failed", "CardDeclined"),
+                        ("compensation_started", "CardDeclined")]
