@@ -1,4 +1,8 @@
-"""saga_actors: a durable saga runtime for Ray."""
+"""saga_actors: a durable saga runtime for Ray.
+
+``SagaRuntime`` (the one name that needs Ray) is imported on first use, so the Ray-free
+core (definitions, the state machine, the journal, participants) imports without Ray.
+"""
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.definition import RetryPolicy, Saga, Step, StepKind
@@ -9,6 +13,7 @@ from saga_actors.errors import (
     JournalError,
     NonRetryableError,
     ParticipantUnavailableError,
+    RunnerUnavailableError,
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
@@ -28,7 +33,6 @@ from saga_actors.journal.base import JournalConflictError
 from saga_actors.logging import configure_logging
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
-from saga_actors.runtime import SagaRuntime
 from saga_actors.state import SagaStatus
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "Participant",
     "ParticipantUnavailableError",
     "RetryPolicy",
+    "RunnerUnavailableError",
     "RuntimeConfig",
     "Saga",
     "SagaConflictError",
@@ -67,3 +72,15 @@ __all__ = [
     "compensation",
     "configure_logging",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SagaRuntime":
+        from saga_actors.runtime import SagaRuntime
+
+        return SagaRuntime
+    raise AttributeError(f"module 'saga_actors' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import ray
 from loguru import logger
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-from saga_actors.catalog import Catalog
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     REGISTRY_ACTOR_NAME,
@@ -31,67 +27,21 @@ from saga_actors.constants import (
     saga_actor_name,
 )
 from saga_actors.definition import Saga
-from saga_actors.errors import SagaActorLost
+from saga_actors.feed import RegistryFeed
+from saga_actors.fleet import RayFleet
 from saga_actors.gateway import RayGateway, get_actor
-from saga_actors.host import SagaHost, by_shard, shard_of
-from saga_actors.instance import FaultPoint, SagaInstance
+from saga_actors.host import SagaHost
+from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
+from saga_actors.kv_definitions import cluster_catalog
 from saga_actors.logging import configure_logging
 from saga_actors.participant import Participant
-from saga_actors.records import SagaRecord, Transition
-from saga_actors.registry import Registry, RegistryEntry, feed_event
+from saga_actors.registry import Registry
 from saga_actors.supervisor import Supervisor, SupervisorSettings
+from saga_actors.testing import crash_points
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
-
-
-def get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    """``ray.get(submit())``, asked again while the actor is restarting (a supervisor or
-    participant being restarted must not fail a client's call)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return ray.get(submit(), timeout=timeout_s)
-        except ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-class KVDefinitions:
-    """:class:`~saga_actors.catalog.SharedDefinitions` in Ray's internal KV (the GCS), the
-    way Serve checkpoints its controller: every process of the cluster reads it, and it
-    outlives any actor's restart (not a whole-cluster restart: then the definitions are
-    registered again, and the sagas waiting for them recover). Definitions are code, so
-    they travel cloudpickled, as Ray ships classes defined in ``__main__``; the journal
-    stays JSON."""
-
-    def __init__(self, namespace: str) -> None:
-        self._prefix = f"{namespace}/definition/"
-
-    def _key(self, name: str, version: int) -> str:
-        return f"{self._prefix}{name}/v{version}"
-
-    def put(self, saga: Saga) -> None:
-        from ray.experimental import internal_kv
-
-        internal_kv._internal_kv_put(self._key(saga.name, saga.version),
-                                     ray.cloudpickle.dumps(saga), namespace=_KV_NAMESPACE)
-
-    def get(self, name: str, version: int) -> Saga | None:
-        from ray.experimental import internal_kv
-
-        raw = internal_kv._internal_kv_get(self._key(name, version), namespace=_KV_NAMESPACE)
-        return None if raw is None else ray.cloudpickle.loads(raw)
-
-
-_KV_NAMESPACE = "saga_actors"
-
-
-def catalog(config: RuntimeConfig) -> Catalog:
-    """The definitions catalog of an actor that runs or recovers sagas."""
-    return Catalog(KVDefinitions(config.namespace))
 
 
 # --- participants ---------------------------------------------------------------------
@@ -188,69 +138,6 @@ def _wait_serving(actors: dict[Any, dict | None]) -> None:
 # --- sagas ----------------------------------------------------------------------------
 
 
-class RegistryFeed:
-    """Batches transitions for the registry: at most one Ray call per flush interval,
-    carrying the latest entry of each saga and the transitions since the last flush."""
-
-    def __init__(self, namespace: str, *, interval_s: float = 0.2) -> None:
-        self._namespace = namespace
-        self._interval_s = interval_s
-        # saga id -> (latest record, compact events since the last flush); the entry is
-        # built once per flush, not once per transition
-        self._pending: dict[str, tuple[SagaRecord, list[tuple]]] = {}
-        self._registry: Any = None
-        self._flusher: asyncio.Task | None = None
-
-    def push(self, record: SagaRecord, transition: Transition) -> None:
-        pending = self._pending.get(record.saga_id)
-        events = pending[1] if pending else []
-        events.append(feed_event(transition))
-        self._pending[record.saga_id] = (record, events)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._interval_s)
-        await self.flush(wait=False)
-
-    async def flush(self, *, wait: bool) -> None:
-        """Send what is pending; a lost batch is repaired by the registry's resync."""
-        if not self._pending:
-            return
-        batch = [{"entry": RegistryEntry.of(record).model_dump(mode="json"), "events": events}
-                 for record, events in self._pending.values()]
-        self._pending = {}
-        if self._registry is None:
-            self._registry = get_actor(REGISTRY_ACTOR_NAME, self._namespace)
-            if self._registry is None:
-                return
-        ref = self._registry.ingest.remote(batch)
-        if wait:
-            try:
-                await asyncio.wait_for(asyncio.ensure_future(ref), timeout=2.0)
-            except Exception as exc:  # noqa: BLE001 - best effort by design
-                logger.debug("registry feed flush failed: {}", exc)
-
-
-def crash_points(config: RuntimeConfig) -> FaultPoint | None:
-    """Exit this process once per saga at each of ``config.crash_points`` (fault
-    injection); a marker file in the data folder makes the restarted process go on."""
-    points = set(config.crash_points)
-    if not points:
-        return None
-
-    def at(saga_id: str, point: str) -> None:
-        marker = Path(config.data_dir) / "crashed" / f"{saga_id}@{point}"
-        if point not in points or marker.exists():
-            return
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        logger.bind(saga_id=saga_id).warning("crash point {}: exiting", point)
-        os._exit(1)
-
-    return at
-
-
 class SagaActorImpl:
     """One saga instance in its own Ray actor; resumes from the journal on every start."""
 
@@ -325,76 +212,6 @@ def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> A
     ).remote(definition, saga_id, config)
 
 
-class RayFleet:
-    """The supervisor's hands on Ray."""
-
-    def __init__(self, config: RuntimeConfig) -> None:
-        self._config = config
-        self._hosts: dict[int, Any] = {}
-
-    def spawn(self, definition: Saga, saga_id: str) -> Any:
-        return spawn_saga_actor(definition, saga_id, self._config)
-
-    async def watch(self, saga_id: str, handle: Any, running: Callable[[], None]) -> None:
-        up = False
-        while True:
-            try:
-                if not up:  # answered once its process is up and the saga loaded
-                    await handle.ready.remote()
-                    up = True
-                    running()
-                await handle.watch.remote()
-                return
-            except ActorUnavailableError:
-                await asyncio.sleep(0.2)  # Ray is restarting it: ask again
-            except ActorDiedError as exc:
-                raise SagaActorLost(saga_id, _death(exc)) from None
-            except RayActorError as exc:
-                raise SagaActorLost(saga_id, type(exc).__name__) from None
-
-    async def nudge(self, handle: Any, timeout_s: float) -> bool:
-        return await self._ask(handle.nudge.remote(), timeout_s, False)
-
-    async def cancel(self, handle: Any, reason: str, timeout_s: float) -> bool:
-        return await self._ask(handle.cancel.remote(reason), timeout_s, False)
-
-    def kill(self, handle: Any) -> None:
-        ray.kill(handle, no_restart=True)
-
-    async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
-        index = shard_of(saga_id, self._config.hosts)
-        return await self._host_call(index, method, saga_id, *args)
-
-    async def ensure_hosted(self, saga_ids: list[str]) -> None:
-        groups = by_shard(saga_ids, self._config.hosts)
-        await asyncio.gather(*(self._host_call(i, "ensure", ids) for i, ids in groups.items()))
-
-    async def _host_call(self, index: int, method: str, *args: Any) -> Any:
-        """Call a host; a host that is gone for good is started again (it recovers its
-        shard from the journal) and asked once more."""
-        for _ in range(2):
-            host = self._hosts.get(index) or self._hosts.setdefault(
-                index, saga_host(index, self._config))
-            try:
-                return await asyncio.wait_for(
-                    asyncio.ensure_future(getattr(host, method).remote(*args)), timeout=30.0)
-            except ActorDiedError:
-                logger.warning("host {} is gone; starting it again", index)
-                self._hosts.pop(index, None)
-            except (asyncio.TimeoutError, RayActorError) as exc:
-                logger.warning("host {} did not answer {}: {}", index, method, exc)
-                return None
-        return None
-
-    @staticmethod
-    async def _ask(ref: Any, timeout_s: float, default: Any) -> Any:
-        try:
-            return await asyncio.wait_for(asyncio.ensure_future(ref), timeout=timeout_s)
-        except (asyncio.TimeoutError, RayActorError):
-            ray.cancel(ref)
-            return default
-
-
 class SagaHostImpl:
     """A pool member for `hosted` placement: thousands of saga instances in one actor."""
 
@@ -405,7 +222,7 @@ class SagaHostImpl:
         self.host = SagaHost(
             index, count, open_journal(config.journal, create=False), self._gateway,
             on_transition=self._feed.push, fault_point=crash_points(config),
-            restart_budget=config.restart_budget, definitions=catalog(config),
+            restart_budget=config.restart_budget, definitions=cluster_catalog(config),
         )
         self._index = index
         asyncio.get_running_loop().call_soon(self.host.recover)
@@ -467,14 +284,6 @@ def saga_hosts(config: RuntimeConfig) -> list[Any]:
     return hosts
 
 
-def _death(exc: ActorDiedError) -> str:
-    text = str(exc)
-    for marker in ("ray.kill", "exit", "killed", "died"):
-        if marker in text:
-            return f"actor died ({marker})"
-    return "actor died"
-
-
 # --- services -------------------------------------------------------------------------
 
 
@@ -488,8 +297,9 @@ class SupervisorActorImpl:
             restart_budget=config.restart_budget,
             stall_grace_s=config.stall_grace_s,
         )
-        self.supervisor = Supervisor(open_journal(config.journal, create=False), RayFleet(config),
-                                     settings=settings, definitions=catalog(config))
+        fleet = RayFleet(config, spawn=spawn_saga_actor, host=saga_host)
+        self.supervisor = Supervisor(open_journal(config.journal, create=False), fleet,
+                                     settings=settings, definitions=cluster_catalog(config))
         self._loop = asyncio.get_running_loop().create_task(
             self.supervisor.run_forever(config.supervisor_tick_s)
         )

@@ -21,9 +21,9 @@ from loguru import logger
 
 from saga_actors.definition import Saga
 from saga_actors.events import Event
-from saga_actors.instance import advance
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
+from saga_actors.transitions import advance
 
 MISS_TTL_S = 0.5  # a definition not found is looked up again after this (each tick asks)
 

@@ -19,6 +19,7 @@ from saga_actors.registry import RegistryEntry, describe
 from saga_actors.state import SagaStatus
 
 STATUSES = [s.value for s in SagaStatus]
+CALL_TIMEOUT_S = 60.0  # the supervisor itself waits runner_answer_timeout_s (30 s) for a host
 
 
 class Cluster:
@@ -35,10 +36,40 @@ class Cluster:
         return self._services
 
     def call(self, which: int, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Ask the supervisor (0) or the registry (1); a saga_actors error it raises comes
+        back as itself, and one that does not answer in time is a clear error."""
         import ray
 
         actor = self.services()[which]
-        return ray.get(getattr(actor, method).remote(*args, **kwargs), timeout=60)
+        name = ("supervisor", "registry")[which]
+        try:
+            return ray.get(getattr(actor, method).remote(*args, **kwargs),
+                           timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise click.ClickException(f"the {name} did not answer {method} within "
+                                       f"{CALL_TIMEOUT_S:g}s; nothing is known to have "
+                                       "happened, try again") from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            if isinstance(cause, SagaError):
+                raise cause from None
+            raise
+
+
+def _cluster_options(fn: Any) -> Any:
+    """``--address`` and ``--namespace`` after the command too (``list --address X``)."""
+    def set_address(ctx: click.Context, _: Any, value: str | None) -> None:
+        if value:
+            ctx.find_object(Cluster).address = value
+
+    def set_namespace(ctx: click.Context, _: Any, value: str | None) -> None:
+        if value:
+            ctx.find_object(Cluster).namespace = value
+
+    fn = click.option("--namespace", expose_value=False, callback=set_namespace,
+                      help="The runtime's Ray namespace (as before the command).")(fn)
+    return click.option("--address", expose_value=False, callback=set_address,
+                        help="Ray cluster HOST:PORT (as before the command).")(fn)
 
 
 def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
@@ -135,6 +166,7 @@ def main(ctx: click.Context, address: str | None, namespace: str) -> None:
 
 
 @main.command("list")
+@_cluster_options
 @click.option("--status", type=click.Choice(STATUSES, case_sensitive=False))
 @click.option("--type", "saga_type", help="Only sagas of this type.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
@@ -152,6 +184,7 @@ def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit:
 
 
 @main.command()
+@_cluster_options
 @click.argument("saga_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_obj
@@ -169,6 +202,7 @@ def _get(cluster: Cluster, saga_id: str) -> dict[str, Any]:
 
 
 @main.command()
+@_cluster_options
 @click.argument("saga_id", required=False)
 @click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True)
 @click.option("--count", type=click.IntRange(1), help="Stop after this many refreshes.")
@@ -195,19 +229,30 @@ def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | N
 
 
 @main.command()
+@_cluster_options
 @click.argument("saga_id")
 @click.option("--reason", default="cancelled by operator", show_default=True)
 @click.pass_obj
 def cancel(cluster: Cluster, saga_id: str, reason: str) -> None:
     """Abort a running saga: it compensates and ends FAILED."""
-    _get(cluster, saga_id)
-    if not cluster.call(0, "cancel", saga_id, reason):
-        raise click.ClickException(
-            f"saga {saga_id} cannot be cancelled (it is over, compensating, or past its pivot)")
+    info = _get(cluster, saga_id)
+    if not _operator(cluster.call, 0, "cancel", saga_id, reason):
+        raise click.ClickException(f"saga {saga_id} cannot be cancelled: {_why_not(info)}")
     click.echo(f"cancel requested: {saga_id} will compensate and end FAILED")
 
 
+def _why_not(info: dict[str, Any]) -> str:
+    """Why a cancel was refused, from where the saga stood."""
+    status = info["status"]
+    if status in ("COMPLETED", "FAILED", "STUCK"):
+        return f"it is already {status}"
+    if status == "COMPENSATING":
+        return "it is already compensating"
+    return "it is past its pivot (it can only go forward)"
+
+
 @main.command()
+@_cluster_options
 @click.argument("saga_id")
 @click.pass_obj
 def retry(cluster: Cluster, saga_id: str) -> None:
@@ -218,6 +263,7 @@ def retry(cluster: Cluster, saga_id: str) -> None:
 
 
 @main.command()
+@_cluster_options
 @click.argument("saga_id")
 @click.option("--note", required=True, help="What the operator did; kept in the history.")
 @click.pass_obj
@@ -231,7 +277,7 @@ def resolve(cluster: Cluster, saga_id: str, note: str) -> None:
 def _operator(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
-    except SagaError as exc:
+    except SagaError as exc:  # RunnerUnavailableError too: the host did not answer
         raise click.ClickException(str(exc)) from None
 
 

@@ -43,6 +43,9 @@ class RuntimeConfig(BaseModel):
         1000, ge=1, description="Ray calls one participant actor serves at once (a hosted "
         "batch is one call carrying up to 64 requests).",
     )
+    runner_answer_timeout_s: float = Field(
+        30.0, gt=0, description="How long the supervisor waits for a saga's actor or host to "
+        "answer an operator's request (cancel) or a check, before it reports it unavailable.")
     saga_max_restarts: int = Field(2, ge=0, description="Ray's own restarts of a saga actor.")
     restart_budget: int = Field(5, ge=0, description="Supervisor restarts before STUCK.")
     supervisor_tick_s: float = Field(0.5, gt=0, description="Supervisor check interval.")

@@ -101,6 +101,10 @@ class Step(_Data):
         None, description="Validates the action's output before it is merged."
     )
 
+    def policy(self, phase: str) -> RetryPolicy:
+        """The retry policy of the ``action`` or the ``compensation``."""
+        return self.retry if phase == "action" else self.compensation_retry
+
     @model_validator(mode="after")
     def _shape(self) -> Step:
         if not self.action:

@@ -233,6 +233,22 @@ class SagaWaitTimeoutError(SagaRuntimeError):
         )
 
 
+class RunnerUnavailableError(SagaRuntimeError):
+    """The actor that runs a saga (its own, or its host) did not answer a request in time,
+    or is gone: nothing was done; the request may be tried again."""
+
+    def __init__(self, saga_id: str, runner: str, request: str, detail: str) -> None:
+        super().__init__(saga_id, runner, request, detail)
+        self.saga_id = saga_id
+        self.runner = runner
+        self.request = request
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return (f"saga {self.saga_id}: {self.runner} did not answer {self.request} "
+                f"({self.detail}); nothing was done, try again")
+
+
 class SagaActorLost(SagaRuntimeError):
     """A saga's actor is gone for good; the supervisor restarts it from the journal."""
 

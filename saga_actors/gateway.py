@@ -11,6 +11,7 @@ call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,19 @@ from saga_actors.messages import StepReply, StepRequest
 
 RESEND_EVERY_S = 0.2  # while a participant restarts
 MAX_BATCH = 64  # requests in one Ray task (a batch is one of the participant's call slots)
+
+
+def get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    """``ray.get(submit())``, asked again while the actor is restarting (a supervisor or
+    participant being restarted must not fail a client's call)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(submit(), timeout=timeout_s)
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(RESEND_EVERY_S)
 
 
 def get_actor(name: str, namespace: str) -> Any | None:

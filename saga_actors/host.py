@@ -24,8 +24,8 @@ from saga_actors.events import Event
 from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionListener
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
+from saga_actors.restarts import count_restart
 from saga_actors.state import SagaStatus
-from saga_actors.supervisor import count_restart
 
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
 T = TypeVar("T")

@@ -14,29 +14,26 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from loguru import logger
-from pydantic import SecretBytes, SecretStr, ValidationError
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic import ValidationError
 
+from saga_actors.admission import validation_brief
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import Saga, Step, StepKind
 from saga_actors.errors import (
     ParticipantUnavailableError,
-    SagaConflictError,
-    SagaInputError,
     StepTimeoutError,
 )
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.messages import (
-    MAX_PAYLOAD_BYTES,
     Kind,
-    NotJSONError,
     StepReply,
     StepRequest,
     encode_json,
 )
 from saga_actors.records import SagaRecord, Transition
-from saga_actors.state import SagaStatus, check_transition
+from saga_actors.state import SagaStatus
+from saga_actors.transitions import prepare
 
 
 class Gateway(Protocol):
@@ -63,110 +60,6 @@ TransitionListener = Callable[[SagaRecord, Transition], None]
 FaultPoint = Callable[[str, str], None]
 
 _RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
-
-
-def build_record(
-    definition: Saga,
-    saga_id: str,
-    payload: Any,
-    *,
-    now: float,
-    placement: str | None = None,
-    definition_ref: str | None = None,
-    max_bytes: int = MAX_PAYLOAD_BYTES,
-) -> SagaRecord:
-    """Validate ``payload`` against the saga's input model and build its first record.
-
-    Raises :class:`SagaInputError` (nothing is journaled) for an input that does not
-    validate, cannot be stored as JSON, or is larger than ``max_bytes`` as JSON.
-    """
-    model = definition.input_model
-    try:
-        parsed = payload if isinstance(payload, model) else model.model_validate(payload)
-        # secrets are journaled as themselves (recovery and participants need them); the
-        # registry, the CLI views and the logs never carry a saga's input
-        data = to_jsonable_python(_reveal(parsed.model_dump()))
-        encode_json(data, limit=max_bytes, setting="max_input_bytes")
-    except ValidationError as exc:
-        raise SagaInputError(definition.name, _validation_brief(exc)) from None
-    except NotJSONError as exc:
-        raise SagaInputError(definition.name, str(exc)) from None
-    except (TypeError, ValueError, PydanticSerializationError) as exc:
-        raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
-    return SagaRecord(
-        saga_id=saga_id,
-        saga_type=definition.name,
-        version=definition.version,
-        placement=placement or definition.placement,
-        definition_ref=definition_ref,
-        input=data,
-        data=dict(data),
-        created_at=now,
-        updated_at=now,
-        deadline_at=now + definition.deadline_s if definition.deadline_s else None,
-    )
-
-
-def admit(journal: Journal, record: SagaRecord) -> SagaRecord:
-    """Journal a new saga; an existing saga with the same id and input is returned instead.
-
-    Raises :class:`SagaConflictError` when the id is taken by another type or input.
-    """
-    if journal.create(record, first_transition(record)):
-        return record
-    return _existing(journal, record)
-
-
-async def admit_async(journal: Journal, record: SagaRecord) -> SagaRecord:
-    """:func:`admit`, with the journal write group-committed."""
-    if await journal.create_async(record, first_transition(record)):
-        return record
-    return _existing(journal, record)
-
-
-def admitted_before(journal: Journal, record: SagaRecord) -> SagaRecord | None:
-    """The saga already journaled under ``record``'s id, if any; raises
-    :class:`SagaConflictError` when it is of another type or input."""
-    return _existing(journal, record) if journal.load(record.saga_id) is not None else None
-
-
-def _existing(journal: Journal, record: SagaRecord) -> SagaRecord:
-    existing = journal.load(record.saga_id)
-    assert existing is not None
-    if existing.saga_type != record.saga_type:
-        raise SagaConflictError(record.saga_id, f"it is a {existing.saga_type!r} saga")
-    if existing.input != record.input:
-        raise SagaConflictError(record.saga_id, "it was started with a different input")
-    return existing
-
-
-def _reveal(value: Any) -> Any:
-    if isinstance(value, (SecretStr, SecretBytes)):
-        secret = value.get_secret_value()
-        return secret.decode() if isinstance(secret, bytes) else secret
-    if isinstance(value, dict):
-        return {k: _reveal(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_reveal(v) for v in value]
-    return value
-
-
-def first_transition(record: SagaRecord) -> Transition:
-    """The ``saga_started`` transition journaled with a new saga."""
-    return Transition(
-        saga_id=record.saga_id,
-        seq=0,
-        at=record.created_at,
-        event=Event.SAGA_STARTED,
-        status=SagaStatus.STARTED,
-        detail={"saga_type": record.saga_type, "version": record.version},
-    )
-
-
-def _validation_brief(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
-    )
 
 
 class _Failure:
@@ -337,7 +230,7 @@ class SagaInstance:
         (:meth:`Gateway.fence`). Applied: its output, and the saga goes forward. Not applied
         (and now never will be): a certain failure, and the saga compensates. Unknown past
         the compensation retry budget, or applied with an invalid output: STUCK (None)."""
-        policy = step.compensation_retry
+        policy = step.policy("compensation")  # settling is as patient as undoing
         reason = f"pivot {step.name!r}: outcome unknown ({failure.error})"
         error_type = failure.error_type
         for attempt in range(1, policy.max_attempts + 1):
@@ -450,7 +343,7 @@ class SagaInstance:
         self, step: Step, kind: Kind
     ) -> tuple[dict[str, Any], _Failure | None]:
         rec = self.record
-        policy = step.retry if kind == "action" else step.compensation_retry
+        policy = step.policy(kind)
         forever = kind == "action" and step.kind is StepKind.RETRIABLE
         resuming = rec.current_step == step.name and rec.phase == kind
         attempt = rec.attempt if resuming else 0
@@ -540,7 +433,7 @@ class SagaInstance:
         finally:
             self._in_flight = None
         if not reply.ok:
-            policy = step.retry if kind == "action" else step.compensation_retry
+            policy = step.policy(kind)
             retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
             return {}, _Failure.refused(reply.error_type or "Error", reply.error or "",
                                         retryable=retryable)
@@ -633,40 +526,6 @@ class SagaInstance:
                     logger.exception("transition listener failed")
 
 
-def prepare(
-    record: SagaRecord,
-    event: Event,
-    *,
-    now: float,
-    step: str | None = None,
-    detail: dict[str, Any] | None = None,
-    **changes: Any,
-) -> tuple[SagaRecord, Transition]:
-    """The next record and its transition (checked against the state table); pure."""
-    new = record.updated(**changes, seq=record.seq + 1, updated_at=now)  # validated
-    if new.status is not record.status:
-        check_transition(record.status, new.status)
-    transition = Transition.model_construct(  # fields are typed right here: skip validation
-        saga_id=record.saga_id,
-        seq=new.seq,
-        at=now,
-        event=event,
-        status=new.status,
-        step=step or new.current_step,
-        attempt=new.attempt,
-        detail=detail or ({"error": new.error} if "error" in changes else {}),
-    )
-    return new, transition
-
-
-def advance(journal: Journal, record: SagaRecord, event: Event, **kwargs: Any) -> SagaRecord:
-    """Journal one transition of ``record`` synchronously (for the supervisor); raises
-    :class:`JournalConflictError` when another writer advanced the saga first."""
-    new, transition = prepare(record, event, **kwargs)
-    journal.commit(new, transition)
-    return new
-
-
 def _checked_output(step: Step, output: Any) -> dict[str, Any]:
     if not isinstance(output, dict):
         raise ValueError(f"expected a dict, got {type(output).__name__}")
@@ -675,6 +534,6 @@ def _checked_output(step: Step, output: Any) -> dict[str, Any]:
         try:
             output = step.output_model.model_validate(output).model_dump(mode="json")
         except ValidationError as exc:
-            raise ValueError(_validation_brief(exc)) from None
+            raise ValueError(validation_brief(exc)) from None
     return output
 

@@ -15,13 +15,18 @@ import ray
 from loguru import logger
 
 from saga_actors.actors import (
-    KVDefinitions,
     deploy_participant,
     deploy_participants,
     ensure_services,
     find_services,
-    get_riding_restarts,
     saga_hosts,
+)
+from saga_actors.admission import (
+    admit,
+    admit_async,
+    admitted_before,
+    build_record,
+    first_transition,
 )
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import participant_actor_name
@@ -38,15 +43,10 @@ from saga_actors.errors import (
     UnknownPlacementError,
     UnknownSagaTypeError,
 )
+from saga_actors.gateway import get_riding_restarts
 from saga_actors.host import by_shard, shard_of
-from saga_actors.instance import (
-    admit,
-    admit_async,
-    admitted_before,
-    build_record,
-    first_transition,
-)
 from saga_actors.journal import open_journal
+from saga_actors.kv_definitions import KVDefinitions
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition, runner_name
 from saga_actors.state import SagaStatus

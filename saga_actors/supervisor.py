@@ -18,12 +18,18 @@ from loguru import logger
 from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import RetryPolicy, Saga
-from saga_actors.errors import SagaActorLost, SagaNotFoundError, SagaUsageError
+from saga_actors.errors import (
+    RunnerUnavailableError,
+    SagaActorLost,
+    SagaNotFoundError,
+    SagaUsageError,
+)
 from saga_actors.events import Event
-from saga_actors.instance import advance
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord
+from saga_actors.restarts import count_restart, stall_limit_s
 from saga_actors.state import SagaStatus
+from saga_actors.transitions import advance
 
 
 class Fleet(Protocol):
@@ -39,7 +45,7 @@ class Fleet(Protocol):
     async def nudge(self, handle: Any, timeout_s: float) -> bool:
         """Wake the saga to re-check its deadline; False if the actor did not answer."""
 
-    async def cancel(self, handle: Any, reason: str, timeout_s: float) -> bool:
+    async def cancel(self, saga_id: str, handle: Any, reason: str, timeout_s: float) -> bool:
         """Ask the saga to abort and compensate."""
 
     def kill(self, handle: Any) -> None:
@@ -193,13 +199,16 @@ class Supervisor:
             definition = self.definitions.resolve(record)
             if definition is None:
                 continue
-            if self._overdue(definition, record, now):
-                await self._fleet.hosted(record.saga_id, "nudge")
-            elif now - record.updated_at > stall_limit_s(definition, record,
-                                                         self.settings.stall_grace_s):
-                logger.warning("hosted saga {}: no progress; restarting its instance",
-                               record.saga_id)
-                await self._fleet.hosted(record.saga_id, "restart")
+            try:
+                if self._overdue(definition, record, now):
+                    await self._fleet.hosted(record.saga_id, "nudge")
+                elif now - record.updated_at > stall_limit_s(definition, record,
+                                                             self.settings.stall_grace_s):
+                    logger.warning("hosted saga {}: no progress; restarting its instance",
+                                   record.saga_id)
+                    await self._fleet.hosted(record.saga_id, "restart")
+            except RunnerUnavailableError as exc:  # the next pass looks again
+                logger.warning("{}", exc)
 
     def _overdue(self, definition: Saga, record: SagaRecord, now: float) -> bool:
         """Past its deadline (and grace) while it could still be aborted."""
@@ -253,7 +262,8 @@ class Supervisor:
         return record
 
     async def cancel(self, saga_id: str, reason: str) -> bool:
-        """Abort a running or queued saga; False if it is done or past its pivot."""
+        """Abort a running or queued saga; False if it is done or past its pivot. Raises
+        :class:`RunnerUnavailableError` if the actor running it does not answer."""
         record = self._load(saga_id)
         if record.status.terminal:
             return False
@@ -261,7 +271,8 @@ class Supervisor:
             return bool(await self._fleet.hosted(saga_id, "cancel", reason))
         live = self._live.get(saga_id)
         if live is not None:
-            return await self._fleet.cancel(live.handle, reason, self.settings.answer_timeout_s)
+            return await self._fleet.cancel(saga_id, live.handle, reason,
+                                            self.settings.answer_timeout_s)
         if record.status is not SagaStatus.STARTED or record.completed:
             return False  # between actors: let the next one take the request
         advance(self._journal, record, Event.CANCEL_REQUESTED, now=self._clock.now(),
@@ -304,44 +315,3 @@ class Supervisor:
             "max_dedicated": self.settings.max_dedicated,
             "unresolvable": sorted(self._unresolvable),
         }
-
-
-def count_restart(
-    journal: Journal,
-    record: SagaRecord,
-    *,
-    what: str,
-    event: Event,
-    why: str,
-    budget: int,
-    backoff: RetryPolicy,
-    now: float,
-) -> float | None:
-    """Journal one more restart of whatever runs ``record`` and return the backoff before
-    it; past ``budget`` restarts, park the saga STUCK with the reason and return None."""
-    count = record.restarts + 1
-    if count > budget:
-        reason = f"{what} {count} times (restart budget {budget}); last: {why}"
-        advance(journal, record, Event.SAGA_STUCK, now=now, status=SagaStatus.STUCK,
-                stuck_from=record.status, error=reason, finished_at=now,
-                detail={"reason": reason, "error_type": "RestartBudgetExceeded"})
-        logger.error("saga {} STUCK: {}", record.saga_id, reason)
-        return None
-    delay = backoff.backoff_s(count)
-    advance(journal, record, event, now=now, restarts=count,
-            detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
-    logger.warning("saga {}: restart {} in {:.2f}s: {}", record.saga_id, count, delay, why)
-    return delay
-
-
-def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float:
-    """How long a saga may go without a journaled transition before it counts as stalled.
-
-    Every attempt journals at least once, so one attempt's timeout plus the longest backoff
-    plus a grace bounds the quiet time of a healthy saga.
-    """
-    if record.current_step is None:
-        return grace_s
-    step = definition.step(record.current_step)
-    policy = step.retry if record.phase == "action" else step.compensation_retry
-    return step.timeout_s + policy.max_backoff_s + grace_s

@@ -11,7 +11,14 @@ process running a saga can also be made to exit at exact points: see
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
+
+from saga_actors.config import RuntimeConfig
+from saga_actors.instance import FaultPoint
 
 
 class Fault(BaseModel):
@@ -25,4 +32,23 @@ class Fault(BaseModel):
     times: int | None = Field(None, ge=1, description="Fault the first N calls only.")
 
 
-__all__ = ["Fault"]
+def crash_points(config: RuntimeConfig) -> FaultPoint | None:
+    """Exit this process once per saga at each of ``config.crash_points`` (fault
+    injection); a marker file in the data folder makes the restarted process go on."""
+    points = set(config.crash_points)
+    if not points:
+        return None
+
+    def at(saga_id: str, point: str) -> None:
+        marker = Path(config.data_dir) / "crashed" / f"{saga_id}@{point}"
+        if point not in points or marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        logger.bind(saga_id=saga_id).warning("crash point {}: exiting", point)
+        os._exit(1)
+
+    return at
+
+
+__all__ = ["Fault", "crash_points"]

@@ -44,12 +44,13 @@ import ray  # noqa: E402
 
 from examples import order_fulfillment, trip_booking  # noqa: E402
 from saga_actors import SagaRuntime, SagaStatus, configure_logging  # noqa: E402
-from saga_actors.actors import find_services, get_riding_restarts  # noqa: E402
+from saga_actors.actors import find_services  # noqa: E402
 from saga_actors.constants import (  # noqa: E402
     host_actor_name,
     participant_actor_name,
     saga_actor_name,  # noqa: E402
 )
+from saga_actors.gateway import get_riding_restarts  # noqa: E402
 from saga_actors.host import shard_of  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 

@@ -30,13 +30,22 @@ def poll(condition: Callable[[], Any], *, timeout_s: float = 30.0, every_s: floa
         time.sleep(every_s)
 
 
+def state_address() -> str:
+    """This session's Ray, for the state API (with no address it guesses among every Ray
+    on the machine)."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
 def kill_namespace(namespace: str) -> None:
     """Kill every live actor of ``namespace`` in the session's Ray."""
     import ray
     from ray.util.state import list_actors
 
-    for a in list_actors(filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
-                         limit=10_000, raise_on_missing_output=False):
+    alive = [("ray_namespace", "=", namespace), ("state", "=", "ALIVE")]
+    for a in list_actors(address=state_address(), filters=alive, limit=10_000,
+                         raise_on_missing_output=False):
         if a.name:
             with contextlib.suppress(ValueError, ray.exceptions.RayError):  # gone already
                 ray.kill(ray.get_actor(a.name, namespace), no_restart=True)
@@ -119,8 +128,9 @@ class RuntimeHarness:
         from ray.util.state import list_actors
 
         namespace = self.runtime.config.namespace
-        found = list_actors(filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
-                            limit=10_000, raise_on_missing_output=False)
+        alive = [("ray_namespace", "=", namespace), ("state", "=", "ALIVE")]
+        found = list_actors(address=state_address(), filters=alive, limit=10_000,
+                            raise_on_missing_output=False)
         handles = []
         for a in found:
             if a.name and a.name.startswith("saga:"):

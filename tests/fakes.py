@@ -150,7 +150,7 @@ class FakeFleet:
         inst.nudge()
         return True
 
-    async def cancel(self, handle, reason, timeout_s):
+    async def cancel(self, saga_id, handle, reason, timeout_s):
         inst = getattr(self.alive.get(handle), "instance", None)
         return bool(inst and await inst.request_cancel(reason))
 

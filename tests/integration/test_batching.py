@@ -22,7 +22,7 @@ from saga_actors import (
 from saga_actors.gateway import RayGateway
 from saga_actors.messages import StepRequest
 from saga_actors.testing import Fault
-from tests.conftest import poll
+from tests.conftest import poll, state_address
 
 pytestmark = pytest.mark.ray
 
@@ -88,7 +88,8 @@ def test_a_batch_is_one_task_named_after_every_step_it_carries(make_harness):
     assert [r.ok for r in replies] == [True, True]
     assert gateway.sent == {"ray_calls": 1, "requests": 2}
     name = f"{a.task_name},{b.task_name}"
-    poll(lambda: list_tasks(filters=[("name", "=", name)], raise_on_missing_output=False),
+    poll(lambda: list_tasks(address=state_address(), filters=[("name", "=", name)],
+                            raise_on_missing_output=False),
          what=f"task {name} in the state API")
 
 

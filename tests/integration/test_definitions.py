@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from examples.order_fulfillment import PARTICIPANTS, sample_input
 from saga_actors import RetryPolicy, Saga, SagaConflictError, SagaStatus, Step
+from saga_actors.admission import admit, build_record
 from saga_actors.constants import shard_of
-from saga_actors.instance import admit, build_record
 from saga_actors.testing import Fault
 from tests.conftest import poll
 

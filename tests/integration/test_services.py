@@ -20,7 +20,7 @@ from saga_actors.actors import find_services
 from saga_actors.cli import main as cli_main
 from saga_actors.constants import REGISTRY_ACTOR_NAME, SUPERVISOR_ACTOR_NAME, saga_actor_name
 from saga_actors.testing import Fault
-from tests.conftest import ROOT, poll
+from tests.conftest import ROOT, poll, state_address
 
 pytestmark = pytest.mark.ray
 SAGA_ACTORS_BIN = os.path.join(os.path.dirname(sys.executable), "saga-actors")
@@ -131,15 +131,17 @@ def test_state_api_lists_saga_actors_and_step_tasks_by_name(harness):
     rt = harness.runtime
     saga_id = rt.start("order_fulfillment", sample_input(3))
     poll(lambda: in_flight(rt, saga_id), what="payment in flight")
-    actors = poll(lambda: list_actors(filters=[("name", "=", saga_actor_name(saga_id))]),
+    actors = poll(lambda: list_actors(address=state_address(),
+                                      filters=[("name", "=", saga_actor_name(saga_id))]),
                   what="saga actor in the state API")
     assert actors[0].state == "ALIVE" and actors[0].ray_namespace == rt.config.namespace
     for name in (SUPERVISOR_ACTOR_NAME, REGISTRY_ACTOR_NAME, "participant:payment"):
-        assert list_actors(filters=[("name", "=", name),
-                                    ("ray_namespace", "=", rt.config.namespace)])
+        assert list_actors(address=state_address(), filters=[
+            ("name", "=", name), ("ray_namespace", "=", rt.config.namespace)])
     rt.wait(saga_id, timeout_s=60)
     for step in ("reserve_inventory", "process_payment", "create_shipment"):
-        tasks = poll(lambda step=step: list_tasks(filters=[("name", "=", f"{saga_id}/{step}")]),
+        tasks = poll(lambda step=step: list_tasks(
+            address=state_address(), filters=[("name", "=", f"{saga_id}/{step}")]),
                      what=f"task {saga_id}/{step}")
         assert tasks[0].name == f"{saga_id}/{step}"
 

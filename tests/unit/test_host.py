@@ -6,8 +6,8 @@ import asyncio
 import uuid
 
 from saga_actors import SagaStatus
+from saga_actors.admission import admit, build_record
 from saga_actors.host import SagaHost, by_shard, shard_of
-from saga_actors.instance import admit, build_record
 from saga_actors.journal import open_journal
 from tests.fakes import FakeClock, FakeGateway
 from tests.unit.test_instance import ORDER

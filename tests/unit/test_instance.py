@@ -20,8 +20,9 @@ from saga_actors import (
     Step,
     StepKind,
 )
+from saga_actors.admission import admit, build_record
 from saga_actors.errors import StepTimeoutError
-from saga_actors.instance import SagaInstance, admit, build_record
+from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.records import SagaRecord
 from tests.fakes import FakeClock, FakeGateway, died, fail, ok, timeout
@@ -322,7 +323,7 @@ def test_a_step_after_the_pivot_that_fails_for_good_parks_the_saga_and_undoes_no
     h = Harness(saga, script={("ticket", "action"): [bad] if bad else []})
     if failure == "restart_budget":  # the supervisor gave up restarting it mid-ticket
         h.crash_at("ticket")
-        from saga_actors.supervisor import count_restart
+        from saga_actors.restarts import count_restart
         rec = h.journal.load(h.saga_id)
         assert count_restart(h.journal, rec, what="lost", event="actor_restarted", why="x",
                              budget=0, backoff=FAST, now=h.clock.now()) is None
@@ -567,7 +568,7 @@ def test_a_misspelled_or_mistyped_transition_field_raises_instead_of_being_journ
     from pydantic import ValidationError
 
     from saga_actors.events import Event
-    from saga_actors.instance import prepare
+    from saga_actors.transitions import prepare
 
     h = Harness()
     rec = h.journal.load(h.saga_id)

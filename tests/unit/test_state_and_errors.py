@@ -51,6 +51,7 @@ SAMPLES = [
     errors.ParticipantUnavailableError("p", "died"),
     errors.SagaWaitTimeoutError("id", "PENDING", 3),
     errors.SagaActorLost("id", "actor died"),
+    errors.RunnerUnavailableError("id", "saga_actors:host:1", "cancel", "no answer within 2s"),
     IllegalTransitionError("A", "B"),
 ]
 
@@ -75,7 +76,8 @@ def test_public_names_are_frozen():
     assert set(saga_actors.__all__) == {
         "ActionRefusedError", "ClusterUnreachableError", "InvalidSagaIdError",
         "JournalConflictError", "JournalError", "NonRetryableError", "Participant",
-        "ParticipantUnavailableError", "RetryPolicy", "RuntimeConfig", "Saga",
+        "ParticipantUnavailableError", "RetryPolicy", "RunnerUnavailableError", "RuntimeConfig",
+        "Saga",
         "SagaConflictError", "SagaDefinitionError", "SagaError", "SagaInputError",
         "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
         "SagaUsageError", "SagaWaitTimeoutError", "Step", "StepContext", "StepError",
@@ -84,7 +86,7 @@ def test_public_names_are_frozen():
         "configure_logging",
     }
     from saga_actors import testing
-    assert testing.__all__ == ["Fault"]
+    assert testing.__all__ == ["Fault", "crash_points"]
 
 
 def test_the_error_tree_is_frozen():
@@ -112,6 +114,7 @@ def test_the_error_tree_is_frozen():
         "StepTimeoutError": "SagaRuntimeError",
         "ParticipantUnavailableError": "SagaRuntimeError",
         "SagaWaitTimeoutError": "SagaRuntimeError",
+        "RunnerUnavailableError": "SagaRuntimeError",
         "SagaActorLost": "SagaRuntimeError",
     }
     # every public error is in saga_actors' exports, so users catch it by name
@@ -132,3 +135,40 @@ def test_no_code_path_turns_ray_authentication_off():
                     touched.append((f"{path.relative_to(root)}:{n}", line.strip()))
     assert touched  # the CLI sets it: the scan does see the code
     assert all('"token"' in line for _, line in touched), touched
+
+
+RAY_FREE = [
+    "saga_actors.admission", "saga_actors.catalog", "saga_actors.clock",
+    "saga_actors.config", "saga_actors.constants", "saga_actors.definition",
+    "saga_actors.errors", "saga_actors.events", "saga_actors.handlers", "saga_actors.host",
+    "saga_actors.instance", "saga_actors.journal", "saga_actors.journal.base",
+    "saga_actors.journal.memory", "saga_actors.logging",
+    "saga_actors.journal.sqlite", "saga_actors.messages", "saga_actors.participant",
+    "saga_actors.records", "saga_actors.registry", "saga_actors.restarts",
+    "saga_actors.state", "saga_actors.supervisor", "saga_actors.testing",
+    "saga_actors.transitions",
+]
+
+
+def test_the_core_imports_no_ray():
+    """The state machine, definitions, journal and plain classes import without Ray (a
+    fresh interpreter where ``import ray`` fails); only the shells, the gateway, the
+    fleet, the feed, the runtime and the CLI may use it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['ray'] = None\n"
+            + "".join(f"import {m}\n" for m in RAY_FREE)
+            + "assert not any(k == 'ray' or k.startswith('ray.') for k in sys.modules"
+              " if sys.modules[k] is not None)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert done.returncode == 0, done.stderr
+    # and the list is complete: every module of the package is either here or a Ray shell
+    package = Path(saga_actors.__file__).parent
+    modules = {"saga_actors." + p.relative_to(package).with_suffix("").as_posix().replace("/", ".")
+               for p in package.rglob("*.py") if p.name != "__init__.py"}
+    ray_shells = {"saga_actors.actors", "saga_actors.cli", "saga_actors.feed",
+                  "saga_actors.fleet", "saga_actors.gateway", "saga_actors.kv_definitions",
+                  "saga_actors.metrics", "saga_actors.runtime"}
+    assert modules - ray_shells == set(RAY_FREE) - {"saga_actors.journal"}

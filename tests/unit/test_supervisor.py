@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from saga_actors import SagaStatus, SagaUsageError
+from saga_actors.admission import admit, build_record
 from saga_actors.definition import RetryPolicy
-from saga_actors.instance import admit, build_record
 from saga_actors.journal import open_journal
 from saga_actors.supervisor import Supervisor, SupervisorSettings
 from tests.fakes import FakeClock, FakeFleet, FakeGateway, fail

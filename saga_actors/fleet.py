@@ -1,0 +1,128 @@
+"""The supervisor's hands on Ray: :class:`RayFleet` implements
+:class:`~saga_actors.supervisor.Fleet` (spawn, watch, nudge, cancel, kill saga actors;
+call hosts). The actors themselves are made in :mod:`saga_actors.actors`, which hands the
+fleet its two factories."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from loguru import logger
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from saga_actors.config import RuntimeConfig
+from saga_actors.constants import host_actor_name, saga_actor_name, shard_of
+from saga_actors.definition import Saga
+from saga_actors.errors import RunnerUnavailableError, SagaActorLost
+from saga_actors.gateway import RESEND_EVERY_S
+from saga_actors.host import by_shard
+
+SpawnSaga = Callable[[Saga, str, RuntimeConfig], Any]
+StartHost = Callable[[int, RuntimeConfig], Any]
+
+
+class RayFleet:
+    """The supervisor's hands on Ray."""
+
+    def __init__(self, config: RuntimeConfig, *, spawn: SpawnSaga, host: StartHost) -> None:
+        self._config = config
+        self._spawn = spawn
+        self._start_host = host
+        self._hosts: dict[int, Any] = {}
+
+    def spawn(self, definition: Saga, saga_id: str) -> Any:
+        return self._spawn(definition, saga_id, self._config)
+
+    async def watch(self, saga_id: str, handle: Any, running: Callable[[], None]) -> None:
+        up = False
+        while True:
+            try:
+                if not up:  # answered once its process is up and the saga loaded
+                    await handle.ready.remote()
+                    up = True
+                    running()
+                await handle.watch.remote()
+                return
+            except ActorUnavailableError:
+                await asyncio.sleep(RESEND_EVERY_S)  # Ray is restarting it: ask again
+            except ActorDiedError as exc:
+                raise SagaActorLost(saga_id, _death(exc)) from None
+            except RayActorError as exc:
+                raise SagaActorLost(saga_id, type(exc).__name__) from None
+
+    async def nudge(self, handle: Any, timeout_s: float) -> bool:
+        try:
+            return await self._ask(handle.nudge.remote(), timeout_s)
+        except (asyncio.TimeoutError, RayActorError):
+            return False  # the supervisor kills an actor that will not answer its deadline
+
+    async def cancel(self, saga_id: str, handle: Any, reason: str, timeout_s: float) -> bool:
+        try:
+            return await self._ask(handle.cancel.remote(reason), timeout_s)
+        except (asyncio.TimeoutError, RayActorError) as exc:
+            raise RunnerUnavailableError(saga_id, saga_actor_name(saga_id), "cancel",
+                                         _why(exc, timeout_s)) from None
+
+    def kill(self, handle: Any) -> None:
+        ray.kill(handle, no_restart=True)
+
+    async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
+        index = shard_of(saga_id, self._config.hosts)
+        try:
+            return await self._host_call(index, method, saga_id, *args)
+        except (asyncio.TimeoutError, RayActorError) as exc:
+            raise RunnerUnavailableError(saga_id, host_actor_name(index), method,
+                                         _why(exc, self._config.runner_answer_timeout_s)) \
+                from None
+
+    async def ensure_hosted(self, saga_ids: list[str]) -> None:
+        groups = by_shard(saga_ids, self._config.hosts)
+        outcomes = await asyncio.gather(*(self._host_call(i, "ensure", ids)
+                                          for i, ids in groups.items()), return_exceptions=True)
+        for index, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # the next pass asks again
+                logger.warning("host {} did not take its sagas: {}", index,
+                               _why(outcome, self._config.runner_answer_timeout_s))
+
+    async def _host_call(self, index: int, method: str, *args: Any) -> Any:
+        """Call a host; a host that is gone for good is started again (it recovers its
+        shard from the journal) and asked once more. Raises :class:`asyncio.TimeoutError`
+        or :class:`RayActorError` when it does not answer."""
+        for attempt in (1, 2):
+            host = self._hosts.get(index) or self._hosts.setdefault(
+                index, self._start_host(index, self._config))
+            try:
+                return await self._ask(getattr(host, method).remote(*args),
+                                       self._config.runner_answer_timeout_s)
+            except ActorDiedError:
+                logger.warning("host {} is gone; starting it again", index)
+                self._hosts.pop(index, None)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _ask(ref: Any, timeout_s: float) -> Any:
+        """The answer to ``ref``; the call is cancelled if it does not come in time."""
+        try:
+            return await asyncio.wait_for(asyncio.ensure_future(ref), timeout=timeout_s)
+        except asyncio.TimeoutError:
+            ray.cancel(ref)
+            raise
+
+
+def _why(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer within {timeout_s:g}s"
+    return type(exc).__name__
+
+
+def _death(exc: ActorDiedError) -> str:
+    text = str(exc)
+    for marker in ("ray.kill", "exit", "killed", "died"):
+        if marker in text:
+            return f"actor died ({marker})"
+    return "actor died"

@@ -1,0 +1,55 @@
+"""Restart accounting shared by the supervisor (lost saga actors) and the hosts (crashed
+instances): each restart is journaled with its backoff; past the budget the saga is parked
+STUCK with the reason. And how long a healthy saga may stay quiet. No Ray."""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from saga_actors.definition import RetryPolicy, Saga
+from saga_actors.events import Event
+from saga_actors.journal.base import Journal
+from saga_actors.records import SagaRecord
+from saga_actors.state import SagaStatus
+from saga_actors.transitions import advance
+
+
+def count_restart(
+    journal: Journal,
+    record: SagaRecord,
+    *,
+    what: str,
+    event: Event,
+    why: str,
+    budget: int,
+    backoff: RetryPolicy,
+    now: float,
+) -> float | None:
+    """Journal one more restart of whatever runs ``record`` and return the backoff before
+    it; past ``budget`` restarts, park the saga STUCK with the reason and return None."""
+    count = record.restarts + 1
+    if count > budget:
+        reason = f"{what} {count} times (restart budget {budget}); last: {why}"
+        advance(journal, record, Event.SAGA_STUCK, now=now, status=SagaStatus.STUCK,
+                stuck_from=record.status, error=reason, finished_at=now,
+                detail={"reason": reason, "error_type": "RestartBudgetExceeded"})
+        logger.error("saga {} STUCK: {}", record.saga_id, reason)
+        return None
+    delay = backoff.backoff_s(count)
+    advance(journal, record, event, now=now, restarts=count,
+            detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
+    logger.warning("saga {}: restart {} in {:.2f}s: {}", record.saga_id, count, delay, why)
+    return delay
+
+
+def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float:
+    """How long a saga may go without a journaled transition before it counts as stalled.
+
+    Every attempt journals at least once, so one attempt's timeout plus the longest backoff
+    plus a grace bounds the quiet time of a healthy saga.
+    """
+    if record.current_step is None:
+        return grace_s
+    step = definition.step(record.current_step)
+    policy = step.policy(record.phase or "action")
+    return step.timeout_s + policy.max_backoff_s + grace_s

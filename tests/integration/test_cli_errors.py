@@ -1,0 +1,57 @@
+"""The CLI says what really happened: a host that does not answer is reported as such (and
+the command fails), and options work before or after the command."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import ray
+from click.testing import CliRunner
+
+from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
+from saga_actors import RunnerUnavailableError, SagaStatus
+from saga_actors.cli import main
+from saga_actors.constants import host_actor_name, shard_of
+from saga_actors.testing import Fault
+from tests.conftest import poll
+
+pytestmark = pytest.mark.ray
+
+
+def cli(*args: str):
+    address = ray.get_runtime_context().gcs_address
+    return CliRunner().invoke(main, list(args), env={"RAY_ADDRESS": address,
+                                                     "RAY_AUTH_MODE": "token"})
+
+
+def test_a_host_that_does_not_answer_is_reported_and_the_command_fails(make_harness):
+    h = make_harness(placement="hosted", runner_answer_timeout_s=2.0)
+    rt = h.runtime
+    rt.register(ORDER_FULFILLMENT)
+    h.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=30)})
+    saga_id = h.start("order_fulfillment", sample_input(1))
+    poll(lambda: rt.get(saga_id).current_step == "process_payment", what="payment in flight")
+    index = shard_of(saga_id, rt.config.hosts)
+    pid = ray.get(rt.hosts()[index].stats.remote())["pid"]
+    ns = rt.config.namespace
+    os.kill(pid, signal.SIGSTOP)  # the host hangs: alive, but it answers nobody
+    try:
+        frozen = cli("cancel", saga_id, "--namespace", ns)
+        with pytest.raises(RunnerUnavailableError, match="did not answer cancel"):
+            rt.cancel(saga_id)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert frozen.exit_code != 0
+    assert f"{host_actor_name(index)} did not answer cancel (no answer within 2s)" in \
+        frozen.output, frozen.output
+    assert "past its pivot" not in frozen.output
+    # once it answers again, the same command works
+    done = cli("cancel", saga_id, "--namespace", ns)
+    assert done.exit_code == 0, done.output
+    assert rt.wait(saga_id, timeout_s=60).status is SagaStatus.FAILED
+    again = cli("--namespace", ns, "cancel", saga_id)
+    assert again.exit_code != 0 and "it is already FAILED" in again.output
+    listed = cli("list", "--namespace", ns, "--address", ray.get_runtime_context().gcs_address)
+    assert listed.exit_code == 0 and saga_id in listed.output
