@@ -11,13 +11,13 @@ from typing import Any
 
 import ray
 from loguru import logger
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, RayActorError
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import host_actor_name, saga_actor_name, shard_of
 from saga_actors.definition import Saga
 from saga_actors.errors import RunnerUnavailableError, SagaActorLost
-from saga_actors.gateway import RESEND_EVERY_S
+from saga_actors.gateway import ride_restarts
 from saga_actors.host import by_shard
 
 SpawnSaga = Callable[[Saga, str, RuntimeConfig], Any]
@@ -37,21 +37,14 @@ class RayFleet:
         return self._spawn(definition, saga_id, self._config)
 
     async def watch(self, saga_id: str, handle: Any, running: Callable[[], None]) -> None:
-        up = False
-        while True:
-            try:
-                if not up:  # answered once its process is up and the saga loaded
-                    await handle.ready.remote()
-                    up = True
-                    running()
-                await handle.watch.remote()
-                return
-            except ActorUnavailableError:
-                await asyncio.sleep(RESEND_EVERY_S)  # Ray is restarting it: ask again
-            except ActorDiedError as exc:
-                raise SagaActorLost(saga_id, _death(exc)) from None
-            except RayActorError as exc:
-                raise SagaActorLost(saga_id, type(exc).__name__) from None
+        try:
+            await ride_restarts(lambda: handle.ready.remote())  # up, and its saga loaded
+            running()
+            await ride_restarts(lambda: handle.watch.remote())  # its saga ended
+        except ActorDiedError as exc:
+            raise SagaActorLost(saga_id, _death(exc)) from None
+        except RayActorError as exc:
+            raise SagaActorLost(saga_id, type(exc).__name__) from None
 
     async def nudge(self, handle: Any, timeout_s: float) -> bool:
         try:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import ray
 from loguru import logger
@@ -29,7 +29,10 @@ from saga_actors.constants import participant_actor_name
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.messages import StepReply, StepRequest
 
-RESEND_EVERY_S = 0.2  # while a participant restarts
+RESEND_EVERY_S = 0.2  # while an actor restarts: often enough to lose little time, rarely
+# enough that a restart of a few seconds costs a handful of calls
+MAX_ERROR_CHARS = 2000  # of a participant's own crash, in its reply (a traceback can be huge)
+T = TypeVar("T")
 MAX_BATCH = 64  # requests in one Ray task (a batch is one of the participant's call slots)
 
 
@@ -44,6 +47,24 @@ def get_riding_restarts(submit: Callable[[], Any], timeout_s: float = 60.0) -> A
             if time.monotonic() > deadline:
                 raise
             time.sleep(RESEND_EVERY_S)
+
+
+async def ride_restarts(send: Callable[[], Awaitable[T]], *, deadline: float | None = None,
+                        what: str = "") -> T:
+    """``await send()``, sent again every ``RESEND_EVERY_S`` while Ray restarts the actor
+    (``ActorUnavailableError``: the outcome is unknown, and resending the same request is
+    safe). Past ``deadline`` (loop time) the last ``ActorUnavailableError`` is raised. The
+    asyncio twin of :func:`get_riding_restarts`."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await send()
+        except ActorUnavailableError:
+            if deadline is not None and loop.time() + RESEND_EVERY_S >= deadline:
+                raise
+            if what:
+                logger.info("{}: its actor is restarting; sending again", what)
+            await asyncio.sleep(RESEND_EVERY_S)
 
 
 def get_actor(name: str, namespace: str) -> Any | None:
@@ -78,52 +99,56 @@ class RayGateway:
         """One attempt. While Ray restarts the participant (ActorUnavailableError: outcome
         unknown) the same request is sent again within the attempt's timeout; the
         participant's idempotency makes that safe, and a restart costs no attempt."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
         payload = request.model_dump()
-        while True:
-            handle = self._handle(participant)
-            reply, stop = (self._enqueue(participant, handle, request, payload) if self._batch
-                           else self._send(handle, request, payload))
-            # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
-            expired: list[bool] = []
-            timer = loop.call_at(deadline, _expire, reply, expired)
-            try:
-                result = await reply
-            except asyncio.CancelledError:
-                stop()  # stop it on the participant, not just stop waiting
-                me = asyncio.current_task()
-                if expired and not (me is not None and me.cancelling()):  # ours, not a cancel
-                    raise StepTimeoutError(request.saga_id, request.step, request.attempt,
-                                           timeout_s) from None
-                raise
-            except ActorUnavailableError:
-                if loop.time() + RESEND_EVERY_S >= deadline:
-                    raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
-                                                      "restarting past the step timeout") from None
-                logger.info("participant {} is restarting: sending {} again", participant,
-                            request.key)
-                await asyncio.sleep(RESEND_EVERY_S)
-                continue
-            except (RayActorError, GetTimeoutError) as exc:
-                self._handles.pop(participant, None)
-                raise ParticipantUnavailableError(participant, type(exc).__name__) from None
-            except TaskCancelledError as exc:
-                raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
-            except RayTaskError as exc:  # the participant's handler itself broke
-                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-                return StepReply(ok=False, error_type=type(cause).__name__,
-                                 error=str(cause)[:2000], retryable=True)
-            finally:
-                timer.cancel()
-            return StepReply.model_construct(**result)
+        try:
+            return await ride_restarts(
+                lambda: self._call_once(participant, request, payload, deadline, timeout_s),
+                deadline=deadline, what=request.key)
+        except ActorUnavailableError:
+            raise ParticipantUnavailableError(participant, "ActorUnavailableError: restarting "
+                                              "past the step timeout") from None
+
+    async def _call_once(self, participant: str, request: StepRequest, payload: dict,
+                         deadline: float, timeout_s: float) -> StepReply:
+        loop = asyncio.get_running_loop()
+        handle = self._handle(participant)
+        reply, stop = (self._enqueue(participant, handle, request, payload) if self._batch
+                       else self._send(handle, request, payload))
+        # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
+        expired: list[bool] = []
+        timer = loop.call_at(deadline, _expire, reply, expired)
+        try:
+            result = await reply
+        except asyncio.CancelledError:
+            stop()  # stop it on the participant, not just stop waiting
+            me = asyncio.current_task()
+            if expired and not (me is not None and me.cancelling()):  # ours, not a cancel
+                raise StepTimeoutError(request.saga_id, request.step, request.attempt,
+                                       timeout_s) from None
+            raise
+        except (RayActorError, GetTimeoutError) as exc:
+            if isinstance(exc, ActorUnavailableError):
+                raise  # restarting: ride_restarts sends it again
+            self._handles.pop(participant, None)
+            raise ParticipantUnavailableError(participant, type(exc).__name__) from None
+        except TaskCancelledError as exc:
+            raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
+        except RayTaskError as exc:  # the participant's handler itself broke
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            return StepReply(ok=False, error_type=type(cause).__name__,
+                             error=str(cause)[:MAX_ERROR_CHARS], retryable=True)
+        finally:
+            timer.cancel()
+        return StepReply.model_construct(**result)
 
     async def fence(self, participant: str, saga_id: str, step: str,
                     timeout_s: float) -> dict[str, Any]:
         """:meth:`Participant.fence` of one action (rare: a pivot whose outcome is unknown)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while True:
+
+        async def once() -> dict[str, Any]:
             handle = self._handle(participant)
             if not hasattr(handle, "fence"):
                 raise ParticipantUnavailableError(participant, "it has no fence (deployed by an "
@@ -135,15 +160,16 @@ class RayGateway:
             except asyncio.TimeoutError:
                 ray.cancel(ref)
                 raise StepTimeoutError(saga_id, step, 0, timeout_s) from None
-            except ActorUnavailableError:
-                if loop.time() + RESEND_EVERY_S >= deadline:
-                    raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
-                                                      "restarting past the timeout") from None
-                await asyncio.sleep(RESEND_EVERY_S)
-            except (RayActorError, GetTimeoutError, TaskCancelledError, RayTaskError) as exc:
-                self._handles.pop(participant, None)
-                raise ParticipantUnavailableError(participant, f"fence: {type(exc).__name__}") \
-                    from None
+
+        try:
+            return await ride_restarts(once, deadline=deadline)
+        except ActorUnavailableError:
+            raise ParticipantUnavailableError(participant, "ActorUnavailableError: restarting "
+                                              "past the timeout") from None
+        except (RayActorError, GetTimeoutError, TaskCancelledError, RayTaskError) as exc:
+            self._handles.pop(participant, None)
+            raise ParticipantUnavailableError(participant, f"fence: {type(exc).__name__}") \
+                from None
 
     def _send(self, handle: Any, request: StepRequest,
               payload: dict) -> tuple[asyncio.Future, Callable[[], None]]:
