@@ -13,13 +13,12 @@ from typing import Any
 import click
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import DEFAULT_NAMESPACE
+from saga_actors.constants import DEFAULT_NAMESPACE, OPERATOR_CALL_TIMEOUT_S
 from saga_actors.errors import SagaError, SagaNotFoundError
 from saga_actors.registry import RegistryEntry, describe
 from saga_actors.state import SagaStatus
 
 STATUSES = [s.value for s in SagaStatus]
-CALL_TIMEOUT_S = 60.0  # the supervisor itself waits runner_answer_timeout_s (30 s) for a host
 
 
 class Cluster:
@@ -44,10 +43,10 @@ class Cluster:
         name = ("supervisor", "registry")[which]
         try:
             return ray.get(getattr(actor, method).remote(*args, **kwargs),
-                           timeout=CALL_TIMEOUT_S)
+                           timeout=OPERATOR_CALL_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
             raise click.ClickException(f"the {name} did not answer {method} within "
-                                       f"{CALL_TIMEOUT_S:g}s; nothing is known to have "
+                                       f"{OPERATOR_CALL_TIMEOUT_S:g}s; nothing is known to have "
                                        "happened, try again") from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc

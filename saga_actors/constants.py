@@ -11,6 +11,10 @@ SUPERVISOR_ACTOR_NAME = "saga_actors:supervisor"
 REGISTRY_ACTOR_NAME = "saga_actors:registry"
 HOST_ACTOR_PREFIX = "saga_actors:host:"
 
+# how long an operator's call (cancel, retry, resolve) waits for the supervisor: longer
+# than the supervisor's own wait for a saga's actor or host (runner_answer_timeout_s, 30 s)
+OPERATOR_CALL_TIMEOUT_S = 60.0
+
 
 def saga_actor_name(saga_id: str) -> str:
     """``saga:<saga_id>``."""

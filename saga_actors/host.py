@@ -18,15 +18,15 @@ from loguru import logger
 from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import shard_of
-from saga_actors.definition import RetryPolicy
 from saga_actors.errors import SagaNotFoundError
 from saga_actors.events import Event
 from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionListener
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
-from saga_actors.restarts import count_restart
+from saga_actors.restarts import count_restart, restart_backoff
 from saga_actors.state import SagaStatus
 
+RESTART_POLL_S = 0.05  # a caller waiting on a crashed saga looks for its next instance
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class SagaHost:
         self._on_transition = on_transition
         self._fault_point = fault_point
         self._restart_budget = restart_budget
-        self._backoff = RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
+        self._backoff = restart_backoff()
         self._clock = clock or SystemClock()
         self._tasks: dict[str, asyncio.Task] = {}
         self._instances: dict[str, SagaInstance] = {}
@@ -161,7 +161,7 @@ class SagaHost:
             if record.status.terminal:
                 return record.status.value
             # crashed and scheduled for a restart: wait for the next instance
-            await self._clock.sleep(0.05)
+            await self._clock.sleep(RESTART_POLL_S)
 
     def start(self, saga_ids: list[str], admitted: list[dict[str, Any]] | None = None) -> int:
         """Start sagas here without keeping a call open per saga (each pending Ray call

@@ -53,6 +53,12 @@ from saga_actors.testing import Fault
 
 # an inline handler slower than this holds up every saga using its participant: say so
 SLOW_INLINE_S = 0.5
+# a store another connection holds (a blocking handler's commit, an offline reader) is
+# waited for this long before the effect fails (and is retried)
+STORE_BUSY_TIMEOUT_S = 30.0
+# cancels of calls that never arrived (most were answered before their cancel came): the
+# oldest are forgotten past this many
+MAX_EARLY_CANCELS = 10_000
 
 _EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_effects (
@@ -120,7 +126,8 @@ class Participant:
         self.participant_name = name or type(self).name or type(self).__name__.lower()
         self.store_path = Path(store_path)
         self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.store_path, isolation_level=None, timeout=30)
+        self.db = sqlite3.connect(self.store_path, isolation_level=None,
+                                  timeout=STORE_BUSY_TIMEOUT_S)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("BEGIN IMMEDIATE")
@@ -249,7 +256,7 @@ class Participant:
             task = self._calls.get(cid)
             if task is None:
                 self._cancelled_early[cid] = True
-                while len(self._cancelled_early) > 10_000:  # answered before the cancel came
+                while len(self._cancelled_early) > MAX_EARLY_CANCELS:
                     del self._cancelled_early[next(iter(self._cancelled_early))]
             elif not task.done():
                 task.cancel()
@@ -499,7 +506,8 @@ class Participant:
     def _thread_connection(self) -> sqlite3.Connection:
         conn = getattr(self._thread_db, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.store_path, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(self.store_path, isolation_level=None,
+                                   timeout=STORE_BUSY_TIMEOUT_S)
             conn.execute("PRAGMA synchronous=FULL")
             self._thread_db.conn = conn
         return conn

@@ -51,6 +51,10 @@ class Metrics(Protocol):
     def saga_latency(self, saga_type: str, status: str, seconds: float) -> None: ...
 
 
+# a resync looks this far before the last one: a write journaled just before it may be
+# committed just after it
+RESYNC_MARGIN_S = 2.0
+
 # transition event -> (counter kind, outcome)
 _OUTCOMES = {
     Event.STEP_SUCCEEDED: ("step", "succeeded"),
@@ -84,7 +88,7 @@ class Registry:
         self._synced_at = now
         return len(self._entries)
 
-    def resync(self, margin_s: float = 2.0) -> int:
+    def resync(self, margin_s: float = RESYNC_MARGIN_S) -> int:
         """Pick up sagas the journal changed since the last sync; returns how many."""
         now = self._clock()
         changed = self._journal.query(updated_since=self._synced_at - margin_s)

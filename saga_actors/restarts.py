@@ -14,6 +14,12 @@ from saga_actors.state import SagaStatus
 from saga_actors.transitions import advance
 
 
+def restart_backoff() -> RetryPolicy:
+    """Between restarts of what runs a saga: quick at first (a crash is usually a blip),
+    at most 10 s apart (a saga is never left waiting long)."""
+    return RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
+
+
 def count_restart(
     journal: Journal,
     record: SagaRecord,

@@ -29,7 +29,7 @@ from saga_actors.admission import (
     first_transition,
 )
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import participant_actor_name
+from saga_actors.constants import OPERATOR_CALL_TIMEOUT_S, participant_actor_name
 from saga_actors.definition import Saga
 from saga_actors.errors import (
     ClusterUnreachableError,
@@ -506,17 +506,28 @@ class SagaRuntime:
         """Abort a running or queued saga: it compensates and ends FAILED. False when it
         cannot (already over, or past its pivot)."""
         self.get(saga_id)
-        return ray.get(self.supervisor.cancel.remote(saga_id, reason), timeout=30)
+        return self._ask_supervisor("cancel", saga_id, reason)
 
     def retry(self, saga_id: str) -> str:
         """Re-drive a STUCK saga from where it stuck; returns the status it resumes in."""
         self.get(saga_id)
-        return ray.get(self.supervisor.retry.remote(saga_id), timeout=30)
+        return self._ask_supervisor("retry", saga_id)
 
     def resolve(self, saga_id: str, note: str) -> None:
         """Mark a STUCK saga resolved by hand: it ends FAILED with ``note`` in its history."""
         self.get(saga_id)
-        ray.get(self.supervisor.resolve.remote(saga_id, note), timeout=30)
+        self._ask_supervisor("resolve", saga_id, note)
+
+    def _ask_supervisor(self, method: str, *args: Any) -> Any:
+        """An operator's request; a saga_actors error the supervisor raises (the saga is
+        not STUCK, its host did not answer) comes back as itself."""
+        try:
+            return ray.get(getattr(self.supervisor, method).remote(*args),
+                           timeout=OPERATOR_CALL_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, SagaError):
+                raise exc.cause from None
+            raise
 
     def close(self) -> None:
         """Close the journal connection (Ray stays up)."""

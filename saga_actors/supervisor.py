@@ -27,7 +27,7 @@ from saga_actors.errors import (
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord
-from saga_actors.restarts import count_restart, stall_limit_s
+from saga_actors.restarts import count_restart, restart_backoff, stall_limit_s
 from saga_actors.state import SagaStatus
 from saga_actors.transitions import advance
 
@@ -65,12 +65,13 @@ class SupervisorSettings:
     max_dedicated: int = 64
     restart_budget: int = 5
     restart_backoff: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
+        default_factory=restart_backoff
     )
     stall_grace_s: float = 10.0
     deadline_grace_s: float = 1.0
     answer_timeout_s: float = 5.0
     hosted_check_every: int = 10  # ticks between passes over hosted sagas
+    max_nudges: int = 3  # past its deadline, nudged this often without effect: killed
 
 
 @dataclass
@@ -236,7 +237,7 @@ class Supervisor:
         if self._overdue(definition, record, now) and now - live.nudged_at > s.answer_timeout_s:
             live.nudges += 1
             live.nudged_at = now
-            if live.nudges > 3:
+            if live.nudges > s.max_nudges:
                 self._kill(record.saga_id, live, "ignored its deadline")
             else:
                 asyncio.ensure_future(self._nudge(record.saga_id, live))
