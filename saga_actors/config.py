@@ -1,5 +1,10 @@
 """Runtime configuration. Precedence, stated once: defaults < SAGA_ACTORS_* environment <
-explicit arguments. Config is passed INTO actors; actors never read the environment."""
+explicit arguments. Config is passed INTO actors; actors never read the environment.
+
+pydantic-settings reads the environment: each ``SAGA_ACTORS_<FIELD>`` is validated as its
+field's type (a tuple from JSON, a bool from true/false/1/0), and a bad value is a
+:class:`ConfigError` naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from saga_actors.constants import DEFAULT_NAMESPACE
+from saga_actors.errors import ConfigError
+
+ENV_PREFIX = "SAGA_ACTORS_"
 
 
-class RuntimeConfig(BaseModel):
+class RuntimeConfig(BaseSettings):
     """Where the journal lives, which Ray namespace the runtime uses, how it logs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=ENV_PREFIX,
+                                      env_ignore_empty=True)
 
     namespace: str = Field(DEFAULT_NAMESPACE, min_length=1, description="Ray namespace.")
     data_dir: str = Field(".saga_actors", description="Local folder for SQLite files.")
@@ -73,14 +83,22 @@ class RuntimeConfig(BaseModel):
 
     @classmethod
     def load(cls, **overrides: Any) -> RuntimeConfig:
-        """Defaults, then ``SAGA_ACTORS_<FIELD>`` variables, then ``overrides``."""
-        values: dict[str, Any] = {}
-        for field in cls.model_fields:
-            env = os.environ.get(f"SAGA_ACTORS_{field.upper()}")
-            if env:
-                values[field] = env
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        """Defaults, then ``SAGA_ACTORS_<FIELD>`` variables, then ``overrides`` (None:
+        not given). Raises :class:`ConfigError` for an unknown setting or a bad value."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] == "extra_forbidden":
+                raise ConfigError(name, given.get(name), "argument",
+                                  f"no such setting (known: {', '.join(cls.model_fields)})"
+                                  ) from None
+            env = f"{ENV_PREFIX}{name.upper()}"
+            source = "argument" if name in given else (env if env in os.environ else "default")
+            value = given.get(name, os.environ.get(env))
+            raise ConfigError(name, value, source, err["msg"]) from None
 
     @property
     def journal(self) -> str:

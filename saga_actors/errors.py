@@ -112,6 +112,22 @@ class UnknownPlacementError(SagaUsageError):
         return f"unknown placement {self.placement!r} (known: {', '.join(self.known)})"
 
 
+class ConfigError(SagaUsageError):
+    """A runtime setting that does not exist or has a bad value (from an argument or from
+    its ``SAGA_ACTORS_*`` environment variable)."""
+
+    def __init__(self, setting: str, value: object, source: str, problem: str) -> None:
+        super().__init__(setting, value, source, problem)
+        self.setting = setting
+        self.value = value
+        self.source = source
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return (f"setting {self.setting!r} = {self.value!r} (from {self.source}): "
+                f"{self.problem}")
+
+
 class SagaNotFoundError(SagaUsageError):
     """No saga with this id is in the journal."""
 
@@ -133,6 +149,18 @@ class JournalError(SagaError):
 
     def __str__(self) -> str:
         return f"journal {self.url}: {self.problem}"
+
+
+class ParticipantStoreError(SagaError):
+    """A participant's store cannot be used (a newer schema, someone else's file)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.path = path
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"participant store {self.path}: {self.problem}"
 
 
 class ClusterUnreachableError(SagaError):

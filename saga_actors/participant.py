@@ -32,6 +32,7 @@ from loguru import logger
 from saga_actors.errors import (
     ActionRefusedError,
     NonRetryableError,
+    ParticipantStoreError,
     SagaDefinitionError,
     StepError,
 )
@@ -59,6 +60,8 @@ STORE_BUSY_TIMEOUT_S = 30.0
 # cancels of calls that never arrived (most were answered before their cancel came): the
 # oldest are forgotten past this many
 MAX_EARLY_CANCELS = 10_000
+
+STORE_SCHEMA_VERSION = 1  # PRAGMA user_version of a participant's store
 
 _EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_effects (
@@ -131,8 +134,15 @@ class Participant:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute(_EFFECTS_SCHEMA)
-        self.setup(self.db)
+        try:
+            self._check_store_version()
+            self.db.execute(_EFFECTS_SCHEMA)
+            self.db.execute(f"PRAGMA user_version={STORE_SCHEMA_VERSION}")
+            self.setup(self.db)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self.db.close()
+            raise
         self.db.execute("COMMIT")
         self._locks: dict[str, asyncio.Lock] = {}
         self._calls: dict[str, asyncio.Task] = {}  # requests running, by call id
@@ -146,6 +156,21 @@ class Participant:
         self._running_lock = threading.Lock()
         self._slow_said: set[str] = set()
         self.set_faults(faults or {})
+
+    def _check_store_version(self) -> None:
+        """Refuse a store from a newer saga_actors, or a file that is someone else's; a
+        store from before versions (0, with the effects table) is version 1."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if version > STORE_SCHEMA_VERSION:
+            raise ParticipantStoreError(str(self.store_path), f"schema version {version} is "
+                                        f"newer than this saga_actors ({STORE_SCHEMA_VERSION})"
+                                        "; upgrade saga_actors")
+        if version == 0 and tables and "saga_effects" not in tables:
+            raise ParticipantStoreError(str(self.store_path), "not a saga_actors participant "
+                                        f"store (it has tables {sorted(tables)[:5]} and no "
+                                        "saga_effects)")
 
     # --- for subclasses -------------------------------------------------------------
 

@@ -454,3 +454,30 @@ def test_a_compensation_of_no_action_and_an_async_blocking_handler_are_refused()
 
     with pytest.raises(SagaDefinitionError, match="cannot also be blocking"):
         type("Bad", (Participant,), {"both": action(blocking=True)(both)})
+
+
+def test_the_store_has_a_schema_version_and_a_newer_or_foreign_file_is_refused(store, tmp_path):
+    import sqlite3
+
+    from saga_actors import ParticipantStoreError
+
+    p = Counter(store_path=store)
+    assert p.db.execute("PRAGMA user_version").fetchone()[0] == 1
+    p.db.close()
+    old = sqlite3.connect(store)
+    old.execute("PRAGMA user_version=0")  # a store from before versions: still opens
+    old.close()
+    assert Counter(store_path=store).total() == 0
+    newer = sqlite3.connect(store)
+    newer.execute("PRAGMA user_version=7")
+    newer.close()
+    before = store.read_bytes()
+    with pytest.raises(ParticipantStoreError, match="schema version 7 is newer"):
+        Counter(store_path=store)
+    assert store.read_bytes() == before
+    foreign = tmp_path / "crm.sqlite"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE customers (id TEXT)")
+    db.close()
+    with pytest.raises(ParticipantStoreError, match="not a saga_actors participant store"):
+        Counter(store_path=foreign)

@@ -40,9 +40,11 @@ SAMPLES = [
     errors.UnknownParticipantError("p", "m", "why"),
     errors.SagaConflictError("id", "why"),
     errors.SagaNotFoundError("id"),
+    errors.ConfigError("max_dedicated", "lots", "SAGA_ACTORS_MAX_DEDICATED", "not an int"),
     errors.InvalidSagaIdError("has/slash"),
     errors.UnknownPlacementError("elsewhere"),
     errors.JournalError("sqlite:///x", "locked"),
+    errors.ParticipantStoreError("/x.sqlite", "newer"),
     errors.ClusterUnreachableError("10.0.0.1:6380", "Connection refused"),
     errors.StepError("boom", retryable=False),
     errors.NonRetryableError("declined"),
@@ -74,9 +76,9 @@ def test_error_families():
 def test_public_names_are_frozen():
     assert saga_actors.__all__ == sorted(saga_actors.__all__, key=lambda n: (n[0].islower(), n))
     assert set(saga_actors.__all__) == {
-        "ActionRefusedError", "ClusterUnreachableError", "InvalidSagaIdError",
+        "ActionRefusedError", "ClusterUnreachableError", "ConfigError", "InvalidSagaIdError",
         "JournalConflictError", "JournalError", "NonRetryableError", "Participant",
-        "ParticipantUnavailableError", "RetryPolicy", "RunnerUnavailableError", "RuntimeConfig",
+        "ParticipantStoreError", "ParticipantUnavailableError", "RetryPolicy", "RunnerUnavailableError", "RuntimeConfig",
         "Saga",
         "SagaConflictError", "SagaDefinitionError", "SagaError", "SagaInputError",
         "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
@@ -104,8 +106,10 @@ def test_the_error_tree_is_frozen():
         "SagaConflictError": "SagaUsageError",
         "InvalidSagaIdError": "SagaUsageError",
         "UnknownPlacementError": "SagaUsageError",
+        "ConfigError": "SagaUsageError",
         "SagaNotFoundError": "SagaUsageError",
         "JournalError": "SagaError",
+        "ParticipantStoreError": "SagaError",
         "ClusterUnreachableError": "SagaError",
         "SagaRuntimeError": "SagaError",
         "StepError": "SagaRuntimeError",
@@ -172,3 +176,25 @@ def test_the_core_imports_no_ray():
                   "saga_actors.fleet", "saga_actors.gateway", "saga_actors.kv_definitions",
                   "saga_actors.metrics", "saga_actors.runtime"}
     assert modules - ray_shells == set(RAY_FREE) - {"saga_actors.journal"}
+
+
+def test_settings_come_from_defaults_then_environment_then_arguments(monkeypatch):
+    from saga_actors import ConfigError, RuntimeConfig
+
+    assert RuntimeConfig.load().max_dedicated == 64
+    monkeypatch.setenv("SAGA_ACTORS_MAX_DEDICATED", "7")
+    monkeypatch.setenv("SAGA_ACTORS_BATCH_CALLS", "false")
+    monkeypatch.setenv("SAGA_ACTORS_CRASH_POINTS", '["pay:action:sent"]')
+    config = RuntimeConfig.load()
+    assert (config.max_dedicated, config.batch_calls, config.crash_points) == (
+        7, False, ("pay:action:sent",))
+    assert RuntimeConfig.load(max_dedicated=3).max_dedicated == 3  # arguments win
+    monkeypatch.setenv("SAGA_ACTORS_MAX_DEDICATED", "lots")
+    with pytest.raises(ConfigError, match="'max_dedicated' = 'lots' "
+                                          r"\(from SAGA_ACTORS_MAX_DEDICATED\)"):
+        RuntimeConfig.load()
+    with pytest.raises(ConfigError, match="'hosts' = 0 \\(from argument\\)"):
+        RuntimeConfig.load(max_dedicated=3, hosts=0)
+    monkeypatch.delenv("SAGA_ACTORS_MAX_DEDICATED")
+    with pytest.raises(ConfigError, match="'max_dedicatd'.*no such setting"):
+        RuntimeConfig.load(max_dedicatd=3)
