@@ -78,8 +78,8 @@ def test_public_names_are_frozen():
     assert set(saga_actors.__all__) == {
         "ActionRefusedError", "ClusterUnreachableError", "ConfigError", "InvalidSagaIdError",
         "JournalConflictError", "JournalError", "NonRetryableError", "Participant",
-        "ParticipantStoreError", "ParticipantUnavailableError", "RetryPolicy", "RunnerUnavailableError", "RuntimeConfig",
-        "Saga",
+        "ParticipantStoreError", "ParticipantUnavailableError", "RetryPolicy",
+        "RunnerUnavailableError", "RuntimeConfig", "Saga",
         "SagaConflictError", "SagaDefinitionError", "SagaError", "SagaInputError",
         "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
         "SagaUsageError", "SagaWaitTimeoutError", "Step", "StepContext", "StepError",
