@@ -11,6 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import click
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import DEFAULT_NAMESPACE, OPERATOR_CALL_TIMEOUT_S
@@ -104,16 +109,44 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "-"
 
 
-def _print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
-    if not rows:
-        click.echo("(no sagas)")
+def _console() -> Console:
+    """rich output on stdout: fitted to a terminal; unwrapped when piped (for scripts)."""
+    tty = sys.stdout.isatty()
+    return Console(highlight=False, soft_wrap=not tty, width=None if tty else PIPE_WIDTH)
+
+
+def _emit(renderable: RenderableType, console: Console | None = None) -> None:
+    """Print for a person (a terminal) or for a script (piped: no colour, no padding at
+    line ends)."""
+    console = console or _console()
+    if console.is_terminal:
+        console.print(renderable)
         return
-    cells = [[str(r.get(key) if r.get(key) is not None else "-") for key, _ in columns]
-             for r in rows]
-    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    click.echo("  ".join(t.ljust(w) for (_, t), w in zip(columns, widths, strict=True)))
-    for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    with console.capture() as captured:
+        console.print(renderable)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]],
+           empty: str = "(no sagas)") -> RenderableType:
+    if not rows:
+        return Text(empty)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for key, title in columns:
+        wide = key in ("error", "last_error", "detail")
+        table.add_column(title, overflow="fold" if wide else "ellipsis", no_wrap=not wide)
+    for row in rows:
+        table.add_row(*[_cell(row.get(key)) for key, _ in columns])
+    return table
+
+
+def _cell(value: Any) -> Text:
+    return Text("-" if value is None else str(value), style=_STYLES.get(str(value), ""))
+
+
+_STYLES = {"COMPLETED": "green", "FAILED": "red", "STUCK": "bold magenta",
+           "COMPENSATING": "yellow", "PENDING": "cyan", "succeeded": "green", "failed": "red"}
+PIPE_WIDTH = 1000  # piped output is not wrapped: one saga a line, for grep and scripts
 
 
 LIST_COLUMNS = [("saga_id", "SAGA"), ("saga_type", "TYPE"), ("status", "STATUS"),
@@ -128,30 +161,36 @@ def _list_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "error": (e.get("error") or "")[:60] or None} for e in entries]
 
 
-def _print_show(info: dict[str, Any]) -> None:
-    click.echo(f"saga      {info['saga_id']} ({info['saga_type']}, {info['placement']})")
-    click.echo(f"status    {info['status']}")
-    click.echo(f"runs in   {info['runner']}")
+def _show(info: dict[str, Any]) -> RenderableType:
+    """One saga: what it is, where it runs, its steps and its history."""
+    facts = Table.grid(padding=(0, 3))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("saga", f"{info['saga_id']} ({info['saga_type']}, {info['placement']})")
+    facts.add_row("status", _cell(info["status"]))
+    facts.add_row("runs in", info["runner"])
     if info.get("waiting_for"):
-        click.echo(f"waiting   for {info['waiting_for']}")
-    click.echo(f"started   {_when(info['created_at'])}   updated {_when(info['updated_at'])}"
-               f"   finished {_when(info.get('finished_at'))}")
+        facts.add_row("waiting", f"for {info['waiting_for']}")
+    facts.add_row("started", f"{_when(info['created_at'])}   updated {_when(info['updated_at'])}"
+                  f"   finished {_when(info.get('finished_at'))}")
     if info.get("restarts"):
-        click.echo(f"restarts  {info['restarts']}")
+        facts.add_row("restarts", str(info["restarts"]))
     if info.get("error"):
-        click.echo(f"error     {info['error']}")
-    click.echo("\nsteps")
-    _print_table([{**s, "started": _when(s["started_at"]), "ended": _when(s["ended_at"]),
-                   "duration": f"{s['duration_s']:.3f}s" if "duration_s" in s else None}
-                  for s in info["steps"]],
-                 [("step", "STEP"), ("phase", "PHASE"), ("attempts", "ATTEMPTS"),
-                  ("outcome", "OUTCOME"), ("started", "STARTED"), ("duration", "TOOK"),
-                  ("last_error", "LAST ERROR")])
-    click.echo("\nhistory")
-    _print_table([{**t, "time": _when(t["at"]), "detail": json.dumps(t["detail"]) if t["detail"]
-                   else None} for t in info["history"]],
-                 [("seq", "SEQ"), ("time", "TIME"), ("event", "EVENT"), ("status", "STATUS"),
-                  ("step", "STEP"), ("attempt", "ATTEMPT"), ("detail", "DETAIL")])
+        facts.add_row("error", Text(info["error"]))
+    steps = _table([{**s, "started": _when(s["started_at"]), "ended": _when(s["ended_at"]),
+                     "duration": f"{s['duration_s']:.3f}s" if "duration_s" in s else None}
+                    for s in info["steps"]],
+                   [("step", "STEP"), ("phase", "PHASE"), ("attempts", "ATTEMPTS"),
+                    ("outcome", "OUTCOME"), ("started", "STARTED"), ("duration", "TOOK"),
+                    ("last_error", "LAST ERROR")], empty="(no steps yet)")
+    history = _table([{**t, "time": _when(t["at"]),
+                       "detail": json.dumps(t["detail"]) if t["detail"] else None}
+                      for t in info["history"]],
+                     [("seq", "SEQ"), ("time", "TIME"), ("event", "EVENT"),
+                      ("status", "STATUS"), ("step", "STEP"), ("attempt", "ATTEMPT"),
+                      ("detail", "DETAIL")])
+    return Group(facts, Text("\nsteps", style="bold"), steps, Text("\nhistory", style="bold"),
+                 history)
 
 
 @click.group()
@@ -179,7 +218,7 @@ def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit:
     if as_json:
         click.echo(json.dumps(entries))
     else:
-        _print_table(_list_rows(entries), LIST_COLUMNS)
+        _emit(_table(_list_rows(entries), LIST_COLUMNS))
 
 
 @main.command()
@@ -190,7 +229,7 @@ def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit:
 def show(cluster: Cluster, saga_id: str, as_json: bool) -> None:
     """One saga: state, steps with attempts and timings, history, last error."""
     info = _get(cluster, saga_id)
-    click.echo(json.dumps(info)) if as_json else _print_show(info)
+    click.echo(json.dumps(info)) if as_json else _emit(_show(info))
 
 
 def _get(cluster: Cluster, saga_id: str) -> dict[str, Any]:
@@ -208,19 +247,30 @@ def _get(cluster: Cluster, saga_id: str) -> dict[str, Any]:
 @click.pass_obj
 def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | None) -> None:
     """A live view (one saga, or counts and the latest sagas) until interrupted."""
+    def frame() -> RenderableType:
+        title = Text(f"saga-actors watch  {datetime.now():%H:%M:%S}  (Ctrl-C to stop)\n",
+                     style="bold")
+        if saga_id:
+            return Group(title, _show(_get(cluster, saga_id)))
+        counts = cluster.call(1, "counts")
+        line = Text("  ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
+        return Group(title, line, _table(_list_rows(cluster.call(1, "list", limit=20)),
+                                         LIST_COLUMNS))
+
+    console = _console()
     n = 0
     try:
-        while count is None or n < count:
+        if console.is_terminal:  # one live view, redrawn in place
+            with Live(frame(), console=console, auto_refresh=False) as live:
+                n = 1
+                while count is None or n < count:
+                    time.sleep(interval)
+                    live.update(frame(), refresh=True)
+                    n += 1
+            return
+        while count is None or n < count:  # piped: one frame after another
             n += 1
-            if sys.stdout.isatty():
-                click.clear()
-            click.echo(f"saga-actors watch  {datetime.now():%H:%M:%S}  (Ctrl-C to stop)\n")
-            if saga_id:
-                _print_show(_get(cluster, saga_id))
-            else:
-                counts = cluster.call(1, "counts")
-                click.echo("  ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
-                _print_table(_list_rows(cluster.call(1, "list", limit=20)), LIST_COLUMNS)
+            _emit(frame(), console)
             if count is None or n < count:
                 time.sleep(interval)
     except KeyboardInterrupt:
@@ -245,8 +295,6 @@ def _why_not(info: dict[str, Any]) -> str:
     status = info["status"]
     if status in ("COMPLETED", "FAILED", "STUCK"):
         return f"it is already {status}"
-    if status == "COMPENSATING":
-        return "it is already compensating"
     return "it is past its pivot (it can only go forward)"
 
 
@@ -316,8 +364,8 @@ def journal_list(store: Any, status: str | None, saga_type: str | None, limit: i
     """Sagas in the journal, newest first."""
     records = store.query(statuses=[status.upper()] if status else None, saga_type=saga_type)
     entries = [RegistryEntry.of(r).model_dump(mode="json") for r in reversed(records)][:limit]
-    click.echo(json.dumps(entries)) if as_json else _print_table(_list_rows(entries),
-                                                                 LIST_COLUMNS)
+    click.echo(json.dumps(entries)) if as_json else _emit(
+        _table(_list_rows(entries), LIST_COLUMNS))
 
 
 @journal.command("show")
@@ -330,7 +378,7 @@ def journal_show(store: Any, saga_id: str, as_json: bool) -> None:
     if record is None:
         raise click.ClickException(f"no saga with id {saga_id!r} in {store.url}")
     info = describe(record, store.history(saga_id), hosts=ctx_hosts())
-    click.echo(json.dumps(info)) if as_json else _print_show(info)
+    click.echo(json.dumps(info)) if as_json else _emit(_show(info))
 
 
 if __name__ == "__main__":

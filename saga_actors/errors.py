@@ -263,7 +263,8 @@ class SagaWaitTimeoutError(SagaRuntimeError):
 
 class RunnerUnavailableError(SagaRuntimeError):
     """The actor that runs a saga (its own, or its host) did not answer a request in time,
-    or is gone: nothing was done; the request may be tried again."""
+    or is gone. The request's outcome is unknown (a stalled actor may still act on it);
+    operator requests are safe to ask again."""
 
     def __init__(self, saga_id: str, runner: str, request: str, detail: str) -> None:
         super().__init__(saga_id, runner, request, detail)
@@ -274,7 +275,8 @@ class RunnerUnavailableError(SagaRuntimeError):
 
     def __str__(self) -> str:
         return (f"saga {self.saga_id}: {self.runner} did not answer {self.request} "
-                f"({self.detail}); nothing was done, try again")
+                f"({self.detail}); it may still act on it when it answers again: look with "
+                f"`saga-actors show {self.saga_id}`, or ask again (asking twice is safe)")
 
 
 class SagaActorLost(SagaRuntimeError):

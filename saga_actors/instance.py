@@ -138,11 +138,16 @@ class SagaInstance:
     # --- operator requests --------------------------------------------------------
 
     async def request_cancel(self, reason: str) -> bool:
-        """Ask a running saga to abort and compensate; False once past the pivot or done."""
+        """Ask a running saga to abort and compensate. True when it will compensate and end
+        FAILED (also when a cancel was asked before, or it compensates already: asking again
+        is safe); False once it is over or past its pivot."""
         rec = self.record
-        if rec.status.terminal or rec.status is SagaStatus.COMPENSATING or self._past_pivot():
+        if rec.status.terminal or self._past_pivot():
             return False
-        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason, detail={"reason": reason})
+        if rec.cancel_reason or rec.status is SagaStatus.COMPENSATING:
+            return True
+        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason,
+                           detail={"reason": reason})
         self._wake_up()
         return True
 

@@ -503,8 +503,10 @@ class SagaRuntime:
     # --- operator actions -----------------------------------------------------------
 
     def cancel(self, saga_id: str, reason: str = "cancelled by operator") -> bool:
-        """Abort a running or queued saga: it compensates and ends FAILED. False when it
-        cannot (already over, or past its pivot)."""
+        """Abort a running or queued saga: True when it will compensate and end FAILED
+        (asking again is safe); False when it cannot (already over, or past its pivot).
+        Raises :class:`RunnerUnavailableError` when the actor running it does not answer
+        (the cancel may still land later)."""
         self.get(saga_id)
         return self._ask_supervisor("cancel", saga_id, reason)
 

@@ -263,11 +263,14 @@ class Supervisor:
         return record
 
     async def cancel(self, saga_id: str, reason: str) -> bool:
-        """Abort a running or queued saga; False if it is done or past its pivot. Raises
+        """Abort a running or queued saga: True if it will compensate and end FAILED (asking
+        again is safe); False if it is done or past its pivot. Raises
         :class:`RunnerUnavailableError` if the actor running it does not answer."""
         record = self._load(saga_id)
         if record.status.terminal:
             return False
+        if record.cancel_reason:
+            return True  # asked before: it will compensate (asking twice is safe)
         if record.placement == "hosted":
             return bool(await self._fleet.hosted(saga_id, "cancel", reason))
         live = self._live.get(saga_id)

@@ -440,6 +440,19 @@ def test_cancel_is_refused_after_the_pivot():
     assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
 
 
+def test_asking_to_cancel_twice_is_safe():
+    h = Harness()
+    inst = h.instance()
+
+    async def twice():
+        return [await inst.request_cancel("first"), await inst.request_cancel("second")]
+
+    assert asyncio.run(twice()) == [True, True]
+    assert [t.event for t in h.journal.history(h.saga_id)].count("cancel_requested") == 1
+    rec = asyncio.run(inst.run())
+    assert rec.status is SagaStatus.FAILED and "cancelled: first" in rec.error
+
+
 def test_invalid_output_is_undone():
     saga = ORDER.model_copy(update={"steps": (
         ORDER.steps[0],
