@@ -25,6 +25,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray  # noqa: E402
+from rich import box  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table  # noqa: E402
 
 from saga_actors import (  # noqa: E402
     SagaError,
@@ -144,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     killed: set[str] = set()
+    console = _console(stderr=args.json)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, disable=args.json)
+    ended = bar.add_task("sagas ended", total=len(ids))
+    finished: set[str] = set()
 
     def progress(record: SagaRecord) -> None:
         if (args.crash_step and record.saga_id not in killed and record.in_flight
@@ -155,11 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  killed {runner} while {record.saga_id} was in {args.crash_step}")
         if not args.json:
             where = record.current_step or (record.completed[-1] if record.completed else "-")
-            print(f"  [{time.monotonic() - started:5.1f}s] {record.saga_id:<40} "
-                  f"{record.status.value:<12} {where} (attempt {record.attempt})")
+            console.print(f"  [{time.monotonic() - started:5.1f}s] {record.saga_id:<40} "
+                          f"{record.status.value:<12} {where} (attempt {record.attempt})")
+        if record.status.terminal and record.saga_id not in finished:
+            finished.add(record.saga_id)
+            bar.update(ended, completed=len(finished))
 
     try:
-        records = runtime.wait_all(ids, timeout_s=args.timeout, on_progress=progress)
+        with bar:
+            records = runtime.wait_all(ids, timeout_s=args.timeout, on_progress=progress)
     finally:
         for actor in actors.values():  # leave shared participants clean
             ray.get(actor.set_faults.remote({}))
@@ -204,15 +223,23 @@ def snapshot(actors: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _console(*, stderr: bool = False) -> Console:
+    """Fitted to a terminal; unwrapped when piped (one saga a line)."""
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr, highlight=False, soft_wrap=not tty,
+                   width=None if tty else 1000)
+
+
 def print_summary(report: dict[str, Any]) -> None:
-    print()
-    print(f"{'saga':<44} {'status':<10} completed / compensated")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for title in ("saga", "status", "completed / compensated", "reason"):
+        table.add_column(title, overflow="fold")
     for s in report["sagas"]:
-        print(f"{s['saga_id']:<44} {s['status']:<10} {','.join(s['completed_steps']) or '-'}"
-              f" / {','.join(s['compensated_steps']) or '-'}")
-        if s["error"]:
-            print(f"{'':<44} reason: {s['error']}")
-    print("\neffects applied (from the participants' own ledgers):")
+        table.add_row(s["saga_id"], s["status"], f"{','.join(s['completed_steps']) or '-'}"
+                      f" / {','.join(s['compensated_steps']) or '-'}", s["error"] or "")
+    print()
+    _console().print(table)
+    print("effects applied (from the participants' own ledgers):")
     for key, n in report["effects"].items():
         print(f"  {key:<36} {n}")
     before, after = report["participants"]["before"], report["participants"]["after"]
