@@ -61,7 +61,8 @@ class Notifier(Participant):
 
     @action
     async def send_email(self, ctx: StepContext) -> dict:
-        message_id = await self.mail.send(ctx.idempotency_key, ctx.data["customer_id"],
+        # ctx.input: the saga's input as its own model (ctx.data: the same, as a dict)
+        message_id = await self.mail.send(ctx.idempotency_key, ctx.input.customer_id,
                                           ctx.data.get("mail_latency_s", 0.01))
         ctx.db.execute("INSERT INTO messages VALUES (?, ?, 'email', 'sent')",
                        (message_id, ctx.saga_id))

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 from loguru import logger
 
+from saga_actors.catalog import Catalog
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     REGISTRY_ACTOR_NAME,
@@ -33,7 +34,7 @@ from saga_actors.gateway import RayGateway, get_actor
 from saga_actors.host import SagaHost
 from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
-from saga_actors.kv_definitions import cluster_catalog
+from saga_actors.kv_definitions import KVDefinitions, cluster_catalog
 from saga_actors.logging import configure_logging
 from saga_actors.participant import Participant
 from saga_actors.registry import Registry
@@ -54,9 +55,12 @@ def _gateway(config: RuntimeConfig, *, batch: bool = False) -> RayGateway:
 class ParticipantShell:
     """Mixin for the Ray actor class made from a :class:`Participant` subclass."""
 
-    def __init__(self, *args: Any, log_level: str = "INFO", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, log_level: str = "INFO", namespace: str = "",
+                 **kwargs: Any) -> None:
         configure_logging("participant", log_level)
         super().__init__(*args, **kwargs)
+        if namespace:  # after the subclass's own __init__, whatever its signature
+            self.use_definitions(Catalog(KVDefinitions(namespace)).lookup)
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""
@@ -125,6 +129,7 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
         name=name,
         faults=faults,
         log_level=config.log_level,
+        namespace=config.namespace,
         **kwargs,
     )
 

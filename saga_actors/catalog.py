@@ -55,13 +55,17 @@ class Catalog:
 
     def resolve(self, record: SagaRecord) -> Saga | None:
         """The definition ``record`` was started with, or None if nobody has it."""
-        key = (record.saga_type, record.version)
+        return self.lookup(record.saga_type, record.version, record.definition_ref)
+
+    def lookup(self, name: str, version: int, ref: str | None = None) -> Saga | None:
+        """The definition ``name`` v``version``, or None if nobody has it."""
+        key = (name, version)
         saga = self._known.get(key)
         if saga is not None:
             return saga
         if self._clock() - self._missed.get(key, -MISS_TTL_S) < MISS_TTL_S:
             return None
-        saga = self._from_shared(key) or _import(record)
+        saga = self._from_shared(key) or _import(ref)
         if saga is None or (saga.name, saga.version) != key:
             self._missed[key] = self._clock()
             return None
@@ -78,14 +82,14 @@ class Catalog:
             return None
 
 
-def _import(record: SagaRecord) -> Saga | None:
-    if not record.definition_ref:
+def _import(ref: str | None) -> Saga | None:
+    if not ref:
         return None
-    module_name, _, attr = record.definition_ref.partition(":")
+    module_name, _, attr = ref.partition(":")
     try:
         saga = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        logger.warning("cannot import {}: {}", record.definition_ref, exc)
+        logger.warning("cannot import {}: {}", ref, exc)
         return None
     return saga if isinstance(saga, Saga) else None
 

@@ -362,8 +362,9 @@ def journal(ctx: click.Context, journal_url: str | None, data_dir: str) -> None:
 def journal_list(store: Any, status: str | None, saga_type: str | None, limit: int,
                  as_json: bool) -> None:
     """Sagas in the journal, newest first."""
-    records = store.query(statuses=[status.upper()] if status else None, saga_type=saga_type)
-    entries = [RegistryEntry.of(r).model_dump(mode="json") for r in reversed(records)][:limit]
+    records = store.query(statuses=[status.upper()] if status else None, saga_type=saga_type,
+                          limit=limit, newest_first=True)
+    entries = [RegistryEntry.of(r).model_dump(mode="json") for r in records]
     click.echo(json.dumps(entries)) if as_json else _emit(
         _table(_list_rows(entries), LIST_COLUMNS))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import random
+import sys
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -101,6 +102,44 @@ class Step(_Data):
         None, description="Validates the action's output before it is merged."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _by_reference(cls, data: Any) -> Any:
+        """``action=Payment.charge, compensation=Payment.refund``: the methods' names, the
+        participant (and the step name, if not given) from the class; checked here."""
+        if not isinstance(data, dict) or not (callable(data.get("action"))
+                                              or callable(data.get("compensation"))):
+            return data
+        data = dict(data)
+        owners = set()
+        for field, role in (("action", "action"), ("compensation", "compensation")):
+            fn = data.get(field)
+            if not callable(fn):
+                continue
+            marked = getattr(fn, "__saga_role__", None)
+            if not marked or marked[0] != role:
+                raise ValueError(f"{field}={_qualname(fn)} is not marked @{role}")
+            if role == "compensation":
+                action = data.get("action") or data.get("name")
+                target = getattr(action, "__name__", action)
+                if target and marked[1] != target:
+                    raise ValueError(f"{_qualname(fn)} compensates {marked[1]!r}, not "
+                                     f"{target!r}")
+            data[field] = fn.__name__
+            owners.add(_participant_of(fn))
+        owners.discard(None)
+        if len(owners) > 1:
+            raise ValueError(f"action and compensation belong to different participants: "
+                             f"{sorted(owners)}")
+        if owners:
+            owner = owners.pop()
+            if data.get("participant") not in (None, owner):
+                raise ValueError(f"the methods belong to participant {owner!r}, not "
+                                 f"{data['participant']!r}")
+            data["participant"] = owner
+        data.setdefault("name", data.get("action"))
+        return data
+
     def policy(self, phase: str) -> RetryPolicy:
         """The retry policy of the ``action`` or the ``compensation``."""
         return self.retry if phase == "action" else self.compensation_retry
@@ -114,6 +153,21 @@ class Step(_Data):
         if self.kind is not StepKind.COMPENSATABLE and self.compensation:
             raise ValueError(f"{self.kind.value} step {self.name!r} cannot have a compensation")
         return self
+
+
+def _qualname(fn: Any) -> str:
+    return getattr(fn, "__qualname__", repr(fn))
+
+
+def _participant_of(fn: Any) -> str | None:
+    """The participant name of the class a handler function is defined on (its ``name``,
+    or the class name in lower case), if that class can be found."""
+    owner_name, _, _ = getattr(fn, "__qualname__", "").rpartition(".")
+    module = sys.modules.get(getattr(fn, "__module__", ""))
+    owner = getattr(module, owner_name, None) if owner_name and "<" not in owner_name else None
+    if owner is None:
+        return None
+    return getattr(owner, "name", "") or owner.__name__.lower()
 
 
 class Saga(_Data):

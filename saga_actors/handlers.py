@@ -78,6 +78,16 @@ class StepContext:
     idempotency_key: str = field(default="")
     """``<saga_id>/<step>/<action|compensation>``: the same on every retry and after any
     crash. Pass it to outside services that deduplicate by key (payment providers do)."""
+    load_input: Callable[[], Any] | None = field(default=None, repr=False)
+
+    @property
+    def input(self) -> Any:
+        """The saga's input as its typed model (``ctx.data`` has it as a dict, with the
+        outputs of the steps before). Raises :class:`NonRetryableError` if the saga's
+        definition cannot be found here."""
+        if self.load_input is None:
+            raise NonRetryableError("ctx.input is not available outside a participant call")
+        return self.load_input()
 
 
 class HandlerAwaitedInTransaction(NonRetryableError):

@@ -410,6 +410,7 @@ class SagaInstance:
         request = StepRequest.model_construct(  # typed fields; the participant validates
             saga_id=rec.saga_id,
             saga_type=rec.saga_type,
+            version=rec.version,
             step=step.name,
             kind=kind,
             method=step.action if kind == "action" else step.compensation or "",

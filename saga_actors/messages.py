@@ -59,6 +59,7 @@ class StepRequest(BaseModel):
 
     saga_id: str
     saga_type: str
+    version: int = Field(1, ge=1, description="Of the saga's definition (for ctx.input).")
     step: str
     kind: Kind
     method: str

@@ -52,6 +52,8 @@ from saga_actors.messages import (
 )
 from saga_actors.testing import Fault
 
+DefinitionLookup = Callable[[str, int], Any]  # (saga type, version) -> Saga | None
+
 # an inline handler slower than this holds up every saga using its participant: say so
 SLOW_INLINE_S = 0.5
 # a store another connection holds (a blocking handler's commit, an offline reader) is
@@ -155,6 +157,7 @@ class Participant:
         self._running = 0
         self._running_lock = threading.Lock()
         self._slow_said: set[str] = set()
+        self._definitions: DefinitionLookup | None = None  # for ctx.input
         self.set_faults(faults or {})
 
     def _check_store_version(self) -> None:
@@ -206,6 +209,11 @@ class Participant:
             "actions": sorted(m for m, (r, _) in handlers.items() if r == "action"),
             "compensations": {m: of for m, (r, of) in handlers.items() if r == "compensation"},
         }
+
+    def use_definitions(self, lookup: DefinitionLookup) -> None:
+        """Where ``ctx.input`` finds a saga's definition (the actor shell gives the
+        cluster's catalog)."""
+        self._definitions = lookup
 
     def set_faults(self, faults: dict[str, Fault | dict]) -> None:
         """Replace the injected faults (method name -> :class:`Fault`)."""
@@ -540,7 +548,19 @@ class Participant:
     def _context(self, req: StepRequest, action_output: dict[str, Any] | None,
                  db: Any) -> StepContext:
         return StepContext(req.saga_id, req.step, req.kind, req.attempt, req.data,
-                           action_output, db, idempotency_key=req.key)
+                           action_output, db, idempotency_key=req.key,
+                           load_input=lambda: self._typed_input(req))
+
+    def _typed_input(self, req: StepRequest) -> Any:
+        """``ctx.input``: the input fields of ``req.data`` as the saga's input model."""
+        saga = self._definitions(req.saga_type, req.version) if self._definitions else None
+        if saga is None:
+            raise NonRetryableError(
+                f"ctx.input: {self.participant_name} cannot find the definition of saga "
+                f"{req.saga_type!r} v{req.version} (ctx.data has the input as a dict)")
+        model = saga.input_model
+        return model.model_validate({k: v for k, v in req.data.items()
+                                     if k in model.model_fields})
 
     def _say_if_slow(self, method: str, seconds: float) -> None:
         if seconds > SLOW_INLINE_S and method not in self._slow_said:

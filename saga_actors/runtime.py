@@ -433,11 +433,12 @@ class SagaRuntime:
         limit: int = 100,
         offset: int = 0,
     ) -> list[SagaRecord]:
-        """Sagas, oldest first, filtered and paged."""
+        """Sagas, newest first (as the CLI and the registry list them), filtered and
+        paged."""
         statuses = None if status is None else [SagaStatus(status)]
         return self.journal.query(
             statuses=statuses, saga_type=saga_type, since=since, until=until,
-            limit=limit, offset=offset,
+            limit=limit, offset=offset, newest_first=True,
         )
 
     def wait(
@@ -532,5 +533,11 @@ class SagaRuntime:
             raise
 
     def close(self) -> None:
-        """Close the journal connection (Ray stays up)."""
+        """Close the journal connection (Ray stays up, and so do the sagas)."""
         self.journal.close()
+
+    def __enter__(self) -> SagaRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -72,9 +72,10 @@ class Journal(abc.ABC):
         updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        newest_first: bool = False,
     ) -> list[SagaRecord]:
         """Snapshots filtered by status, type, placement, creation time and last update;
-        oldest first, paged."""
+        oldest first (``newest_first``: the other way), paged."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -61,13 +61,14 @@ class MemoryJournal(Journal):
         updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        newest_first: bool = False,
     ) -> list[SagaRecord]:
         wanted = {SagaStatus(s) for s in statuses} if statuses is not None else None
         with _LOCK:
             recs = [SagaRecord.model_validate_json(r) for r in self._records.values()]
         out = [
             r
-            for r in sorted(recs, key=lambda r: (r.created_at, r.saga_id))
+            for r in sorted(recs, key=lambda r: (r.created_at, r.saga_id), reverse=newest_first)
             if (wanted is None or r.status in wanted)
             and (saga_type is None or r.saga_type == saga_type)
             and (placement is None or r.placement == placement)

@@ -198,6 +198,7 @@ class SqliteJournal(Journal):
         updated_since: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        newest_first: bool = False,
     ) -> list[SagaRecord]:
         where, args = [], []
         if statuses is not None:
@@ -215,7 +216,8 @@ class SqliteJournal(Journal):
         sql = "SELECT record FROM sagas"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, saga_id LIMIT ? OFFSET ?"
+        order = "DESC" if newest_first else "ASC"
+        sql += f" ORDER BY created_at {order}, saga_id {order} LIMIT ? OFFSET ?"
         args += [-1 if limit is None else limit, offset]
         return [SagaRecord.model_validate_json(r[0]) for r in self._read(sql, tuple(args))]
 

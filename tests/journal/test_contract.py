@@ -91,6 +91,7 @@ class TestJournalContract:
         assert ids(journal.query(saga_type="a")) == ["s1", "s3"]
         assert ids(journal.query(since=1.0, until=3.0)) == ["s1", "s2"]
         assert ids(journal.query(limit=2, offset=1)) == ["s1", "s2"]
+        assert ids(journal.query(limit=2, newest_first=True)) == ["s4", "s3"]
         assert ids(journal.query(statuses=[])) == []
         assert ids(journal.query(updated_since=2.5)) == ["s3", "s4"]
         assert ids(journal.non_terminal()) == ["s0", "s1", "s2", "s4"]

@@ -121,3 +121,21 @@ def test_an_output_that_would_overwrite_the_input_or_an_earlier_output_is_refuse
     with pytest.raises(SagaDefinitionError, match="step 'b' outputs 'y', which step 'a'"):
         Saga(name="bad", input_model=In, steps=[comp("a", output_model=Out),
                                                 comp("b", output_model=Out)])
+
+
+def test_a_step_may_name_its_action_and_compensation_by_reference():
+    from participants.payment import Payment
+
+    step = Step(action=Payment.process_payment, compensation=Payment.refund_payment)
+    assert (step.name, step.participant, step.action, step.compensation) == (
+        "process_payment", "payment", "process_payment", "refund_payment")
+    named = Step(name="charge", participant="payment", action=Payment.process_payment,
+                 compensation="refund_payment")
+    assert named.name == "charge" and named.action == "process_payment"
+    with pytest.raises(SagaDefinitionError, match="is not marked @compensation"):
+        Step(action=Payment.process_payment, compensation=Payment.capture_payment)
+    with pytest.raises(SagaDefinitionError, match="belong to participant 'payment', not 'bank'"):
+        Step(participant="bank", action=Payment.process_payment,
+             compensation=Payment.refund_payment)
+    with pytest.raises(SagaDefinitionError, match="is not marked @action"):
+        Step(action=Payment.balance, compensation=Payment.refund_payment)

@@ -481,3 +481,36 @@ def test_the_store_has_a_schema_version_and_a_newer_or_foreign_file_is_refused(s
     db.close()
     with pytest.raises(ParticipantStoreError, match="not a saga_actors participant store"):
         Counter(store_path=foreign)
+
+
+def test_ctx_input_is_the_saga_input_as_its_typed_model(store):
+    from pydantic import BaseModel
+
+    from saga_actors import Saga, Step
+
+    class Order(BaseModel):
+        by: int
+        note: str = ""
+
+    seen = []
+
+    class Typed(Participant):
+        name = "typed"
+
+        @action
+        def take(self, ctx: StepContext) -> dict:
+            seen.append(ctx.input)
+            return {}
+
+    saga = Saga(name="typed_saga", input_model=Order,
+                steps=[Step(name="take", participant="typed", kind="pivot")])
+    p = Typed(store_path=store)
+    request = StepRequest(saga_id="s1", saga_type="typed_saga", step="take", kind="action",
+                          method="take", attempt=1, data={"by": 3, "earlier_output": "x"})
+    unknown = call(p, request)
+    assert not unknown.ok and "cannot find the definition of saga 'typed_saga' v1" in \
+        unknown.error
+    p.use_definitions(lambda name, version: saga if (name, version) == ("typed_saga", 1)
+                      else None)
+    assert call(p, request.model_copy(update={"saga_id": "s2"})).ok
+    assert seen == [Order(by=3)]
