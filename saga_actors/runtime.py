@@ -80,24 +80,21 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
 
 
 def definition_ref(saga: Saga) -> str | None:
-    """``module:attr`` under which the definition can be imported again, if any."""
-    key = id(saga)
-    if key not in _REFS:
-        _REFS[key] = (saga, _find_ref(saga))  # keeps the saga alive, so the id stays its own
-    return _REFS[key][1]
-
-
-_REFS: dict[int, tuple[Saga, str | None]] = {}
-
-
-def _find_ref(saga: Saga) -> str | None:
-    module_name = saga.input_model.__module__
-    module = sys.modules.get(module_name)
-    if module is None or module_name == "__main__":
-        return None
-    for attr, value in vars(module).items():
-        if value is saga:
-            return f"{module_name}:{attr}"
+    """``module:attr`` under which ``saga`` can be imported again, or None (a saga made in
+    ``__main__`` or inside a function: then the cluster's catalog has it, and after a
+    whole-cluster restart its sagas wait until it is registered again). The module of its
+    input model is looked in first, then every loaded module (once per saga type)."""
+    first = saga.input_model.__module__
+    for module_name in [first, *(m for m in list(sys.modules) if m != first)]:
+        module = sys.modules.get(module_name)
+        if module is None or module is sys.modules.get("__main__"):  # (__mp_main__ too)
+            continue
+        try:
+            found = next((a for a, v in vars(module).items() if v is saga), None)
+        except TypeError:  # a module object without a __dict__
+            continue
+        if found:
+            return f"{module_name}:{found}"
     return None
 
 
@@ -139,6 +136,7 @@ class SagaRuntime:
         self._hosts: list[Any] | None = None
         self._registered: set[tuple[str, str]] = set()
         self._published: set[tuple[str, int]] = set()
+        self._refs: dict[tuple[str, int], str | None] = {}  # by name and version
         self._connected = False
         for saga in sagas:
             self.register(saga)
@@ -188,6 +186,12 @@ class SagaRuntime:
         self._catalog[saga.name] = saga
         if self._connected:
             self._publish(saga)
+
+    def _ref(self, saga: Saga) -> str | None:
+        key = (saga.name, saga.version)
+        if key not in self._refs:
+            self._refs[key] = definition_ref(saga)
+        return self._refs[key]
 
     def _publish(self, saga: Saga) -> None:
         """Put ``saga`` in the cluster's shared definitions; wake a running supervisor."""
@@ -282,7 +286,7 @@ class SagaRuntime:
             raise UnknownPlacementError(placement)
         record = build_record(
             saga, saga_id, payload, now=time.time(), placement=placement,
-            definition_ref=definition_ref(saga), max_bytes=self.config.max_input_bytes,
+            definition_ref=self._ref(saga), max_bytes=self.config.max_input_bytes,
         )
         self._check_participants(saga)
         self._register(saga, placement)
