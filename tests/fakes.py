@@ -165,3 +165,20 @@ class FakeFleet:
 
     async def hosted(self, saga_id, method, *args):
         return None
+
+
+async def until(condition: Callable[[], Any], *, what: str, timeout_s: float = 10.0,
+                every_s: float = 0.001) -> Any:
+    """The asyncio twin of ``tests.conftest.poll``: the first truthy value of
+    ``condition()`` (awaited if it is a coroutine); fails past the deadline, saying what."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(every_s)

@@ -23,6 +23,7 @@ from saga_actors.gateway import RayGateway
 from saga_actors.messages import StepRequest
 from saga_actors.testing import Fault
 from tests.conftest import poll, state_address
+from tests.fakes import until
 
 pytestmark = pytest.mark.ray
 
@@ -113,8 +114,11 @@ def test_a_batch_caught_in_a_participant_restart_is_sent_again(make_harness):
 
     async def run():
         calls = asyncio.gather(*(gateway.call("tally", request(i), 30) for i in ("r1", "r2")))
-        while len(await tally.busy_keys.remote()) < 2:
-            await asyncio.sleep(0.01)
+        async def both_running() -> bool:
+            return len(await tally.busy_keys.remote()) >= 2
+
+        await until(both_running, what="both requests running on the participant",
+                    every_s=0.01)
         ray.kill(tally, no_restart=False)  # mid-call: outcome unknown
         return await calls
 

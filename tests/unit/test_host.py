@@ -10,7 +10,7 @@ from saga_actors.admission import admit, build_record
 from saga_actors.host import SagaHost, by_shard, shard_of
 from saga_actors.journal import open_journal
 from tests.fakes import FakeClock, FakeGateway
-from tests.unit.test_instance import ORDER
+from tests.sagas import ORDER
 
 
 def world(n=6, hosts=2, script=None):

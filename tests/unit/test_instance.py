@@ -26,45 +26,11 @@ from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.records import SagaRecord
 from tests.fakes import FakeClock, FakeGateway, died, fail, ok, timeout
+from tests.sagas import FAST, ORDER, TRIP, Charge
 
 
 def timeout_fence() -> dict:
     raise StepTimeoutError("s1", "capture", 0, 1.0)
-
-
-class Order(BaseModel):
-    order_id: str
-    amount: int
-
-
-class Charge(BaseModel):
-    charge_id: str
-
-
-FAST = RetryPolicy(max_attempts=3, initial_backoff_s=0.1, max_backoff_s=1, jitter=0)
-
-ORDER = Saga(
-    name="order",
-    input_model=Order,
-    steps=[
-        Step(name="reserve", participant="inv", compensation="release", retry=FAST,
-             compensation_retry=FAST),
-        Step(name="pay", participant="pay", compensation="refund", retry=FAST,
-             compensation_retry=FAST),
-        Step(name="ship", participant="ship", compensation="unship", retry=FAST,
-             compensation_retry=FAST),
-    ],
-)
-
-TRIP = Saga(
-    name="trip",
-    input_model=Order,
-    steps=[
-        Step(name="hold", participant="a", compensation="unhold", retry=FAST),
-        Step(name="capture", participant="p", kind=StepKind.PIVOT, retry=FAST),
-        Step(name="ticket", participant="a", kind=StepKind.RETRIABLE, retry=FAST),
-    ],
-)
 
 
 class Crash(BaseException):
@@ -505,12 +471,16 @@ def test_log_lines_carry_saga_step_and_attempt():
 
 
 def test_bad_input_is_refused_before_anything_is_journaled():
-    journal = open_journal(f"memory://{uuid.uuid4().hex}")
-    with pytest.raises(SagaInputError, match="amount"):
-        build_record(ORDER, "x", {"order_id": "o"}, now=0)
-    with pytest.raises(SagaInputError, match="amount"):
-        build_record(ORDER, "x", {"order_id": "o", "amount": "lots"}, now=0)
-    assert journal.query() == []
+    """Admission as the runtime does it (build, then admit) on a journal that holds a saga:
+    a bad input raises at build and the journal is exactly as it was."""
+    h = Harness()
+    before = (h.journal.query(), h.journal.history(h.saga_id))
+    for bad in ({"order_id": "o"}, {"order_id": "o", "amount": "lots"}, ["not", "a", "dict"],
+                {"order_id": "o", "amount": float("nan")}):
+        with pytest.raises(SagaInputError):
+            admit(h.journal, build_record(ORDER, "x", bad, now=h.clock.now()))
+    assert h.journal.load("x") is None
+    assert (h.journal.query(), h.journal.history(h.saga_id)) == before
 
 
 def test_admit_returns_the_existing_saga_and_refuses_a_conflicting_one():

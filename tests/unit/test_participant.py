@@ -10,6 +10,7 @@ import pytest
 from saga_actors import NonRetryableError, Participant, StepContext, action, compensation
 from saga_actors.messages import StepRequest
 from saga_actors.testing import Fault
+from tests.fakes import until
 
 
 class Counter(Participant):
@@ -199,8 +200,7 @@ def test_cancelling_one_request_of_a_batch_leaves_the_others_running(store):
 
     async def scenario():
         batch = asyncio.ensure_future(p.handle_many([req(saga="a"), req(saga="b")]))
-        while len(p.busy_keys()) < 2:
-            await asyncio.sleep(0.001)
+        await until(lambda: len(p.busy_keys()) >= 2, what="both requests running")
         assert p.cancel_calls([req(saga="a").call_id]) == 1
         return await batch
 
@@ -229,8 +229,7 @@ def test_a_lone_call_can_be_stopped_by_its_call_id_too(store):
 
     async def scenario():
         call = asyncio.ensure_future(p.handle_call(req(saga="a").model_dump()))
-        while not p.busy_keys():
-            await asyncio.sleep(0.001)
+        await until(p.busy_keys, what="the call running")
         assert p.cancel_calls([req(saga="a").call_id]) == 1
         return await call
 
@@ -260,8 +259,7 @@ def test_a_fence_waits_for_the_action_still_running(store):
 
     async def scenario():
         action = asyncio.ensure_future(p.handle(req(saga="a")))
-        while not p.busy_keys():
-            await asyncio.sleep(0.001)
+        await until(p.busy_keys, what="the call running")
         return await p.fence("a", "add"), await action
 
     fenced, reply = asyncio.run(scenario())
@@ -359,8 +357,7 @@ def test_an_async_handler_awaits_outside_io_and_commits_with_its_key(slow):
 def test_an_async_handler_cancelled_at_its_timeout_keeps_no_effect(slow):
     async def scenario():
         task = asyncio.ensure_future(slow.handle_call(sreq("notify", wait=60)))
-        while not Slow.outside.keys:
-            await asyncio.sleep(0.001)
+        await until(lambda: Slow.outside.keys, what="the outside call to begin")
         assert slow.cancel_calls(["s1/notify/action#1"]) == 1
         return await asyncio.wait_for(task, 5)
 
@@ -381,10 +378,7 @@ def test_an_async_handler_that_awaits_after_writing_is_refused_and_undone(slow):
 def test_a_blocking_handler_does_not_freeze_its_participant_and_a_late_effect_is_refused(slow):
     async def scenario():
         task = asyncio.ensure_future(slow.handle_call(sreq("post", wait=30)))
-        deadline = asyncio.get_running_loop().time() + 5
-        while not Slow.outside.keys:
-            assert asyncio.get_running_loop().time() < deadline, "the blocking call never began"
-            await asyncio.sleep(0.001)
+        await until(lambda: Slow.outside.keys, what="the blocking call to begin")
         # meanwhile other sagas' calls are served, writes included
         served = await asyncio.wait_for(slow.handle_call(sreq("notify", saga="s2")), 2)
         read = await asyncio.wait_for(slow.handle_call(sreq("read", saga="s3")), 2)
@@ -421,8 +415,7 @@ def test_a_late_blocking_action_after_its_compensation_is_refused(slow):
     still on its outside call: the action's effect is refused when it tries to commit."""
     async def scenario():
         action_task = asyncio.ensure_future(slow.handle_call(sreq("post", wait=30)))
-        while not Slow.outside.keys:
-            await asyncio.sleep(0.001)
+        await until(lambda: Slow.outside.keys, what="the outside call to begin")
         undo = await slow.handle_call(StepRequest(
             saga_id="s1", saga_type="t", step="post", kind="compensation", method="unpost",
             attempt=1))

@@ -13,7 +13,7 @@ from saga_actors.definition import RetryPolicy
 from saga_actors.journal import open_journal
 from saga_actors.supervisor import Supervisor, SupervisorSettings
 from tests.fakes import FakeClock, FakeFleet, FakeGateway, fail
-from tests.unit.test_instance import ORDER
+from tests.sagas import ORDER
 
 
 class World:
