@@ -99,7 +99,8 @@ class EffectDB:
     (``BEGIN IMMEDIATE``) at the first statement and is finished by the participant,
     together with the idempotency record."""
 
-    _REFUSED = frozenset({"commit", "rollback", "close", "isolation_level"})
+    # executescript commits whatever is pending: the effect would not be one transaction
+    _REFUSED = frozenset({"commit", "rollback", "close", "isolation_level", "executescript"})
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -121,6 +122,11 @@ class EffectDB:
     def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
         self.begin()
         return self._conn.executemany(sql, seq)
+
+    def cursor(self) -> sqlite3.Cursor:
+        """A cursor inside the effect's transaction."""
+        self.begin()
+        return self._conn.cursor()
 
     def finish(self, keep: bool) -> None:
         """Commit (``keep``) or roll back the effect; ``ctx.db`` is closed afterwards."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 
 import pytest
@@ -401,6 +402,20 @@ def test_a_blocking_handler_does_not_freeze_its_participant_and_a_late_effect_is
     assert Slow.outside.keys == ["s1/post/action", "s2/notify/action", "s1/post/action"]
 
 
+def test_an_async_or_blocking_handlers_db_cannot_escape_its_transaction(slow, store):
+    from saga_actors.handlers import EffectDB
+
+    conn = sqlite3.connect(store, isolation_level=None)
+    db = EffectDB(conn)
+    for name in ("commit", "rollback", "executescript"):
+        with pytest.raises(AttributeError, match="ends the effect's transaction itself"):
+            getattr(db, name)
+    db.cursor().execute("INSERT INTO sent VALUES ('x', 'cursor')")
+    assert conn.in_transaction  # the cursor's write is inside the effect's transaction
+    db.finish(keep=False)
+    assert slow.sent() == {}
+
+
 def test_a_blocking_compensation_undoes_its_action(slow):
     Slow.outside.release.set()
     assert call(slow, sreq("post")).ok
@@ -450,7 +465,6 @@ def test_a_compensation_of_no_action_and_an_async_blocking_handler_are_refused()
 
 
 def test_the_store_has_a_schema_version_and_a_newer_or_foreign_file_is_refused(store, tmp_path):
-    import sqlite3
 
     from saga_actors import ParticipantStoreError
 
