@@ -251,7 +251,7 @@ class SqliteJournal(Journal):
                 return
             except sqlite3.OperationalError as exc:
                 waited = time.monotonic() - started
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if _kind(exc) != "busy":
                     raise
                 if waited >= self._busy_timeout_s:
                     raise sqlite3.OperationalError(
@@ -278,14 +278,34 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+# SQLite's primary result codes (sqlite3.SQLITE_* from Python 3.11)
+_KINDS = {5: "busy", 6: "busy", 8: "readonly", 11: "corrupt", 26: "corrupt"}
+
+
+def _kind(exc: sqlite3.DatabaseError) -> str | None:
+    """busy, readonly or corrupt, by SQLite's error code (``sqlite_errorcode``, Python
+    3.11+); by its message only where there is no code (Python 3.10, or our own errors)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return _KINDS.get(code & 0xFF)
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return "busy"
+    if "readonly" in text or "read-only" in text:
+        return "readonly"
+    if "not a database" in text or "malformed" in text:
+        return "corrupt"
+    return None
+
+
 def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
     """SQLite's complaint, said in terms of the journal file."""
-    text = str(exc)
-    if "readonly" in text or "read-only" in text:
+    text, kind = str(exc), _kind(exc)
+    if kind == "readonly":
         return f"{path} is read-only: the journal must be writable by the runtime ({text})"
-    if "not a database" in text or "malformed" in text:
+    if kind == "corrupt":
         return f"{path} is corrupt or not an SQLite file ({text})"
-    if "locked" in text or "busy" in text:
+    if kind == "busy":
         return f"{path}: {text}"
     return f"cannot open {path}: {text}"
 
