@@ -4,6 +4,7 @@
 core (definitions, the state machine, the journal, participants) imports without Ray.
 """
 
+from saga_actors.choreography import Choreography, Reaction
 from saga_actors.config import RuntimeConfig
 from saga_actors.definition import RetryPolicy, Saga, Step, StepKind
 from saga_actors.errors import (
@@ -39,6 +40,7 @@ from saga_actors.state import SagaStatus
 
 __all__ = [
     "ActionRefusedError",
+    "Choreography",
     "ClusterUnreachableError",
     "ConfigError",
     "InvalidSagaIdError",
@@ -48,6 +50,7 @@ __all__ = [
     "Participant",
     "ParticipantStoreError",
     "ParticipantUnavailableError",
+    "Reaction",
     "RetryPolicy",
     "RunnerUnavailableError",
     "RuntimeConfig",

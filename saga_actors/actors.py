@@ -23,8 +23,8 @@ from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     REGISTRY_ACTOR_NAME,
     SUPERVISOR_ACTOR_NAME,
-    host_actor_name,
     participant_actor_name,
+    pool_actor_name,
     saga_actor_name,
 )
 from saga_actors.definition import Saga
@@ -218,18 +218,23 @@ def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> A
 
 
 class SagaHostImpl:
-    """A pool member for `hosted` placement: thousands of saga instances in one actor."""
+    """A pool member for `hosted` placement (thousands of saga instances in one actor), or
+    for choreographed sagas (a bus: each saga's events delivered in order)."""
 
-    def __init__(self, index: int, count: int, config: RuntimeConfig) -> None:
-        configure_logging(f"host{index}", config.log_level)
+    def __init__(self, index: int, count: int, config: RuntimeConfig,
+                 placement: str = "hosted") -> None:
+        configure_logging(f"{'bus' if placement == 'choreography' else 'host'}{index}",
+                          config.log_level)
         self._feed = RegistryFeed(config.namespace)
         self._gateway = _gateway(config, batch=config.batch_calls)
         self.host = SagaHost(
             index, count, open_journal(config.journal, create=False), self._gateway,
             on_transition=self._feed.push, fault_point=crash_points(config),
             restart_budget=config.restart_budget, definitions=cluster_catalog(config),
+            placement=placement,
         )
         self._index = index
+        self._placement = placement
         asyncio.get_running_loop().call_soon(self.host.recover)
 
     async def register(self, definitions: list[Saga]) -> None:
@@ -268,23 +273,25 @@ class SagaHostImpl:
                 "peak_rss_mb": round(rss_mb, 1)}
 
     def __repr__(self) -> str:
-        return f"SagaHost({host_actor_name(self._index)})"
+        kind = "Bus" if self._placement == "choreography" else "SagaHost"
+        return f"{kind}({pool_actor_name(self._placement, self._index)})"
 
 
 SagaHostActor = ray.remote(SagaHostImpl)
 
 
-def saga_host(index: int, config: RuntimeConfig) -> Any:
-    """Start (or find) host ``index`` of ``config.hosts``."""
+def saga_host(index: int, config: RuntimeConfig, placement: str = "hosted") -> Any:
+    """Start (or find) host ``index`` of ``config.hosts`` (``placement="choreography"``: bus
+    ``saga_actors:bus:<index>``, as many as hosts)."""
     return SagaHostActor.options(
-        name=host_actor_name(index), namespace=config.namespace, max_concurrency=100_000,
-        **_SERVICE,
-    ).remote(index, config.hosts, config)
+        name=pool_actor_name(placement, index), namespace=config.namespace,
+        max_concurrency=100_000, **_SERVICE,
+    ).remote(index, config.hosts, config, placement)
 
 
-def saga_hosts(config: RuntimeConfig) -> list[Any]:
-    """Every host of the pool, started if need be."""
-    hosts = [saga_host(i, config) for i in range(config.hosts)]
+def saga_hosts(config: RuntimeConfig, placement: str = "hosted") -> list[Any]:
+    """Every host (or bus) of the pool, started if need be."""
+    hosts = [saga_host(i, config, placement) for i in range(config.hosts)]
     ray.get([h.stats.remote() for h in hosts])
     return hosts
 

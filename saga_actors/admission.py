@@ -48,7 +48,13 @@ def build_record(
         raise SagaInputError(definition.name, str(exc)) from None
     except (TypeError, ValueError, PydanticSerializationError) as exc:
         raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
+    events = []
+    if getattr(definition, "start", None):  # a choreography: its log begins with the input
+        from saga_actors.bus import start_event
+
+        events = [start_event(definition, saga_id, data, now)]
     return SagaRecord(
+        events=events,
         saga_id=saga_id,
         saga_type=definition.name,
         version=definition.version,

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from loguru import logger
 
+from saga_actors.choreography import Choreography
 from saga_actors.definition import Saga
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal, JournalConflictError
@@ -91,7 +92,7 @@ def _import(ref: str | None) -> Saga | None:
     except (ImportError, AttributeError) as exc:
         logger.warning("cannot import {}: {}", ref, exc)
         return None
-    return saga if isinstance(saga, Saga) else None
+    return saga if isinstance(saga, (Saga, Choreography)) else None
 
 
 def waiting_for_definition(record: SagaRecord) -> str:

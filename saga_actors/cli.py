@@ -171,6 +171,10 @@ def _show(info: dict[str, Any]) -> RenderableType:
     facts.add_row("runs in", info["runner"])
     if info.get("waiting_for"):
         facts.add_row("waiting", f"for {info['waiting_for']}")
+    if info.get("awaiting"):
+        waited = f" for {info['awaiting_s']:.0f} s" if info.get("awaiting_s") is not None else ""
+        head, _, rest = info["awaiting"].partition("; ")
+        facts.add_row("waiting", f"for {head}{waited}" + (f"; {rest}" if rest else ""))
     facts.add_row("started", f"{_when(info['created_at'])}   updated {_when(info['updated_at'])}"
                   f"   finished {_when(info.get('finished_at'))}")
     if info.get("restarts"):
@@ -189,7 +193,14 @@ def _show(info: dict[str, Any]) -> RenderableType:
                      [("seq", "SEQ"), ("time", "TIME"), ("event", "EVENT"),
                       ("status", "STATUS"), ("step", "STEP"), ("attempt", "ATTEMPT"),
                       ("detail", "DETAIL")])
-    return Group(facts, Text("\nsteps", style="bold"), steps, Text("\nhistory", style="bold"),
+    parts: list[RenderableType] = [facts]
+    if info.get("events"):
+        parts += [Text("\nevents", style="bold"), _table(
+            [{**e, "time": _when(e["at"]), "cause": (e.get("causation_id") or "")[:8] or None,
+              "id": e["id"][:8]} for e in info["events"]],
+            [("id", "ID"), ("time", "TIME"), ("type", "EVENT"), ("producer", "PRODUCER"),
+             ("consumer", "CONSUMER"), ("cause", "CAUSED BY")])]
+    return Group(*parts, Text("\nsteps", style="bold"), steps, Text("\nhistory", style="bold"),
                  history)
 
 

@@ -10,6 +10,9 @@ PARTICIPANT_ACTOR_PREFIX = "participant:"
 SUPERVISOR_ACTOR_NAME = "saga_actors:supervisor"
 REGISTRY_ACTOR_NAME = "saga_actors:registry"
 HOST_ACTOR_PREFIX = "saga_actors:host:"
+BUS_ACTOR_PREFIX = "saga_actors:bus:"
+# placements whose sagas run in a pool of long-lived actors, sharded by saga id
+POOLED = ("hosted", "choreography")
 
 # how long an operator's call (cancel, retry, resolve) waits for the supervisor: longer
 # than the supervisor's own wait for a saga's actor or host (runner_answer_timeout_s, 30 s)
@@ -29,6 +32,16 @@ def participant_actor_name(name: str) -> str:
 def host_actor_name(index: int) -> str:
     """``saga_actors:host:<index>``: a SagaHost of the `hosted` placement."""
     return f"{HOST_ACTOR_PREFIX}{index}"
+
+
+def bus_actor_name(index: int) -> str:
+    """``saga_actors:bus:<index>``: an event bus actor of choreographed sagas."""
+    return f"{BUS_ACTOR_PREFIX}{index}"
+
+
+def pool_actor_name(placement: str, index: int) -> str:
+    """The name of actor ``index`` of the pool that runs ``placement``'s sagas."""
+    return bus_actor_name(index) if placement == "choreography" else host_actor_name(index)
 
 
 def shard_of(saga_id: str, hosts: int) -> int:

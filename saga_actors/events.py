@@ -34,6 +34,8 @@ class Event(str, enum.Enum):
     STEP_SUCCEEDED = enum.auto()
     PIVOT_SETTLED = enum.auto()
     """A pivot of unknown outcome was settled by its participant (``detail.applied``)."""
+    EVENT_PUBLISHED = enum.auto()
+    """A choreographed saga's event entered its log (``detail``: type, id, causation)."""
     COMPENSATION_STARTED = enum.auto()
     COMPENSATION_SENT = enum.auto()
     COMPENSATION_ATTEMPT_FAILED = enum.auto()

@@ -14,14 +14,14 @@ from loguru import logger
 from ray.exceptions import ActorDiedError, RayActorError
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import host_actor_name, saga_actor_name, shard_of
+from saga_actors.constants import pool_actor_name, saga_actor_name, shard_of
 from saga_actors.definition import Saga
 from saga_actors.errors import RunnerUnavailableError, SagaActorLost
 from saga_actors.gateway import ride_restarts
 from saga_actors.host import by_shard
 
 SpawnSaga = Callable[[Saga, str, RuntimeConfig], Any]
-StartHost = Callable[[int, RuntimeConfig], Any]
+StartHost = Callable[[int, RuntimeConfig, str], Any]
 
 
 class RayFleet:
@@ -31,7 +31,7 @@ class RayFleet:
         self._config = config
         self._spawn = spawn
         self._start_host = host
-        self._hosts: dict[int, Any] = {}
+        self._hosts: dict[tuple[str, int], Any] = {}
 
     def spawn(self, definition: Saga, saga_id: str) -> Any:
         return self._spawn(definition, saga_id, self._config)
@@ -62,37 +62,40 @@ class RayFleet:
     def kill(self, handle: Any) -> None:
         ray.kill(handle, no_restart=True)
 
-    async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
+    async def hosted(self, saga_id: str, method: str, *args: Any,
+                     placement: str = "hosted") -> Any:
         index = shard_of(saga_id, self._config.hosts)
         try:
-            return await self._host_call(index, method, saga_id, *args)
+            return await self._host_call(placement, index, method, saga_id, *args)
         except (asyncio.TimeoutError, RayActorError) as exc:
-            raise RunnerUnavailableError(saga_id, host_actor_name(index), method,
+            raise RunnerUnavailableError(saga_id, pool_actor_name(placement, index), method,
                                          _why(exc, self._config.runner_answer_timeout_s)) \
                 from None
 
-    async def ensure_hosted(self, saga_ids: list[str]) -> None:
+    async def ensure_hosted(self, saga_ids: list[str], placement: str = "hosted") -> None:
         groups = by_shard(saga_ids, self._config.hosts)
-        outcomes = await asyncio.gather(*(self._host_call(i, "ensure", ids)
+        outcomes = await asyncio.gather(*(self._host_call(placement, i, "ensure", ids)
                                           for i, ids in groups.items()), return_exceptions=True)
         for index, outcome in zip(groups, outcomes, strict=True):
             if isinstance(outcome, BaseException):  # the next pass asks again
-                logger.warning("host {} did not take its sagas: {}", index,
+                logger.warning("{} did not take its sagas: {}",
+                               pool_actor_name(placement, index),
                                _why(outcome, self._config.runner_answer_timeout_s))
 
-    async def _host_call(self, index: int, method: str, *args: Any) -> Any:
-        """Call a host; a host that is gone for good is started again (it recovers its
-        shard from the journal) and asked once more. Raises :class:`asyncio.TimeoutError`
-        or :class:`RayActorError` when it does not answer."""
+    async def _host_call(self, placement: str, index: int, method: str, *args: Any) -> Any:
+        """Call a host (or bus); one that is gone for good is started again (it recovers
+        its shard from the journal) and asked once more. Raises
+        :class:`asyncio.TimeoutError` or :class:`RayActorError` when it does not answer."""
+        key = (placement, index)
         for attempt in (1, 2):
-            host = self._hosts.get(index) or self._hosts.setdefault(
-                index, self._start_host(index, self._config))
+            host = self._hosts.get(key) or self._hosts.setdefault(
+                key, self._start_host(index, self._config, placement))
             try:
                 return await self._ask(getattr(host, method).remote(*args),
                                        self._config.runner_answer_timeout_s)
             except ActorDiedError:
-                logger.warning("host {} is gone; starting it again", index)
-                self._hosts.pop(index, None)
+                logger.warning("{} is gone; starting it again", pool_actor_name(placement, index))
+                self._hosts.pop(key, None)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")

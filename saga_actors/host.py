@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from saga_actors.bus import ChoreographyInstance
 from saga_actors.catalog import Catalog, mark_waiting
+from saga_actors.choreography import Choreography
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import shard_of
 from saga_actors.errors import SagaNotFoundError
@@ -56,9 +58,11 @@ class SagaHost:
         fault_point: FaultPoint | None = None,
         restart_budget: int = 5,
         clock: Clock | None = None,
+        placement: str = "hosted",
     ) -> None:
         self.index = index
         self.count = count
+        self.placement = placement  # hosted, or choreography (a bus)
         self.definitions = definitions or Catalog()
         self._journal = journal
         self._gateway = gateway
@@ -76,7 +80,7 @@ class SagaHost:
     def recover(self) -> int:
         """Start every unfinished hosted saga of this shard; returns how many."""
         started = 0
-        for record in self._journal.non_terminal(placement="hosted"):
+        for record in self._journal.non_terminal(placement=self.placement):
             if self.owns(record.saga_id) and self._ensure(record) is not None:
                 started += 1
         if started:
@@ -101,7 +105,8 @@ class SagaHost:
         if definition is None:  # waits, visibly, until someone registers the definition
             mark_waiting(self._journal, record, now=self._clock.now())
             return None
-        instance = SagaInstance(definition, record, self._journal, self._gateway,
+        make = ChoreographyInstance if isinstance(definition, Choreography) else SagaInstance
+        instance = make(definition, record, self._journal, self._gateway,
                                 clock=self._clock, on_transition=self._on_transition,
                                 fault_point=self._fault_point)
         task = asyncio.ensure_future(self._drive(instance))

@@ -6,11 +6,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from saga_actors.constants import host_actor_name, saga_actor_name, shard_of
+from saga_actors.constants import POOLED, pool_actor_name, saga_actor_name, shard_of
 from saga_actors.events import Event
 from saga_actors.state import SagaStatus
 
 Phase = Literal["action", "compensation"]
+
+
+class BusEvent(BaseModel):
+    """One event in a choreographed saga's log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="The same when the handler that published it runs again.")
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    causation_id: str | None = Field(None, description="The event whose handling made it.")
+    producer: str | None = Field(None, description="participant.handler, or who started it.")
+    consumer: str | None = Field(None, description="participant.handler that reacts to it.")
+    at: float = 0.0
 
 
 class SagaRecord(BaseModel):
@@ -46,6 +60,10 @@ class SagaRecord(BaseModel):
     waiting_for: str | None = Field(
         None, description="Set while no process has the saga's definition (it waits, visibly)."
     )
+    events: list[BusEvent] = Field(
+        default_factory=list, description="A choreographed saga's event log, in order.")
+    awaiting: str | None = Field(
+        None, description="A choreographed saga: the event it waits for, from whom.")
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
@@ -84,6 +102,6 @@ _VALIDATOR = SagaRecord.__pydantic_validator__
 
 def runner_name(record: SagaRecord, hosts: int) -> str:
     """The Ray actor that runs the saga: ``saga:<id>``, or its ``saga_actors:host:<i>``."""
-    if record.placement == "hosted":
-        return host_actor_name(shard_of(record.saga_id, hosts))
+    if record.placement in POOLED:
+        return pool_actor_name(record.placement, shard_of(record.saga_id, hosts))
     return saga_actor_name(record.saga_id)

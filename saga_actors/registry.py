@@ -187,6 +187,10 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
         "runner": runner_name(record, hosts),
         "completed_steps": record.completed,
         "compensated_steps": record.compensated,
+        "awaiting": record.awaiting,
+        "awaiting_s": (round(time.time() - record.updated_at, 1)
+                       if record.awaiting and not record.status.terminal else None),
+        "events": [e.model_dump(mode="json", exclude={"payload"}) for e in record.events],
         "steps": steps_from_history(history),
         "history": [t.model_dump(mode="json") for t in history],
     }

@@ -28,8 +28,14 @@ from saga_actors.admission import (
     build_record,
     first_transition,
 )
+from saga_actors.choreography import Choreography
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import OPERATOR_CALL_TIMEOUT_S, participant_actor_name
+from saga_actors.constants import (
+    OPERATOR_CALL_TIMEOUT_S,
+    POOLED,
+    participant_actor_name,
+    pool_actor_name,
+)
 from saga_actors.definition import Saga
 from saga_actors.errors import (
     ClusterUnreachableError,
@@ -133,7 +139,7 @@ class SagaRuntime:
         self._catalog: dict[str, Saga] = {}
         self._participants_ok: set[tuple[str, str]] = set()
         self._services: tuple[Any, Any] | None = None
-        self._hosts: list[Any] | None = None
+        self._pools: dict[str, list[Any]] = {}  # hosts, buses: by placement
         self._registered: set[tuple[str, str]] = set()
         self._published: set[tuple[str, int]] = set()
         self._refs: dict[tuple[str, int], str | None] = {}  # by name and version
@@ -159,12 +165,19 @@ class SagaRuntime:
 
     def hosts(self) -> list[Any]:
         """The SagaHost actors of `hosted` placement, started if need be."""
-        if self._hosts is None:
-            self._hosts = saga_hosts(self.config)
-        return self._hosts
+        return self._pool("hosted")
 
-    def _host_of(self, saga_id: str) -> Any:
-        return self.hosts()[shard_of(saga_id, self.config.hosts)]
+    def buses(self) -> list[Any]:
+        """The bus actors of choreographed sagas, started if need be."""
+        return self._pool("choreography")
+
+    def _pool(self, placement: str) -> list[Any]:
+        if placement not in self._pools:
+            self._pools[placement] = saga_hosts(self.config, placement)
+        return self._pools[placement]
+
+    def _host_of(self, saga_id: str, placement: str = "hosted") -> Any:
+        return self._pool(placement)[shard_of(saga_id, self.config.hosts)]
 
     @property
     def supervisor(self) -> Any:
@@ -176,13 +189,14 @@ class SagaRuntime:
 
     # --- definitions and participants ------------------------------------------------
 
-    def register(self, saga: Saga) -> None:
+    def register(self, saga: Saga | Choreography) -> None:
         """Make ``saga`` startable by its name, and its definition reachable from every
         process that may run or recover its sagas (also when it cannot be imported: a
         saga defined in ``__main__`` or inside a function). Sagas that were waiting for
         this definition (after a whole-cluster restart) recover now."""
-        if not isinstance(saga, Saga):
-            raise SagaUsageError(f"register() takes a Saga, not {type(saga).__name__}")
+        if not isinstance(saga, (Saga, Choreography)):
+            raise SagaUsageError(f"register() takes a Saga or a Choreography, not "
+                                 f"{type(saga).__name__}")
         self._catalog[saga.name] = saga
         if self._connected:
             self._publish(saga)
@@ -204,9 +218,9 @@ class SagaRuntime:
         if supervisor is not None:
             supervisor.register.remote([saga])  # it looks at waiting sagas now
 
-    def definition(self, saga_type: str | Saga) -> Saga:
+    def definition(self, saga_type: str | Saga | Choreography) -> Saga | Choreography:
         """The registered definition called ``saga_type``."""
-        if isinstance(saga_type, Saga):
+        if isinstance(saga_type, (Saga, Choreography)):
             return saga_type
         try:
             return self._catalog[saga_type]
@@ -282,8 +296,9 @@ class SagaRuntime:
         elif not isinstance(saga_id, str) or not _SAGA_ID.match(saga_id):
             raise InvalidSagaIdError(saga_id)
         placement = placement or saga.placement
-        if placement not in ("dedicated", "hosted"):
-            raise UnknownPlacementError(placement)
+        known = ("choreography",) if isinstance(saga, Choreography) else ("dedicated", "hosted")
+        if placement not in known:
+            raise UnknownPlacementError(placement, known)
         record = build_record(
             saga, saga_id, payload, now=time.time(), placement=placement,
             definition_ref=self._ref(saga), max_bytes=self.config.max_input_bytes,
@@ -296,10 +311,11 @@ class SagaRuntime:
         """Hand a journaled saga to whatever runs it."""
         if record.status.terminal:
             return record.saga_id
-        if record.placement == "hosted":
+        if record.placement in POOLED:
             # no call stays open per saga (the host would hold ~55 KB for it): if this one
-            # is lost, the supervisor's next pass over hosted sagas starts the saga
-            self._host_of(record.saga_id).start.remote([record.saga_id], _admitted(record))
+            # is lost, the supervisor's next pass over pooled sagas starts the saga
+            self._host_of(record.saga_id, record.placement).start.remote(
+                [record.saga_id], _admitted(record))
         else:
             self.supervisor.notify.remote()  # the supervisor admits it when a slot is free
         return record.saga_id
@@ -337,15 +353,16 @@ class SagaRuntime:
         fresh = [r for _, r in prepared if existing.get(r.saga_id) is None]
         self.journal.create_many([(r, first_transition(r)) for r in fresh])
         records = [existing.get(r.saga_id) or r for _, r in prepared]
-        hosted = [r for r in records if r.placement == "hosted" and not r.status.terminal]
-        if hosted:
-            self._start_hosted(hosted)
+        for placement in POOLED:
+            pooled = [r for r in records if r.placement == placement and not r.status.terminal]
+            if pooled:
+                self._start_hosted(pooled, placement)
         for saga, record in prepared:
-            if record.placement != "hosted":
+            if record.placement not in POOLED:
                 self._launch(saga, existing.get(record.saga_id) or record)
         return [r.saga_id for r in records]
 
-    def _start_hosted(self, records: list[SagaRecord]) -> None:
+    def _start_hosted(self, records: list[SagaRecord], placement: str) -> None:
         """One call per host for the lot (not one open call per saga). A host that died is
         looked up again (the supervisor replaces it); if it still cannot be reached, the
         supervisor's next pass over hosted sagas starts them."""
@@ -353,21 +370,23 @@ class SagaRuntime:
         for index, group in groups.items():
             args = ([r.saga_id for r in group], [r.model_dump(mode="json") for r in group])
             try:
-                self._ask_host(index, "start", *args)
+                self._ask_host(placement, index, "start", *args)
             except (ray.exceptions.RayError, SagaError) as exc:
-                logger.warning("host {} did not take {} journaled saga(s) now ({}); the "
-                               "supervisor will start them", index, len(group), exc)
+                logger.warning("{} did not take {} journaled saga(s) now ({}); the "
+                               "supervisor will start them", pool_actor_name(placement, index),
+                               len(group), exc)
 
-    def _ask_host(self, index: int, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
+    def _ask_host(self, placement: str, index: int, method: str, *args: Any,
+                  timeout_s: float = 60.0) -> Any:
         """Call host ``index``; a host that died is found (or started) again, and asked once
         more."""
         for attempt in (1, 2):
-            host = self.hosts()[index]
+            host = self._pool(placement)[index]
             try:
                 return get_riding_restarts(lambda h=host: getattr(h, method).remote(*args),
                                            timeout_s=timeout_s)
             except ray.exceptions.RayActorError:
-                self._hosts = None  # dead handles: look the hosts up again
+                self._pools.pop(placement, None)  # dead handles: look them up again
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -382,8 +401,8 @@ class SagaRuntime:
         if (saga.name, placement) in self._registered:
             return
         targets = [self.supervisor]
-        if placement == "hosted":
-            targets += self.hosts()
+        if placement in POOLED:
+            targets += self._pool(placement)
         get_riding_restarts(lambda: [t.register.remote([saga]) for t in targets])
         self._registered.add((saga.name, placement))
 
@@ -400,12 +419,13 @@ class SagaRuntime:
         saga, record = self._prepare(saga_type, input, saga_id, placement)
         record = await admit_async(self.journal, record)
         saga_id = record.saga_id
-        if record.placement == "hosted" and not record.status.terminal:
+        if record.placement in POOLED and not record.status.terminal:
             try:  # the host answers when the saga ends: no polling while it runs
                 admitted = _admitted(record)
-                await self._host_of(saga_id).run.remote(saga_id, admitted and admitted[0])
+                await self._host_of(saga_id, record.placement).run.remote(
+                    saga_id, admitted and admitted[0])
             except ray.exceptions.RayError:
-                self._hosts = None  # its host died: look the hosts up again next time
+                self._pools.pop(record.placement, None)  # its host died: look it up again
         else:
             self._launch(saga, record)
         # the journal says how it ended (the supervisor recovers a lost host's sagas)
@@ -491,19 +511,25 @@ class SagaRuntime:
             time.sleep(poll_s)
 
     def _wait_hosted(self, ids: list[str], timeout_s: float) -> None:
-        """Ask each host once for all of its sagas among ``ids`` (cheaper than polling)."""
-        hosted = [r.saga_id for r in self.journal.query(placement="hosted",
-                                                         statuses=_LIVE) if r.saga_id in ids]
-        if not hosted:
+        """Ask each host (and bus) once for all of its sagas among ``ids`` (cheaper than
+        polling)."""
+        wanted = set(ids)
+        refs = []
+        for placement in POOLED:
+            pooled = [r.saga_id for r in self.journal.query(placement=placement,
+                                                            statuses=_LIVE)
+                      if r.saga_id in wanted]
+            if pooled:
+                pool = self._pool(placement)
+                refs += [pool[i].wait.remote(group)
+                         for i, group in by_shard(pooled, self.config.hosts).items()]
+        if not refs:
             return
-        hosts = self.hosts()
-        refs = [hosts[i].wait.remote(group)
-                for i, group in by_shard(hosted, self.config.hosts).items()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         try:
             ray.get(ready)
         except ray.exceptions.RayError:
-            self._hosts = None  # a host died: look the hosts up again next time
+            self._pools.clear()  # a host died: look the hosts up again next time
 
     # --- operator actions -----------------------------------------------------------
 

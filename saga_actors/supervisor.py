@@ -17,6 +17,7 @@ from loguru import logger
 
 from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.clock import Clock, SystemClock
+from saga_actors.constants import POOLED
 from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import (
     RunnerUnavailableError,
@@ -51,11 +52,12 @@ class Fleet(Protocol):
     def kill(self, handle: Any) -> None:
         """Kill the actor for good (the supervisor restarts it from the journal)."""
 
-    async def ensure_hosted(self, saga_ids: list[str]) -> None:
-        """Make sure each hosted saga runs in its host."""
+    async def ensure_hosted(self, saga_ids: list[str], placement: str = "hosted") -> None:
+        """Make sure each hosted (or choreographed) saga runs in its host (or bus)."""
 
-    async def hosted(self, saga_id: str, method: str, *args: Any) -> Any:
-        """Call ``method`` (cancel, nudge, restart) for a hosted saga on its host."""
+    async def hosted(self, saga_id: str, method: str, *args: Any,
+                     placement: str = "hosted") -> Any:
+        """Call ``method`` (cancel, nudge, restart) for a pooled saga on its host or bus."""
 
 
 @dataclass
@@ -192,22 +194,26 @@ class Supervisor:
             self._not_before[record.saga_id] = self._clock.now() + delay
 
     async def _check_hosted(self, now: float) -> None:
-        records = self._journal.non_terminal(placement="hosted")
+        for placement in POOLED:
+            await self._check_pool(placement, now)
+
+    async def _check_pool(self, placement: str, now: float) -> None:
+        records = self._journal.non_terminal(placement=placement)
         if not records:
             return
-        await self._fleet.ensure_hosted([r.saga_id for r in records])
+        await self._fleet.ensure_hosted([r.saga_id for r in records], placement=placement)
         for record in records:
             definition = self.definitions.resolve(record)
             if definition is None:
                 continue
             try:
                 if self._overdue(definition, record, now):
-                    await self._fleet.hosted(record.saga_id, "nudge")
+                    await self._fleet.hosted(record.saga_id, "nudge", placement=placement)
                 elif now - record.updated_at > stall_limit_s(definition, record,
                                                              self.settings.stall_grace_s):
-                    logger.warning("hosted saga {}: no progress; restarting its instance",
-                                   record.saga_id)
-                    await self._fleet.hosted(record.saga_id, "restart")
+                    logger.warning("{} saga {}: no progress; restarting its instance",
+                                   placement, record.saga_id)
+                    await self._fleet.hosted(record.saga_id, "restart", placement=placement)
             except RunnerUnavailableError as exc:  # the next pass looks again
                 logger.warning("{}", exc)
 
@@ -271,8 +277,9 @@ class Supervisor:
             return False
         if record.cancel_reason:
             return True  # asked before: it will compensate (asking twice is safe)
-        if record.placement == "hosted":
-            return bool(await self._fleet.hosted(saga_id, "cancel", reason))
+        if record.placement in POOLED:
+            return bool(await self._fleet.hosted(saga_id, "cancel", reason,
+                                                 placement=record.placement))
         live = self._live.get(saga_id)
         if live is not None:
             return await self._fleet.cancel(saga_id, live.handle, reason,

@@ -43,12 +43,14 @@ from saga_actors import (  # noqa: E402
     SagaStatus,
     configure_logging,
 )
+from saga_actors.constants import participant_actor_name  # noqa: E402
 from saga_actors.records import runner_name  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 
 EXAMPLES = {
     "order_fulfillment": ("examples.order_fulfillment", "ORDER_FULFILLMENT"),
     "trip_booking": ("examples.trip_booking", "TRIP_BOOKING"),
+    "order_choreography": ("examples.order_choreography", "ORDER_CHOREOGRAPHY"),
 }
 CRASH_DELAY_S = 1.5  # how long the crash step stays in flight, so the kill lands mid-call
 
@@ -58,14 +60,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("example", nargs="?", default="order_fulfillment", choices=sorted(EXAMPLES))
     p.add_argument("--count", type=int, default=3, help="sagas to launch (default 3)")
     p.add_argument("--fail-step", metavar="STEP", help="the participant fails STEP for good")
-    p.add_argument("--crash-step", metavar="STEP", help="kill the saga actor while STEP runs")
+    p.add_argument("--crash-step", metavar="STEP",
+                   help="kill what runs STEP while it is in flight, once per saga: the saga "
+                        "actor or its host (orchestrated), the participant (choreography)")
     p.add_argument("--slow-step", metavar="STEP", help="the participant takes --slow-s on STEP")
     p.add_argument("--slow-s", type=float, default=3.0, help="seconds for --slow-step")
     p.add_argument("--resume", action="store_true",
                    help="launch nothing; (re)deploy participants and services and wait for "
                         "every unfinished saga in the journal (after a cluster restart)")
     p.add_argument("--placement", choices=["dedicated", "hosted"],
-                   help="one Ray actor per saga (dedicated, default) or many per SagaHost")
+                   help="one Ray actor per saga (dedicated, default) or many per SagaHost "
+                        "(a choreography always runs on the bus)")
     p.add_argument("--address", help="attach to this Ray cluster instead of starting one")
     p.add_argument("--journal", metavar="URL", help="journal URL (default: SQLite in --data-dir)")
     p.add_argument("--data-dir", default=os.environ.get("SAGA_ACTORS_DATA_DIR", ".saga_actors"))
@@ -163,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     def progress(record: SagaRecord) -> None:
         if (args.crash_step and record.saga_id not in killed and record.in_flight
                 and record.current_step == args.crash_step and record.phase == "action"):
-            runner = runner_name(record, runtime.config.hosts)
+            runner = (participant_actor_name(saga.step(args.crash_step).participant)
+                      if record.placement == "choreography"
+                      else runner_name(record, runtime.config.hosts))
             with contextlib.suppress(ValueError):  # already being restarted
                 ray.kill(ray.get_actor(runner, runtime.config.namespace), no_restart=False)
             killed.add(record.saga_id)

@@ -160,10 +160,10 @@ class FakeFleet:
         if task:
             task.cancel()
 
-    async def ensure_hosted(self, saga_ids):
+    async def ensure_hosted(self, saga_ids, placement="hosted"):
         pass
 
-    async def hosted(self, saga_id, method, *args):
+    async def hosted(self, saga_id, method, *args, placement="hosted"):
         return None
 
 

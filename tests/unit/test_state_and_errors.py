@@ -76,7 +76,8 @@ def test_error_families():
 def test_public_names_are_frozen():
     assert saga_actors.__all__ == sorted(saga_actors.__all__, key=lambda n: (n[0].islower(), n))
     assert set(saga_actors.__all__) == {
-        "ActionRefusedError", "ClusterUnreachableError", "ConfigError", "InvalidSagaIdError",
+        "ActionRefusedError", "Choreography", "ClusterUnreachableError", "ConfigError",
+        "InvalidSagaIdError", "Reaction",
         "JournalConflictError", "JournalError", "NonRetryableError", "Participant",
         "ParticipantStoreError", "ParticipantUnavailableError", "RetryPolicy",
         "RunnerUnavailableError", "RuntimeConfig", "Saga",
@@ -142,7 +143,8 @@ def test_no_code_path_turns_ray_authentication_off():
 
 
 RAY_FREE = [
-    "saga_actors.admission", "saga_actors.catalog", "saga_actors.clock",
+    "saga_actors.admission", "saga_actors.bus", "saga_actors.catalog",
+    "saga_actors.choreography", "saga_actors.clock",
     "saga_actors.config", "saga_actors.constants", "saga_actors.definition",
     "saga_actors.errors", "saga_actors.events", "saga_actors.handlers", "saga_actors.host",
     "saga_actors.instance", "saga_actors.journal", "saga_actors.journal.base",
