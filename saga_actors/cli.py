@@ -112,7 +112,8 @@ def _when(ts: float | None) -> str:
 def _console() -> Console:
     """rich output on stdout: fitted to a terminal; unwrapped when piped (for scripts)."""
     tty = sys.stdout.isatty()
-    return Console(highlight=False, soft_wrap=not tty, width=None if tty else PIPE_WIDTH)
+    return Console(highlight=False, emoji=False, markup=False, soft_wrap=not tty,
+                   width=None if tty else PIPE_WIDTH)
 
 
 def _emit(renderable: RenderableType, console: Console | None = None) -> None:

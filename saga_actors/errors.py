@@ -128,6 +128,20 @@ class ConfigError(SagaUsageError):
                 f"{self.problem}")
 
 
+class UnknownEventError(SagaUsageError):
+    """An event a choreography does not declare, or one it does not take from outside (only
+    its start event starts a saga; the rest are published by its reactions)."""
+
+    def __init__(self, event_type: str, choreography: str, reason: str) -> None:
+        super().__init__(event_type, choreography, reason)
+        self.event_type = event_type
+        self.choreography = choreography
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"event {self.event_type!r} of {self.choreography!r}: {self.reason}"
+
+
 class SagaNotFoundError(SagaUsageError):
     """No saga with this id is in the journal."""
 

@@ -233,7 +233,7 @@ def snapshot(actors: dict[str, Any]) -> dict[str, Any]:
 def _console(*, stderr: bool = False) -> Console:
     """Fitted to a terminal; unwrapped when piped (one saga a line)."""
     tty = (sys.stderr if stderr else sys.stdout).isatty()
-    return Console(stderr=stderr, highlight=False, soft_wrap=not tty,
+    return Console(stderr=stderr, highlight=False, emoji=False, markup=False, soft_wrap=not tty,
                    width=None if tty else 1000)
 
 

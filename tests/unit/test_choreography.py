@@ -260,3 +260,28 @@ def test_a_cancel_publishes_the_failure_event_of_the_reaction_under_way():
         rec.events[2].payload["failure"]["error"]
     assert bus.gateway.fenced == ["charge"]  # the call in flight was settled first
 
+
+
+def test_a_handler_that_committed_before_the_bus_died_publishes_its_event_once():
+    """The participant committed (its inbox record holds the outcome: the outbox), then
+    the bus died before the event reached the log: redelivered with the same key, the
+    recorded outcome comes back and the same event (same id) is published, once."""
+    bus = Bus(shop_without_timeouts())
+    real_write = bus.journal.write
+
+    async def crash_on_publish(record, *transitions):
+        if any(t.event == "event_published" and t.detail["event"] == "Charged"
+               for t in transitions):
+            bus.journal.write = real_write
+            raise Crash
+        return await real_write(record, *transitions)
+
+    bus.journal.write = crash_on_publish
+    with pytest.raises(Crash):
+        bus.run()
+    assert [e.type for e in bus.journal.load("s1").events] == ["Ordered", "Reserved"]
+    rec = bus.run()
+    assert rec.status is SagaStatus.COMPLETED
+    assert [e.type for e in rec.events] == ["Ordered", "Reserved", "Charged"]
+    charges = [c.key for c in bus.gateway.calls if c.step == "charge"]
+    assert charges == ["s1/charge/action"] * 2  # redelivered with the same key

@@ -40,6 +40,7 @@ SAMPLES = [
     errors.UnknownParticipantError("p", "m", "why"),
     errors.SagaConflictError("id", "why"),
     errors.SagaNotFoundError("id"),
+    errors.UnknownEventError("Nope", "order_choreography", "not declared"),
     errors.ConfigError("max_dedicated", "lots", "SAGA_ACTORS_MAX_DEDICATED", "not an int"),
     errors.InvalidSagaIdError("has/slash"),
     errors.UnknownPlacementError("elsewhere"),
@@ -85,8 +86,8 @@ def test_public_names_are_frozen():
         "SagaNotFoundError", "SagaRecord", "SagaRuntime", "SagaRuntimeError", "SagaStatus",
         "SagaUsageError", "SagaWaitTimeoutError", "Step", "StepContext", "StepError",
         "StepKind", "StepTimeoutError", "Transition", "UnknownParticipantError",
-        "UnknownPlacementError", "UnknownSagaTypeError", "action", "compensation",
-        "configure_logging",
+        "UnknownEventError", "UnknownPlacementError", "UnknownSagaTypeError", "action",
+        "compensation", "configure_logging",
     }
     from saga_actors import testing
     assert testing.__all__ == ["Fault", "crash_points"]
@@ -107,6 +108,7 @@ def test_the_error_tree_is_frozen():
         "SagaConflictError": "SagaUsageError",
         "InvalidSagaIdError": "SagaUsageError",
         "UnknownPlacementError": "SagaUsageError",
+        "UnknownEventError": "SagaUsageError",
         "ConfigError": "SagaUsageError",
         "SagaNotFoundError": "SagaUsageError",
         "JournalError": "SagaError",
