@@ -122,6 +122,7 @@ class ChoreographyInstance:
         self._on_transition = on_transition
         self._wake = asyncio.Event()
         self._in_flight: asyncio.Future | None = None
+        self._held: list[Transition] = []  # deferred transitions, journaled with the next
 
     @property
     def saga_id(self) -> str:
@@ -246,8 +247,11 @@ class ChoreographyInstance:
             status = SagaStatus.COMPENSATING  # FAILED once the terminal event is delivered
         if status is SagaStatus.STARTED:
             status = SagaStatus.PENDING
+        # an event that something reacts to is journaled with that delivery's first write:
+        # nothing acts on it before then, and a crash before it redelivers its cause
         await self._commit(
             Event.EVENT_PUBLISHED, step=reaction.step, status=status, events=events,
+            defer=c.reaction_on(event_type) is not None and not status.terminal,
             cursor=len(events) - 1, data=payload, current_step=None, phase=None, attempt=0,
             in_flight=False, awaiting=awaiting(c, new),
             finished_at=self._clock.now() if status.terminal else None,
@@ -408,12 +412,20 @@ class ChoreographyInstance:
         self._wake.clear()
 
     async def _commit(self, event: Event, *, step: str | None = None,
-                      detail: dict[str, Any] | None = None, **changes: Any) -> None:
+                      detail: dict[str, Any] | None = None, defer: bool = False,
+                      **changes: Any) -> None:
+        """Journal a transition (group commit), then make it the instance's state; with
+        ``defer`` it is held and journaled atomically with the next one."""
         new, transition = prepare(self.record, event, now=self._clock.now(), step=step,
                                   detail=detail, **changes)
-        await self._journal.write(new, transition)
+        self._held.append(transition)
         self.record = new
-        self._notify(new, transition)
+        if defer:
+            return
+        held, self._held = self._held, []
+        await self._journal.write(new, *held)
+        for t in held:
+            self._notify(new, t)
 
     def _notify(self, record: SagaRecord, transition: Transition) -> None:
         if self._on_transition is not None:

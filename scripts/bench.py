@@ -39,8 +39,10 @@ import ray  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from saga_actors import (  # noqa: E402
+    Choreography,
     NonRetryableError,
     Participant,
+    Reaction,
     Saga,
     SagaRuntime,
     StepContext,
@@ -48,7 +50,7 @@ from saga_actors import (  # noqa: E402
     compensation,
     configure_logging,
 )
-from saga_actors.testing import Fault
+from saga_actors.testing import Fault  # noqa: E402
 
 STEPS = [("inventory", "reserve_inventory", "release_inventory"),
          ("payment", "process_payment", "refund_payment"),
@@ -135,6 +137,35 @@ BENCH_SAGA = Saga(
     steps=[{"name": act, "participant": f"bench_{p}", "compensation": comp, "timeout_s": 60}
            for p, act, comp in STEPS],
 )
+
+
+def _bench_choreography() -> Choreography:
+    """The same three steps as a choreography: each participant reacts to the event the
+    one before published; a failing last step refunds and releases through events."""
+    names = ["Started", "Step1Done", "Step2Done", "Done", "Step1Failed", "Step2Failed",
+             "Step3Failed", "Step2Undone", "Undone"]
+    models = {n: type(n, (BenchInput,), {"__module__": __name__}) for n in names}
+    (p1, a1, c1), (p2, a2, c2), (p3, a3, _) = STEPS
+    return Choreography(
+        name="bench_choreography", events=tuple(models.values()), start="Started",
+        reactions=(
+            Reaction(on="Started", participant=f"bench_{p1}", handler=a1, timeout_s=60,
+                     publishes="Step1Done", failure="Step1Failed"),
+            Reaction(on="Step1Done", participant=f"bench_{p2}", handler=a2, timeout_s=60,
+                     publishes="Step2Done", failure="Step2Failed"),
+            Reaction(on="Step2Done", participant=f"bench_{p3}", handler=a3, timeout_s=60,
+                     publishes="Done", failure="Step3Failed"),
+            Reaction(name="undo1", on="Step2Failed", participant=f"bench_{p1}", handler=c1,
+                     compensates=a1, publishes="Undone"),
+            Reaction(name="undo2", on="Step3Failed", participant=f"bench_{p2}", handler=c2,
+                     compensates=a2, publishes="Step2Undone"),
+            Reaction(name="undo1_after_2", on="Step2Undone", participant=f"bench_{p1}",
+                     handler=c1, compensates=a1, publishes="Undone"),
+        ),
+        completes_on=("Done",), fails_on=("Undone", "Step1Failed"))
+
+
+BENCH_CHOREOGRAPHY = _bench_choreography()
 
 
 # --- measuring ------------------------------------------------------------------------
@@ -252,17 +283,21 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                          batch_calls=False)
 
     async def runtime_saga(i: int, placement: str, fail: bool, on: SagaRuntime = rt) -> str:
-        rec = await on.execute("bench_order", {"order_id": f"o{i}", "fail": fail},
-                               placement=placement)
+        if placement == "choreography":
+            rec = await on.execute("bench_choreography", {"order_id": f"c{i}", "fail": fail})
+        else:
+            rec = await on.execute("bench_order", {"order_id": f"o{i}", "fail": fail},
+                                   placement=placement)
         return rec.status.value
 
     await runtime_saga(-1, "hosted", False)  # warm: hosts up, definitions registered
+    await runtime_saga(-1, "choreography", False)  # and the buses
     await runtime_saga(-1, "hosted", False, unbatched)
 
     say("bare_ray (orchestrator actor + 3 participant actors, no journal) and hosted "
         "(this runtime, SQLite journal, durable), round by round")
     pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
-    unbatched_runs = []
+    unbatched_runs, choreography_runs = [], []
     for c, n, mix in pairs:
         fail = mix == "failing"
         bare_runs, hosted_runs = [], []
@@ -275,7 +310,12 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                 unbatched_runs.append(await measure(
                     "hosted_unbatched", lambda i: runtime_saga(i, "hosted", False, unbatched),
                     n, c, mix))
+                choreography_runs.append(await measure(
+                    "choreography", lambda i: runtime_saga(i, "choreography", False), n, c,
+                    mix))
         rows += [_median(bare_runs), _median(hosted_runs)]
+        if (c, mix) == (100, "success"):
+            rows.append(_median(choreography_runs))
     for actor in [orch, *bare_parts.values()]:
         ray.kill(actor)
     unbatched.close()
@@ -304,7 +344,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
 
 
 def _runtime(data_dir: str, namespace: str, **settings: Any) -> SagaRuntime:
-    rt = SagaRuntime(sagas=[BENCH_SAGA], data_dir=data_dir, namespace=namespace,
+    rt = SagaRuntime(sagas=[BENCH_SAGA, BENCH_CHOREOGRAPHY], data_dir=data_dir, namespace=namespace,
                      log_level="WARNING", participant_max_concurrency=20_000, **settings)
     rt.deploy_many(BENCH_PARTICIPANTS)
     return rt
@@ -375,6 +415,10 @@ def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
     hosted, bare = get("hosted", 100), get("bare_ray", 100)
     if hosted and bare:
         out["hosted_vs_bare_ray_at_100"] = round(hosted["sagas_per_s"] / bare["sagas_per_s"], 3)
+    chor = get("choreography", 100)
+    if chor and hosted:
+        out["choreography_vs_hosted_at_100"] = round(
+            chor["sagas_per_s"] / hosted["sagas_per_s"], 3)
     h1, b1 = get("hosted", 1), get("bare_ray", 1)
     if h1 and b1:
         out["overhead_per_step_ms_at_1"] = round((h1["p50_ms"] - b1["p50_ms"]) / len(STEPS), 3)
