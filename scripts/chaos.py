@@ -3,11 +3,12 @@
     python scripts/chaos.py [--sagas N] [--seed S] [--dedicated SHARE] [--json]
                             [--no-ray-restart] [--keep]
 
-Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed) on an
+Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed, and the
+order as a choreography on the event bus) on an
 embedded Ray with the SQLite journal while injecting, at random from the seed:
 declined payments (non-retryable), transient participant failures (retryable), slow
 participants beyond their step timeout, kills of saga actors, SagaHosts, participant
-actors, the supervisor and the registry, and one whole-Ray restart mid-flight (same
+actors, bus actors, the supervisor and the registry, and one whole-Ray restart mid-flight (same
 journal). Then it checks, from the participants' own SQLite stores and the journal — not
 from what the runtime reports:
 
@@ -42,22 +43,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray  # noqa: E402
 
-from examples import order_fulfillment, trip_booking  # noqa: E402
+from examples import order_choreography, order_fulfillment, trip_booking  # noqa: E402
 from saga_actors import SagaRuntime, SagaStatus, configure_logging  # noqa: E402
 from saga_actors.actors import find_services  # noqa: E402
 from saga_actors.constants import (  # noqa: E402
+    bus_actor_name,
     host_actor_name,
     participant_actor_name,
-    saga_actor_name,  # noqa: E402
 )
 from saga_actors.gateway import get_riding_restarts  # noqa: E402
-from saga_actors.host import shard_of  # noqa: E402
+from saga_actors.records import runner_name  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 
-EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking}
+EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking,
+            "order_choreography": order_choreography}
+DEFINITIONS = [order_fulfillment.ORDER_FULFILLMENT, trip_booking.TRIP_BOOKING,
+               order_choreography.ORDER_CHOREOGRAPHY]
 FORWARD = {name: [(s.participant, s.action, s.compensation, s.kind.value) for s in m_saga.steps]
            for name, m_saga in (("order_fulfillment", order_fulfillment.ORDER_FULFILLMENT),
                                 ("trip_booking", trip_booking.TRIP_BOOKING))}
+# the choreography's forward reactions: the last (shipping) has no compensation, so a
+# FAILED choreographed saga must never have shipped (like a pivot)
+FORWARD["order_choreography"] = [
+    (r.participant, r.handler,
+     next((c.handler for c in order_choreography.ORDER_CHOREOGRAPHY.reactions
+           if c.compensates == r.name), None),
+     "compensatable" if any(c.compensates == r.name
+                            for c in order_choreography.ORDER_CHOREOGRAPHY.reactions)
+     else "pivot")
+    for r in order_choreography.ORDER_CHOREOGRAPHY.reactions if r.kind == "action"]
 PARTICIPANTS = {cls.name: cls for m in EXAMPLES.values() for cls in m.PARTICIPANTS}
 
 
@@ -80,8 +94,7 @@ class Chaos:
         os.environ["RAY_TMPDIR"] = self.ray_tmp
         ray.init(include_dashboard=False, log_to_driver=False, namespace="saga_actors_chaos",
                  _temp_dir=self.ray_tmp)
-        rt = SagaRuntime(sagas=[m.ORDER_FULFILLMENT if n == "order_fulfillment"
-                                else m.TRIP_BOOKING for n, m in EXAMPLES.items()],
+        rt = SagaRuntime(sagas=DEFINITIONS,
                          data_dir=self.data_dir, log_level="ERROR", stall_grace_s=3.0,
                          restart_budget=20)
         rt.deploy_many(PARTICIPANTS.values())
@@ -99,13 +112,15 @@ class Chaos:
     def inputs(self, n: int) -> list[tuple[str, dict, str]]:
         out = []
         for i in range(n):
-            name = "order_fulfillment" if self.rng.random() < 0.6 else "trip_booking"
+            pick = self.rng.random()
+            name = ("order_fulfillment" if pick < 0.45 else "trip_booking" if pick < 0.8
+                    else "order_choreography")
             payload = EXAMPLES[name].sample_input(i)
             if self.rng.random() < 0.15:
                 payload["customer_id"] = "declined"  # the payment fails for good
                 self.injected["declined_payment"] += 1
             placement = "dedicated" if self.rng.random() < self.args.dedicated else "hosted"
-            out.append((name, payload, placement))
+            out.append((name, payload, None if name == "order_choreography" else placement))
         return out
 
     # --- faults ---------------------------------------------------------------------------
@@ -132,17 +147,18 @@ class Chaos:
 
     def kill_something(self, live_ids: list[str]) -> None:
         ns = self.rt.config.namespace
-        target = self.rng.choice(["saga", "host", "participant", "supervisor", "registry"])
+        target = self.rng.choice(["saga", "host", "bus", "participant", "supervisor",
+                                  "registry"])
         try:
             if target == "saga" and live_ids:
                 saga_id = self.rng.choice(live_ids)
                 rec = self.rt.get(saga_id)
-                name = (host_actor_name(shard_of(saga_id, self.rt.config.hosts))
-                        if rec.placement == "hosted" else saga_actor_name(saga_id))
+                name = runner_name(rec, self.rt.config.hosts)
                 ray.kill(ray.get_actor(name, ns), no_restart=self.rng.random() < 0.5)
-            elif target == "host":
+            elif target in ("host", "bus"):
                 i = self.rng.randrange(self.rt.config.hosts)
-                ray.kill(ray.get_actor(host_actor_name(i), ns), no_restart=False)
+                name = host_actor_name(i) if target == "host" else bus_actor_name(i)
+                ray.kill(ray.get_actor(name, ns), no_restart=False)
             elif target == "participant":
                 ray.kill(self.participant(self.rng.choice(sorted(PARTICIPANTS))),
                          no_restart=False)
