@@ -48,7 +48,8 @@ def event_id(saga_id: str, causation_id: str | None, reaction: str, event_type: 
 
 def start_event(c: Choreography, saga_id: str, payload: dict[str, Any], now: float) -> BusEvent:
     """The event that starts a saga: its input."""
-    return BusEvent(id=event_id(saga_id, None, "start", c.start), type=c.start,
+    return BusEvent(id=event_id(saga_id, None, "start", c.start), saga_id=saga_id,
+                    version=c.version, type=c.start,
                     payload=payload, producer="start", consumer=_consumer(c, c.start), at=now)
 
 
@@ -238,6 +239,7 @@ class ChoreographyInstance:
         """Append the next event to the log (journaled) and move the cursor to it."""
         rec, c = self.record, self.definition
         new = BusEvent(id=event_id(rec.saga_id, cause.id, reaction.name, event_type),
+                       saga_id=rec.saga_id, version=c.version,
                        type=event_type, payload=payload, causation_id=cause.id,
                        producer=f"{reaction.participant}.{reaction.handler}",
                        consumer=_consumer(c, event_type), at=self._clock.now())
@@ -342,7 +344,7 @@ class ChoreographyInstance:
         request = StepRequest.model_construct(
             saga_id=rec.saga_id, saga_type=rec.saga_type, version=rec.version,
             step=reaction.step, kind=reaction.kind, method=reaction.handler, attempt=attempt,
-            data=event.payload, action_output=None)
+            data=event.payload, action_output=None, event=event.type)
         timeout = reaction.timeout_s
         if deadline is not None:
             timeout = max(0.001, min(timeout, deadline - self._clock.now()))

@@ -68,6 +68,7 @@ class StepRequest(BaseModel):
     action_output: dict[str, Any] | None = Field(
         None, description="For a compensation: the output of the action it undoes."
     )
+    event: str | None = Field(None, description="A choreography's delivery: the event type.")
 
     @property
     def key(self) -> str:
@@ -82,6 +83,8 @@ class StepRequest(BaseModel):
     @property
     def task_name(self) -> str:
         """The Ray task name, so the dashboard's task view reads as a saga timeline."""
+        if self.event:  # a choreography's delivery: <saga_id>/<event>/<handler>
+            return f"{self.saga_id}/{self.event}/{self.method}"
         suffix = "/compensate" if self.kind == "compensation" else ""
         return f"{self.saga_id}/{self.step}{suffix}"
 

@@ -19,7 +19,9 @@ class BusEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="The same when the handler that published it runs again.")
+    saga_id: str = Field("", description="Its saga (the correlation id).")
     type: str
+    version: int = Field(1, description="Of the choreography that declares it (its schema).")
     payload: dict[str, Any] = Field(default_factory=dict)
     causation_id: str | None = Field(None, description="The event whose handling made it.")
     producer: str | None = Field(None, description="participant.handler, or who started it.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import ray
 from click.testing import CliRunner
+from ray.util.state import list_tasks
 
 from examples.order_choreography import (
     ORDER_CHOREOGRAPHY,
@@ -29,7 +30,7 @@ from saga_actors import (
 from saga_actors.cli import main
 from saga_actors.constants import bus_actor_name, shard_of
 from saga_actors.testing import Fault
-from tests.conftest import poll
+from tests.conftest import poll, state_address
 from tests.integration.test_bad_input import journal_rows
 
 pytestmark = pytest.mark.ray
@@ -161,3 +162,8 @@ def test_a_stalled_payment_times_out_compensates_and_a_killed_bus_loses_nothing(
     assert applied(actors, moving) == FORWARD
     assert [e.type for e in rec.events] == ["OrderCreated", "InventoryReserved",
                                             "PaymentProcessed", "ShipmentCreated"]
+    assert {e.saga_id for e in rec.events} == {moving} and rec.events[0].version == 1
+    # each delivery is a Ray task named <saga_id>/<event>/<handler>: the dashboard's timeline
+    name = f"{moving}/PaymentProcessed/create_shipment"
+    poll(lambda: list_tasks(address=state_address(), filters=[("name", "=", name)],
+                            raise_on_missing_output=False), what=f"task {name}")
