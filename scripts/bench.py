@@ -444,6 +444,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", (f"hosted / bare_ray at 100 in flight: **{d.get('hosted_vs_bare_ray_at_100')}**"
                    f" ({d.get('requests_per_ray_call_hosted')} participant requests per Ray "
                    "call).")]
+    if d.get("choreography_vs_hosted_at_100") is not None:
+        lines.append(f"choreography / hosted at 100 in flight, same rounds: "
+                     f"**{d['choreography_vs_hosted_at_100']}**.")
     if u:
         lines.append(f"With `batch_calls=False` (one Ray task per call), same rounds: "
                      f"{u['sagas_per_s']} sagas/s, p50 {u['p50_ms']} ms: "
