@@ -76,6 +76,35 @@ def test_crash_step_completes_and_pays_once(attached):
     assert out["effects"]["payment.process_payment"] == 3
 
 
+CHOREOGRAPHY = [
+    ([], ["COMPLETED"] * 3, [], {name: 3 for name in FORWARD}),
+    (["--fail-step", "process_payment"], ["FAILED"] * 3, ["reserve_inventory"],
+     {"inventory.reserve_inventory": 3, "inventory.release_inventory": 3}),
+    (["--fail-step", "create_shipment"], ["FAILED"] * 3,
+     ["process_payment", "reserve_inventory"],
+     {"inventory.reserve_inventory": 3, "inventory.release_inventory": 3,
+      "payment.process_payment": 3, "payment.refund_payment": 3}),
+    (["--crash-step", "process_payment"], ["COMPLETED"] * 3, [],
+     {name: 3 for name in FORWARD}),
+]
+
+
+@pytest.mark.parametrize(("args", "statuses", "compensated", "effects"), CHOREOGRAPHY,
+                         ids=["forward", "payment-fails", "shipment-fails", "crash-payment"])
+def test_the_order_choreography_from_the_launch_script(attached, args, statuses, compensated,
+                                                       effects):
+    out = attached("order_choreography", "--count", "3", *args)
+    assert [s["status"] for s in out["sagas"]] == statuses
+    assert all(s["compensated_steps"] == compensated for s in out["sagas"])
+    assert out["effects"] == effects  # from the participants' own ledgers
+    before, after = out["participants"]["before"], out["participants"]["after"]
+    if statuses[0] == "FAILED":  # stock and money back where they started
+        assert after["stock"] == before["stock"]
+        assert after["payment"]["net_cents"] == before["payment"]["net_cents"]
+    if "--crash-step" in args:
+        assert len(out["crashed"]) == 3  # the participant was killed mid-handler, per saga
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--fail-step", "nope"], "--fail-step 'nope' is not a step of order_fulfillment"),
     (["--count", "0"], "--count must be at least 1"),
