@@ -20,24 +20,19 @@ runs instances in the bus actors ``saga_actors:bus:<i>``, sharded by saga id.
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from typing import Any
 
 from loguru import logger
 
 from saga_actors.choreography import Choreography, Reaction, event_payload
-from saga_actors.clock import Clock, SystemClock
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.events import Event
-from saga_actors.instance import FaultPoint, Gateway, TransitionListener
-from saga_actors.journal.base import Journal
+from saga_actors.journaled import JournaledRun
 from saga_actors.messages import NotJSONError, StepRequest, encode_json
-from saga_actors.records import BusEvent, SagaRecord, Transition
+from saga_actors.records import BusEvent
 from saga_actors.state import SagaStatus
-from saga_actors.transitions import prepare
 
-_RNG = random.Random()
 _IDS = uuid.UUID("6f0c7c8e-2a52-4c8e-9a57-0b8f6f1d6a11")  # namespace of derived event ids
 
 
@@ -97,75 +92,23 @@ class _Outcome:
         self.retryable = retryable
 
 
-class ChoreographyInstance:
+class ChoreographyInstance(JournaledRun):
     """Delivers one choreographed saga's events, in order, until it is terminal."""
 
-    def __init__(
-        self,
-        definition: Choreography,
-        record: SagaRecord,
-        journal: Journal,
-        gateway: Gateway,
-        *,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
-        on_transition: TransitionListener | None = None,
-        fault_point: FaultPoint | None = None,
-    ) -> None:
-        if record.saga_type != definition.name:
-            raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
-        self.definition = definition
-        self.record = record
-        self._journal = journal
-        self._gateway = gateway
-        self._clock = clock or SystemClock()
-        self._rng = rng or _RNG
-        self._on_transition = on_transition
-        self._wake = asyncio.Event()
-        self._in_flight: asyncio.Future | None = None
-        self._held: list[Transition] = []  # deferred transitions, journaled with the next
+    definition: Choreography
 
-    @property
-    def saga_id(self) -> str:
-        return self.record.saga_id
+    # --- what JournaledRun asks ----------------------------------------------------
 
-    # --- operator requests --------------------------------------------------------
-
-    async def request_cancel(self, reason: str) -> bool:
-        """Publish the failure event of the reaction under way (its compensation chain
-        follows). True when the saga will compensate (also when asked before); False when
-        it is over or its current reaction declares no failure event."""
-        rec = self.record
-        if rec.status.terminal:
-            return False
-        if rec.cancel_reason or rec.status is SagaStatus.COMPENSATING:
+    def _cancellable(self) -> bool:
+        """A cancel publishes the failure event of the reaction under way (its compensation
+        chain follows): only a forward reaction that declares one can be cancelled."""
+        if self.record.status is SagaStatus.COMPENSATING:
             return True
         reaction = self._current()
-        if reaction is None or reaction.kind != "action" or not reaction.failure:
-            return False
-        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason,
-                           detail={"reason": reason})
-        self.nudge()
-        return True
+        return reaction is not None and reaction.kind == "action" and bool(reaction.failure)
 
-    def nudge(self) -> None:
-        """Wake the saga to check its cancel request and deadline now."""
-        self._wake.set()
-        call = self._in_flight
-        if call is not None and not call.done() and self._abort_reason():
-            call.cancel()
-
-    # --- the delivery loop ------------------------------------------------------------
-
-    async def run(self) -> SagaRecord:
-        """Deliver events until COMPLETED, FAILED or STUCK; safe to call after a crash."""
-        with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
-            if self.record.seq > 0 and not self.record.status.terminal:
-                await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
-                                   waiting_for=None)
-            while not self.record.status.terminal:
-                await self._deliver_next()
-        return self.record
+    async def _advance(self) -> None:
+        await self._deliver_next()
 
     async def _deliver_next(self) -> None:
         rec, c = self.record, self.definition
@@ -402,39 +345,6 @@ class ChoreographyInstance:
         if rec.deadline_at is not None and self._clock.now() >= rec.deadline_at:
             return f"deadline of {self.definition.deadline_s:g}s exceeded"
         return None
-
-    async def _pause(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
-        self._wake.clear()
-
-    async def _commit(self, event: Event, *, step: str | None = None,
-                      detail: dict[str, Any] | None = None, defer: bool = False,
-                      **changes: Any) -> None:
-        """Journal a transition (group commit), then make it the instance's state; with
-        ``defer`` it is held and journaled atomically with the next one."""
-        new, transition = prepare(self.record, event, now=self._clock.now(), step=step,
-                                  detail=detail, **changes)
-        self._held.append(transition)
-        self.record = new
-        if defer:
-            return
-        held, self._held = self._held, []
-        await self._journal.write(new, *held)
-        for t in held:
-            self._notify(new, t)
-
-    def _notify(self, record: SagaRecord, transition: Transition) -> None:
-        if self._on_transition is not None:
-            try:
-                self._on_transition(record, transition)
-            except Exception:  # a listener must never break the saga
-                logger.exception("transition listener failed")
 
 
 def _consumer(c: Choreography, event_type: str) -> str | None:

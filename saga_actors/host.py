@@ -22,8 +22,9 @@ from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import shard_of
 from saga_actors.errors import SagaNotFoundError
 from saga_actors.events import Event
-from saga_actors.instance import FaultPoint, Gateway, SagaInstance, TransitionListener
+from saga_actors.instance import SagaInstance
 from saga_actors.journal.base import Journal, JournalConflictError
+from saga_actors.journaled import FaultPoint, Gateway, TransitionListener
 from saga_actors.records import SagaRecord
 from saga_actors.restarts import count_restart, restart_backoff
 from saga_actors.state import SagaStatus

@@ -9,15 +9,12 @@ returns the recorded outcome instead of applying the effect twice.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 from pydantic import ValidationError
 
 from saga_actors.admission import validation_brief
-from saga_actors.clock import Clock, SystemClock
 from saga_actors.definition import Saga, Step, StepKind
 from saga_actors.errors import (
     ParticipantUnavailableError,
@@ -25,41 +22,14 @@ from saga_actors.errors import (
 )
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal
+from saga_actors.journaled import Gateway, JournaledRun
 from saga_actors.messages import (
     Kind,
-    StepReply,
     StepRequest,
     encode_json,
 )
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
-from saga_actors.transitions import prepare
-
-
-class Gateway(Protocol):
-    """Sends a request to a participant.
-
-    Returns the participant's :class:`StepReply`; raises :class:`StepTimeoutError` after
-    cancelling a call that took longer than ``timeout_s``, or
-    :class:`ParticipantUnavailableError` when the participant died (outcome unknown).
-    """
-
-    async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
-        """One call."""
-
-    async def fence(self, participant: str, saga_id: str, step: str,
-                    timeout_s: float) -> dict[str, Any]:
-        """Settle an action of unknown outcome: ``{"applied": bool, "output": ...}``; the
-        participant makes sure an action it reports as not applied never will be."""
-
-
-TransitionListener = Callable[[SagaRecord, Transition], None]
-# called at the instants a crash is most dangerous: (saga_id, "<step>:<kind>:sent") once the
-# journal holds Event.sent(kind) and before the call goes out, and "<step>:<kind>:replied" once
-# the participant answered and before the journal holds it (fault injection: see actors.py)
-FaultPoint = Callable[[str, str], None]
-
-_RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
 
 
 class _Failure:
@@ -101,81 +71,24 @@ class _Failure:
         return _Failure(self.error_type, self.error, retryable=False, uncertain=False)
 
 
-class SagaInstance:
+class SagaInstance(JournaledRun):
     """Runs one saga to a terminal state, journaling each transition before acting on it."""
 
-    def __init__(
-        self,
-        definition: Saga,
-        record: SagaRecord,
-        journal: Journal,
-        gateway: Gateway,
-        *,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
-        on_transition: TransitionListener | None = None,
-        fault_point: FaultPoint | None = None,
-    ) -> None:
-        if record.saga_type != definition.name:
-            raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
-        self.definition = definition
-        self.record = record
-        self._journal = journal
-        self._gateway = gateway
-        self._clock = clock or SystemClock()
-        self._rng = rng or _RNG
-        self._on_transition = on_transition
-        self._fault_point = fault_point
-        self._wake = asyncio.Event()
+    def __init__(self, definition: Saga, record: SagaRecord, journal: Journal,
+                 gateway: Gateway, **options: Any) -> None:
+        super().__init__(definition, record, journal, gateway, **options)
         self._step_started_at = self._clock.now()
-        self._held: list[Transition] = []  # deferred transitions, journaled with the next
-        self._in_flight: asyncio.Future | None = None  # the action call now under way
 
-    @property
-    def saga_id(self) -> str:
-        return self.record.saga_id
+    # --- what JournaledRun asks ----------------------------------------------------
 
-    # --- operator requests --------------------------------------------------------
+    def _cancellable(self) -> bool:
+        return not self._past_pivot()  # past the pivot a saga only goes forward
 
-    async def request_cancel(self, reason: str) -> bool:
-        """Ask a running saga to abort and compensate. True when it will compensate and end
-        FAILED (also when a cancel was asked before, or it compensates already: asking again
-        is safe); False once it is over or past its pivot."""
-        rec = self.record
-        if rec.status.terminal or self._past_pivot():
-            return False
-        if rec.cancel_reason or rec.status is SagaStatus.COMPENSATING:
-            return True
-        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason,
-                           detail={"reason": reason})
-        self._wake_up()
-        return True
-
-    def nudge(self) -> None:
-        """Wake the saga so it re-checks its deadline and cancel requests now."""
-        self._wake_up()
-
-    def _wake_up(self) -> None:
-        self._wake.set()
-        call = self._in_flight
-        if call is not None and not call.done() and self._abort_reason():
-            call.cancel()
-
-    # --- the run loop -------------------------------------------------------------
-
-    async def run(self) -> SagaRecord:
-        """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
-        with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
-            if self.record.seq > 0 and not self.record.status.terminal:
-                # Picked up after a crash or a restart: say so, and restart the stall clock.
-                await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
-                                   waiting_for=None)
-            while not self.record.status.terminal:
-                if self.record.status is SagaStatus.COMPENSATING:
-                    await self._compensate()
-                else:
-                    await self._forward()
-        return self.record
+    async def _advance(self) -> None:
+        if self.record.status is SagaStatus.COMPENSATING:
+            await self._compensate()
+        else:
+            await self._forward()
 
     async def _forward(self) -> None:
         steps = self.definition.steps
@@ -487,49 +400,11 @@ class SagaInstance:
         return None
 
     async def _pause(self, seconds: float) -> None:
-        """Back off, but wake early for a cancel or the deadline."""
+        """Back off, but not past the deadline (and wake early for a cancel)."""
         rec = self.record
         if rec.deadline_at is not None and not self._past_pivot():
             seconds = max(0.0, min(seconds, rec.deadline_at - self._clock.now()))
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
-        self._wake.clear()
-
-    async def _commit(
-        self,
-        event: Event,
-        *,
-        step: str | None = None,
-        detail: dict[str, Any] | None = None,
-        defer: bool = False,
-        **changes: Any,
-    ) -> None:
-        """Journal a transition (durably: group commit), then make it the instance's state.
-
-        With ``defer=True`` the transition is held back and journaled atomically with the
-        next one: used for a step's success, which nothing acts on before the next send
-        (or the saga's completion), and which that next write therefore still precedes.
-        """
-        new, transition = prepare(
-            self.record, event, now=self._clock.now(), step=step, detail=detail, **changes
-        )
-        self._held.append(transition)
-        self.record = new
-        if defer:
-            return
-        held, self._held = self._held, []
-        await self._journal.write(new, *held)
-        if self._on_transition is not None:
-            for t in held:
-                try:
-                    self._on_transition(new, t)
-                except Exception:  # a listener must never break the saga
-                    logger.exception("transition listener failed")
+        await super()._pause(seconds)
 
 
 def _checked_output(step: Step, output: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.instance import FaultPoint
+from saga_actors.journaled import FaultPoint
 
 
 class Fault(BaseModel):

@@ -150,7 +150,7 @@ RAY_FREE = [
     "saga_actors.config", "saga_actors.constants", "saga_actors.definition",
     "saga_actors.errors", "saga_actors.events", "saga_actors.handlers", "saga_actors.host",
     "saga_actors.instance", "saga_actors.journal", "saga_actors.journal.base",
-    "saga_actors.journal.memory", "saga_actors.logging",
+    "saga_actors.journal.memory", "saga_actors.journaled", "saga_actors.logging",
     "saga_actors.journal.sqlite", "saga_actors.messages", "saga_actors.participant",
     "saga_actors.records", "saga_actors.registry", "saga_actors.restarts",
     "saga_actors.state", "saga_actors.supervisor", "saga_actors.testing",

@@ -1,0 +1,172 @@
+"""What every saga runner shares: one saga's record, journaled transition by transition
+before it is acted on. No Ray.
+
+:class:`~saga_actors.instance.SagaInstance` (orchestrated steps) and
+:class:`~saga_actors.bus.ChoreographyInstance` (a choreography's event log) are both a
+:class:`JournaledRun`: built from the journal after any crash, they carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loguru import logger
+
+from saga_actors.clock import Clock, SystemClock
+from saga_actors.events import Event
+from saga_actors.journal.base import Journal
+from saga_actors.messages import StepReply, StepRequest
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import SagaStatus
+from saga_actors.transitions import prepare
+
+
+class Gateway(Protocol):
+    """Sends a request to a participant.
+
+    Returns the participant's :class:`StepReply`; raises :class:`StepTimeoutError` after
+    cancelling a call that took longer than ``timeout_s``, or
+    :class:`ParticipantUnavailableError` when the participant died (outcome unknown).
+    """
+
+    async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
+        """One call."""
+
+    async def fence(self, participant: str, saga_id: str, step: str,
+                    timeout_s: float) -> dict[str, Any]:
+        """Settle an action of unknown outcome: ``{"applied": bool, "output": ...}``; the
+        participant makes sure an action it reports as not applied never will be."""
+
+
+TransitionListener = Callable[[SagaRecord, Transition], None]
+# called at the instants a crash is most dangerous: (saga_id, "<step>:<kind>:sent") once the
+# journal holds Event.sent(kind) and before the call goes out, and "<step>:<kind>:replied"
+# once the participant answered and before the journal holds it (see saga_actors.testing)
+FaultPoint = Callable[[str, str], None]
+
+_RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
+
+
+class JournaledRun:
+    """One saga's record, its journal, the gateway to its participants and a clock."""
+
+    def __init__(
+        self,
+        definition: Any,
+        record: SagaRecord,
+        journal: Journal,
+        gateway: Gateway,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_transition: TransitionListener | None = None,
+        fault_point: FaultPoint | None = None,
+    ) -> None:
+        if record.saga_type != definition.name:
+            raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
+        self.definition = definition
+        self.record = record
+        self._journal = journal
+        self._gateway = gateway
+        self._clock = clock or SystemClock()
+        self._rng = rng or _RNG
+        self._on_transition = on_transition
+        self._fault_point = fault_point
+        self._wake = asyncio.Event()
+        self._held: list[Transition] = []  # deferred transitions, journaled with the next
+        self._in_flight: asyncio.Future | None = None  # the action call now under way
+
+    @property
+    def saga_id(self) -> str:
+        return self.record.saga_id
+
+    async def run(self) -> SagaRecord:
+        """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
+        with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
+            if self.record.seq > 0 and not self.record.status.terminal:
+                # Picked up after a crash or a restart: say so, and restart the stall clock.
+                await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
+                                   waiting_for=None)
+            while not self.record.status.terminal:
+                await self._advance()
+        return self.record
+
+    async def _advance(self) -> None:
+        """Take the saga one stretch further (subclasses)."""
+        raise NotImplementedError
+
+    async def request_cancel(self, reason: str) -> bool:
+        """Ask a running saga to abort and compensate. True when it will compensate and end
+        FAILED (also when a cancel was asked before, or it compensates already: asking again
+        is safe); False once it is over or cannot be cancelled any more."""
+        rec = self.record
+        if rec.status.terminal or not self._cancellable():
+            return False
+        if rec.cancel_reason or rec.status is SagaStatus.COMPENSATING:
+            return True
+        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason,
+                           detail={"reason": reason})
+        self.nudge()
+        return True
+
+    def _cancellable(self) -> bool:
+        """Whether a cancel can still make the saga compensate (subclasses)."""
+        return True
+
+    def _abort_reason(self) -> str | None:
+        """Why the saga must stop going forward now (a cancel, its deadline), if it must."""
+        return None
+
+    def nudge(self) -> None:
+        """Wake the saga so it re-checks its deadline and cancel requests now; a call in
+        flight that must not go on is stopped."""
+        self._wake.set()
+        call = self._in_flight
+        if call is not None and not call.done() and self._abort_reason():
+            call.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off, but wake early for a cancel or the deadline."""
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        self._wake.clear()
+
+    async def _commit(
+        self,
+        event: Event,
+        *,
+        step: str | None = None,
+        detail: dict[str, Any] | None = None,
+        defer: bool = False,
+        **changes: Any,
+    ) -> None:
+        """Journal a transition (durably: group commit), then make it the saga's state.
+
+        With ``defer=True`` the transition is held back and journaled atomically with the
+        next one: for what nothing acts on before the next write (a step's success before
+        the next send, a published event before its delivery), which that next write
+        therefore still precedes.
+        """
+        new, transition = prepare(
+            self.record, event, now=self._clock.now(), step=step, detail=detail, **changes
+        )
+        self._held.append(transition)
+        self.record = new
+        if defer:
+            return
+        held, self._held = self._held, []
+        await self._journal.write(new, *held)
+        if self._on_transition is not None:
+            for t in held:
+                try:
+                    self._on_transition(new, t)
+                except Exception:  # a listener must never break the saga
+                    logger.exception("transition listener failed")
