@@ -1,7 +1,7 @@
 """Chaos run: many sagas under seeded faults and kills, then invariants from the evidence.
 
     python scripts/chaos.py [--sagas N] [--seed S] [--dedicated SHARE] [--json]
-                            [--no-ray-restart] [--keep]
+                            [--no-ray-restart] [--keep] [--journal URL]
 
 Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed, and the
 order as a choreography on the event bus) on an
@@ -95,7 +95,8 @@ class Chaos:
         ray.init(include_dashboard=False, log_to_driver=False, namespace="saga_actors_chaos",
                  _temp_dir=self.ray_tmp)
         rt = SagaRuntime(sagas=DEFINITIONS,
-                         data_dir=self.data_dir, log_level="ERROR", stall_grace_s=3.0,
+                         data_dir=self.data_dir, journal_url=self.args.journal,
+                         log_level="ERROR", stall_grace_s=3.0,
                          restart_budget=20)
         rt.deploy_many(PARTICIPANTS.values())
         rt.services()
@@ -209,7 +210,7 @@ class Chaos:
             time.sleep(0.5)
         registry = self._registry_statuses()
         self.down()
-        report = check(self.data_dir, ids, registry)
+        report = check(self.data_dir, ids, registry, self.args.journal)
         report.update(seed=self.args.seed, faults=dict(sorted(self.injected.items())),
                       seconds=round(time.monotonic() - started, 1))
         return report
@@ -237,10 +238,12 @@ def _rows(path: Path, sql: str) -> list[tuple]:
         db.close()
 
 
-def check(data_dir: str, ids: list[str], registry: dict[str, str]) -> dict[str, Any]:
+def check(data_dir: str, ids: list[str], registry: dict[str, str],
+          journal_url: str | None = None) -> dict[str, Any]:
     from saga_actors.journal import open_journal
 
-    journal = open_journal(f"sqlite:///{data_dir}/journal.sqlite", read_only=True)
+    journal = open_journal(journal_url or f"sqlite:///{data_dir}/journal.sqlite",
+                           read_only=True)
     records = {i: journal.load(i) for i in ids}
     stores = Path(data_dir) / "participants"
     applied: dict[str, Counter] = defaultdict(Counter)  # saga -> "participant.method" -> n
@@ -338,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
                         "dedicated sagas start about 3 per second here")
     p.add_argument("--no-ray-restart", dest="ray_restart", action="store_false",
                    help="skip the whole-Ray restart")
+    p.add_argument("--journal", metavar="URL", default=None,
+                   help="journal URL (default: SQLite in the run's folder), e.g. "
+                        "postgresql://postgres@127.0.0.1:5432/DB")
     p.add_argument("--keep", action="store_true",
                    help="keep the journal and participant stores (kept anyway on a failure)")
     p.add_argument("--json", action="store_true")

@@ -51,6 +51,34 @@ def kill_namespace(namespace: str) -> None:
                 ray.kill(ray.get_actor(a.name, namespace), no_restart=True)
 
 
+PG_SERVER = os.environ.get("SAGA_ACTORS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A PostgreSQL database of this test session's own, dropped at its end. The server
+    must run (.ci/run starts it); a test that needs it fails, never skips, without it."""
+    import psycopg
+
+    name = f"saga_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/postgres?connect_timeout=5", autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER} ({exc}); start it with: "
+                    f"{PG_START}", pytrace=False)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_SERVER}/{name}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def pg_url(pg_database):
+    """A journal URL in a schema of this test's own."""
+    return f"{pg_database}?schema=t_{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray

@@ -95,7 +95,8 @@ class Journal(abc.ABC):
 
 
 def open_journal(url: str, *, create: bool = True, read_only: bool = False) -> Journal:
-    """Open the journal at ``url``: ``memory://NAME`` or ``sqlite:///PATH``.
+    """Open the journal at ``url``: ``memory://NAME``, ``sqlite:///PATH`` or
+    ``postgresql://user@host:port/dbname`` (``?schema=NAME``, default ``saga_actors``).
 
     ``create=False`` refuses a journal that does not exist yet (only the runtime that
     accepts sagas creates one); ``read_only=True`` never writes (offline tools).
@@ -111,4 +112,9 @@ def open_journal(url: str, *, create: bool = True, read_only: bool = False) -> J
         from saga_actors.journal.sqlite import SqliteJournal
 
         return SqliteJournal(url, create=create, read_only=read_only)
-    raise JournalError(url, f"unknown journal scheme {scheme!r} (known: memory, sqlite)")
+    if scheme in ("postgresql", "postgres"):
+        from saga_actors.journal.postgres import PostgresJournal
+
+        return PostgresJournal(url, create=create, read_only=read_only)
+    raise JournalError(url, f"unknown journal scheme {scheme!r} (known: memory, sqlite, "
+                            "postgresql)")

@@ -14,10 +14,13 @@ from saga_actors.journal.base import SCHEMA_VERSION
 from saga_actors.records import SagaRecord, Transition
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def journal(request, tmp_path):
-    url = (f"memory://{uuid.uuid4().hex}" if request.param == "memory"
-           else f"sqlite:///{tmp_path}/journal.sqlite")
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = (f"memory://{uuid.uuid4().hex}" if request.param == "memory"
+               else f"sqlite:///{tmp_path}/journal.sqlite")
     j = open_journal(url)
     yield j
     j.close()

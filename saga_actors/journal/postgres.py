@@ -1,0 +1,374 @@
+"""PostgreSQL journal: for clusters, where every node reaches the same server.
+
+``postgresql://user@host:port/dbname`` (``?schema=NAME``: the tables' schema, default
+``saga_actors``). psycopg 3: a small connection pool for reads and plain writes, and one
+writer thread that group-commits (many sagas' transitions, one transaction, one WAL flush)
+exactly as the SQLite journal does. The same contract: seq fencing (a stale writer is
+refused and changes nothing), schema creation and versioning, and a schema that belongs
+to something else, or to a newer saga_actors, is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from saga_actors.errors import JournalError
+from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
+from saga_actors.records import SagaRecord, Transition
+from saga_actors.state import SagaStatus
+
+CONNECT_TIMEOUT_S = 5  # an unreachable server is an error within seconds, not a hang
+POOL_SIZE = 4  # reads and plain writes of one process; group commits use their own
+DEFAULT_SCHEMA = "saga_actors"
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.sagas (
+    saga_id TEXT PRIMARY KEY,
+    saga_type TEXT NOT NULL,
+    placement TEXT NOT NULL,
+    status TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sagas_status ON {s}.sagas (status, placement, created_at);
+CREATE INDEX IF NOT EXISTS sagas_created ON {s}.sagas (created_at);
+CREATE INDEX IF NOT EXISTS sagas_updated ON {s}.sagas (updated_at);
+CREATE TABLE IF NOT EXISTS {s}.transitions (
+    saga_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (saga_id, seq)
+)
+"""
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(psycopg conninfo, schema) of a ``postgresql://...`` journal URL."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", DEFAULT_SCHEMA)
+    if not schema.isidentifier():
+        raise JournalError(url, f"schema {schema!r} is not a plain SQL name")
+    query.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
+    return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+class PostgresJournal(Journal):
+    """The cluster journal backend (see the module docstring)."""
+
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
+        self.url = url
+        self._conninfo, self.schema = split_url(url)
+        self._read_only = read_only
+        self._committer: _GroupCommitter | None = None
+        self._q = {name: sql.SQL(text).format(s=sql.Identifier(self.schema))
+                   for name, text in _STATEMENTS.items()}
+        try:
+            with self.connect() as db:
+                exists = self._check_version(db)
+                if not exists and (read_only or not create):
+                    raise JournalError(url, f"no journal in schema {self.schema!r} (nothing "
+                                       "was created there: is the URL right?)")
+                if not read_only:
+                    self._migrate(db)
+        except psycopg.Error as exc:
+            raise JournalError(url, _explain(exc)) from None
+        # a connection the server dropped (a restart, a kill) is replaced when handed out
+        self._pool = ConnectionPool(self._conninfo, min_size=1, max_size=POOL_SIZE, open=True,
+                                    kwargs={"autocommit": False}, configure=self._configure,
+                                    check=ConnectionPool.check_connection,
+                                    timeout=CONNECT_TIMEOUT_S * 2)
+
+    # --- set-up -------------------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection:
+        """A new connection with the journal's settings."""
+        db = psycopg.connect(self._conninfo, autocommit=False)
+        self._configure(db)
+        return db
+
+    def _configure(self, db: psycopg.Connection) -> None:
+        if self._read_only:
+            db.execute("SET default_transaction_read_only = on")
+        db.execute("SET synchronous_commit = on")  # a commit is durable when it returns
+        db.commit()
+
+    def _check_version(self, db: psycopg.Connection) -> bool:
+        """Whether a journal is there; refuse a schema that is someone else's, or newer."""
+        tables = {r[0] for r in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (self.schema,))}
+        if not tables:
+            return False
+        if "meta" not in tables:
+            raise JournalError(self.url, f"schema {self.schema!r} holds tables "
+                               f"{sorted(tables)[:5]} but is not a saga_actors journal (it "
+                               "has no schema version)")
+        row = db.execute(self._q["version"]).fetchone()
+        if row is None:
+            raise JournalError(self.url, f"schema {self.schema!r} is not a saga_actors "
+                               "journal (it has no schema version)")
+        if int(row[0]) > SCHEMA_VERSION:
+            raise JournalError(self.url, f"schema version {row[0]} is newer than this "
+                               f"saga_actors ({SCHEMA_VERSION}); upgrade saga_actors")
+        return True
+
+    def _migrate(self, db: psycopg.Connection) -> None:
+        # two processes may create the same journal at once: one waits for the other
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"saga_actors:{self.schema}",))
+        db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        for statement in _TABLES.split(";"):
+            if statement.strip():
+                db.execute(sql.SQL(statement.strip()).format(s=sql.Identifier(self.schema)))
+        db.execute(self._q["set_version"], (str(SCHEMA_VERSION),))
+        db.execute(self._q["opened_at"], (repr(time.time()),))
+        db.commit()
+
+    # --- writes -------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[psycopg.Connection], Any]) -> Any:
+        try:
+            with self._pool.connection() as db:
+                done = fn(db)
+                db.commit()
+                return done
+        except psycopg.Error as exc:
+            raise JournalError(self.url, f"write failed: {_explain(exc)}") from None
+
+    def create(self, record: SagaRecord, transition: Transition) -> bool:
+        return self.create_many([(record, transition)])[0]
+
+    def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
+        rows = [_create_args(r, t) for r, t in pairs]
+        return self._write(lambda db: [self._apply_create(db, row) for row in rows])
+
+    async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
+        return await self._grouped(self._apply_create, _create_args(record, transition))
+
+    def commit(self, record: SagaRecord, *transitions: Transition) -> None:
+        args = _commit_args(record, transitions)
+        self._write(lambda db: self._apply_commit(db, args))
+
+    async def write(self, record: SagaRecord, *transitions: Transition) -> None:
+        """Group commit: many sagas' transitions share one transaction; this returns only
+        after the batch holding these transitions is committed."""
+        await self._grouped(self._apply_commit, _commit_args(record, transitions))
+
+    async def _grouped(self, apply: Callable[[psycopg.Connection, Any], Any], args: Any) -> Any:
+        if self._committer is None:
+            self._committer = _GroupCommitter(self)
+        future = asyncio.get_running_loop().create_future()
+        self._committer.submit(apply, args, future)
+        return await future
+
+    def _apply_create(self, db: psycopg.Connection, args: tuple[tuple, tuple]) -> bool:
+        row, first = args
+        created = db.execute(self._q["create"], row).rowcount == 1
+        if created:
+            db.execute(self._q["append"], first)
+        return created
+
+    def _apply_commit(self, db: psycopg.Connection, args: tuple[tuple, list[tuple]]) -> bool:
+        update, inserts = args
+        if db.execute(self._q["update"], update).rowcount != 1:
+            raise JournalConflictError(self.url, f"saga {update[4]}: seq {update[1]} is not next")
+        with db.cursor() as cur:
+            cur.executemany(self._q["append"], inserts)
+        return True
+
+    # --- reads --------------------------------------------------------------------
+
+    def _read(self, query: Any, args: tuple = ()) -> list[tuple]:
+        try:
+            with self._pool.connection() as db:
+                rows = db.execute(query, args).fetchall()
+                db.rollback()  # end the read's transaction: no snapshot held in the pool
+                return rows
+        except psycopg.Error as exc:
+            raise JournalError(self.url, f"read failed: {_explain(exc)}") from None
+
+    def load(self, saga_id: str) -> SagaRecord | None:
+        rows = self._read(self._q["load"], (saga_id,))
+        return SagaRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def history(self, saga_id: str) -> list[Transition]:
+        rows = self._read(self._q["history"], (saga_id,))
+        return [Transition.model_validate_json(r[0]) for r in rows]
+
+    def query(
+        self,
+        *,
+        statuses: Iterable[SagaStatus] | None = None,
+        saga_type: str | None = None,
+        placement: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        updated_since: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[SagaRecord]:
+        where: list[sql.Composable] = []
+        args: list[Any] = []
+        if statuses is not None:
+            values = [SagaStatus(s).value for s in statuses]
+            if not values:
+                return []
+            where.append(sql.SQL("status = ANY(%s)"))
+            args.append(values)
+        for condition, value in (("saga_type = %s", saga_type), ("placement = %s", placement),
+                                 ("created_at >= %s", since), ("created_at < %s", until),
+                                 ("updated_at >= %s", updated_since)):
+            if value is not None:
+                where.append(sql.SQL(condition))
+                args.append(value)
+        query = sql.SQL("SELECT record FROM {}.sagas").format(sql.Identifier(self.schema))
+        if where:
+            query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+        order = sql.SQL("DESC" if newest_first else "ASC")
+        query = query + sql.SQL(" ORDER BY created_at {o}, saga_id {o} LIMIT %s OFFSET %s"
+                                ).format(o=order)
+        args += [limit, offset]
+        return [SagaRecord.model_validate_json(r[0]) for r in self._read(query, tuple(args))]
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in SagaStatus}
+        for status, n in self._read(self._q["counts"]):
+            out[status] = n
+        return out
+
+    def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
+        self._pool.close()
+
+
+_STATEMENTS = {
+    "version": "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+    "set_version": "INSERT INTO {s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+    "opened_at": "INSERT INTO {s}.meta VALUES ('opened_at', %s) "
+                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    "create": "INSERT INTO {s}.sagas VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+              "ON CONFLICT (saga_id) DO NOTHING",
+    "append": "INSERT INTO {s}.transitions VALUES (%s, %s, %s)",
+    "update": "UPDATE {s}.sagas SET status = %s, seq = %s, updated_at = %s, record = %s "
+              "WHERE saga_id = %s AND seq = %s",
+    "load": "SELECT record FROM {s}.sagas WHERE saga_id = %s",
+    "history": "SELECT body FROM {s}.transitions WHERE saga_id = %s ORDER BY seq",
+    "counts": "SELECT status, COUNT(*) FROM {s}.sagas GROUP BY status",
+}
+
+
+def _explain(exc: psycopg.Error) -> str:
+    """The server's complaint, said for a person (unreachable, refused, no such database)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.OperationalError):
+        return f"cannot reach or log in to the server: {text}"
+    return text
+
+
+def _row(record: SagaRecord) -> tuple:
+    return (record.saga_id, record.saga_type, record.placement, record.status.value,
+            record.seq, record.created_at, record.updated_at, record.model_dump_json())
+
+
+def _create_args(record: SagaRecord, transition: Transition) -> tuple[tuple, tuple]:
+    return _row(record), (transition.saga_id, transition.seq, transition.model_dump_json())
+
+
+def _commit_args(record: SagaRecord, transitions: tuple[Transition, ...]
+                 ) -> tuple[tuple, list[tuple]]:
+    update = (record.status.value, record.seq, record.updated_at, record.model_dump_json(),
+              record.saga_id, record.seq - len(transitions))
+    return update, [(t.saga_id, t.seq, t.model_dump_json()) for t in transitions]
+
+
+def _resolve(results: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _GroupCommitter:
+    """A writer thread with its own connection: takes every waiting write, commits them in
+    one transaction, then resolves each caller's future (a conflict fails only its own;
+    a broken connection fails the batch and is opened again for the next one)."""
+
+    MAX_BATCH = 1024
+
+    def __init__(self, journal: PostgresJournal) -> None:
+        self._journal = journal
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, apply: Callable[[psycopg.Connection, Any], Any], args: Any,
+               future: asyncio.Future) -> None:
+        self._queue.put((apply, args, future))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        db: psycopg.Connection | None = None
+        url = self._journal.url
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                if db is None or db.closed:
+                    db = self._journal.connect()
+                for apply, args, _ in batch:
+                    try:
+                        outcomes.append((True, apply(db, args)))
+                    except JournalConflictError as exc:  # wrote nothing: the others go on
+                        outcomes.append((False, exc))
+                db.commit()
+            except psycopg.Error as exc:
+                if db is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        db.rollback()
+                    if isinstance(exc, psycopg.OperationalError):
+                        with contextlib.suppress(psycopg.Error):
+                            db.close()  # opened again for the next batch
+                problem = f"write failed: {_explain(exc)}"
+                outcomes = [(False, JournalError(url, problem))] * len(batch)
+            by_loop: dict[Any, list] = {}
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, results in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                    loop.call_soon_threadsafe(_resolve, results)
+        if db is not None:
+            db.close()
