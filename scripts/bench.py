@@ -1,6 +1,6 @@
 """Throughput, latency and memory of saga_actors beside its floors, in ONE process and run.
 
-    python scripts/bench.py [--quick] [--json] [--scale N] [--markdown]
+    python scripts/bench.py [--quick] [--json] [--scale N] [--markdown] [--postgres URL]
 
 Rows, all on the same 3-step order saga (reserve_inventory, process_payment,
 create_shipment), at several concurrencies:
@@ -10,8 +10,10 @@ create_shipment), at several concurrencies:
               participants with their idempotency store
   dedicated   this runtime, one Ray actor per saga (slow by nature: fewer sagas)
 Mix "failing": the last step fails for good and the first two are compensated.
+  choreography  (at 100 in flight) the same steps as reactions on the event bus
 "hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
-Ray task per participant call, measured in the same rounds.
+Ray task per participant call, measured in the same rounds. "hosted_postgres" (with
+--postgres URL): hosted at 100 in flight with the journal in PostgreSQL, same rounds.
 --scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
 the host memory per in-flight saga.
 """
@@ -293,11 +295,19 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     await runtime_saga(-1, "hosted", False)  # warm: hosts up, definitions registered
     await runtime_saga(-1, "choreography", False)  # and the buses
     await runtime_saga(-1, "hosted", False, unbatched)
+    # the same runtime with its journal in PostgreSQL (--postgres URL), same rounds
+    pg = None
+    if args.postgres:
+        schema = f"bench_{int(time.time())}"
+        sep = "&" if "?" in args.postgres else "?"
+        pg = _runtime(str(Path(data_dir) / "pg"), "saga_actors_bench_pg",
+                      journal_url=f"{args.postgres}{sep}schema={schema}")
+        await runtime_saga(-1, "hosted", False, pg)
 
     say("bare_ray (orchestrator actor + 3 participant actors, no journal) and hosted "
         "(this runtime, SQLite journal, durable), round by round")
     pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
-    unbatched_runs, choreography_runs = [], []
+    unbatched_runs, choreography_runs, pg_runs = [], [], []
     for c, n, mix in pairs:
         fail = mix == "failing"
         bare_runs, hosted_runs = [], []
@@ -313,12 +323,19 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                 choreography_runs.append(await measure(
                     "choreography", lambda i: runtime_saga(i, "choreography", False), n, c,
                     mix))
+                if pg is not None:
+                    pg_runs.append(await measure(
+                        "hosted_postgres", lambda i: runtime_saga(i, "hosted", False, pg),
+                        n, c, mix))
         rows += [_median(bare_runs), _median(hosted_runs)]
         if (c, mix) == (100, "success"):
             rows.append(_median(choreography_runs))
     for actor in [orch, *bare_parts.values()]:
         ray.kill(actor)
     unbatched.close()
+    if pg is not None:
+        pg.close()
+        _drop_schema(args.postgres, schema)
     sent = [await h.stats.remote() for h in rt.hosts()]
     batching = {"participant_requests": sum(s["requests"] for s in sent),
                 "ray_calls": sum(s["ray_calls"] for s in sent)}
@@ -340,7 +357,24 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         hosted_unbatched["sagas_per_s"] / bare["sagas_per_s"], 3)
     out["requests_per_ray_call_hosted"] = round(
         batching["participant_requests"] / max(1, batching["ray_calls"]), 2)
-    return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched}
+    hosted_postgres = _median(pg_runs) if pg_runs else None
+    if hosted_postgres:
+        hosted = next(r for r in rows if (r["name"], r["concurrency"], r["mix"]) ==
+                      ("hosted", 100, "success"))
+        out["hosted_postgres_vs_hosted_sqlite_at_100"] = round(
+            hosted_postgres["sagas_per_s"] / hosted["sagas_per_s"], 3)
+    return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched,
+            "hosted_postgres": hosted_postgres}
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    """The bench's journal schema, gone after the run (the database stays as it was)."""
+    import psycopg
+
+    from saga_actors.journal.postgres import split_url
+
+    with psycopg.connect(split_url(url)[0], autocommit=True) as db:
+        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _runtime(data_dir: str, namespace: str, **settings: Any) -> SagaRuntime:
@@ -451,6 +485,12 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"With `batch_calls=False` (one Ray task per call), same rounds: "
                      f"{u['sagas_per_s']} sagas/s, p50 {u['p50_ms']} ms: "
                      f"{d.get('hosted_unbatched_vs_bare_ray_at_100')} of bare_ray.")
+    pgr = report.get("hosted_postgres")
+    if pgr:
+        lines.append(f"`hosted` with the journal in PostgreSQL (participants' stores SQLite), "
+                     f"same rounds: {pgr['sagas_per_s']} sagas/s, p50 {pgr['p50_ms']} ms: "
+                     f"{d.get('hosted_postgres_vs_hosted_sqlite_at_100')} of `hosted` on "
+                     "SQLite.")
     if report.get("scale"):
         sc = report["scale"]
         lines.append(f"Scale: {sc['sagas']} hosted sagas in flight at once ({sc['max_in_flight']} "
@@ -464,6 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small runs; done within 60 s")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--markdown", action="store_true", help="print the README table too")
+    p.add_argument("--postgres", metavar="URL", default=None,
+                   help="also measure hosted with the journal in this PostgreSQL database "
+                        "(a new schema per run), in the same rounds, e.g. "
+                        "postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also hold N hosted sagas in flight at once (e.g. 10000)")
     args = p.parse_args(argv)
