@@ -245,7 +245,13 @@ def print_summary(report: dict[str, Any]) -> None:
         table.add_row(s["saga_id"], s["status"], f"{','.join(s['completed_steps']) or '-'}"
                       f" / {','.join(s['compensated_steps']) or '-'}", s["error"] or "")
     print()
-    _console().print(table)
+    console = _console()
+    if console.is_terminal:
+        console.print(table)
+    else:  # piped: no padding at line ends
+        with console.capture() as captured:
+            console.print(table)
+        print("\n".join(line.rstrip() for line in captured.get().splitlines()))
     print("effects applied (from the participants' own ledgers):")
     for key, n in report["effects"].items():
         print(f"  {key:<36} {n}")
