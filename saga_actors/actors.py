@@ -45,6 +45,17 @@ from saga_actors.testing import crash_points
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
 
 
+def _where(config: RuntimeConfig) -> dict[str, Any]:
+    """Scheduling options of every actor of the runtime: pinned to ``config.pin_node_id``
+    (hard: a pinned actor waits for its node rather than run without its files)."""
+    if not config.pin_node_id:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(config.pin_node_id,
+                                                                  soft=False)}
+
+
 # --- participants ---------------------------------------------------------------------
 
 
@@ -123,7 +134,7 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
         name=participant_actor_name(name),
         namespace=config.namespace,
         max_concurrency=config.participant_max_concurrency,
-        **_SERVICE,
+        **_SERVICE, **_where(config),
     ).remote(
         store_path=str(config.participant_store(name)),
         name=name,
@@ -214,6 +225,7 @@ def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> A
         max_concurrency=1000,
         num_cpus=0,
         get_if_exists=True,
+        **_where(config),
     ).remote(definition, saga_id, config)
 
 
@@ -285,7 +297,7 @@ def saga_host(index: int, config: RuntimeConfig, placement: str = "hosted") -> A
     ``saga_actors:bus:<index>``, as many as hosts)."""
     return SagaHostActor.options(
         name=pool_actor_name(placement, index), namespace=config.namespace,
-        max_concurrency=100_000, **_SERVICE,
+        max_concurrency=100_000, **_SERVICE, **_where(config),
     ).remote(index, config.hosts, config, placement)
 
 
@@ -391,10 +403,10 @@ RegistryActor = ray.remote(RegistryActorImpl)
 def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
     """Start (or find) the supervisor and the registry in the runtime's namespace."""
     registry = RegistryActor.options(
-        name=REGISTRY_ACTOR_NAME, namespace=config.namespace, **_SERVICE
+        name=REGISTRY_ACTOR_NAME, namespace=config.namespace, **_SERVICE, **_where(config)
     ).remote(config)
     supervisor = SupervisorActor.options(
-        name=SUPERVISOR_ACTOR_NAME, namespace=config.namespace, **_SERVICE
+        name=SUPERVISOR_ACTOR_NAME, namespace=config.namespace, **_SERVICE, **_where(config)
     ).remote(config)
     ray.get([registry.counts.remote(), supervisor.status.remote()])
     return supervisor, registry

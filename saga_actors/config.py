@@ -56,6 +56,11 @@ class RuntimeConfig(BaseSettings):
     runner_answer_timeout_s: float = Field(
         30.0, gt=0, description="How long the supervisor waits for a saga's actor or host to "
         "answer an operator's request (cancel) or a check, before it reports it unavailable.")
+    pin_node_id: str = Field(
+        "", description="Run every saga_actors actor on this Ray node (hex id). The runtime "
+        "sets it on a multi-node cluster while files of its live on one node's disk (the "
+        "participants' SQLite stores, an SQLite journal): the node of the driver that holds "
+        "them. Empty: Ray places actors anywhere.")
     saga_max_restarts: int = Field(2, ge=0, description="Ray's own restarts of a saga actor.")
     restart_budget: int = Field(5, ge=0, description="Supervisor restarts before STUCK.")
     supervisor_tick_s: float = Field(0.5, gt=0, description="Supervisor check interval.")

@@ -86,6 +86,23 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
         raise ClusterUnreachableError(address, exc.strerror or str(exc)) from None
 
 
+def pin_to_local_files(config: RuntimeConfig) -> RuntimeConfig:
+    """On a multi-node cluster, pin the runtime's actors to this driver's node while any of
+    its files lives on a local disk: the participants' SQLite stores always do today, and
+    an SQLite journal does. One node: nothing changes."""
+    if config.pin_node_id:
+        return config
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if len(alive) < 2:
+        return config
+    node = ray.get_runtime_context().get_node_id()
+    logger.warning("{} Ray nodes: every saga_actors actor is pinned to node {} (this "
+                   "driver's), which holds the participants' SQLite stores{}", len(alive),
+                   node, " and the SQLite journal" if config.journal.startswith("sqlite")
+                   else "")
+    return config.model_copy(update={"pin_node_id": node})
+
+
 def definition_ref(saga: Saga) -> str | None:
     """``module:attr`` under which ``saga`` can be imported again, or None (a saga made in
     ``__main__`` or inside a function: then the cluster's catalog has it, and after a
@@ -148,6 +165,7 @@ class SagaRuntime:
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
+        self.config = pin_to_local_files(self.config)
         self._connected = True
         for saga in self._catalog.values():
             self._publish(saga)

@@ -30,6 +30,7 @@ class LocalCluster:
         self.dashboard_port = free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rayc-", dir="/tmp")
         self.proc: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
 
     def env(self, **extra: str) -> dict[str, str]:
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # as with an activated venv
@@ -64,10 +65,39 @@ class LocalCluster:
                     raise RuntimeError("ray start did not open its port") from None
                 time.sleep(0.2)
 
+    def add_worker(self, timeout_s: float = 90) -> LocalCluster:
+        """A second node (another raylet on this machine), joined to the head."""
+        proc = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--address", self.address, "--block",
+             "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+             "--dashboard-agent-listen-port", str(free_port()),
+             "--dashboard-agent-grpc-port", str(free_port()),
+             "--metrics-export-port", str(free_port()),
+             "--runtime-env-agent-port", str(free_port()),
+             "--min-worker-port", "0", "--max-worker-port", "0", "--disable-usage-stats"],
+            env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, cwd=ROOT,
+        )
+        self.workers.append(proc)
+        count = len(self.workers) + 1
+        self.run(sys.executable, "-c", (
+            "import time, ray\n"
+            "ray.init(logging_level='ERROR')  # RAY_ADDRESS: this cluster\n"
+            f"deadline = time.monotonic() + {timeout_s}\n"
+            f"while len([n for n in ray.nodes() if n['Alive']]) < {count}:\n"
+            "    assert time.monotonic() < deadline, 'the worker node did not join'\n"
+            "    time.sleep(0.2)\n"), timeout_s=timeout_s + 30)
+        return self
+
     def stop(self) -> None:
         """Kill the whole cluster at once, as a power cut would."""
         if self.proc is None:
             return
+        for worker in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        self.workers = []
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)

@@ -15,7 +15,7 @@ from tests.conftest import poll
 
 @pytest.fixture
 def cluster():
-    c = LocalCluster().start()
+    c = LocalCluster().start().add_worker()  # two nodes: the runtime pins to its files
     yield c
     c.stop()
 
@@ -32,6 +32,19 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
     journal = open_journal(f"sqlite:///{data}/journal.sqlite", read_only=True)
     poll(lambda: all(journal.load(i).status.value == "COMPLETED" for i in ids),
          timeout_s=120, every_s=0.2, what="4 COMPLETED sagas in the journal")
+    # two nodes, SQLite files on this one: every saga_actors actor was pinned here
+    where = json.loads(cluster.run(sys.executable, "-c", textwrap.dedent("""
+        import json, ray
+        from ray.util.state import list_actors
+        ray.init(logging_level="ERROR")
+        me = ray.get_runtime_context().get_node_id()
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        actors = list_actors(address=ray.get_runtime_context().gcs_address, limit=10_000,
+                             filters=[("ray_namespace", "=", "saga_actors")])
+        print(json.dumps({"nodes": len(nodes), "here": me,
+                          "placed": sorted({a.node_id for a in actors if a.node_id})}))
+    """)).stdout.strip().splitlines()[-1])
+    assert where["nodes"] == 2 and where["placed"] == [where["here"]], where
     out = cluster.run(str(BIN / "saga-actors"), "list", "--json")  # another process sees them
     rows = {e["saga_id"]: e for e in json.loads(out.stdout)}
     assert set(rows) == ids and {e["status"] for e in rows.values()} == {"COMPLETED"}
