@@ -140,6 +140,13 @@ class Choreography(_Data):
     def steps(self) -> tuple[Reaction, ...]:
         return self.reactions
 
+    def roles(self) -> dict[str, set[tuple[str, str]]]:
+        """Participant name -> (handler, ``action`` or ``compensation``) it is called as."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for r in self.reactions:
+            out.setdefault(r.participant, set()).add((r.handler, r.kind))
+        return out
+
     @property
     def participants(self) -> dict[str, set[str]]:
         """Participant name -> the handlers this choreography calls on it."""

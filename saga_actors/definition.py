@@ -221,6 +221,15 @@ class Saga(_Data):
         """Whether a pivot is among the ``completed`` steps: the saga can only go forward."""
         return any(self.step(name).kind is StepKind.PIVOT for name in completed)
 
+    def roles(self) -> dict[str, set[tuple[str, str]]]:
+        """Participant name -> (method, ``action`` or ``compensation``) it is called as."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for step in self.steps:
+            out.setdefault(step.participant, set()).add((step.action, "action"))
+            if step.compensation:
+                out[step.participant].add((step.compensation, "compensation"))
+        return out
+
     @property
     def participants(self) -> dict[str, set[str]]:
         """Participant name -> the methods this saga calls on it."""

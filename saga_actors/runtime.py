@@ -155,7 +155,7 @@ class SagaRuntime:
             check_reachable(address)  # before the journal is created: a typo changes nothing
         self.journal = open_journal(self.config.journal)
         self._catalog: dict[str, Saga] = {}
-        self._participants_ok: set[tuple[str, str]] = set()
+        self._participants_ok: set[tuple[str, str, str]] = set()
         self._services: tuple[Any, Any] | None = None
         self._pools: dict[str, list[Any]] = {}  # hosts, buses: by placement
         self._registered: set[tuple[str, str]] = set()
@@ -266,7 +266,8 @@ class SagaRuntime:
 
     def _check_participants(self, saga: Saga) -> None:
         for participant, methods in saga.participants.items():
-            if all((participant, m) in self._participants_ok for m in methods):
+            roles = saga.roles().get(participant, set())
+            if all((participant, m, r) in self._participants_ok for m, r in roles):
                 continue
             try:
                 actor = ray.get_actor(participant_actor_name(participant), self.config.namespace)
@@ -283,7 +284,14 @@ class SagaRuntime:
                     raise UnknownParticipantError(
                         participant, method, reason=f"declared: {sorted(declared)}"
                     )
-                self._participants_ok.add((participant, method))
+            for method, role in sorted(roles):
+                kinds = ("actions" if role == "action" else "compensations")
+                if method not in described[kinds]:
+                    other = "a compensation" if role == "action" else "an action"
+                    raise UnknownParticipantError(
+                        participant, method, reason=f"it is {other}, but {saga.name!r} "
+                        f"calls it as {'an action' if role == 'action' else 'a compensation'}")
+            self._participants_ok.update((participant, m, r) for m, r in roles)
 
     # --- starting -------------------------------------------------------------------
 

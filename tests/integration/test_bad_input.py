@@ -137,6 +137,9 @@ def test_bad_starts_are_refused_and_change_nothing(harness):
         Step(name="haunt", participant="nobody", compensation="unhaunt")])
     typo = Saga(name="typo", input_model=ORDER_FULFILLMENT.input_model, steps=[
         Step(name="reserve_inventroy", participant="inventory", compensation="release_inventory")])
+    backwards = Saga(name="backwards", input_model=ORDER_FULFILLMENT.input_model, steps=[
+        Step(name="release_inventory", participant="inventory",
+             compensation="reserve_inventory")])
     good = sample_input(2)
     bad: list[tuple[type[Exception], str, Any, Any, dict]] = [
         (UnknownSagaTypeError, "'nope'.*order_fulfillment", "nope", good, {}),
@@ -161,6 +164,8 @@ def test_bad_starts_are_refused_and_change_nothing(harness):
          {"placement": "elsewhere"}),
         (UnknownParticipantError, "'nobody'.*no actor 'participant:nobody'", ghost, good, {}),
         (UnknownParticipantError, "method 'reserve_inventroy'", typo, good, {}),
+        (UnknownParticipantError, "'release_inventory': it is a compensation, but 'backwards' "
+         "calls it as an action", backwards, good, {}),
         (SagaConflictError, "different input", "order_fulfillment", good,
          {"saga_id": "order-kept"}),
         (SagaConflictError, "it is a 'order_fulfillment' saga", notes, {"order_id": "o"},
