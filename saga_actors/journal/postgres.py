@@ -2,18 +2,15 @@
 
 ``postgresql://user@host:port/dbname`` (``?schema=NAME``: the tables' schema, default
 ``saga_actors``). psycopg 3: a small connection pool for reads and plain writes, and one
-writer thread that group-commits (many sagas' transitions, one transaction, one WAL flush)
-exactly as the SQLite journal does. The same contract: seq fencing (a stale writer is
-refused and changes nothing), schema creation and versioning, and a schema that belongs
-to something else, or to a newer saga_actors, is refused before anything is written.
+writer thread that group-commits (many sagas' transitions, one transaction, one WAL flush):
+the SQLite journal's committer (:mod:`saga_actors.journal.writes`). The same contract: seq
+fencing (a stale writer is refused and changes nothing), schema creation and versioning;
+a schema that belongs to something else, or to a newer saga_actors, is refused before
+anything is written.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,6 +22,13 @@ from psycopg_pool import ConnectionPool
 
 from saga_actors.errors import JournalError
 from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
+from saga_actors.journal.writes import (
+    CommitArgs,
+    CreateArgs,
+    GroupCommitted,
+    commit_args,
+    create_args,
+)
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus
 
@@ -67,14 +71,13 @@ def split_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(query))), schema
 
 
-class PostgresJournal(Journal):
+class PostgresJournal(GroupCommitted, Journal):
     """The cluster journal backend (see the module docstring)."""
 
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         self.url = url
         self._conninfo, self.schema = split_url(url)
         self._read_only = read_only
-        self._committer: _GroupCommitter | None = None
         self._q = {name: sql.SQL(text).format(s=sql.Identifier(self.schema))
                    for name, text in _STATEMENTS.items()}
         try:
@@ -153,36 +156,29 @@ class PostgresJournal(Journal):
         return self.create_many([(record, transition)])[0]
 
     def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
-        rows = [_create_args(r, t) for r, t in pairs]
+        rows = [create_args(r, t) for r, t in pairs]
         return self._write(lambda db: [self._apply_create(db, row) for row in rows])
 
     async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
-        return await self._grouped(self._apply_create, _create_args(record, transition))
+        return await self._grouped(self._apply_create, create_args(record, transition))
 
     def commit(self, record: SagaRecord, *transitions: Transition) -> None:
-        args = _commit_args(record, transitions)
+        args = commit_args(record, transitions)
         self._write(lambda db: self._apply_commit(db, args))
 
     async def write(self, record: SagaRecord, *transitions: Transition) -> None:
         """Group commit: many sagas' transitions share one transaction; this returns only
         after the batch holding these transitions is committed."""
-        await self._grouped(self._apply_commit, _commit_args(record, transitions))
+        await self._grouped(self._apply_commit, commit_args(record, transitions))
 
-    async def _grouped(self, apply: Callable[[psycopg.Connection, Any], Any], args: Any) -> Any:
-        if self._committer is None:
-            self._committer = _GroupCommitter(self)
-        future = asyncio.get_running_loop().create_future()
-        self._committer.submit(apply, args, future)
-        return await future
-
-    def _apply_create(self, db: psycopg.Connection, args: tuple[tuple, tuple]) -> bool:
+    def _apply_create(self, db: psycopg.Connection, args: CreateArgs) -> bool:
         row, first = args
         created = db.execute(self._q["create"], row).rowcount == 1
         if created:
             db.execute(self._q["append"], first)
         return created
 
-    def _apply_commit(self, db: psycopg.Connection, args: tuple[tuple, list[tuple]]) -> bool:
+    def _apply_commit(self, db: psycopg.Connection, args: CommitArgs) -> bool:
         update, inserts = args
         if db.execute(self._q["update"], update).rowcount != 1:
             raise JournalConflictError(self.url, f"saga {update[4]}: seq {update[1]} is not next")
@@ -251,9 +247,20 @@ class PostgresJournal(Journal):
             out[status] = n
         return out
 
+    def begin(self, db: psycopg.Connection) -> None:
+        """Nothing to do: psycopg opens a transaction at the first statement."""
+
+    def end(self, db: psycopg.Connection, *, commit: bool) -> None:
+        db.commit() if commit else db.rollback()
+
+    def failure(self, exc: BaseException) -> tuple[str, bool] | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        # a dropped connection (a server restart, a kill) is opened again for the next batch
+        return _explain(exc), isinstance(exc, psycopg.OperationalError)
+
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.stop()
+        self._stop_committer()
         self._pool.close()
 
 
@@ -279,96 +286,3 @@ def _explain(exc: psycopg.Error) -> str:
     if isinstance(exc, psycopg.OperationalError):
         return f"cannot reach or log in to the server: {text}"
     return text
-
-
-def _row(record: SagaRecord) -> tuple:
-    return (record.saga_id, record.saga_type, record.placement, record.status.value,
-            record.seq, record.created_at, record.updated_at, record.model_dump_json())
-
-
-def _create_args(record: SagaRecord, transition: Transition) -> tuple[tuple, tuple]:
-    return _row(record), (transition.saga_id, transition.seq, transition.model_dump_json())
-
-
-def _commit_args(record: SagaRecord, transitions: tuple[Transition, ...]
-                 ) -> tuple[tuple, list[tuple]]:
-    update = (record.status.value, record.seq, record.updated_at, record.model_dump_json(),
-              record.saga_id, record.seq - len(transitions))
-    return update, [(t.saga_id, t.seq, t.model_dump_json()) for t in transitions]
-
-
-def _resolve(results: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
-    for future, (ok, value) in results:
-        if future.cancelled():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
-class _GroupCommitter:
-    """A writer thread with its own connection: takes every waiting write, commits them in
-    one transaction, then resolves each caller's future (a conflict fails only its own;
-    a broken connection fails the batch and is opened again for the next one)."""
-
-    MAX_BATCH = 1024
-
-    def __init__(self, journal: PostgresJournal) -> None:
-        self._journal = journal
-        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, apply: Callable[[psycopg.Connection, Any], Any], args: Any,
-               future: asyncio.Future) -> None:
-        self._queue.put((apply, args, future))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        db: psycopg.Connection | None = None
-        url = self._journal.url
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            outcomes: list[tuple[bool, Any]] = []
-            try:
-                if db is None or db.closed:
-                    db = self._journal.connect()
-                for apply, args, _ in batch:
-                    try:
-                        outcomes.append((True, apply(db, args)))
-                    except JournalConflictError as exc:  # wrote nothing: the others go on
-                        outcomes.append((False, exc))
-                db.commit()
-            except psycopg.Error as exc:
-                if db is not None:
-                    with contextlib.suppress(psycopg.Error):
-                        db.rollback()
-                    if isinstance(exc, psycopg.OperationalError):
-                        with contextlib.suppress(psycopg.Error):
-                            db.close()  # opened again for the next batch
-                problem = f"write failed: {_explain(exc)}"
-                outcomes = [(False, JournalError(url, problem))] * len(batch)
-            by_loop: dict[Any, list] = {}
-            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-            for loop, results in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                    loop.call_soon_threadsafe(_resolve, results)
-        if db is not None:
-            db.close()

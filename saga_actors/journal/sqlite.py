@@ -6,21 +6,24 @@ them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialis
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
 from saga_actors.errors import JournalError
 from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
+from saga_actors.journal.writes import (
+    CommitArgs,
+    CreateArgs,
+    GroupCommitted,
+    commit_args,
+    create_args,
+)
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus
 
@@ -56,7 +59,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-class SqliteJournal(Journal):
+class SqliteJournal(GroupCommitted, Journal):
     """The embedded journal backend.
 
     ``create=False`` refuses a missing file instead of starting an empty journal (actors
@@ -70,7 +73,6 @@ class SqliteJournal(Journal):
         self.path = sqlite_path(url)
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
-        self._committer: _GroupCommitter | None = None
         self._identity: tuple[int, int] | None = None  # the file's, once it is open
         if (read_only or not create) and not self.path.exists():
             raise JournalError(url, f"no journal at {self.path} (the file does not exist; "
@@ -146,29 +148,22 @@ class SqliteJournal(Journal):
         return self.create_many([(record, transition)])[0]
 
     def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
-        rows = [_create_args(r, t) for r, t in pairs]
+        rows = [create_args(r, t) for r, t in pairs]
         return self._write(lambda: [_apply_create(self._db, row) for row in rows])
 
     async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
-        return await self._grouped(_apply_create, _create_args(record, transition))
+        return await self._grouped(_apply_create, create_args(record, transition))
 
     def commit(self, record: SagaRecord, *transitions: Transition) -> None:
-        args = _commit_args(record, transitions)
+        args = commit_args(record, transitions)
         self._write(lambda: _apply_commit(self._db, self.url, args))
 
     async def write(self, record: SagaRecord, *transitions: Transition) -> None:
         """Group commit: many sagas' transitions share one transaction and one fsync; this
         returns only after the batch holding these transitions is committed."""
         await self._grouped(
-            lambda db, args: _apply_commit(db, self.url, args), _commit_args(record, transitions)
+            lambda db, args: _apply_commit(db, self.url, args), commit_args(record, transitions)
         )
-
-    async def _grouped(self, apply, args) -> Any:
-        if self._committer is None:
-            self._committer = _GroupCommitter(self)
-        future = asyncio.get_running_loop().create_future()
-        self._committer.submit(apply, args, future)
-        return await future
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -260,9 +255,16 @@ class SqliteJournal(Journal):
                 logger.warning("journal {} is locked by another process; waiting "
                                "({:.0f}s of {:.0f}s)", self.path, waited, self._busy_timeout_s)
 
+    def end(self, db: sqlite3.Connection, *, commit: bool) -> None:
+        db.execute("COMMIT" if commit else "ROLLBACK")
+
+    def failure(self, exc: BaseException) -> tuple[str, bool] | None:
+        if not isinstance(exc, sqlite3.DatabaseError):
+            return None
+        return _explain(self.path, exc), False  # the file stays: keep the connection
+
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.stop()
+        self._stop_committer()
         with self._lock:
             self._db.close()
 
@@ -310,42 +312,15 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"cannot open {path}: {text}"
 
 
-def _row(record: SagaRecord) -> tuple:
-    return (
-        record.saga_id,
-        record.saga_type,
-        record.placement,
-        record.status.value,
-        record.seq,
-        record.created_at,
-        record.updated_at,
-        record.model_dump_json(),
-    )
-
-
-_CommitArgs = tuple[tuple, list[tuple]]
-
-
-def _commit_args(record: SagaRecord, transitions: tuple[Transition, ...]) -> _CommitArgs:
-    update = (record.status.value, record.seq, record.updated_at, record.model_dump_json(),
-              record.saga_id, record.seq - len(transitions))
-    inserts = [(t.saga_id, t.seq, t.model_dump_json()) for t in transitions]
-    return update, inserts
-
-
-def _create_args(record: SagaRecord, transition: Transition) -> tuple[tuple, tuple]:
-    return _row(record), (transition.saga_id, transition.seq, transition.model_dump_json())
-
-
-def _apply_create(db: sqlite3.Connection, args: tuple[tuple, tuple]) -> bool:
-    row, first = args
-    cur = db.execute("INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+def _apply_create(db: sqlite3.Connection, args: CreateArgs) -> bool:
+    saga, first = args
+    cur = db.execute("INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", saga)
     if cur.rowcount:
         db.execute("INSERT INTO transitions VALUES (?, ?, ?)", first)
     return bool(cur.rowcount)
 
 
-def _apply_commit(db: sqlite3.Connection, url: str, args: _CommitArgs) -> bool:
+def _apply_commit(db: sqlite3.Connection, url: str, args: CommitArgs) -> bool:
     update, inserts = args
     cur = db.execute(
         "UPDATE sagas SET status=?, seq=?, updated_at=?, record=? WHERE saga_id=? AND seq=?",
@@ -355,76 +330,3 @@ def _apply_commit(db: sqlite3.Connection, url: str, args: _CommitArgs) -> bool:
         raise JournalConflictError(url, f"saga {update[4]}: seq {update[1]} is not next")
     db.executemany("INSERT INTO transitions VALUES (?, ?, ?)", inserts)
     return True
-
-
-def _resolve(results: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
-    for future, (ok, value) in results:
-        if future.cancelled():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
-class _GroupCommitter:
-    """A writer thread: takes every waiting commit, writes them in one transaction, fsyncs
-    once, then resolves each caller's future (a conflict fails only its own commit)."""
-
-    MAX_BATCH = 1024
-
-    def __init__(self, journal: SqliteJournal) -> None:
-        self._journal = journal
-        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, apply: Callable[[sqlite3.Connection, Any], Any], args: Any,
-               future: asyncio.Future) -> None:
-        """Queue ``apply(db, args)`` for the next batch; ``future`` (of the caller's event
-        loop) gets its result once the batch is committed."""
-        self._queue.put((apply, args, future))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        db = self._journal.connect()
-        url = self._journal.url
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            outcomes: list[tuple[bool, Any]] = []
-            try:
-                self._journal.begin(db)
-                for apply, args, _ in batch:
-                    try:
-                        outcomes.append((True, apply(db, args)))
-                    except JournalConflictError as exc:  # wrote nothing: the others go on
-                        outcomes.append((False, exc))
-                db.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                with contextlib.suppress(sqlite3.DatabaseError):
-                    db.execute("ROLLBACK")
-                problem = f"write failed: {_explain(self._journal.path, exc)}"
-                outcomes = [(False, JournalError(url, problem))] * len(batch)
-            # one wake-up per event loop per batch, not one per caller
-            by_loop: dict[Any, list] = {}
-            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-            for loop, results in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                    loop.call_soon_threadsafe(_resolve, results)
-        db.close()

@@ -1,0 +1,169 @@
+"""What the SQL journal backends write, and the one group committer they share. No Ray.
+
+A backend (SQLite, PostgreSQL) says how to open a connection, begin and end a transaction
+and explain a failure of its database; :class:`GroupCommitted` gives it ``_grouped``: many
+sagas' writes in one transaction (one fsync or WAL flush), each caller answered once the
+batch holding its write is committed, and a conflict failing only its own write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from saga_actors.errors import JournalError
+from saga_actors.journal.base import JournalConflictError
+from saga_actors.records import SagaRecord, Transition
+
+CommitArgs = tuple[tuple, list[tuple]]
+CreateArgs = tuple[tuple, tuple]
+
+
+def row(record: SagaRecord) -> tuple:
+    """A saga's row: id, type, placement, status, seq, created, updated, record JSON."""
+    return (record.saga_id, record.saga_type, record.placement, record.status.value,
+            record.seq, record.created_at, record.updated_at, record.model_dump_json())
+
+
+def create_args(record: SagaRecord, transition: Transition) -> CreateArgs:
+    """A new saga's row and its first transition's row."""
+    return row(record), (transition.saga_id, transition.seq, transition.model_dump_json())
+
+
+def commit_args(record: SagaRecord, transitions: tuple[Transition, ...]) -> CommitArgs:
+    """The fenced update (it applies only if the stored seq is the one before these
+    transitions) and the transitions' rows."""
+    update = (record.status.value, record.seq, record.updated_at, record.model_dump_json(),
+              record.saga_id, record.seq - len(transitions))
+    return update, [(t.saga_id, t.seq, t.model_dump_json()) for t in transitions]
+
+
+Apply = Callable[[Any, Any], Any]
+
+
+class GroupCommitted:
+    """Mixin of a journal backend with a writer thread. The backend provides ``url``,
+    ``connect()``, ``begin(db)``, ``end(db, commit=...)`` and ``failure(exc)``: None for an
+    exception that is not its database's, else (the problem said for a person, whether
+    the connection is broken and must be opened again)."""
+
+    url: str
+    _committer: GroupCommitter | None = None
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def begin(self, db: Any) -> None:
+        raise NotImplementedError
+
+    def end(self, db: Any, *, commit: bool) -> None:
+        raise NotImplementedError
+
+    def failure(self, exc: BaseException) -> tuple[str, bool] | None:
+        raise NotImplementedError
+
+    async def _grouped(self, apply: Apply, args: Any) -> Any:
+        """``apply(db, args)`` in the next batch; its result once the batch is committed."""
+        if self._committer is None:
+            self._committer = GroupCommitter(self)
+        future = asyncio.get_running_loop().create_future()
+        self._committer.submit(apply, args, future)
+        return await future
+
+    def _stop_committer(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
+
+
+def _resolve(results: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class GroupCommitter:
+    """A writer thread with its own connection: takes every waiting write, commits them in
+    one transaction, then resolves each caller's future (a conflict fails only its own; a
+    database failure fails the batch, and a broken connection is opened again for the
+    next one)."""
+
+    MAX_BATCH = 1024
+
+    def __init__(self, journal: GroupCommitted) -> None:
+        self._journal = journal
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, apply: Apply, args: Any, future: asyncio.Future) -> None:
+        """Queue ``apply(db, args)`` for the next batch; ``future`` (of the caller's event
+        loop) gets its result once the batch is committed."""
+        self._queue.put((apply, args, future))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        journal = self._journal
+        db: Any = None
+        while (batch := self._next_batch()) is not None:
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                if db is None:
+                    db = journal.connect()
+                journal.begin(db)
+                for apply, args, _ in batch:
+                    try:
+                        outcomes.append((True, apply(db, args)))
+                    except JournalConflictError as exc:  # wrote nothing: the others go on
+                        outcomes.append((False, exc))
+                journal.end(db, commit=True)
+            except Exception as exc:
+                failed = journal.failure(exc)
+                if failed is None:
+                    raise
+                problem, broken = failed
+                if db is not None:
+                    with contextlib.suppress(Exception):
+                        journal.end(db, commit=False)
+                    if broken:
+                        with contextlib.suppress(Exception):
+                            db.close()
+                        db = None  # opened again for the next batch
+                outcomes = [(False, JournalError(journal.url, f"write failed: {problem}"))
+                            ] * len(batch)
+            # one wake-up per event loop per batch, not one per caller
+            by_loop: dict[Any, list] = {}
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, results in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                    loop.call_soon_threadsafe(_resolve, results)
+        if db is not None:
+            db.close()
+
+    def _next_batch(self) -> list[tuple] | None:
+        """Every write waiting now (at least one; None once stopped)."""
+        item = self._queue.get()
+        if item is None:
+            return None
+        batch = [item]
+        while len(batch) < self.MAX_BATCH:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)
+                break
+            batch.append(nxt)
+        return batch
