@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import SecretBytes, SecretStr, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from saga_actors.bus import start_event
+from saga_actors.choreography import Choreography
 from saga_actors.definition import Saga
 from saga_actors.errors import SagaConflictError, SagaInputError
 from saga_actors.events import Event
@@ -21,7 +23,7 @@ from saga_actors.state import SagaStatus
 
 
 def build_record(
-    definition: Saga,
+    definition: Saga | Choreography,
     saga_id: str,
     payload: Any,
     *,
@@ -48,11 +50,9 @@ def build_record(
         raise SagaInputError(definition.name, str(exc)) from None
     except (TypeError, ValueError, PydanticSerializationError) as exc:
         raise SagaInputError(definition.name, f"not JSON-serializable: {exc}") from None
-    events = []
-    if getattr(definition, "start", None):  # a choreography: its log begins with the input
-        from saga_actors.bus import start_event
-
-        events = [start_event(definition, saga_id, data, now)]
+    # a choreography's event log begins with its input
+    events = ([start_event(definition, saga_id, data, now)]
+              if isinstance(definition, Choreography) else [])
     return SagaRecord(
         events=events,
         saga_id=saga_id,

@@ -265,8 +265,9 @@ class SagaRuntime:
         return deploy_participants(classes, self.config, faults=faults)
 
     def _check_participants(self, saga: Saga) -> None:
+        roles_of = saga.roles()
         for participant, methods in saga.participants.items():
-            roles = saga.roles().get(participant, set())
+            roles = roles_of.get(participant, set())
             if all((participant, m, r) in self._participants_ok for m, r in roles):
                 continue
             try:
