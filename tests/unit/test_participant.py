@@ -474,14 +474,25 @@ def test_the_store_has_a_schema_version_and_a_newer_or_foreign_file_is_refused(s
     old = sqlite3.connect(store)
     old.execute("PRAGMA user_version=0")  # a store from before versions: still opens
     old.close()
-    assert Counter(store_path=store).total() == 0
+    reopened = Counter(store_path=store)
+    assert reopened.total() == 0
+    reopened.db.close()  # closed now, not whenever the garbage collector gets to it
+
+    def contents():
+        db = sqlite3.connect(store)
+        try:
+            return db.execute("PRAGMA user_version").fetchone()[0], list(db.iterdump())
+        finally:
+            db.close()
+
     newer = sqlite3.connect(store)
     newer.execute("PRAGMA user_version=7")
     newer.close()
-    before = store.read_bytes()
+    before = contents()
     with pytest.raises(ParticipantStoreError, match="schema version 7 is newer"):
         Counter(store_path=store)
-    assert store.read_bytes() == before
+    assert contents() == before
+    assert before[0] == 7
     foreign = tmp_path / "crm.sqlite"
     db = sqlite3.connect(foreign)
     db.execute("CREATE TABLE customers (id TEXT)")
