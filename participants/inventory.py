@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
+from typing import Any
 
 from saga_actors import NonRetryableError, Participant, StepContext, action, compensation
 
@@ -19,16 +19,15 @@ class Inventory(Participant):
         self._initial_stock = dict(DEFAULT_STOCK if stock is None else stock)
         super().__init__(**kwargs)
 
-    def setup(self, db: sqlite3.Connection) -> None:
+    def setup(self, db: Any) -> None:
         db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL)")
         db.execute(
             "CREATE TABLE IF NOT EXISTS reservations (reservation_id TEXT PRIMARY KEY, "
             "saga_id TEXT NOT NULL, sku TEXT NOT NULL, qty INTEGER NOT NULL, "
             "released INTEGER NOT NULL DEFAULT 0)"
         )
-        db.executemany(
-            "INSERT OR IGNORE INTO stock VALUES (?, ?)", sorted(self._initial_stock.items())
-        )
+        db.executemany("INSERT INTO stock VALUES (?, ?) ON CONFLICT DO NOTHING",
+                       sorted(self._initial_stock.items()))
 
     @action
     def reserve_inventory(self, ctx: StepContext) -> dict:

@@ -13,8 +13,8 @@ The providers here are stand-ins with a latency taken from the saga's data
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
+from typing import Any
 
 from saga_actors import Participant, StepContext, action, compensation
 
@@ -53,7 +53,7 @@ class Notifier(Participant):
         self.sms = SmsClient()
         super().__init__(**kwargs)
 
-    def setup(self, db: sqlite3.Connection) -> None:
+    def setup(self, db: Any) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS messages (message_id TEXT PRIMARY KEY, saga_id TEXT, "
             "channel TEXT NOT NULL, status TEXT NOT NULL)"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
+from typing import Any
 
 from saga_actors import NonRetryableError, Participant, StepContext, action, compensation
 
@@ -15,7 +15,7 @@ class Payment(Participant):
 
     name = "payment"
 
-    def setup(self, db: sqlite3.Connection) -> None:
+    def setup(self, db: Any) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS charges (charge_id TEXT PRIMARY KEY, saga_id TEXT, "
             "customer TEXT, amount_cents INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 0)"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
+from typing import Any
 
 from saga_actors import Participant, StepContext, action, compensation
 
@@ -13,7 +13,7 @@ class Shipping(Participant):
 
     name = "shipping"
 
-    def setup(self, db: sqlite3.Connection) -> None:
+    def setup(self, db: Any) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS shipments (shipment_id TEXT PRIMARY KEY, "
             "saga_id TEXT, address TEXT, status TEXT NOT NULL)"

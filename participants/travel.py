@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
+from typing import Any
 
 from saga_actors import Participant, StepContext, action, compensation
 
@@ -13,7 +13,7 @@ class Airline(Participant):
 
     name = "airline"
 
-    def setup(self, db: sqlite3.Connection) -> None:
+    def setup(self, db: Any) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS bookings (booking_id TEXT PRIMARY KEY, saga_id TEXT, "
             "flight TEXT, status TEXT NOT NULL)"
@@ -50,7 +50,7 @@ class Hotel(Participant):
 
     name = "hotel"
 
-    def setup(self, db: sqlite3.Connection) -> None:
+    def setup(self, db: Any) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS rooms (booking_id TEXT PRIMARY KEY, saga_id TEXT, "
             "hotel TEXT, nights INTEGER, status TEXT NOT NULL)"

@@ -136,7 +136,7 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
         max_concurrency=config.participant_max_concurrency,
         **_SERVICE, **_where(config),
     ).remote(
-        store_path=str(config.participant_store(name)),
+        store=config.participant_store(name),
         name=name,
         faults=faults,
         log_level=config.log_level,

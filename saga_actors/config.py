@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from saga_actors.constants import DEFAULT_NAMESPACE
 from saga_actors.errors import ConfigError
+from saga_actors.stores import is_postgres, participant_store_url
 
 ENV_PREFIX = "SAGA_ACTORS_"
 
@@ -30,6 +31,10 @@ class RuntimeConfig(BaseSettings):
     namespace: str = Field(DEFAULT_NAMESPACE, min_length=1, description="Ray namespace.")
     data_dir: str = Field(".saga_actors", description="Local folder for SQLite files.")
     journal_url: str = Field("", description="Journal URL; default: SQLite in data_dir.")
+    store_url: str = Field(
+        "", description="Where the participants' stores live: empty for SQLite files in "
+        "data_dir, or `postgresql://user@host:port/db` for a schema per participant "
+        "(`participant_<name>`; `?prefix=` changes `participant_`).")
     log_level: str = Field("INFO", description="loguru level for every component.")
     max_dedicated: int = Field(64, ge=1, description="Dedicated saga actors alive at once.")
     hosts: int = Field(2, ge=1, description="SagaHost actors for `hosted` placement (~1 per core).")
@@ -80,6 +85,14 @@ class RuntimeConfig(BaseSettings):
         "journaled). Never set in production.",
     )
 
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value and not is_postgres(value):
+            raise ValueError("must be empty (SQLite files in data_dir) or a "
+                             "postgresql://user@host:port/db URL")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: str) -> str:
@@ -110,6 +123,8 @@ class RuntimeConfig(BaseSettings):
         """The journal URL in effect."""
         return self.journal_url or f"sqlite:///{Path(self.data_dir) / 'journal.sqlite'}"
 
-    def participant_store(self, name: str) -> Path:
-        """The SQLite file of participant ``name``."""
-        return Path(self.data_dir) / "participants" / f"{name}.sqlite"
+    def participant_store(self, name: str) -> str:
+        """The store of participant ``name``: its SQLite file, or its PostgreSQL schema."""
+        if self.store_url:
+            return participant_store_url(self.store_url, name)
+        return str(Path(self.data_dir) / "participants" / f"{name}.sqlite")

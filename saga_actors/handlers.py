@@ -23,7 +23,6 @@ transaction with the handler's own writes):
 from __future__ import annotations
 
 import inspect
-import sqlite3
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -95,14 +94,15 @@ class HandlerAwaitedInTransaction(NonRetryableError):
 
 
 class EffectDB:
-    """``ctx.db`` of an async or blocking handler: a connection whose transaction begins
-    (``BEGIN IMMEDIATE``) at the first statement and is finished by the participant,
-    together with the idempotency record."""
+    """``ctx.db`` of an async or blocking handler: a store connection whose transaction
+    begins (the store's write lock) at the first statement and is finished by the
+    participant, together with the idempotency record."""
 
     # executescript commits whatever is pending: the effect would not be one transaction
-    _REFUSED = frozenset({"commit", "rollback", "close", "isolation_level", "executescript"})
+    _REFUSED = frozenset({"commit", "rollback", "close", "isolation_level", "executescript",
+                          "end"})
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self._conn = conn
         self.begun = False
         self.closed = False
@@ -112,18 +112,18 @@ class EffectDB:
         if self.closed:
             raise NonRetryableError("ctx.db is closed: the handler's call is over")
         if not self.begun:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.begin()
             self.begun = True
 
-    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
         self.begin()
         return self._conn.execute(sql, parameters)
 
-    def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
+    def executemany(self, sql: str, seq: Any) -> Any:
         self.begin()
         return self._conn.executemany(sql, seq)
 
-    def cursor(self) -> sqlite3.Cursor:
+    def cursor(self) -> Any:
         """A cursor inside the effect's transaction."""
         self.begin()
         return self._conn.cursor()
@@ -131,8 +131,8 @@ class EffectDB:
     def finish(self, keep: bool) -> None:
         """Commit (``keep``) or roll back the effect; ``ctx.db`` is closed afterwards."""
         self.closed = True
-        if self.begun and self._conn.in_transaction:
-            self._conn.execute("COMMIT" if keep else "ROLLBACK")
+        if self.begun:
+            self._conn.end(keep)
         self.begun = False
 
     def __getattr__(self, name: str) -> Any:

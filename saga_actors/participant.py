@@ -3,7 +3,8 @@
 A participant declares actions and compensations with :func:`action` and
 :func:`compensation`. Each request carries the idempotency key
 ``<saga_id>/<step>/<action|compensation>``; the base class records the outcome in the
-participant's own SQLite store *in the same transaction* as the business effect, so a
+participant's own store (an SQLite file or a PostgreSQL schema, :mod:`saga_actors.stores`)
+*in the same transaction* as the business effect, so a
 participant that crashes and restarts neither loses an effect nor applies one twice:
 
 - a repeated key returns the recorded outcome (``replayed=True``) without re-applying;
@@ -19,7 +20,6 @@ import asyncio
 import contextlib
 import contextvars
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,7 +32,6 @@ from loguru import logger
 from saga_actors.errors import (
     ActionRefusedError,
     NonRetryableError,
-    ParticipantStoreError,
     SagaDefinitionError,
     StepError,
 )
@@ -50,20 +49,16 @@ from saga_actors.messages import (
     encode_json,
     idempotency_key,
 )
+from saga_actors.stores import STORE_SCHEMA_VERSION, open_store
 from saga_actors.testing import Fault
 
 DefinitionLookup = Callable[[str, int], Any]  # (saga type, version) -> Saga | None
 
 # an inline handler slower than this holds up every saga using its participant: say so
 SLOW_INLINE_S = 0.5
-# a store another connection holds (a blocking handler's commit, an offline reader) is
-# waited for this long before the effect fails (and is retried)
-STORE_BUSY_TIMEOUT_S = 30.0
 # cancels of calls that never arrived (most were answered before their cancel came): the
 # oldest are forgotten past this many
 MAX_EARLY_CANCELS = 10_000
-
-STORE_SCHEMA_VERSION = 1  # PRAGMA user_version of a participant's store
 
 _EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_effects (
@@ -74,7 +69,7 @@ CREATE TABLE IF NOT EXISTS saga_effects (
     method TEXT NOT NULL,
     status TEXT NOT NULL,          -- applied | tombstone | noop
     output TEXT NOT NULL,
-    at REAL NOT NULL
+    at DOUBLE PRECISION NOT NULL
 )
 """
 
@@ -126,26 +121,31 @@ class Participant:
                                           "also be blocking=True")
 
     def __init__(
-        self, *, store_path: str | Path, name: str | None = None, faults: dict | None = None
+        self, *, store_path: str | Path | None = None, store: str | Path | None = None,
+        name: str | None = None, faults: dict | None = None,
     ) -> None:
+        """``store`` (or its older name ``store_path``): an SQLite file, or a PostgreSQL
+        schema ``postgresql://user@host:port/db?schema=NAME`` (default schema: the
+        participant's name). See :mod:`saga_actors.stores`."""
         self.participant_name = name or type(self).name or type(self).__name__.lower()
-        self.store_path = Path(store_path)
-        self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.store_path, isolation_level=None,
-                                  timeout=STORE_BUSY_TIMEOUT_S)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("BEGIN IMMEDIATE")
+        location = store if store is not None else store_path
+        if location is None:
+            raise TypeError(f"{type(self).__name__}: give store= (a file or a URL)")
+        self.store = open_store(location, default_schema=self.participant_name)
+        self.store_path = self.store.location
+        self.db = self.store.connect()
+        self.db.begin()
         try:
-            self._check_store_version()
+            self.store.prepare(self.db)
+            self.store.check(self.db)
             self.db.execute(_EFFECTS_SCHEMA)
-            self.db.execute(f"PRAGMA user_version={STORE_SCHEMA_VERSION}")
+            self.store.set_version(self.db, STORE_SCHEMA_VERSION)
             self.setup(self.db)
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.end(keep=False)
             self.db.close()
             raise
-        self.db.execute("COMMIT")
+        self.db.end(keep=True)
         self._locks: dict[str, asyncio.Lock] = {}
         self._calls: dict[str, asyncio.Task] = {}  # requests running, by call id
         self._cancelled_early: dict[str, bool] = {}  # cancelled before they arrived
@@ -160,25 +160,11 @@ class Participant:
         self._definitions: DefinitionLookup | None = None  # for ctx.input
         self.set_faults(faults or {})
 
-    def _check_store_version(self) -> None:
-        """Refuse a store from a newer saga_actors, or a file that is someone else's; a
-        store from before versions (0, with the effects table) is version 1."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in self.db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
-        if version > STORE_SCHEMA_VERSION:
-            raise ParticipantStoreError(str(self.store_path), f"schema version {version} is "
-                                        f"newer than this saga_actors ({STORE_SCHEMA_VERSION})"
-                                        "; upgrade saga_actors")
-        if version == 0 and tables and "saga_effects" not in tables:
-            raise ParticipantStoreError(str(self.store_path), "not a saga_actors participant "
-                                        f"store (it has tables {sorted(tables)[:5]} and no "
-                                        "saga_effects)")
-
     # --- for subclasses -------------------------------------------------------------
 
-    def setup(self, db: sqlite3.Connection) -> None:
-        """Create the business tables (runs inside a transaction, on every start)."""
+    def setup(self, db: Any) -> None:
+        """Create the business tables (runs inside a transaction, on every start). Write
+        SQL that runs on SQLite and PostgreSQL alike (see :mod:`saga_actors.stores`)."""
 
     @classmethod
     def handlers(cls) -> dict[str, tuple[str, str | None]]:
@@ -307,12 +293,12 @@ class Participant:
             if row is not None:
                 applied = row[0] == "applied"
                 return {"applied": applied, "output": json.loads(row[1]) if applied else None}
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.begin()
             try:
                 self._write(self.db, key, saga_id, step, "action", "fence", "tombstone", "{}")
-                self.db.execute("COMMIT")
-            except sqlite3.DatabaseError:
-                self.db.execute("ROLLBACK")
+                self.db.end(keep=True)
+            except self.store.errors:
+                self.db.end(keep=False)
                 raise
             logger.info("{}: fenced {} (it never applied; it never will)",
                         self.participant_name, key)
@@ -394,7 +380,7 @@ class Participant:
         db = self.db
         replies: list[StepReply] = []
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.begin()
             for req, handler, _ in batch:
                 db.execute("SAVEPOINT effect")
                 with logger.contextualize(saga_id=req.saga_id, step=req.step,
@@ -404,10 +390,10 @@ class Participant:
                 if not keep:
                     db.execute("RELEASE effect")
                 replies.append(reply)
-            db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:  # the store itself failed: nothing applied
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            db.end(keep=True)
+        except self.store.errors as exc:  # the store itself failed: nothing applied
+            with contextlib.suppress(*self.store.errors):
+                db.end(keep=False)
             replies = [_failed(exc)] * len(batch)
         for (_, _, future), reply in zip(batch, replies, strict=True):
             if not future.done():
@@ -536,13 +522,10 @@ class Participant:
                                                thread_name_prefix=f"{self.participant_name}-")
         return self._threads
 
-    def _thread_connection(self) -> sqlite3.Connection:
+    def _thread_connection(self) -> Any:
         conn = getattr(self._thread_db, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.store_path, isolation_level=None,
-                                   timeout=STORE_BUSY_TIMEOUT_S)
-            conn.execute("PRAGMA synchronous=FULL")
-            self._thread_db.conn = conn
+            conn = self._thread_db.conn = self.store.connect()
         return conn
 
     def _context(self, req: StepRequest, action_output: dict[str, Any] | None,

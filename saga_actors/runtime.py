@@ -88,18 +88,21 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
 
 def pin_to_local_files(config: RuntimeConfig) -> RuntimeConfig:
     """On a multi-node cluster, pin the runtime's actors to this driver's node while any of
-    its files lives on a local disk: the participants' SQLite stores always do today, and
-    an SQLite journal does. One node: nothing changes."""
-    if config.pin_node_id:
+    its files lives on a local disk (the participants' SQLite stores, an SQLite journal).
+    With the journal and the stores in PostgreSQL, or on one node, nothing changes."""
+    files = [what for what, local in (
+        ("the participants' SQLite stores", not config.store_url),
+        ("the SQLite journal", config.journal.startswith("sqlite"))) if local]
+    if config.pin_node_id or not files:
         return config
     alive = [n for n in ray.nodes() if n.get("Alive")]
     if len(alive) < 2:
         return config
     node = ray.get_runtime_context().get_node_id()
     logger.warning("{} Ray nodes: every saga_actors actor is pinned to node {} (this "
-                   "driver's), which holds the participants' SQLite stores{}", len(alive),
-                   node, " and the SQLite journal" if config.journal.startswith("sqlite")
-                   else "")
+                   "driver's), which holds {}; put them in PostgreSQL (journal_url, "
+                   "store_url) to let actors run on any node", len(alive), node,
+                   " and ".join(files))
     return config.model_copy(update={"pin_node_id": node})
 
 

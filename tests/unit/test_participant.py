@@ -1,10 +1,13 @@
-"""Participant idempotency against a real SQLite store, without Ray."""
+"""Participant idempotency against real stores (an SQLite file, a PostgreSQL schema),
+without Ray."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import threading
+import uuid
 
 import pytest
 
@@ -19,7 +22,7 @@ class Counter(Participant):
 
     def setup(self, db):
         db.execute("CREATE TABLE IF NOT EXISTS total (id INTEGER PRIMARY KEY, n INTEGER)")
-        db.execute("INSERT OR IGNORE INTO total VALUES (1, 0)")
+        db.execute("INSERT INTO total VALUES (1, 0) ON CONFLICT DO NOTHING")
 
     @action
     def add(self, ctx: StepContext) -> dict:
@@ -53,8 +56,19 @@ def req(kind="action", method="add", saga="s1", attempt=1, **data):
                        action_output={"added": 5} if kind == "compensation" else None)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A participant's store: an SQLite file, or a PostgreSQL schema of the test's own
+    (the same handlers' SQL runs on both)."""
+    if request.param == "sqlite":
+        yield tmp_path / "counter.sqlite"
+        return
+    yield f"{request.getfixturevalue('pg_database')}?schema=p_{uuid.uuid4().hex[:10]}"
+    gc.collect()  # the test's participants close their server connections
+
+
 @pytest.fixture
-def store(tmp_path):
+def sqlite_store(tmp_path):
     return tmp_path / "counter.sqlite"
 
 
@@ -151,7 +165,7 @@ def test_a_handlers_own_sql_error_fails_only_that_effect(store):
 
     dup = Dup(store_path=store)
     reply = call(dup, req())
-    assert not reply.ok and reply.error_type == "IntegrityError"
+    assert not reply.ok and reply.error_type in ("IntegrityError", "UniqueViolation")
     assert call(p, req(saga="other")).ok and p.total() == 5
 
 
@@ -404,8 +418,9 @@ def test_a_blocking_handler_does_not_freeze_its_participant_and_a_late_effect_is
 
 def test_an_async_or_blocking_handlers_db_cannot_escape_its_transaction(slow, store):
     from saga_actors.handlers import EffectDB
+    from saga_actors.stores import open_store
 
-    conn = sqlite3.connect(store, isolation_level=None)
+    conn = open_store(store).connect()
     db = EffectDB(conn)
     for name in ("commit", "rollback", "executescript"):
         with pytest.raises(AttributeError, match="ends the effect's transaction itself"):
@@ -464,7 +479,9 @@ def test_a_compensation_of_no_action_and_an_async_blocking_handler_are_refused()
         type("Bad", (Participant,), {"both": action(blocking=True)(both)})
 
 
-def test_the_store_has_a_schema_version_and_a_newer_or_foreign_file_is_refused(store, tmp_path):
+def test_the_store_has_a_schema_version_and_a_newer_or_foreign_file_is_refused(sqlite_store,
+                                                                              tmp_path):
+    store = sqlite_store
 
     from saga_actors import ParticipantStoreError
 
