@@ -177,6 +177,11 @@ class ParticipantStoreError(SagaError):
         return f"participant store {self.path}: {self.problem}"
 
 
+class StoreUnavailableError(ParticipantStoreError):
+    """A participant's store server is out of reach right now (a restart, a dropped
+    connection). The participant waits for it and applies the effect when it is back."""
+
+
 class ClusterUnreachableError(SagaError):
     """Nothing answers at the Ray cluster address given."""
 

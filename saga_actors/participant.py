@@ -34,6 +34,7 @@ from saga_actors.errors import (
     NonRetryableError,
     SagaDefinitionError,
     StepError,
+    StoreUnavailableError,
 )
 from saga_actors.handlers import (
     EffectDB,
@@ -49,7 +50,7 @@ from saga_actors.messages import (
     encode_json,
     idempotency_key,
 )
-from saga_actors.stores import STORE_SCHEMA_VERSION, open_store
+from saga_actors.stores import STORE_OUTAGE_WAIT_S, STORE_SCHEMA_VERSION, open_store
 from saga_actors.testing import Fault
 
 DefinitionLookup = Callable[[str, int], Any]  # (saga type, version) -> Saga | None
@@ -231,12 +232,34 @@ class Participant:
                     try:
                         await self._inject(req.method)
                     except StepError as exc:
-                        return _failed(exc)
-                handler = getattr(self, req.method)
-                mode = mode_of(handler)
+                        return self._failure(exc)
+                return await self._apply_waiting_out_outages(req, getattr(self, req.method))
+
+    async def _apply_waiting_out_outages(self, req: StepRequest,
+                                         handler: Callable[[StepContext], Any]) -> StepReply:
+        """Apply; while the store's server is out of reach (a restart, dropped
+        connections), wait and try again, up to STORE_OUTAGE_WAIT_S: an outage of the
+        store is not the step's failure. Trying again is safe: the key's record says
+        whether a commit whose answer was lost went through."""
+        mode = mode_of(handler)
+        deadline = time.monotonic() + STORE_OUTAGE_WAIT_S
+        pause = 0.1
+        while True:
+            try:
                 if mode == "inline":
-                    return await self._apply(req, handler)
-                return await self._apply_outside(req, handler, mode)
+                    reply = await self._apply(req, handler)
+                else:
+                    reply = await self._apply_outside(req, handler, mode)
+            except StoreUnavailableError as exc:
+                reply = _failed(exc)
+            if reply.error_type != StoreUnavailableError.__name__:
+                return reply
+            if time.monotonic() + pause > deadline:
+                return reply
+            logger.warning("{}: store out of reach ({}); {} waits and tries again",
+                           self.participant_name, reply.error, req.key)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     async def handle_call(self, request: StepRequest | dict) -> StepReply:
         """:meth:`handle` as a call :meth:`cancel_calls` can stop by its call id; refused
@@ -394,7 +417,7 @@ class Participant:
         except self.store.errors as exc:  # the store itself failed: nothing applied
             with contextlib.suppress(*self.store.errors):
                 db.end(keep=False)
-            replies = [_failed(exc)] * len(batch)
+            replies = [self._failure(exc)] * len(batch)
         for (_, _, future), reply in zip(batch, replies, strict=True):
             if not future.done():
                 future.set_result(reply)
@@ -425,7 +448,7 @@ class Participant:
             self._insert(db, req.key, req, req.kind, status, output)
         except Exception as exc:  # business failure (its SQL too): roll back this effect only
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
-            return _failed(exc), False
+            return self._failure(exc), False
         return _applied(output), True
 
     # --- async and blocking handlers: outside the group commit ------------------------
@@ -453,7 +476,7 @@ class Participant:
                 if not isinstance(exc, Exception):
                     raise
                 logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
-                return _failed(exc)
+                return self._failure(exc)
             return self._finish(db, req, output, None)  # same loop turn: nothing interleaves
         call = _Call()
         run = contextvars.copy_context().run  # the thread logs with the saga's ids
@@ -477,7 +500,7 @@ class Participant:
             except Exception as exc:
                 db.finish(keep=False)
                 logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
-                return _failed(exc)
+                return self._failure(exc)
             return self._finish(db, req, output, call)
         finally:
             with self._running_lock:
@@ -513,7 +536,7 @@ class Participant:
         except Exception as exc:
             db.finish(keep=False)
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
-            return _failed(exc)
+            return self._failure(exc)
         return _applied(output)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -544,6 +567,12 @@ class Participant:
         model = saga.input_model
         return model.model_validate({k: v for k, v in req.data.items()
                                      if k in model.model_fields})
+
+    def _failure(self, exc: Exception) -> StepReply:
+        """A failed reply; a store server out of reach says so by its type."""
+        if self.store.unavailable(exc) and not isinstance(exc, StoreUnavailableError):
+            exc = StoreUnavailableError(self.store_path, str(exc).strip().split("\n")[0])
+        return _failed(exc)
 
     def _say_if_slow(self, method: str, seconds: float) -> None:
         if seconds > SLOW_INLINE_S and method not in self._slow_said:

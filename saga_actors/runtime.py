@@ -57,6 +57,7 @@ from saga_actors.kv_definitions import KVDefinitions
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition, runner_name
 from saga_actors.state import SagaStatus
+from saga_actors.stores import check_reachable as check_store_reachable
 
 _SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _LIVE = [s for s in SagaStatus if not s.terminal]
@@ -157,6 +158,8 @@ class SagaRuntime:
         if address and not ray.is_initialized():
             check_reachable(address)  # before the journal is created: a typo changes nothing
         self.journal = open_journal(self.config.journal)
+        if self.config.store_url:  # a participant that cannot open its store never serves
+            check_store_reachable(self.config.store_url)
         self._catalog: dict[str, Saga] = {}
         self._participants_ok: set[tuple[str, str, str]] = set()
         self._services: tuple[Any, Any] | None = None

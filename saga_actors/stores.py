@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from saga_actors.errors import ParticipantStoreError
+from saga_actors.errors import ParticipantStoreError, StoreUnavailableError
 
 STORE_SCHEMA_VERSION = 1
+# a store server out of reach (a restart, dropped connections) is waited for this long,
+# retrying, before the effect fails (the saga then retries it under its own policy)
+STORE_OUTAGE_WAIT_S = 60.0
 # a store another connection holds (a blocking handler's commit, an offline reader) is
 # waited for this long before the effect fails (and is retried)
 STORE_BUSY_TIMEOUT_S = 30.0
@@ -44,6 +47,23 @@ def participant_store_url(store_url: str, name: str) -> str:
     prefix = query.pop("prefix", "participant_")
     query["schema"] = f"{prefix}{name}"
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def stores_beside(journal_url: str) -> str:
+    """A ``store_url`` in the PostgreSQL database of ``journal_url``: each participant's
+    schema is named after the journal's (``<journal schema>_<participant>``)."""
+    parts = urlsplit(journal_url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", None)
+    if schema:
+        query["prefix"] = f"{schema}_"
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def check_reachable(store_url: str) -> None:
+    """Raise :class:`ParticipantStoreError` within seconds if the server of ``store_url`` is
+    out of reach or refuses the login (before any participant is started)."""
+    PostgresStore(participant_store_url(store_url, "check")).connect().close()
 
 
 def open_store(location: str | Path, *, read_only: bool = False,
@@ -76,6 +96,10 @@ class Store:
 
     def tables(self, db: Any) -> set[str]:
         raise NotImplementedError
+
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the store's server is out of reach (worth waiting out)."""
+        return isinstance(exc, StoreUnavailableError)
 
     def check(self, db: Any) -> None:
         """Refuse a store from a newer saga_actors, or one that is someone else's; a store
@@ -145,7 +169,7 @@ class PostgresStore(Store):
                  schema: str = "participant") -> None:
         import psycopg
 
-        self.errors = (psycopg.Error,)
+        self.errors = (psycopg.Error, StoreUnavailableError)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         self.schema = query.pop("schema", schema)
@@ -164,6 +188,13 @@ class PostgresStore(Store):
 
     def connect(self) -> PgConnection:
         return PgConnection(self._conninfo, self._options, self.schema, self.location)
+
+    def unavailable(self, exc: BaseException) -> bool:
+        import psycopg
+
+        # a dropped connection, a server shutting down or starting up, a lock wait past
+        # lock_timeout: all pass
+        return isinstance(exc, (StoreUnavailableError, psycopg.OperationalError))
 
     def prepare(self, db: Any) -> None:
         db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
@@ -189,16 +220,23 @@ class PostgresStore(Store):
 
 class PgConnection:
     """A psycopg connection that reads the sqlite3 dialect's placeholders, in autocommit
-    outside ``begin()``/``end()``. A connection the server dropped (a restart, a kill) is
-    opened again at the next statement outside a transaction; inside one, the error
-    fails that transaction's effects (which are retried)."""
+    outside ``begin()``/``end()``. A connection the server dropped (a restart, a kill)
+    raises :class:`StoreUnavailableError` and is opened again at the next statement
+    outside a transaction."""
 
     def __init__(self, conninfo: str, options: str, schema: str, location: str) -> None:
+        import psycopg
+
         self._conninfo = conninfo
         self._options = options
         self._schema = schema
         self._location = location
-        self._conn = self._open()
+        try:
+            self._conn = self._open()
+        except StoreUnavailableError as exc:  # at start: the URL may be wrong, say so
+            raise ParticipantStoreError(self._location, "cannot reach or log in to the "
+                                        f"server: {exc.problem}") from None
+        self._down = psycopg.OperationalError
 
     def _open(self) -> Any:
         import psycopg
@@ -206,8 +244,7 @@ class PgConnection:
         try:
             return psycopg.connect(self._conninfo, autocommit=True, options=self._options)
         except psycopg.OperationalError as exc:
-            raise ParticipantStoreError(self._location, "cannot reach or log in to the "
-                                        f"server: {str(exc).strip().splitlines()[0]}") from None
+            raise StoreUnavailableError(self._location, _first_line(exc)) from None
 
     def _live(self) -> Any:
         if self._conn.closed or self._conn.broken:
@@ -218,13 +255,19 @@ class PgConnection:
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        return self._conn.info.transaction_status in (
+            TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
 
     def execute(self, sql: str, parameters: Any = ()) -> Any:
         conn = self._conn if self.in_transaction else self._live()
-        if not parameters:
-            return conn.execute(sql)
-        return conn.execute(_pg_sql(sql, isinstance(parameters, dict)), parameters)
+        try:
+            if not parameters:
+                return conn.execute(sql)
+            return conn.execute(_pg_sql(sql, isinstance(parameters, dict)), parameters)
+        except self._down as exc:
+            if conn.broken or conn.closed:
+                raise StoreUnavailableError(self._location, _first_line(exc)) from None
+            raise
 
     def executemany(self, sql: str, seq: Any) -> Any:
         return self.cursor().executemany(sql, seq)
@@ -233,14 +276,14 @@ class PgConnection:
         return PgCursor(self._conn.cursor())
 
     def begin(self) -> None:
-        self._live().execute("BEGIN")
+        self.execute("BEGIN")
         # one writer per store at a time, as SQLite's BEGIN IMMEDIATE (see the module doc)
-        self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
-                           (f"saga_actors.store:{self._schema}",))
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
+                     (f"saga_actors.store:{self._schema}",))
 
     def end(self, keep: bool) -> None:
         if self.in_transaction and not self._conn.broken:
-            self._conn.execute("COMMIT" if keep else "ROLLBACK")
+            self.execute("COMMIT" if keep else "ROLLBACK")
 
     def close(self) -> None:
         self._conn.close()
@@ -270,6 +313,11 @@ class PgCursor:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cur, name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(::)|(\?)|:([A-Za-z_]\w*)|(%)""")

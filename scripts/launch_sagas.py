@@ -1,12 +1,14 @@
 """Launch example sagas and report how they ended.
 
     python scripts/launch_sagas.py [EXAMPLE] [--count N] [--fail-step STEP]
-        [--crash-step STEP] [--address ADDR] [--journal URL] [--json]
+        [--crash-step STEP] [--address ADDR] [--journal URL] [--store-url URL] [--json]
 
 Without --address it starts an embedded local Ray and uses the SQLite journal under
---data-dir. --fail-step S makes the participant of step S fail that step non-retryably;
---crash-step S kills each saga's actor once while step S is in flight (Ray restarts it and
-it resumes from the journal). With --json, stdout holds exactly one JSON object.
+--data-dir. With --journal postgresql://..., the participants' stores go in the same
+database, a schema each, unless --store-url says where. --fail-step S makes the
+participant of step S fail that step non-retryably; --crash-step S kills each saga's
+actor once while step S is in flight (Ray restarts it and it resumes from the journal).
+With --json, stdout holds exactly one JSON object.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from saga_actors import (  # noqa: E402
 )
 from saga_actors.constants import participant_actor_name  # noqa: E402
 from saga_actors.records import runner_name  # noqa: E402
+from saga_actors.stores import stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 
 EXAMPLES = {
@@ -73,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(a choreography always runs on the bus)")
     p.add_argument("--address", help="attach to this Ray cluster instead of starting one")
     p.add_argument("--journal", metavar="URL", help="journal URL (default: SQLite in --data-dir)")
+    p.add_argument("--store-url", metavar="URL",
+                   help="the participants' stores: postgresql://... (a schema each); default: "
+                        "beside a PostgreSQL journal, else SQLite files in --data-dir")
     p.add_argument("--data-dir", default=os.environ.get("SAGA_ACTORS_DATA_DIR", ".saga_actors"))
     p.add_argument("--namespace", default=None, help="Ray namespace (default saga_actors)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the sagas")
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime = SagaRuntime(
             sagas=[saga], address=args.address, namespace=args.namespace,
-            data_dir=args.data_dir, journal_url=args.journal,
+            data_dir=args.data_dir, journal_url=args.journal, store_url=store_url(args),
             ray_init={"include_dashboard": False, "log_to_driver": not args.json}
             if args.address is None else {"log_to_driver": not args.json},
         )
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     say(f"journal: {runtime.config.journal}")
+    say(f"stores: {runtime.config.store_url or runtime.config.data_dir + '/participants'}")
 
     faults: dict[str, dict[str, Fault]] = {}
     for flag_step, fault in ((args.fail_step, Fault(fail=True)),
@@ -218,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_summary(report)
     return 0 if all(r.status is not SagaStatus.STUCK for r in records) else 1
+
+
+def store_url(args: argparse.Namespace) -> str | None:
+    if args.store_url or not (args.journal or "").startswith(("postgresql:", "postgres:")):
+        return args.store_url
+    return stores_beside(args.journal)
 
 
 def snapshot(actors: dict[str, Any]) -> dict[str, Any]:

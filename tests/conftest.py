@@ -68,9 +68,11 @@ def pg_database():
         pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER} ({exc}); start it with: "
                     f"{PG_START}", pytrace=False)
     admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_SERVER}/{name}"
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+    yield f"{PG_SERVER}/{name}"
+    # a new connection: a test may have restarted the server meanwhile
+    with psycopg.connect(f"{PG_SERVER}/postgres?connect_timeout=5", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

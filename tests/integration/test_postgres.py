@@ -1,49 +1,93 @@
-"""The runtime on a PostgreSQL journal, on real Ray: both placements and a choreography
-complete with each effect once, and when the server drops every connection mid-flight
-the sagas wait and go on, with nothing lost or doubled."""
+"""The runtime with its journal AND its participants' stores in PostgreSQL, on real Ray:
+both placements and a choreography complete with each effect once, counted from the
+stores' own tables on the server; when the server drops every connection, or restarts,
+mid-flight, the sagas wait and go on with nothing lost or doubled."""
 
 from __future__ import annotations
 
+import subprocess
+from collections import Counter
+
 import psycopg
 import pytest
-import ray
 
 from examples.order_choreography import ORDER_CHOREOGRAPHY
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import SagaStatus
+from saga_actors.stores import stores_beside
 from saga_actors.testing import Fault
-from tests.conftest import poll
+from tests.conftest import PG_START, poll
 
 pytestmark = pytest.mark.ray
 
-FORWARD = ["inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"]
+FORWARD = {"inventory.reserve_inventory": 1, "payment.process_payment": 1,
+           "shipping.create_shipment": 1}
 
 
-def applied(actors, saga_id) -> list[str]:
-    return sorted(f"{n}.{e['method']}" for n, a in actors.items()
-                  for e in ray.get(a.ledger.remote(saga_id)))
+def applied_in_postgres(database_url: str, prefix: str) -> dict[str, Counter]:
+    """saga id -> "participant.method" -> times applied, read from the stores' schemas."""
+    out: dict[str, Counter] = {}
+    with psycopg.connect(database_url) as db:
+        for name in ("inventory", "payment", "shipping"):
+            for saga_id, method, n in db.execute(
+                    f"SELECT saga_id, method, COUNT(*) FROM {prefix}{name}.saga_effects "
+                    "WHERE status = 'applied' GROUP BY saga_id, method"):
+                out.setdefault(saga_id, Counter())[f"{name}.{method}"] += n
+    return out
 
 
-def test_sagas_on_a_postgres_journal_survive_the_server_dropping_every_connection(
-        make_harness, pg_url, pg_database):
-    h = make_harness(journal_url=pg_url)
+def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
+    """Sagas of every placement, the server hit by ``fault_in_flight`` while their
+    payments are in flight; every saga completes, every effect once, stock and money
+    balance, all judged from the stores in PostgreSQL."""
+    h = make_harness(journal_url=pg_url, store_url=stores_beside(pg_url))
     rt = h.runtime
+    assert not rt.config.pin_node_id  # nothing of the runtime's lives on a node's disk
     rt.register(ORDER_FULFILLMENT)
     rt.register(ORDER_CHOREOGRAPHY)
-    actors = h.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=1.0)})
-    ids = [rt.start("order_fulfillment", sample_input(1), placement="dedicated"),
-           *rt.start_many("order_fulfillment", [sample_input(n) for n in range(2, 6)],
-                          placement="hosted"),
-           rt.start("order_choreography", sample_input(6))]
+    h.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=1.0)})
+    inputs = [sample_input(n) for n in range(1, 7)]
+    ids = [rt.start("order_fulfillment", inputs[0], placement="dedicated"),
+           *rt.start_many("order_fulfillment", inputs[1:5], placement="hosted"),
+           rt.start("order_choreography", inputs[5])]
     poll(lambda: sum(rt.get(i).current_step == "process_payment" for i in ids) >= 3,
          what="payments in flight")
-    database = pg_database.rsplit("/", 1)[1]
-    with psycopg.connect(pg_database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as db:
-        dropped = db.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
-    assert dropped >= 3  # the journal's connections of every process
+    fault_in_flight()
     records = rt.wait_all(ids, timeout_s=120)
-    assert [r.status for r in records] == [SagaStatus.COMPLETED] * len(ids)
-    for saga_id in ids:
-        assert applied(actors, saga_id) == FORWARD  # once each, after the drop too
+    assert [r.status for r in records] == [SagaStatus.COMPLETED] * len(ids), [
+        (r.saga_id, r.status, r.error) for r in records]
+    prefix = pg_url.split("schema=")[1] + "_"
+    effects = applied_in_postgres(pg_database, prefix)
+    assert {i: dict(effects.get(i, {})) for i in ids} == {i: FORWARD for i in ids}
+    with psycopg.connect(pg_database) as db:
+        charged = db.execute(f"SELECT SUM(amount_cents) FROM {prefix}payment.charges"
+                             ).fetchone()[0]
+        stock = dict(db.execute(f"SELECT sku, qty FROM {prefix}inventory.stock"))
+    assert charged == sum(i["amount_cents"] for i in inputs)
+    for sku in stock:
+        ordered = sum(item["qty"] for i in inputs for item in i["items"] if item["sku"] == sku)
+        assert stock[sku] == 10_000 - ordered
+
+
+def test_sagas_survive_the_server_dropping_every_connection(make_harness, pg_url, pg_database):
+    def drop_connections():
+        database = pg_database.rsplit("/", 1)[1]
+        admin = pg_database.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as db:
+            dropped = db.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+        assert dropped >= 6  # the journal's and the stores' connections of every process
+
+    run_through(make_harness, pg_url, pg_database, drop_connections)
+
+
+def test_sagas_survive_a_restart_of_the_postgres_server(make_harness, pg_url, pg_database):
+    def restart():
+        version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True,
+                                 check=True).stdout.split()[0]
+        done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
+                               "restart"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{done.stderr} (start it with: {PG_START})"
+
+    run_through(make_harness, pg_url, pg_database, restart)

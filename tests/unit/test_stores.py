@@ -110,3 +110,27 @@ def test_an_offline_reader_opens_a_store_read_only(location):
     with pytest.raises(Exception):  # noqa: B017 (sqlite3 and psycopg raise their own)
         reader.execute("DELETE FROM entries")
     reader.close()
+
+
+def test_a_participant_whose_server_connections_were_dropped_waits_and_applies_once(
+        pg_database):
+    """Every connection of the store killed (as a server restart does): the next effect
+    is applied once, on a new connection, and the dropped one is not the step's failure."""
+    import asyncio
+
+    from saga_actors.messages import StepRequest
+
+    p = Ledger(store=f"{pg_database}?schema=l_{uuid.uuid4().hex[:8]}")
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                               ).fetchone()[0]
+    assert killed >= 1
+    request = StepRequest(saga_id="s1", saga_type="t", step="post", kind="action",
+                          method="post", attempt=1, data={"cents": 7})
+    reply = asyncio.run(p.handle(request))
+    assert reply.ok, reply.error
+    again = asyncio.run(p.handle(request))
+    assert again.replayed and again.output == reply.output
+    assert p.effect_counts() == {"post": 1}
+    p.db.close()
