@@ -45,11 +45,13 @@ from saga_actors.testing import crash_points
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
 
 
-def _where(config: RuntimeConfig) -> dict[str, Any]:
+def _where(config: RuntimeConfig, *, spread: bool = False) -> dict[str, Any]:
     """Scheduling options of every actor of the runtime: pinned to ``config.pin_node_id``
-    (hard: a pinned actor waits for its node rather than run without its files)."""
+    (hard: a pinned actor waits for its node rather than run without its files). Else the
+    long-lived pooled ones (``spread``: participants, hosts, buses) are spread across the
+    nodes, so that losing a node takes down only its share of them."""
     if not config.pin_node_id:
-        return {}
+        return {"scheduling_strategy": "SPREAD"} if spread else {}
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     return {"scheduling_strategy": NodeAffinitySchedulingStrategy(config.pin_node_id,
@@ -134,7 +136,7 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
         name=participant_actor_name(name),
         namespace=config.namespace,
         max_concurrency=config.participant_max_concurrency,
-        **_SERVICE, **_where(config),
+        **_SERVICE, **_where(config, spread=True),
     ).remote(
         store=config.participant_store(name),
         name=name,
@@ -297,7 +299,7 @@ def saga_host(index: int, config: RuntimeConfig, placement: str = "hosted") -> A
     ``saga_actors:bus:<index>``, as many as hosts)."""
     return SagaHostActor.options(
         name=pool_actor_name(placement, index), namespace=config.namespace,
-        max_concurrency=100_000, **_SERVICE, **_where(config),
+        max_concurrency=100_000, **_SERVICE, **_where(config, spread=True),
     ).remote(index, config.hosts, config, placement)
 
 

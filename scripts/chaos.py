@@ -1,15 +1,16 @@
 """Chaos run: many sagas under seeded faults and kills, then invariants from the evidence.
 
     python scripts/chaos.py [--sagas N] [--seed S] [--dedicated SHARE] [--json]
-                            [--no-ray-restart] [--keep] [--journal URL]
+                            [--no-ray-restart] [--keep] [--journal URL] [--store-url URL]
 
 Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed, and the
 order as a choreography on the event bus) on an
-embedded Ray with the SQLite journal while injecting, at random from the seed:
+embedded Ray with the SQLite journal (or --journal postgresql://..., with the stores
+beside it) while injecting, at random from the seed:
 declined payments (non-retryable), transient participant failures (retryable), slow
 participants beyond their step timeout, kills of saga actors, SagaHosts, participant
 actors, bus actors, the supervisor and the registry, and one whole-Ray restart mid-flight (same
-journal). Then it checks, from the participants' own SQLite stores and the journal — not
+journal). Then it checks, from the participants' own stores and the journal — not
 from what the runtime reports:
 
   lost               sagas not terminal (COMPLETED, FAILED, or STUCK with a reason)
@@ -31,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -44,7 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ray  # noqa: E402
 
 from examples import order_choreography, order_fulfillment, trip_booking  # noqa: E402
-from saga_actors import SagaRuntime, SagaStatus, configure_logging  # noqa: E402
+from saga_actors import (  # noqa: E402
+    RuntimeConfig,
+    SagaRuntime,
+    SagaStatus,
+    configure_logging,
+)
 from saga_actors.actors import find_services  # noqa: E402
 from saga_actors.constants import (  # noqa: E402
     bus_actor_name,
@@ -53,6 +58,7 @@ from saga_actors.constants import (  # noqa: E402
 )
 from saga_actors.gateway import get_riding_restarts  # noqa: E402
 from saga_actors.records import runner_name  # noqa: E402
+from saga_actors.stores import open_store, stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 
 EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking,
@@ -96,6 +102,7 @@ class Chaos:
                  _temp_dir=self.ray_tmp)
         rt = SagaRuntime(sagas=DEFINITIONS,
                          data_dir=self.data_dir, journal_url=self.args.journal,
+                         store_url=self.args.store_url,
                          log_level="ERROR", stall_grace_s=3.0,
                          restart_budget=20)
         rt.deploy_many(PARTICIPANTS.values())
@@ -210,7 +217,7 @@ class Chaos:
             time.sleep(0.5)
         registry = self._registry_statuses()
         self.down()
-        report = check(self.data_dir, ids, registry, self.args.journal)
+        report = check(self.rt.config, ids, registry)
         report.update(seed=self.args.seed, faults=dict(sorted(self.injected.items())),
                       seconds=round(time.monotonic() - started, 1))
         return report
@@ -230,25 +237,29 @@ class Chaos:
 # --- invariants, from the evidence ------------------------------------------------------
 
 
-def _rows(path: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+class Stores:
+    """The participants' stores, read offline (SQLite files or PostgreSQL schemas)."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+
+    def rows(self, participant: str, sql: str) -> list[tuple]:
+        db = open_store(self.config.participant_store(participant), read_only=True).connect()
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
 
 
-def check(data_dir: str, ids: list[str], registry: dict[str, str],
-          journal_url: str | None = None) -> dict[str, Any]:
+def check(config: RuntimeConfig, ids: list[str], registry: dict[str, str]) -> dict[str, Any]:
     from saga_actors.journal import open_journal
 
-    journal = open_journal(journal_url or f"sqlite:///{data_dir}/journal.sqlite",
-                           read_only=True)
+    journal = open_journal(config.journal, read_only=True)
     records = {i: journal.load(i) for i in ids}
-    stores = Path(data_dir) / "participants"
+    stores = Stores(config)
     applied: dict[str, Counter] = defaultdict(Counter)  # saga -> "participant.method" -> n
     for name in PARTICIPANTS:
-        for saga_id, method, n in _rows(stores / f"{name}.sqlite",
+        for saga_id, method, n in stores.rows(name,
                                         "SELECT saga_id, method, COUNT(*) FROM saga_effects "
                                         "WHERE status='applied' GROUP BY saga_id, method"):
             applied[saga_id][f"{name}.{method}"] += n
@@ -293,26 +304,26 @@ def check(data_dir: str, ids: list[str], registry: dict[str, str],
             "examples": {k: v[:5] for k, v in problems.items() if v}}
 
 
-def balance(stores: Path, records: dict, applied: dict[str, Counter]) -> list[str]:
+def balance(stores: Stores, records: dict, applied: dict[str, Counter]) -> list[str]:
     """Stock and money recomputed from business tables must match the ledgers."""
     out = []
     from participants.inventory import DEFAULT_STOCK
 
-    stock = dict(_rows(stores / "inventory.sqlite", "SELECT sku, qty FROM stock"))
+    stock = dict(stores.rows("inventory", "SELECT sku, qty FROM stock"))
     held = Counter()
-    for sku, qty in _rows(stores / "inventory.sqlite",
+    for sku, qty in stores.rows("inventory",
                           "SELECT sku, qty FROM reservations WHERE released=0"):
         held[sku] += qty
     for sku, initial in DEFAULT_STOCK.items():
         if initial - stock.get(sku, initial) != held[sku]:
             out.append(f"stock {sku}: {initial} - {stock.get(sku)} != held {held[sku]}")
-    reservations = Counter(s for (s,) in _rows(stores / "inventory.sqlite",
+    reservations = Counter(s for (s,) in stores.rows("inventory",
                                                "SELECT DISTINCT saga_id FROM reservations"))
     for saga_id in reservations:
         if not applied[saga_id]["inventory.reserve_inventory"]:
             out.append(f"{saga_id}: reservation without a ledger entry")
-    charges = _rows(stores / "payment.sqlite", "SELECT saga_id, amount_cents FROM charges")
-    refunds = dict(_rows(stores / "payment.sqlite",
+    charges = stores.rows("payment", "SELECT saga_id, amount_cents FROM charges")
+    refunds = dict(stores.rows("payment",
                          "SELECT c.saga_id, r.amount_cents FROM refunds r "
                          "JOIN charges c ON c.charge_id = r.charge_id"))
     per_saga = Counter(s for s, _ in charges)
@@ -344,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--journal", metavar="URL", default=None,
                    help="journal URL (default: SQLite in the run's folder), e.g. "
                         "postgresql://postgres@127.0.0.1:5432/DB")
+    p.add_argument("--store-url", metavar="URL", default=None,
+                   help="the participants' stores (default: beside a PostgreSQL journal, "
+                        "else SQLite files in the run's folder)")
     p.add_argument("--keep", action="store_true",
                    help="keep the journal and participant stores (kept anyway on a failure)")
     p.add_argument("--json", action="store_true")
@@ -352,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--sagas must be at least 1")
     if not 0.0 <= args.dedicated <= 1.0:
         p.error("--dedicated must be between 0 and 1")
+    if args.store_url is None and (args.journal or "").startswith("postgres"):
+        args.store_url = stores_beside(args.journal)
     stdout = sys.stdout
     sys.stdout = sys.stderr  # Ray may print to stdout
     configure_logging("chaos", "ERROR")

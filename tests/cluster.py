@@ -4,6 +4,7 @@ process group and temp folder, stopped by killing exactly that group (never `ray
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -31,13 +32,15 @@ class LocalCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="rayc-", dir="/tmp")
         self.proc: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
+        self.worker_nodes: dict[str, subprocess.Popen] = {}  # Ray node id -> its process
 
     def env(self, **extra: str) -> dict[str, str]:
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # as with an activated venv
         return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.temp_dir,
                 "PYTHONPATH": str(ROOT), "PATH": path, **extra}
 
-    def start(self, timeout_s: float = 90) -> LocalCluster:
+    def start(self, timeout_s: float = 90, **env: str) -> LocalCluster:
+        """The head node; ``env``: e.g. Ray's own settings as ``RAY_<name>``."""
         self.proc = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--port", str(self.port),
              "--node-ip-address", "127.0.0.1", "--temp-dir", self.temp_dir,
@@ -50,7 +53,7 @@ class LocalCluster:
              "--metrics-export-port", str(free_port()),
              "--runtime-env-agent-port", str(free_port()),
              "--max-worker-port", "0", "--disable-usage-stats"],
-            env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self.env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, cwd=ROOT,
         )
         deadline = time.monotonic() + timeout_s
@@ -80,14 +83,47 @@ class LocalCluster:
         )
         self.workers.append(proc)
         count = len(self.workers) + 1
-        self.run(sys.executable, "-c", (
+        joined = self.run(sys.executable, "-c", (
             "import time, ray\n"
             "ray.init(logging_level='ERROR')  # RAY_ADDRESS: this cluster\n"
             f"deadline = time.monotonic() + {timeout_s}\n"
-            f"while len([n for n in ray.nodes() if n['Alive']]) < {count}:\n"
+            # joined, and its CPU in the scheduler's view (else actors skip the node)
+            f"while (len(alive := [n for n in ray.nodes() if n['Alive']]) < {count}\n"
+            f"       or ray.cluster_resources().get('CPU', 0) < {count + 1}):\n"
             "    assert time.monotonic() < deadline, 'the worker node did not join'\n"
-            "    time.sleep(0.2)\n"), timeout_s=timeout_s + 30)
+            "    time.sleep(0.2)\n"
+            "print(' '.join(n['NodeID'] for n in alive))\n"), timeout_s=timeout_s + 30)
+        known = {*self.worker_nodes, self.head_node}
+        new = [n for n in joined.stdout.split() if n not in known]
+        self.worker_nodes[new[0]] = proc
         return self
+
+    @property
+    def head_node(self) -> str:
+        if not hasattr(self, "_head_node"):
+            self._head_node = self.run(sys.executable, "-c", (
+                "import ray\nray.init(logging_level='ERROR')\n"
+                "print(ray.get_runtime_context().get_node_id())\n")).stdout.split()[-1]
+        return self._head_node
+
+    def remove_worker(self, node_id: str) -> None:
+        """Kill one worker node at once (its raylet and everything it started)."""
+        proc = self.worker_nodes.pop(node_id)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def actors(self, namespace: str) -> list[dict]:
+        """Live actors of ``namespace``: name, node id, state (from the state API)."""
+        out = self.run(sys.executable, "-c", (
+            "import json, ray\nfrom ray.util.state import list_actors\n"
+            "ray.init(logging_level='ERROR')\n"
+            "rows = list_actors(address=ray.get_runtime_context().gcs_address, limit=10_000,"
+            f" filters=[('ray_namespace', '=', {namespace!r}), ('state', '=', 'ALIVE')])\n"
+            "print('ACTORS', json.dumps([{'name': a.name, 'node_id': a.node_id} for a in rows]))"
+            "\n"))
+        line = next(ln for ln in out.stdout.splitlines() if ln.startswith("ACTORS "))
+        return json.loads(line.removeprefix("ACTORS "))
 
     def stop(self) -> None:
         """Kill the whole cluster at once, as a power cut would."""
