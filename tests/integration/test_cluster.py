@@ -20,7 +20,7 @@ def cluster():
     c.stop()
 
 
-def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
+def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, pg_url):
     data = str(tmp_path / "data")
     launched = cluster.run(sys.executable, "scripts/launch_sagas.py", "--address",
                            cluster.address, "--no-wait", "--count", "4", "--json",
@@ -65,12 +65,14 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
     assert [s["step"] for s in shown["steps"]] == [
         "reserve_inventory", "process_payment", "create_shipment"]
 
-    # the same launch as a Ray job: the job's driver finds the cluster through RAY_ADDRESS
+    # the same launch as a Ray job, on a PostgreSQL journal (the stores go beside it): the
+    # job's driver finds the cluster through RAY_ADDRESS; the result is read from the journal
     def submit():
         job = cluster.run(str(BIN / "ray"), "job", "submit", "--address",
                           f"http://127.0.0.1:{cluster.dashboard_port}", "--working-dir", ".",
-                          "--", "python", "scripts/launch_sagas.py", "--count", "1", "--json",
-                          "--data-dir", data, timeout_s=240, check=False)
+                          "--", "python", "scripts/launch_sagas.py", "--count", "2", "--json",
+                          "--journal", pg_url, "--namespace", "job", "--data-dir", data,
+                          timeout_s=240, check=False)
         if "No available agent" in job.stderr:  # the head's job agent is still starting
             return None
         assert job.returncode == 0, job.stderr[-3000:]
@@ -78,5 +80,8 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path):
 
     job = poll(submit, timeout_s=120, every_s=2, what="the job agent to take the job")
     assert "succeeded" in job.stdout + job.stderr
+    in_postgres = open_journal(pg_url, read_only=True).query()
+    assert len(in_postgres) == 2 and {r.status.value for r in in_postgres} == {"COMPLETED"}
+    assert {r.saga_id for r in in_postgres}.isdisjoint(ids)
     listed = json.loads(cluster.run(str(BIN / "saga-actors"), "list", "--json").stdout)
-    assert len(listed) == 5 and {e["status"] for e in listed} == {"COMPLETED"}
+    assert len(listed) == 4  # the SQLite runtime's namespace saw none of the job's sagas
