@@ -157,9 +157,9 @@ class SagaRuntime:
         )
         if address and not ray.is_initialized():
             check_reachable(address)  # before the journal is created: a typo changes nothing
-        self.journal = open_journal(self.config.journal)
         if self.config.store_url:  # a participant that cannot open its store never serves
             check_store_reachable(self.config.store_url)
+        self.journal = open_journal(self.config.journal)
         self._catalog: dict[str, Saga] = {}
         self._participants_ok: set[tuple[str, str, str]] = set()
         self._services: tuple[Any, Any] | None = None

@@ -13,7 +13,8 @@ Mix "failing": the last step fails for good and the first two are compensated.
   choreography  (at 100 in flight) the same steps as reactions on the event bus
 "hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
 Ray task per participant call, measured in the same rounds. "hosted_postgres" (with
---postgres URL): hosted at 100 in flight with the journal in PostgreSQL, same rounds.
+--postgres URL): hosted at 100 in flight with the journal AND the participants' stores in
+PostgreSQL (a schema each, dropped after the run), same rounds.
 --scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
 the host memory per in-flight saga.
 """
@@ -52,6 +53,7 @@ from saga_actors import (  # noqa: E402
     compensation,
     configure_logging,
 )
+from saga_actors.stores import stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 
 STEPS = [("inventory", "reserve_inventory", "release_inventory"),
@@ -295,19 +297,21 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     await runtime_saga(-1, "hosted", False)  # warm: hosts up, definitions registered
     await runtime_saga(-1, "choreography", False)  # and the buses
     await runtime_saga(-1, "hosted", False, unbatched)
-    # the same runtime with its journal in PostgreSQL (--postgres URL), same rounds
+    # the same runtime with its journal and stores in PostgreSQL (--postgres URL)
     pg = None
     if args.postgres:
         schema = f"bench_{int(time.time())}"
         sep = "&" if "?" in args.postgres else "?"
-        pg = _runtime(str(Path(data_dir) / "pg"), "saga_actors_bench_pg",
-                      journal_url=f"{args.postgres}{sep}schema={schema}")
+        pg_url = f"{args.postgres}{sep}schema={schema}"
+        pg = _runtime(str(Path(data_dir) / "pg"), "saga_actors_bench_pg", journal_url=pg_url,
+                      store_url=stores_beside(pg_url))
         await runtime_saga(-1, "hosted", False, pg)
 
     say("bare_ray (orchestrator actor + 3 participant actors, no journal) and hosted "
         "(this runtime, SQLite journal, durable), round by round")
     pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
     unbatched_runs, choreography_runs, pg_runs = [], [], []
+    pg_work: list[tuple[int, dict, dict]] = []  # sagas, server counters before and after
     for c, n, mix in pairs:
         fail = mix == "failing"
         bare_runs, hosted_runs = [], []
@@ -324,9 +328,11 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                     "choreography", lambda i: runtime_saga(i, "choreography", False), n, c,
                     mix))
                 if pg is not None:
+                    before = _pg_counters(args.postgres)
                     pg_runs.append(await measure(
                         "hosted_postgres", lambda i: runtime_saga(i, "hosted", False, pg),
                         n, c, mix))
+                    pg_work.append((n, before, _pg_counters(args.postgres, settle=True)))
         rows += [_median(bare_runs), _median(hosted_runs)]
         if (c, mix) == (100, "success"):
             rows.append(_median(choreography_runs))
@@ -363,18 +369,44 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                       ("hosted", 100, "success"))
         out["hosted_postgres_vs_hosted_sqlite_at_100"] = round(
             hosted_postgres["sagas_per_s"] / hosted["sagas_per_s"], 3)
+        sagas = sum(n for n, _, _ in pg_work)
+        for key in ("xact_commit", "wal_sync"):
+            spent = sum(after[key] - before[key] for _, before, after in pg_work)
+            out[f"postgres_{key}_per_saga"] = round(spent / sagas, 2)
     return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched,
             "hosted_postgres": hosted_postgres}
 
 
+def _pg_counters(url: str, settle: bool = False) -> dict[str, int]:
+    """The server's transactions committed in this database and its WAL flushes so far
+    (``settle``: after the backends' statistics have been flushed, about 1 s)."""
+    import psycopg
+
+    from saga_actors.journal.postgres import split_url
+
+    if settle:
+        time.sleep(1.5)
+    with psycopg.connect(split_url(url)[0], autocommit=True) as db:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        commits = db.execute("SELECT xact_commit FROM pg_stat_database "
+                             "WHERE datname = current_database()").fetchone()[0]
+        syncs = db.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
+    return {"xact_commit": int(commits), "wal_sync": int(syncs)}
+
+
 def _drop_schema(url: str, schema: str) -> None:
-    """The bench's journal schema, gone after the run (the database stays as it was)."""
+    """The bench's journal schema and its participants' store schemas (``<schema>_*``),
+    gone after the run (the database stays as it was)."""
     import psycopg
 
     from saga_actors.journal.postgres import split_url
 
     with psycopg.connect(split_url(url)[0], autocommit=True) as db:
-        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        names = [r[0] for r in db.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s",
+            (schema, f"{schema}\\_%"))]
+        for name in names:
+            db.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 def _runtime(data_dir: str, namespace: str, **settings: Any) -> SagaRuntime:
@@ -487,10 +519,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{d.get('hosted_unbatched_vs_bare_ray_at_100')} of bare_ray.")
     pgr = report.get("hosted_postgres")
     if pgr:
-        lines.append(f"`hosted` with the journal in PostgreSQL (participants' stores SQLite), "
+        lines.append(f"`hosted` with the journal and the participants' stores in PostgreSQL, "
                      f"same rounds: {pgr['sagas_per_s']} sagas/s, p50 {pgr['p50_ms']} ms: "
                      f"{d.get('hosted_postgres_vs_hosted_sqlite_at_100')} of `hosted` on "
-                     "SQLite.")
+                     f"SQLite; per saga the server committed "
+                     f"{d.get('postgres_xact_commit_per_saga')} transactions and flushed its "
+                     f"WAL {d.get('postgres_wal_sync_per_saga')} times.")
     if report.get("scale"):
         sc = report["scale"]
         lines.append(f"Scale: {sc['sagas']} hosted sagas in flight at once ({sc['max_in_flight']} "
@@ -505,8 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--markdown", action="store_true", help="print the README table too")
     p.add_argument("--postgres", metavar="URL", default=None,
-                   help="also measure hosted with the journal in this PostgreSQL database "
-                        "(a new schema per run), in the same rounds, e.g. "
+                   help="also measure hosted with the journal and the stores in this "
+                        "PostgreSQL database (new schemas per run, dropped after), in the "
+                        "same rounds, e.g. "
                         "postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also hold N hosted sagas in flight at once (e.g. 10000)")

@@ -1,21 +1,38 @@
-"""Launch into a running cluster, let the driver exit, see everything from elsewhere."""
+"""A real three-node Ray cluster (`ray start`), shared by the tests of this module, in
+order: launch into it with SQLite files (everything pinned to the driver's node), let the
+driver exit, see everything from elsewhere, launch as a Ray job on PostgreSQL; then, with
+the journal and the stores in PostgreSQL (nothing pinned), lose a worker node mid-flight.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import textwrap
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
+from participants.inventory import DEFAULT_STOCK
+from saga_actors.constants import (
+    BUS_ACTOR_PREFIX,
+    HOST_ACTOR_PREFIX,
+    PARTICIPANT_ACTOR_PREFIX,
+)
 from saga_actors.journal import open_journal
+from saga_actors.records import runner_name
 from tests.cluster import BIN, LocalCluster
 from tests.conftest import poll
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
-    c = LocalCluster().start().add_worker()  # two nodes: the runtime pins to its files
+    # Ray declares a node dead after 2 missed health checks 1 s apart (default 5 x 3 s)
+    c = LocalCluster().start(RAY_health_check_period_ms="1000",
+                             RAY_health_check_failure_threshold="2").add_worker().add_worker()
     yield c
     c.stop()
 
@@ -32,7 +49,7 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, p
     journal = open_journal(f"sqlite:///{data}/journal.sqlite", read_only=True)
     poll(lambda: all(journal.load(i).status.value == "COMPLETED" for i in ids),
          timeout_s=120, every_s=0.2, what="4 COMPLETED sagas in the journal")
-    # two nodes, SQLite files on this one: every saga_actors actor was pinned here
+    # three nodes, SQLite files on this one: every saga_actors actor was pinned here
     where = json.loads(cluster.run(sys.executable, "-c", textwrap.dedent("""
         import json, ray
         from ray.util.state import list_actors
@@ -44,7 +61,7 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, p
         print(json.dumps({"nodes": len(nodes), "here": me,
                           "placed": sorted({a.node_id for a in actors if a.node_id})}))
     """)).stdout.strip().splitlines()[-1])
-    assert where["nodes"] == 2 and where["placed"] == [where["here"]], where
+    assert where["nodes"] == 3 and where["placed"] == [where["here"]], where
     out = cluster.run(str(BIN / "saga-actors"), "list", "--json")  # another process sees them
     rows = {e["saga_id"]: e for e in json.loads(out.stdout)}
     assert set(rows) == ids and {e["status"] for e in rows.values()} == {"COMPLETED"}
@@ -85,3 +102,81 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, p
     assert {r.saga_id for r in in_postgres}.isdisjoint(ids)
     listed = json.loads(cluster.run(str(BIN / "saga-actors"), "list", "--json").stdout)
     assert len(listed) == 4  # the SQLite runtime's namespace saw none of the job's sagas
+
+
+# --- a worker node dies (journal and stores in PostgreSQL) ---------------------------
+
+
+FORWARD = {"inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"}
+
+
+def launch(cluster, example, journal, namespace, data, *more: str) -> list[str]:
+    out = cluster.run(sys.executable, "scripts/launch_sagas.py", example, *more, "--address",
+                      cluster.address, "--no-wait", "--json", "--count", "4", "--journal",
+                      journal, "--namespace", namespace, "--slow-step", "process_payment",
+                      "--slow-s", "4", "--data-dir", data, SAGA_ACTORS_HOSTS="3")
+    return [s["saga_id"] for s in json.loads(out.stdout)["sagas"]]
+
+
+def test_a_worker_node_dies_mid_flight_and_every_saga_completes_once(
+        cluster, pg_url, pg_database, tmp_path):
+    namespace = f"nodeloss-{uuid.uuid4().hex[:8]}"
+    data = str(tmp_path / "data")
+    with ThreadPoolExecutor(2) as both:  # at once: both kinds of saga in flight together
+        ids = [i for batch in both.map(lambda args: launch(cluster, *args), [
+            ("order_fulfillment", pg_url, namespace, data, "--placement", "hosted"),
+            ("order_choreography", pg_url, namespace, data)]) for i in batch]
+    actors = cluster.actors(namespace)
+    by_node: dict[str, set[str]] = {}
+    for a in actors:
+        by_node.setdefault(a["node_id"], set()).add(a["name"])
+    assert len(by_node) == 3, by_node  # spread over the head and both workers
+
+    def runs_host_and_participant(node: str) -> bool:  # a bus is a choreography's host
+        names = by_node.get(node, set())
+        return (any(n.startswith((HOST_ACTOR_PREFIX, BUS_ACTOR_PREFIX)) for n in names)
+                and any(n.startswith(PARTICIPANT_ACTOR_PREFIX) for n in names))
+
+    journal = open_journal(pg_url, read_only=True)
+    poll(lambda: sum(r.current_step == "process_payment" for r in map(journal.load, ids)) >= 3,
+         timeout_s=60, what="payments in flight")
+    running = Counter(runner_name(r, 3) for r in map(journal.load, ids) if r.in_flight)
+    # the worker with a host and a participant that runs the most sagas in flight
+    victims = sorted((n for n in cluster.worker_nodes if runs_host_and_participant(n)),
+                     key=lambda n: -sum(running[a] for a in by_node[n]))
+    assert victims and sum(running[a] for a in by_node[victims[0]]), (by_node, running)
+    cluster.remove_worker(victims[0])
+
+    poll(lambda: all(journal.load(i).status.terminal for i in ids), timeout_s=180,
+         every_s=0.5, what=f"{len(ids)} sagas terminal after the node loss")
+    lost = {n for n in by_node[victims[0]] if not n.startswith("saga:")}
+
+    def restarted_elsewhere():  # once Ray has seen the node die
+        after = {a["name"]: a["node_id"] for a in cluster.actors(namespace)}
+        return victims[0] not in after.values() and lost <= set(after)
+
+    poll(restarted_elsewhere, timeout_s=90, every_s=1, what=f"{sorted(lost)} on other nodes")
+    records = [journal.load(i) for i in ids]
+    assert {r.status.value for r in records} == {"COMPLETED"}, [
+        (r.saga_id, r.status.value, r.error) for r in records]
+
+    prefix = pg_url.split("schema=")[1] + "_"
+    with psycopg.connect(pg_database) as db:
+        applied = Counter()
+        for name in ("inventory", "payment", "shipping"):
+            for saga_id, method, n in db.execute(
+                    f"SELECT saga_id, method, COUNT(*) FROM {prefix}{name}.saga_effects "
+                    "WHERE status = 'applied' GROUP BY saga_id, method"):
+                applied[(saga_id, f"{name}.{method}")] += n
+        charged = db.execute(f"SELECT SUM(amount_cents) FROM {prefix}payment.charges"
+                             ).fetchone()[0]
+        refunds = db.execute(f"SELECT COUNT(*) FROM {prefix}payment.refunds").fetchone()[0]
+        stock = dict(db.execute(f"SELECT sku, qty FROM {prefix}inventory.stock"))
+    for i in ids:  # every forward effect once; nothing compensated
+        assert {m for (s, m) in applied if s == i} == FORWARD, i
+    assert set(applied.values()) == {1}
+    assert refunds == 0 and charged == sum(r.input["amount_cents"] for r in records)
+    for sku, initial in DEFAULT_STOCK.items():
+        ordered = sum(item["qty"] for r in records for item in r.input["items"]
+                      if item["sku"] == sku)
+        assert stock[sku] == initial - ordered, sku

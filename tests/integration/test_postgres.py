@@ -45,7 +45,7 @@ def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
     assert not rt.config.pin_node_id  # nothing of the runtime's lives on a node's disk
     rt.register(ORDER_FULFILLMENT)
     rt.register(ORDER_CHOREOGRAPHY)
-    h.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=1.0)})
+    h.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=2.0)})
     inputs = [sample_input(n) for n in range(1, 7)]
     ids = [rt.start("order_fulfillment", inputs[0], placement="dedicated"),
            *rt.start_many("order_fulfillment", inputs[1:5], placement="hosted"),
@@ -53,6 +53,7 @@ def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
     poll(lambda: sum(rt.get(i).current_step == "process_payment" for i in ids) >= 3,
          what="payments in flight")
     fault_in_flight()
+    assert sum(rt.get(i).current_step == "process_payment" for i in ids) >= 1  # mid-flight
     records = rt.wait_all(ids, timeout_s=120)
     assert [r.status for r in records] == [SagaStatus.COMPLETED] * len(ids), [
         (r.saga_id, r.status, r.error) for r in records]
@@ -69,25 +70,30 @@ def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
         assert stock[sku] == 10_000 - ordered
 
 
-def test_sagas_survive_the_server_dropping_every_connection(make_harness, pg_url, pg_database):
-    def drop_connections():
-        database = pg_database.rsplit("/", 1)[1]
-        admin = pg_database.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin, autocommit=True) as db:
-            dropped = db.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
-        assert dropped >= 6  # the journal's and the stores' connections of every process
-
-    run_through(make_harness, pg_url, pg_database, drop_connections)
+def drop_every_connection(pg_database: str) -> None:
+    database = pg_database.rsplit("/", 1)[1]
+    admin = pg_database.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as db:
+        dropped = db.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+    assert dropped >= 6  # the journal's and the stores' connections of every process
 
 
-def test_sagas_survive_a_restart_of_the_postgres_server(make_harness, pg_url, pg_database):
-    def restart():
-        version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True,
-                                 check=True).stdout.split()[0]
-        done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
-                               "restart"], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"{done.stderr} (start it with: {PG_START})"
+def restart_the_server() -> None:
+    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True,
+                             check=True).stdout.split()[0]
+    done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
+                           "restart"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{done.stderr} (start it with: {PG_START})"
 
-    run_through(make_harness, pg_url, pg_database, restart)
+
+def test_sagas_survive_the_server_dropping_every_connection_then_restarting(
+        make_harness, pg_url, pg_database):
+    """Both faults in one run (one set of actors): first every connection of every
+    process is killed, then, with payments still in flight, the server restarts."""
+    def both():
+        drop_every_connection(pg_database)
+        restart_the_server()
+
+    run_through(make_harness, pg_url, pg_database, both)

@@ -134,3 +134,15 @@ def test_a_participant_whose_server_connections_were_dropped_waits_and_applies_o
     assert again.replayed and again.output == reply.output
     assert p.effect_counts() == {"post": 1}
     p.db.close()
+
+
+def test_a_runtime_with_an_unreachable_store_url_refuses_before_anything_is_made(tmp_path):
+    from saga_actors import ConfigError, SagaRuntime
+
+    began = time.monotonic()
+    with pytest.raises(ParticipantStoreError, match="cannot reach or log in"):
+        SagaRuntime(data_dir=str(tmp_path / "d"), store_url="postgresql://postgres@127.0.0.1:1/x")
+    assert time.monotonic() - began < 10
+    with pytest.raises(ConfigError, match="store_url"):
+        SagaRuntime(data_dir=str(tmp_path / "d"), store_url="mysql://h/db")
+    assert not (tmp_path / "d").exists()  # no journal, no folder
