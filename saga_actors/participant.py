@@ -60,6 +60,7 @@ SLOW_INLINE_S = 0.5
 # cancels of calls that never arrived (most were answered before their cancel came): the
 # oldest are forgotten past this many
 MAX_EARLY_CANCELS = 10_000
+_KEYS_PER_QUERY = 500  # keys looked up in one query by a group commit
 
 _EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_effects (
@@ -364,15 +365,7 @@ class Participant:
         row = db.execute(
             "SELECT kind, status, output FROM saga_effects WHERE key=?", (key,)
         ).fetchone()
-        if row is None:
-            return None
-        kind, status, output = row
-        if status == "tombstone":
-            err = ActionRefusedError(f"{key}: compensated before it applied; refused")
-            return StepReply(ok=False, error_type=type(err).__name__, error=str(err),
-                             retryable=False)
-        return StepReply.model_construct(ok=True, output=json.loads(output), error_type=None,
-                                          error=None, retryable=True, replayed=True)
+        return _reply_of(key, row)
 
     async def _inject(self, method: str) -> None:
         fault = self._faults.get(method)
@@ -397,21 +390,26 @@ class Participant:
         return future
 
     def _commit_batch(self) -> None:
-        """Every effect queued in this loop turn: one transaction, one fsync. Each effect
+        """Every effect queued in this loop turn: one transaction, one fsync. What the
+        store already holds for the batch's keys is read in one query; each new effect
         has its own savepoint, so a failing handler rolls back only itself."""
         batch, self._batch = self._batch, []
         db = self.db
         replies: list[StepReply] = []
         try:
             db.begin()
+            rows = self._rows_for(db, [req for req, _, _ in batch])
             for req, handler, _ in batch:
+                recorded = _reply_of(req.key, rows.get(req.key))
+                if recorded is not None:  # a repeated key (or another process got here first)
+                    replies.append(recorded)
+                    continue
                 db.execute("SAVEPOINT effect")
                 with logger.contextualize(saga_id=req.saga_id, step=req.step,
                                           attempt=req.attempt, kind=req.kind):
-                    reply, keep = self._apply_one(req, handler)
-                db.execute("RELEASE effect" if keep else "ROLLBACK TO effect")
-                if not keep:
-                    db.execute("RELEASE effect")
+                    reply, keep = self._apply_one(req, handler, rows)
+                if not keep:  # a kept savepoint needs no RELEASE: COMMIT ends them all
+                    db.execute("ROLLBACK TO effect")
                 replies.append(reply)
             db.end(keep=True)
         except self.store.errors as exc:  # the store itself failed: nothing applied
@@ -422,21 +420,41 @@ class Participant:
             if not future.done():
                 future.set_result(reply)
 
+    def _rows_for(self, db: Any, reqs: list[StepRequest]) -> dict[str, tuple[str, str, str]]:
+        """key -> (kind, status, output JSON) recorded for the requests' keys and, for
+        compensations, their actions' keys."""
+        keys = sorted({k for r in reqs for k in (
+            (r.key, idempotency_key(r.saga_id, r.step, "action")) if r.kind == "compensation"
+            else (r.key,))})
+        rows: dict[str, tuple[str, str, str]] = {}
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i:i + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            for key, kind, status, output in db.execute(
+                    f"SELECT key, kind, status, output FROM saga_effects WHERE key IN ({marks})",
+                    chunk):
+                rows[key] = (kind, status, output)
+        return rows
+
     def _apply_one(
-        self, req: StepRequest, handler: Callable[[StepContext], Any]
+        self, req: StepRequest, handler: Callable[[StepContext], Any],
+        rows: dict[str, tuple[str, str, str]],
     ) -> tuple[StepReply, bool]:
-        """Apply one effect inside the open transaction; (reply, whether to keep it)."""
+        """Apply one new effect inside the open transaction; (reply, whether to keep it).
+        ``rows`` (what the store holds for the batch's keys) is kept up to date."""
         db = self.db
-        recorded = self._recorded(db, req.key)
-        if recorded is not None:  # a repeated key (or another process got here first)
-            return recorded, False
         try:
             status = "applied"
-            applied = self._applied_action_output(db, req) if req.kind == "compensation" else None
+            written: dict[str, tuple[str, str, str]] = {}
+            applied = None
+            if req.kind == "compensation":
+                action_key = idempotency_key(req.saga_id, req.step, "action")
+                row = rows.get(action_key)
+                applied = json.loads(row[2]) if row is not None and row[1] == "applied" else None
             if req.kind == "compensation" and applied is None:
                 # Nothing to undo: tombstone the action so a late duplicate is refused.
-                action_key = idempotency_key(req.saga_id, req.step, "action")
                 self._insert(db, action_key, req, "action", "tombstone", {})
+                written[action_key] = ("action", "tombstone", "{}")
                 status, output = "noop", {"noop": True}
             else:
                 # An action whose reply the saga never journaled (a timeout, a crash, a
@@ -445,10 +463,12 @@ class Participant:
                 began = time.monotonic()
                 output = _checked(req, handler(self._context(req, action_output, db)))
                 self._say_if_slow(req.method, time.monotonic() - began)
-            self._insert(db, req.key, req, req.kind, status, output)
+            written[req.key] = (req.kind, status, self._insert(db, req.key, req, req.kind,
+                                                               status, output))
         except Exception as exc:  # business failure (its SQL too): roll back this effect only
             logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
             return self._failure(exc), False
+        rows.update(written)
         return _applied(output), True
 
     # --- async and blocking handlers: outside the group commit ------------------------
@@ -594,13 +614,15 @@ class Participant:
                           (key,)).fetchone()
 
     def _insert(self, db: Any, key: str, req: StepRequest, kind: str, status: str,
-                output: dict) -> None:
+                output: dict) -> str:
+        """Record an effect; returns its output as JSON."""
         try:
             encoded = encode_json(output)
         except NotJSONError as exc:  # raised before the effect is kept
             raise NonRetryableError(f"{req.method} returned output that is {exc}; its effect "
                                     "was not applied") from None
         self._write(db, key, req.saga_id, req.step, kind, req.method, status, encoded)
+        return encoded
 
     def _write(self, db: Any, key: str, saga_id: str, step: str, kind: str, method: str,
                status: str, encoded: str) -> None:
@@ -620,6 +642,19 @@ def _checked(req: StepRequest, output: Any) -> dict[str, Any]:
     if not isinstance(output, dict):
         raise TypeError(f"{req.method} returned {type(output).__name__}, not a dict")
     return output
+
+
+def _reply_of(key: str, row: tuple[str, str, str] | None) -> StepReply | None:
+    """The recorded outcome of ``key`` as a reply (a tombstone refuses); None if none."""
+    if row is None:
+        return None
+    _, status, output = row
+    if status == "tombstone":
+        err = ActionRefusedError(f"{key}: compensated before it applied; refused")
+        return StepReply(ok=False, error_type=type(err).__name__, error=str(err),
+                         retryable=False)
+    return StepReply.model_construct(ok=True, output=json.loads(output), error_type=None,
+                                      error=None, retryable=True, replayed=True)
 
 
 def _applied(output: dict[str, Any]) -> StepReply:

@@ -276,10 +276,10 @@ class PgConnection:
         return PgCursor(self._conn.cursor())
 
     def begin(self) -> None:
-        self.execute("BEGIN")
-        # one writer per store at a time, as SQLite's BEGIN IMMEDIATE (see the module doc)
-        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
-                     (f"saga_actors.store:{self._schema}",))
+        # one writer per store at a time, as SQLite's BEGIN IMMEDIATE (see the module doc);
+        # one round trip (the schema is a plain SQL name, checked)
+        self.execute("BEGIN; SELECT pg_advisory_xact_lock(hashtext("
+                     f"'saga_actors.store:{self._schema}'))")
 
     def end(self, keep: bool) -> None:
         if self.in_transaction and not self._conn.broken:

@@ -370,7 +370,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         out["hosted_postgres_vs_hosted_sqlite_at_100"] = round(
             hosted_postgres["sagas_per_s"] / hosted["sagas_per_s"], 3)
         sagas = sum(n for n, _, _ in pg_work)
-        for key in ("xact_commit", "wal_sync"):
+        for key in ("xact_commit", "wal_sync", "cpu_ms", "participants_cpu_ms"):
             spent = sum(after[key] - before[key] for _, before, after in pg_work)
             out[f"postgres_{key}_per_saga"] = round(spent / sagas, 2)
     return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched,
@@ -391,7 +391,24 @@ def _pg_counters(url: str, settle: bool = False) -> dict[str, int]:
         commits = db.execute("SELECT xact_commit FROM pg_stat_database "
                              "WHERE datname = current_database()").fetchone()[0]
         syncs = db.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
-    return {"xact_commit": int(commits), "wal_sync": int(syncs)}
+    return {"xact_commit": int(commits), "wal_sync": int(syncs), "cpu_ms": _cpu_ms("postgres"),
+            "participants_cpu_ms": _cpu_ms("ray::Bench")}
+
+
+def _cpu_ms(prefix: str) -> int:
+    """CPU milliseconds used so far by this machine's processes named ``prefix...`` (the
+    PostgreSQL server, when it runs here; the bench's participant actors)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            name = proc.info["name"] or ""
+            cmd = (proc.info["cmdline"] or [""])[0]
+            if name.startswith(prefix) or cmd.startswith(prefix):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return int(total * 1000)
 
 
 def _drop_schema(url: str, schema: str) -> None:
