@@ -14,7 +14,8 @@ Mix "failing": the last step fails for good and the first two are compensated.
 "hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
 Ray task per participant call, measured in the same rounds. "hosted_postgres" (with
 --postgres URL): hosted at 100 in flight with the journal AND the participants' stores in
-PostgreSQL (a schema each, dropped after the run), same rounds.
+PostgreSQL (a schema each, dropped after the run), same rounds. "dbos_postgres" (with
+--dbos PYTHON too): the same order as a DBOS workflow on that server, same run.
 --scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
 the host memory per in-flight saga.
 """
@@ -342,6 +343,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     if pg is not None:
         pg.close()
         _drop_schema(args.postgres, schema)
+    dbos = _dbos_rows(args, sizes[1], sizes[100]) if args.dbos else None
     sent = [await h.stats.remote() for h in rt.hosts()]
     batching = {"participant_requests": sum(s["requests"] for s in sent),
                 "ray_calls": sum(s["ray_calls"] for s in sent)}
@@ -370,11 +372,47 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         out["hosted_postgres_vs_hosted_sqlite_at_100"] = round(
             hosted_postgres["sagas_per_s"] / hosted["sagas_per_s"], 3)
         sagas = sum(n for n, _, _ in pg_work)
-        for key in ("xact_commit", "wal_sync", "cpu_ms", "participants_cpu_ms"):
+        for key in ("xact_commit", "wal_sync", "cpu_ms", "participants_cpu_ms", "ray_cpu_ms"):
             spent = sum(after[key] - before[key] for _, before, after in pg_work)
             out[f"postgres_{key}_per_saga"] = round(spent / sagas, 2)
+    if dbos:
+        out["hosted_postgres_vs_dbos_postgres_at_100"] = round(
+            hosted_postgres["sagas_per_s"] / dbos[1]["sagas_per_s"], 3)
     return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched,
-            "hosted_postgres": hosted_postgres}
+            "hosted_postgres": hosted_postgres, "dbos_postgres": dbos}
+
+
+def _dbos_rows(args: argparse.Namespace, n1: int, n100: int) -> list[dict[str, Any]]:
+    """DBOS on the same PostgreSQL server, the same 3-step order (scripts/bench_dbos.py,
+    run by the interpreter that has DBOS), in two databases made and dropped here."""
+    import subprocess
+
+    import psycopg
+
+    from saga_actors.journal.postgres import split_url
+
+    name = f"bench_dbos_{int(time.time())}"
+    server = split_url(args.postgres)[0]
+    with psycopg.connect(server, autocommit=True) as db:
+        for database in (name, f"{name}_sys"):
+            db.execute(f'CREATE DATABASE "{database}"')
+    base = args.postgres.split("?")[0].rsplit("/", 1)[0]
+    say("dbos_postgres (DBOS workflow, steps writing to PostgreSQL)")
+    try:
+        done = subprocess.run([args.dbos, str(Path(__file__).with_name("bench_dbos.py")),
+                               f"{base}/{name}", str(n1), str(n100)],
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise SystemExit(f"bench_dbos.py failed: {done.stderr[-2000:]}")
+        rows = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        with psycopg.connect(server, autocommit=True) as db:
+            for database in (name, f"{name}_sys"):
+                db.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    for r in rows:
+        say(f"  {r['name']:<16} c={r['concurrency']:<5} {r['sagas']:>6} sagas  "
+            f"{r['sagas_per_s']:>8} /s  p50 {r['p50_ms']:>8} ms")
+    return rows
 
 
 def _pg_counters(url: str, settle: bool = False) -> dict[str, int]:
@@ -391,8 +429,10 @@ def _pg_counters(url: str, settle: bool = False) -> dict[str, int]:
         commits = db.execute("SELECT xact_commit FROM pg_stat_database "
                              "WHERE datname = current_database()").fetchone()[0]
         syncs = db.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
+    me = psutil.Process().cpu_times()
     return {"xact_commit": int(commits), "wal_sync": int(syncs), "cpu_ms": _cpu_ms("postgres"),
-            "participants_cpu_ms": _cpu_ms("ray::Bench")}
+            "participants_cpu_ms": _cpu_ms("ray::Bench"),
+            "ray_cpu_ms": _cpu_ms("ray::") + int((me.user + me.system) * 1000)}
 
 
 def _cpu_ms(prefix: str) -> int:
@@ -541,7 +581,17 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{d.get('hosted_postgres_vs_hosted_sqlite_at_100')} of `hosted` on "
                      f"SQLite; per saga the server committed "
                      f"{d.get('postgres_xact_commit_per_saga')} transactions and flushed its "
-                     f"WAL {d.get('postgres_wal_sync_per_saga')} times.")
+                     f"WAL {d.get('postgres_wal_sync_per_saga')} times, and used "
+                     f"{d.get('postgres_cpu_ms_per_saga')} ms of CPU; the Ray processes "
+                     f"(driver included) {d.get('postgres_ray_cpu_ms_per_saga')} ms, the "
+                     f"participants {d.get('postgres_participants_cpu_ms_per_saga')} of it.")
+    dbos = report.get("dbos_postgres")
+    if dbos:
+        one, busy = dbos
+        lines.append(f"DBOS on the same PostgreSQL server, same run (scripts/bench_dbos.py): "
+                     f"{busy['sagas_per_s']} sagas/s at 100 in flight (`hosted` on "
+                     f"PostgreSQL: **{d.get('hosted_postgres_vs_dbos_postgres_at_100')}x** "
+                     f"that), p50 {one['p50_ms']} ms one at a time.")
     if report.get("scale"):
         sc = report["scale"]
         lines.append(f"Scale: {sc['sagas']} hosted sagas in flight at once ({sc['max_in_flight']} "
@@ -560,9 +610,16 @@ def main(argv: list[str] | None = None) -> int:
                         "PostgreSQL database (new schemas per run, dropped after), in the "
                         "same rounds, e.g. "
                         "postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--dbos", metavar="PYTHON", default=None,
+                   help="with --postgres: also run the same order as a DBOS workflow on that "
+                        "server, with this interpreter (one that has `pip install dbos`)")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also hold N hosted sagas in flight at once (e.g. 10000)")
     args = p.parse_args(argv)
+    if args.dbos and not args.postgres:
+        p.error("--dbos needs --postgres URL (the server DBOS runs on)")
+    if args.dbos and not Path(args.dbos).exists():
+        p.error(f"--dbos {args.dbos}: no such interpreter")
     stdout = sys.stdout
     if args.json:
         sys.stdout = sys.stderr  # Ray prints warnings to stdout: keep it for the JSON alone
