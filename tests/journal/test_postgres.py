@@ -70,3 +70,25 @@ def test_bad_servers_and_urls_are_clear_errors_within_seconds(url, message, pg_d
     with pytest.raises(JournalError, match=message):
         open_journal(url)
     assert time.monotonic() - started < 10
+
+
+def test_the_cli_reads_a_postgres_journal_offline(pg_url):
+    """`saga-actors journal --journal URL list/show`, with no cluster anywhere."""
+    import json
+
+    from click.testing import CliRunner
+
+    from saga_actors.cli import main
+
+    journal = open_journal(pg_url)
+    assert journal.create(rec(), tr())
+    journal.close()
+    runner = CliRunner()
+    listed = runner.invoke(main, ["journal", "--journal", pg_url, "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [e["saga_id"] for e in json.loads(listed.output)] == ["s1"]
+    shown = runner.invoke(main, ["journal", "--journal", pg_url, "show", "s1", "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["saga_id"] == "s1"
+    missing = runner.invoke(main, ["journal", "--journal", pg_url.replace("schema=", "schema=x"),
+                                   "list"])
+    assert missing.exit_code != 0 and "no journal in schema" in missing.output
