@@ -132,13 +132,16 @@ def _name_of(cls: type[Participant]) -> str:
 
 def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
                        faults: dict | None, kwargs: dict[str, Any]) -> Any:
+    """``kwargs`` go to the participant's constructor; ``store=`` there overrides the
+    runtime's (a participant whose store is on a server of its own)."""
+    kwargs = dict(kwargs)
     return participant_actor_class(cls).options(
         name=participant_actor_name(name),
         namespace=config.namespace,
         max_concurrency=config.participant_max_concurrency,
         **_SERVICE, **_where(config, spread=True),
     ).remote(
-        store=config.participant_store(name),
+        store=kwargs.pop("store", None) or config.participant_store(name),
         name=name,
         faults=faults,
         log_level=config.log_level,

@@ -260,7 +260,9 @@ class SagaRuntime:
         faults: dict | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Start (or find) a participant actor with this runtime's data folder and namespace."""
+        """Start (or find) a participant actor with this runtime's store settings and
+        namespace; ``kwargs`` go to its constructor (``store=URL_OR_FILE`` gives it a
+        store of its own instead of the runtime's)."""
         return deploy_participant(cls, self.config, name=name, faults=faults, **kwargs)
 
     def deploy_many(

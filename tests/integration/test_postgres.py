@@ -28,9 +28,10 @@ def applied_in_postgres(database_url: str, prefix: str) -> dict[str, Counter]:
     """saga id -> "participant.method" -> times applied, read from the stores' schemas."""
     out: dict[str, Counter] = {}
     with psycopg.connect(database_url) as db:
-        for name in ("inventory", "payment", "shipping"):
+        for name, schema in (("inventory", "inventory"), ("payment", "own_payment"),
+                             ("shipping", "shipping")):
             for saga_id, method, n in db.execute(
-                    f"SELECT saga_id, method, COUNT(*) FROM {prefix}{name}.saga_effects "
+                    f"SELECT saga_id, method, COUNT(*) FROM {prefix}{schema}.saga_effects "
                     "WHERE status = 'applied' GROUP BY saga_id, method"):
                 out.setdefault(saga_id, Counter())[f"{name}.{method}"] += n
     return out
@@ -45,7 +46,12 @@ def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
     assert not rt.config.pin_node_id  # nothing of the runtime's lives on a node's disk
     rt.register(ORDER_FULFILLMENT)
     rt.register(ORDER_CHOREOGRAPHY)
-    h.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=2.0)})
+    prefix = pg_url.split("schema=")[1] + "_"
+    payment = next(c for c in PARTICIPANTS if c.name == "payment")
+    # payment in a store of its own, the others in the runtime's store_url
+    h.deploy_many([c for c in PARTICIPANTS if c is not payment])
+    h.deploy(payment, store=f"{pg_database}?schema={prefix}own_payment",
+             faults={"process_payment": Fault(delay_s=2.0)})
     inputs = [sample_input(n) for n in range(1, 7)]
     ids = [rt.start("order_fulfillment", inputs[0], placement="dedicated"),
            *rt.start_many("order_fulfillment", inputs[1:5], placement="hosted"),
@@ -57,11 +63,10 @@ def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
     records = rt.wait_all(ids, timeout_s=120)
     assert [r.status for r in records] == [SagaStatus.COMPLETED] * len(ids), [
         (r.saga_id, r.status, r.error) for r in records]
-    prefix = pg_url.split("schema=")[1] + "_"
     effects = applied_in_postgres(pg_database, prefix)
     assert {i: dict(effects.get(i, {})) for i in ids} == {i: FORWARD for i in ids}
     with psycopg.connect(pg_database) as db:
-        charged = db.execute(f"SELECT SUM(amount_cents) FROM {prefix}payment.charges"
+        charged = db.execute(f"SELECT SUM(amount_cents) FROM {prefix}own_payment.charges"
                              ).fetchone()[0]
         stock = dict(db.execute(f"SELECT sku, qty FROM {prefix}inventory.stock"))
     assert charged == sum(i["amount_cents"] for i in inputs)
