@@ -1,7 +1,8 @@
 """A real three-node Ray cluster (`ray start`), shared by the tests of this module, in
 order: launch into it with SQLite files (everything pinned to the driver's node), let the
 driver exit, see everything from elsewhere, launch as a Ray job on PostgreSQL; then, with
-the journal and the stores in PostgreSQL (nothing pinned), lose a worker node mid-flight.
+the journal and the stores in PostgreSQL (nothing pinned), lose a worker node mid-flight;
+last, a power cut of the whole cluster, and a new cluster finishes every saga.
 """
 
 from __future__ import annotations
@@ -178,3 +179,44 @@ def test_a_worker_node_dies_mid_flight_and_every_saga_completes_once(
         ordered = sum(item["qty"] for r in records for item in r.input["items"]
                       if item["sku"] == sku)
         assert stock[sku] == initial - ordered, sku
+
+
+# --- last: the whole cluster dies (a power cut) -------------------------------------------
+
+
+def test_whole_cluster_restart_mid_flight(cluster, tmp_path):
+    """The whole Ray cluster dies mid-flight; a new one with the same journal finishes
+    every saga, each effect applied once. (Last in this module: it stops the cluster.)"""
+    data = tmp_path / "data"
+    journal = open_journal(f"sqlite:///{data}/journal.sqlite")
+    try:
+        out = cluster.run(sys.executable, "scripts/launch_sagas.py", "--address",
+                          cluster.address, "--no-wait", "--count", "4", "--json",
+                          "--namespace", "power-cut", "--slow-step", "process_payment",
+                          "--slow-s", "30", "--data-dir", str(data))
+        ids = [s["saga_id"] for s in json.loads(out.stdout)["sagas"]]
+
+        def all_paying():
+            recs = [journal.load(i) for i in ids]
+            return all(r and r.current_step == "process_payment" and r.in_flight for r in recs)
+
+        poll(all_paying, timeout_s=120, every_s=0.2, what="every saga mid-payment")
+    finally:
+        cluster.stop()  # power cut: every Ray process of that cluster is gone
+
+    second = LocalCluster().start()
+    try:
+        out = second.run(sys.executable, "scripts/launch_sagas.py", "--address",
+                         second.address, "--resume", "--json", "--data-dir", str(data),
+                         "--namespace", "power-cut", "--timeout", "120")
+    finally:
+        second.stop()
+    report = json.loads(out.stdout)
+    assert sorted(s["saga_id"] for s in report["sagas"]) == sorted(ids)
+    assert {s["status"] for s in report["sagas"]} == {"COMPLETED"}
+    assert report["effects"] == {"inventory.reserve_inventory": 4,
+                                 "payment.process_payment": 4,
+                                 "shipping.create_shipment": 4}
+    before, after = report["participants"]["before"], report["participants"]["after"]
+    assert after["payment"]["charged_cents"] - before["payment"]["charged_cents"] == sum(
+        journal.load(i).input["amount_cents"] for i in ids)
