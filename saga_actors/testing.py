@@ -1,4 +1,6 @@
-"""Tools for testing and demonstrating sagas: injected participant faults. No Ray.
+"""Tools for testing and demonstrating sagas: :class:`SagaTestKit` (run a saga in-process,
+without Ray, on a fake clock, with faults injected: see :mod:`saga_actors.testkit`), and
+injected participant faults for a running cluster. No Ray.
 
 ``rt.deploy(Payment, faults={"charge": Fault(delay_s=2)})`` makes the participant wait 2 s
 before applying ``charge`` (the wait is cancellable, like a slow outside call);
@@ -51,4 +53,17 @@ def crash_points(config: RuntimeConfig) -> FaultPoint | None:
     return at
 
 
-__all__ = ["Fault", "crash_points"]
+_KIT = ("FakeClock", "Injection", "SagaTestKit")
+
+
+def __getattr__(name: str) -> object:
+    """The test kit, imported on first use (it needs the participant base class, which
+    imports :class:`Fault` from here)."""
+    if name in _KIT:
+        from saga_actors import testkit
+
+        return getattr(testkit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Fault", "FakeClock", "Injection", "SagaTestKit", "crash_points"]  # noqa: F822

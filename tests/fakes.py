@@ -8,22 +8,9 @@ from typing import Any
 
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.messages import StepReply, StepRequest
+from saga_actors.testkit import FakeClock  # the users' test kit's clock
 
-
-class FakeClock:
-    """Virtual time: ``sleep`` advances it at once and records the wait."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
+__all__ = ["FakeClock", "FakeFleet", "FakeGateway", "died", "fail", "ok", "timeout", "until"]
 
 
 Behaviour = Callable[[StepRequest], Any]
