@@ -19,6 +19,7 @@ from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.messages import MAX_PAYLOAD_BYTES, NotJSONError, encode_json
 from saga_actors.records import SagaRecord, Transition
+from saga_actors.shapes import shape_hash
 from saga_actors.state import SagaStatus
 
 
@@ -58,6 +59,7 @@ def build_record(
         saga_id=saga_id,
         saga_type=definition.name,
         version=definition.version,
+        shape=shape_hash(definition),
         placement=placement or definition.placement,
         definition_ref=definition_ref,
         input=data,

@@ -21,9 +21,11 @@ from loguru import logger
 
 from saga_actors.choreography import Choreography
 from saga_actors.definition import Saga
+from saga_actors.errors import SagaDefinitionError
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
+from saga_actors.shapes import shape_changes, shape_hash
 from saga_actors.transitions import advance
 
 MISS_TTL_S = 0.5  # a definition not found is looked up again after this (each tick asks)
@@ -48,15 +50,34 @@ class Catalog:
         self._shared = shared
         self._clock = clock
         self._missed: dict[tuple[str, int], float] = {}
+        self._shapes: dict[int, tuple[Saga, str]] = {}  # by definition object
 
     def register(self, saga: Saga) -> None:
-        """Know ``saga`` here (and look again for anything missed so far)."""
+        """Know ``saga`` here (and look again for anything missed so far). Raises
+        :class:`SagaDefinitionError` for a definition whose version is known here with
+        another shape: sagas of that version would run on the wrong steps."""
+        known = self._known.get((saga.name, saga.version))
+        if known is not None and known is not saga:
+            refuse_changed_shape(known, saga)
         self._known[(saga.name, saga.version)] = saga
         self._missed.clear()
 
     def resolve(self, record: SagaRecord) -> Saga | None:
-        """The definition ``record`` was started with, or None if nobody has it."""
-        return self.lookup(record.saga_type, record.version, record.definition_ref)
+        """The definition ``record`` was started with, or None if nobody has it (also when
+        the one found under its name and version has another shape than the journaled)."""
+        saga = self.lookup(record.saga_type, record.version, record.definition_ref)
+        if saga is not None and record.shape and self._shape(saga) != record.shape:
+            logger.error("saga {}: its definition {} v{} has shape {}, not the {} it was "
+                         "started with", record.saga_id, saga.name, saga.version,
+                         self._shape(saga), record.shape)
+            return None
+        return saga
+
+    def _shape(self, saga: Saga) -> str:
+        cached = self._shapes.get(id(saga))
+        if cached is None or cached[0] is not saga:
+            cached = self._shapes[id(saga)] = (saga, shape_hash(saga))
+        return cached[1]
 
     def lookup(self, name: str, version: int, ref: str | None = None) -> Saga | None:
         """The definition ``name`` v``version``, or None if nobody has it."""
@@ -95,10 +116,21 @@ def _import(ref: str | None) -> Saga | None:
     return saga if isinstance(saga, (Saga, Choreography)) else None
 
 
+def refuse_changed_shape(old: Saga, new: Saga) -> None:
+    """Raise :class:`SagaDefinitionError` naming what changed, if ``new`` has another
+    shape than ``old`` under the same name and version."""
+    changes = shape_changes(old, new)
+    if changes:
+        raise SagaDefinitionError(new.name, f"version {new.version} is already registered "
+                                  f"with another shape ({'; '.join(changes)}): register the "
+                                  f"changed definition as version {new.version + 1}")
+
+
 def waiting_for_definition(record: SagaRecord) -> str:
     """What a saga without its definition waits for, said for an operator."""
-    return (f"its definition {record.saga_type!r} v{record.version} (register it with "
-            "SagaRuntime(sagas=[...]) or rt.register(...) to recover this saga)")
+    shape = f", shape {record.shape}" if record.shape else ""
+    return (f"its definition {record.saga_type!r} v{record.version}{shape} (register it "
+            "with SagaRuntime(sagas=[...]) or rt.register(...) to recover this saga)")
 
 
 def mark_waiting(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:

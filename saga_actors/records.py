@@ -37,6 +37,8 @@ class SagaRecord(BaseModel):
     saga_id: str
     saga_type: str
     version: int = 1
+    shape: str | None = Field(None, description="Hash of the definition's shape it was "
+                              "started with (saga_actors.shapes); recovery needs the same.")
     placement: str = "dedicated"
     definition_ref: str | None = Field(None, description="module:attr to import the definition")
     status: SagaStatus = SagaStatus.STARTED

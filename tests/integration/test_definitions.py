@@ -134,3 +134,37 @@ def test_start_many_after_the_hosts_died_starts_each_saga_once(make_harness):
                       placement="hosted")
     with pytest.raises(SagaConflictError, match="given twice"):
         rt.start_many("order_fulfillment", [inputs[0], inputs[0]], saga_ids=["x", "x"])
+
+
+def test_two_versions_run_side_by_side_and_a_changed_old_version_is_refused(harness):
+    """v1 (three steps) and v2 (no shipment) registered at once: new starts take v2 unless
+    told v1; each saga runs on its own version, on both placements. Registering another
+    shape as v1, while v1 sagas are unfinished, is refused and changes nothing."""
+    from saga_actors import SagaDefinitionError, UnknownSagaTypeError
+    from saga_actors.shapes import shape_hash
+
+    actors = harness.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=1.0)})
+    rt = harness.runtime
+    v1 = local_order_saga("versioned")
+    v2 = v1.model_copy(update={"version": 2, "steps": v1.steps[:2]})
+    rt.register(v1)
+    rt.register(v2)
+    ids = {(version, placement): rt.start("versioned", sample_input(n), placement=placement,
+                                          **({"version": version} if version == 1 else {}))
+           for n, (version, placement) in enumerate([(1, "dedicated"), (2, "dedicated"),
+                                                     (1, "hosted"), (2, "hosted")])}
+    poll(lambda: rt.get(ids[(1, "dedicated")]).current_step == "process_payment",
+         what="a v1 saga in flight")
+    changed = v1.model_copy(update={"steps": (*v1.steps[:2], v1.steps[2].model_copy(
+        update={"compensation": "refund_payment", "participant": "payment",
+                "action": "process_payment", "name": "charge_again"}))})
+    with pytest.raises(SagaDefinitionError, match="already registered with another shape"):
+        rt.register(changed)
+    with pytest.raises(UnknownSagaTypeError, match="versioned v3"):
+        rt.start("versioned", sample_input(9), version=3)
+    for (version, placement), saga_id in ids.items():
+        rec = rt.wait(saga_id, timeout_s=60)
+        assert rec.status is SagaStatus.COMPLETED, (version, placement, rec.error)
+        assert rec.version == version
+        assert rec.shape == shape_hash(v1 if version == 1 else v2)
+        assert applied(actors, saga_id) == (FORWARD if version == 1 else FORWARD[:2])

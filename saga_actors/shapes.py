@@ -1,0 +1,92 @@
+"""The shape of a saga definition: what a journaled saga depends on to be recovered.
+
+A started saga is pinned to its definition's name, version and the hash of its shape,
+journaled with it. The shape is the steps in order (name, participant, action,
+compensation, kind, output model) and the input model: change any of them and the sagas
+in the journal would be resumed at the wrong place, or call the wrong method. Tunables
+(timeouts, retry policies, the deadline, the default placement) are not part of it: they
+may change within a version. Choreographies have a shape too (their reactions).
+
+No Ray here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def shape_of(definition: Any) -> dict[str, Any]:
+    """The shape of a :class:`Saga` or :class:`Choreography` as plain JSON data."""
+    out: dict[str, Any] = {"name": definition.name, "version": definition.version,
+                           "input": _model(definition.input_model)}
+    if not hasattr(definition, "reactions"):  # an orchestrated saga
+        out["steps"] = [{"name": s.name, "participant": s.participant, "action": s.action,
+                         "compensation": s.compensation, "kind": s.kind.value,
+                         "output": _model(s.output_model)} for s in definition.steps]
+    if hasattr(definition, "reactions"):
+        out["reactions"] = [{k: getattr(r, k) for k in _REACTION_SHAPE}
+                            for r in definition.reactions]
+        out["events"] = {m.__name__: _model(m) for m in definition.events}
+        out["ends"] = [definition.start, list(definition.completes_on),
+                       list(definition.fails_on)]
+    return out
+
+
+# what a journaled choreography depends on (its timeouts and retries are tunables)
+_REACTION_SHAPE = ("on", "participant", "handler", "name", "publishes", "failure",
+                   "compensates", "timeout_event")
+
+
+def shape_hash(definition: Any) -> str:
+    """16 hex digits of the SHA-256 of the shape's canonical JSON."""
+    text = json.dumps(shape_of(definition), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shape_changes(old: Any, new: Any) -> list[str]:
+    """What differs between two shapes, said for a person (empty: the same shape)."""
+    a, b = shape_of(old), shape_of(new)
+    changes: list[str] = []
+    if a["input"] != b["input"]:
+        changes.append(f"input model: {_fields_diff(a['input'], b['input'])}")
+    old_steps = {s["name"]: s for s in a.get("steps", [])}
+    new_steps = {s["name"]: s for s in b.get("steps", [])}
+    if added := [n for n in new_steps if n not in old_steps]:
+        changes.append(f"steps added: {added}")
+    if removed := [n for n in old_steps if n not in new_steps]:
+        changes.append(f"steps removed: {removed}")
+    common_old = [n for n in old_steps if n in new_steps]
+    common_new = [n for n in new_steps if n in old_steps]
+    if common_old != common_new:
+        changes.append(f"step order: {common_old} -> {common_new}")
+    for name in common_new:
+        for field in ("participant", "action", "compensation", "kind"):
+            if old_steps[name][field] != new_steps[name][field]:
+                changes.append(f"step {name!r} {field}: {old_steps[name][field]!r} -> "
+                               f"{new_steps[name][field]!r}")
+        if old_steps[name]["output"] != new_steps[name]["output"]:
+            changes.append(f"step {name!r} output model: "
+                           f"{_fields_diff(old_steps[name]['output'], new_steps[name]['output'])}")
+    for part in ("reactions", "events", "ends"):
+        if a.get(part) != b.get(part):
+            changes.append(f"{part} changed")
+    return changes
+
+
+def _model(model: type[BaseModel] | None) -> dict[str, Any] | None:
+    return model.model_json_schema() if model is not None else None
+
+
+def _fields_diff(old: dict | None, new: dict | None) -> str:
+    before = set((old or {}).get("properties", {}))
+    after = set((new or {}).get("properties", {}))
+    parts = []
+    if after - before:
+        parts.append(f"fields added {sorted(after - before)}")
+    if before - after:
+        parts.append(f"fields removed {sorted(before - after)}")
+    return ", ".join(parts) or "field types or constraints changed"
