@@ -22,6 +22,7 @@ from saga_actors.constants import (
     BUS_ACTOR_PREFIX,
     HOST_ACTOR_PREFIX,
     PARTICIPANT_ACTOR_PREFIX,
+    participant_actor_name,
 )
 from saga_actors.journal import open_journal
 from saga_actors.records import runner_name
@@ -107,11 +108,13 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, p
 
 
 FORWARD = {"inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"}
+STEP_PARTICIPANT = {"reserve_inventory": "inventory", "process_payment": "payment",
+                    "create_shipment": "shipping"}
 
 
 def launch(cluster, example, journal, namespace, data, *more: str) -> list[str]:
     out = cluster.run(sys.executable, "scripts/launch_sagas.py", example, *more, "--address",
-                      cluster.address, "--no-wait", "--json", "--count", "4", "--journal",
+                      cluster.address, "--no-wait", "--json", "--count", "6", "--journal",
                       journal, "--namespace", namespace, "--slow-step", "process_payment",
                       "--slow-s", "4", "--data-dir", data, SAGA_ACTORS_HOSTS="3")
     return [s["saga_id"] for s in json.loads(out.stdout)["sagas"]]
@@ -137,22 +140,30 @@ def test_a_worker_node_dies_mid_flight_and_every_saga_completes_once(
                 and any(n.startswith(PARTICIPANT_ACTOR_PREFIX) for n in names))
 
     journal = open_journal(pg_url, read_only=True)
-    poll(lambda: sum(r.current_step == "process_payment" for r in map(journal.load, ids)) >= 3,
-         timeout_s=60, what="payments in flight")
-    running = Counter(runner_name(r, 3) for r in map(journal.load, ids) if r.in_flight)
-    # the worker with a host and a participant that runs the most sagas in flight
-    victims = sorted((n for n in cluster.worker_nodes if runs_host_and_participant(n)),
-                     key=lambda n: -sum(running[a] for a in by_node[n]))
-    assert victims and sum(running[a] for a in by_node[victims[0]]), (by_node, running)
-    cluster.remove_worker(victims[0])
+    candidates = [n for n in cluster.worker_nodes if runs_host_and_participant(n)]
+    assert candidates, by_node
+
+    def depending_on(node: str) -> int:
+        """Sagas in flight whose runner, or the participant of whose step, is on node."""
+        names = by_node[node]
+        return sum(1 for r in map(journal.load, ids) if r.in_flight and (
+            runner_name(r, 3) in names
+            or participant_actor_name(STEP_PARTICIPANT.get(r.current_step, "")) in names))
+
+    def victim() -> str | None:  # the worker with a host and a participant that the most
+        best = max(candidates, key=depending_on)  # sagas in flight depend on right now
+        return best if depending_on(best) else None
+
+    node = poll(victim, timeout_s=60, every_s=0.1, what="sagas in flight on a worker node")
+    cluster.remove_worker(node)
 
     poll(lambda: all(journal.load(i).status.terminal for i in ids), timeout_s=180,
          every_s=0.5, what=f"{len(ids)} sagas terminal after the node loss")
-    lost = {n for n in by_node[victims[0]] if not n.startswith("saga:")}
+    lost = {n for n in by_node[node] if not n.startswith("saga:")}
 
     def restarted_elsewhere():  # once Ray has seen the node die
         after = {a["name"]: a["node_id"] for a in cluster.actors(namespace)}
-        return victims[0] not in after.values() and lost <= set(after)
+        return node not in after.values() and lost <= set(after)
 
     poll(restarted_elsewhere, timeout_s=90, every_s=1, what=f"{sorted(lost)} on other nodes")
     records = [journal.load(i) for i in ids]
