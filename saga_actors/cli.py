@@ -167,7 +167,10 @@ def _show(info: dict[str, Any]) -> RenderableType:
     facts = Table.grid(padding=(0, 3))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("saga", f"{info['saga_id']} ({info['saga_type']}, {info['placement']})")
+    version = f" v{info['version']}" if info.get("version") else ""
+    shape = f", shape {info['shape']}" if info.get("shape") else ""
+    facts.add_row("saga", f"{info['saga_id']} ({info['saga_type']}{version}{shape}, "
+                  f"{info['placement']})")
     facts.add_row("status", _cell(info["status"]))
     facts.add_row("runs in", info["runner"])
     if info.get("waiting_for"):

@@ -185,6 +185,8 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
     return {
         **RegistryEntry.of(record).model_dump(mode="json"),
         "runner": runner_name(record, hosts),
+        "version": record.version,
+        "shape": record.shape,
         "completed_steps": record.completed,
         "compensated_steps": record.compensated,
         "awaiting": record.awaiting,

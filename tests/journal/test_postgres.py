@@ -89,6 +89,9 @@ def test_the_cli_reads_a_postgres_journal_offline(pg_url):
     assert [e["saga_id"] for e in json.loads(listed.output)] == ["s1"]
     shown = runner.invoke(main, ["journal", "--journal", pg_url, "show", "s1", "--json"])
     assert shown.exit_code == 0 and json.loads(shown.output)["saga_id"] == "s1"
+    assert json.loads(shown.output)["version"] == 1
+    human = runner.invoke(main, ["journal", "--journal", pg_url, "show", "s1"])
+    assert human.exit_code == 0 and "v1" in human.output
     missing = runner.invoke(main, ["journal", "--journal", pg_url.replace("schema=", "schema=x"),
                                    "list"])
     assert missing.exit_code != 0 and "no journal in schema" in missing.output
