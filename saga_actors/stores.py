@@ -176,6 +176,9 @@ class PostgresStore(Store):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", self.schema):
             raise ParticipantStoreError(url, f"schema {self.schema!r} is not a plain SQL name "
                                         "(letters, digits and _, at most 63)")
+        # PostgreSQL folds unquoted names (search_path) to lower case: use that name
+        # everywhere, or a participant called Payment would make a schema it cannot see
+        self.schema = self.schema.lower()
         query.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
         busy_ms = int(STORE_BUSY_TIMEOUT_S * 1000)
         options = f"-c search_path={self.schema} -c lock_timeout={busy_ms}"

@@ -74,6 +74,13 @@ def test_without_a_schema_the_store_is_the_participants_name(pg_database):
     assert p.store.schema == "ledger" and "schema=ledger" in p.store_path
     p.db.close()
 
+    class MixedCase(Ledger):
+        name = "LedgerEU"
+
+    q = MixedCase(store=pg_database)  # PostgreSQL folds the name: one schema, found again
+    assert q.store.schema == "ledgereu" and "entries" in q.store.tables(q.db)
+    q.db.close()
+
 
 def test_a_postgres_schema_of_another_application_or_a_newer_version_is_refused(pg_database):
     schema = f"crm_{uuid.uuid4().hex[:8]}"
