@@ -113,6 +113,12 @@ class SagaTestKit:
         if missing:
             raise SagaUsageError(f"SagaTestKit({saga.name}): no participant named "
                                  f"{sorted(missing)} (give its class, or fakes={{name: ...}})")
+        for participant, roles in saga.roles().items():  # as the runtime checks at start
+            declared = self.participants[participant].handlers()
+            for method, role in sorted(roles):
+                if declared.get(method, ("",))[0] != role:
+                    raise SagaUsageError(f"SagaTestKit({saga.name}): {participant} has no "
+                                         f"{role} {method!r} (it declares {sorted(declared)})")
         self._gateway = _KitGateway(self)
 
     # --- set-up -------------------------------------------------------------------------

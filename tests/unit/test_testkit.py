@@ -60,6 +60,12 @@ def test_a_kit_set_up_wrong_says_what_is_wrong():
     with pytest.raises(SagaUsageError, match="'refund' are not methods of ledger|"
                                               r"\['refund'\] are not methods"):
         SagaTestKit(TRANSFER, fakes={"ledger": {"refund": lambda ctx: {}}, "crm": {}})
+    from participants.payment import Payment
+
+    wrong = TRANSFER.model_copy(update={"steps": (TRANSFER.steps[0].model_copy(
+        update={"participant": "payment"}),)})
+    with pytest.raises(SagaUsageError, match="payment has no compensation 'credit_back'"):
+        SagaTestKit(wrong, [Payment])
     kit = SagaTestKit(TRANSFER, fakes={"ledger": {}, "crm": {}})
     with pytest.raises(SagaUsageError, match="'ship' is not a step of transfer"):
         kit.inject("ship", fail=True)
