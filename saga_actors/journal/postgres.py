@@ -28,6 +28,7 @@ from saga_actors.journal.writes import (
     GroupCommitted,
     commit_args,
     create_args,
+    records_query,
 )
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus
@@ -218,28 +219,14 @@ class PostgresJournal(GroupCommitted, Journal):
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[SagaRecord]:
-        where: list[sql.Composable] = []
-        args: list[Any] = []
-        if statuses is not None:
-            values = [SagaStatus(s).value for s in statuses]
-            if not values:
-                return []
-            where.append(sql.SQL("status = ANY(%s)"))
-            args.append(values)
-        for condition, value in (("saga_type = %s", saga_type), ("placement = %s", placement),
-                                 ("created_at >= %s", since), ("created_at < %s", until),
-                                 ("updated_at >= %s", updated_since)):
-            if value is not None:
-                where.append(sql.SQL(condition))
-                args.append(value)
-        query = sql.SQL("SELECT record FROM {}.sagas").format(sql.Identifier(self.schema))
-        if where:
-            query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-        order = sql.SQL("DESC" if newest_first else "ASC")
-        query = query + sql.SQL(" ORDER BY created_at {o}, saga_id {o} LIMIT %s OFFSET %s"
-                                ).format(o=order)
-        args += [limit, offset]
-        return [SagaRecord.model_validate_json(r[0]) for r in self._read(query, tuple(args))]
+        found = records_query(f'"{self.schema}".sagas', "%s", None, statuses=statuses,
+                              saga_type=saga_type, placement=placement, since=since,
+                              until=until, updated_since=updated_since, limit=limit,
+                              offset=offset, newest_first=newest_first)
+        if found is None:
+            return []
+        return [SagaRecord.model_validate_json(r[0])
+                for r in self._read(found[0], tuple(found[1]))]
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in SagaStatus}

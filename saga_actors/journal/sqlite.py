@@ -23,6 +23,7 @@ from saga_actors.journal.writes import (
     GroupCommitted,
     commit_args,
     create_args,
+    records_query,
 )
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.state import SagaStatus
@@ -195,26 +196,14 @@ class SqliteJournal(GroupCommitted, Journal):
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[SagaRecord]:
-        where, args = [], []
-        if statuses is not None:
-            values = [SagaStatus(s).value for s in statuses]
-            if not values:
-                return []
-            where.append(f"status IN ({','.join('?' * len(values))})")
-            args += values
-        for condition, value in (("saga_type=?", saga_type), ("placement=?", placement),
-                                 ("created_at>=?", since), ("created_at<?", until),
-                                 ("updated_at>=?", updated_since)):
-            if value is not None:
-                where.append(condition)
-                args.append(value)
-        sql = "SELECT record FROM sagas"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        order = "DESC" if newest_first else "ASC"
-        sql += f" ORDER BY created_at {order}, saga_id {order} LIMIT ? OFFSET ?"
-        args += [-1 if limit is None else limit, offset]
-        return [SagaRecord.model_validate_json(r[0]) for r in self._read(sql, tuple(args))]
+        found = records_query("sagas", "?", -1, statuses=statuses, saga_type=saga_type,
+                              placement=placement, since=since, until=until,
+                              updated_since=updated_since, limit=limit, offset=offset,
+                              newest_first=newest_first)
+        if found is None:
+            return []
+        return [SagaRecord.model_validate_json(r[0])
+                for r in self._read(found[0], tuple(found[1]))]
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in SagaStatus}
