@@ -240,6 +240,8 @@ class PgConnection:
             raise ParticipantStoreError(self._location, "cannot reach or log in to the "
                                         f"server: {exc.problem}") from None
         self._down = psycopg.OperationalError
+        status = psycopg.pq.TransactionStatus
+        self._busy = (status.INTRANS, status.INERROR, status.ACTIVE)  # in a transaction
 
     def _open(self) -> Any:
         import psycopg
@@ -256,10 +258,7 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        from psycopg.pq import TransactionStatus
-
-        return self._conn.info.transaction_status in (
-            TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
+        return self._conn.info.transaction_status in self._busy
 
     def execute(self, sql: str, parameters: Any = ()) -> Any:
         conn = self._conn if self.in_transaction else self._live()
