@@ -1,4 +1,4 @@
-"""Travel services for the trip-booking example: an airline and a hotel."""
+"""Travel services for the trip examples: an airline, a hotel and a car rental."""
 
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ class Airline(Participant):
         )
         return {"ticket": f"TKT-{ctx.data['flight_booking'][3:]}"}
 
+    @compensation("issue_tickets")
+    def void_tickets(self, ctx: StepContext) -> dict:
+        ctx.db.execute(
+            "UPDATE bookings SET status='voided' WHERE booking_id=?",
+            (ctx.data["flight_booking"],),
+        )
+        return {}
+
 
 class Hotel(Participant):
     """Holds rooms, releases them, and confirms them once the trip is paid."""
@@ -79,3 +87,28 @@ class Hotel(Participant):
             "UPDATE rooms SET status='confirmed' WHERE booking_id=?", (ctx.data["hotel_booking"],)
         )
         return {"hotel_confirmed": True}
+
+
+class CarRental(Participant):
+    """Holds cars and releases them."""
+
+    name = "car_rental"
+
+    def setup(self, db: Any) -> None:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS cars (booking_id TEXT PRIMARY KEY, saga_id TEXT, "
+            "days INTEGER, status TEXT NOT NULL)"
+        )
+
+    @action
+    def book_car(self, ctx: StepContext) -> dict:
+        booking_id = f"car-{uuid.uuid4().hex[:10]}"
+        ctx.db.execute("INSERT INTO cars VALUES (?, ?, ?, 'held')",
+                       (booking_id, ctx.saga_id, ctx.data["nights"] + 1))
+        return {"car_booking": booking_id}
+
+    @compensation("book_car")
+    def cancel_car(self, ctx: StepContext) -> dict:
+        ctx.db.execute("UPDATE cars SET status='cancelled' WHERE booking_id=?",
+                       (ctx.action_output["car_booking"],))
+        return {}

@@ -6,7 +6,7 @@ core (definitions, the state machine, the journal, participants) imports without
 
 from saga_actors.choreography import Choreography, Reaction
 from saga_actors.config import RuntimeConfig
-from saga_actors.definition import RetryPolicy, Saga, Step, StepKind
+from saga_actors.definition import Child, Parallel, RetryPolicy, Saga, Step, StepKind, Wait
 from saga_actors.errors import (
     ActionRefusedError,
     ClusterUnreachableError,
@@ -20,11 +20,14 @@ from saga_actors.errors import (
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
+    SagaFinishedError,
     SagaInputError,
     SagaNotFoundError,
     SagaRuntimeError,
     SagaUsageError,
     SagaWaitTimeoutError,
+    SignalError,
+    SignalPayloadError,
     StepError,
     StepTimeoutError,
     StoreUnavailableError,
@@ -32,16 +35,18 @@ from saga_actors.errors import (
     UnknownParticipantError,
     UnknownPlacementError,
     UnknownSagaTypeError,
+    UnknownSignalError,
 )
 from saga_actors.handlers import StepContext, action, compensation
 from saga_actors.journal.base import JournalConflictError
 from saga_actors.logging import configure_logging
 from saga_actors.participant import Participant
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Signal, Transition
 from saga_actors.state import SagaStatus
 
 __all__ = [
     "ActionRefusedError",
+    "Child",
     "Choreography",
     "ClusterUnreachableError",
     "ConfigError",
@@ -49,6 +54,7 @@ __all__ = [
     "JournalConflictError",
     "JournalError",
     "NonRetryableError",
+    "Parallel",
     "Participant",
     "ParticipantStoreError",
     "ParticipantUnavailableError",
@@ -60,6 +66,7 @@ __all__ = [
     "SagaConflictError",
     "SagaDefinitionError",
     "SagaError",
+    "SagaFinishedError",
     "SagaInputError",
     "SagaNotFoundError",
     "SagaRecord",
@@ -68,6 +75,9 @@ __all__ = [
     "SagaStatus",
     "SagaUsageError",
     "SagaWaitTimeoutError",
+    "Signal",
+    "SignalError",
+    "SignalPayloadError",
     "Step",
     "StepContext",
     "StepError",
@@ -79,6 +89,8 @@ __all__ = [
     "UnknownParticipantError",
     "UnknownPlacementError",
     "UnknownSagaTypeError",
+    "UnknownSignalError",
+    "Wait",
     "action",
     "compensation",
     "configure_logging",

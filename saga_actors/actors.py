@@ -174,6 +174,7 @@ class SagaActorImpl:
         self.instance = SagaInstance(
             definition, record, journal, _gateway(config),
             on_transition=self._feed.push, fault_point=crash_points(config),
+            definitions=cluster_catalog(config),  # for the sagas its child steps run
         )
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -209,7 +210,7 @@ class SagaActorImpl:
         return await self.instance.request_cancel(reason)
 
     async def nudge(self) -> bool:
-        """Re-check the deadline now."""
+        """Re-check the deadline, cancel requests and signals now."""
         self.instance.nudge()
         return True
 
@@ -329,6 +330,7 @@ class SupervisorActorImpl:
         fleet = RayFleet(config, spawn=spawn_saga_actor, host=saga_host)
         self.supervisor = Supervisor(open_journal(config.journal, create=False), fleet,
                                      settings=settings, definitions=cluster_catalog(config))
+        self._max_signal_bytes = config.max_input_bytes
         self._loop = asyncio.get_running_loop().create_task(
             self.supervisor.run_forever(config.supervisor_tick_s)
         )
@@ -351,6 +353,10 @@ class SupervisorActorImpl:
 
     async def resolve(self, saga_id: str, note: str) -> None:
         self.supervisor.resolve(saga_id, note)
+
+    async def signal(self, saga_id: str, name: str, payload: Any, signal_id: str) -> bool:
+        return await self.supervisor.signal(saga_id, name, payload, signal_id,
+                                            self._max_signal_bytes)
 
     async def status(self) -> dict[str, Any]:
         return self.supervisor.status()

@@ -292,7 +292,7 @@ class ChoreographyInstance(JournaledRun):
         if deadline is not None:
             timeout = max(0.001, min(timeout, deadline - self._clock.now()))
         call = asyncio.ensure_future(self._gateway.call(reaction.participant, request, timeout))
-        self._in_flight = call
+        self._calls.add(call)
         try:
             reply = await call
         except asyncio.CancelledError:
@@ -310,7 +310,7 @@ class ChoreographyInstance(JournaledRun):
             return _Outcome("failed", error=str(exc), error_type=type(exc).__name__,
                             uncertain=True)
         finally:
-            self._in_flight = None
+            self._calls.discard(call)
         if reply.ok:
             return _Outcome("ok", output=reply.output)
         retryable = reaction.retry.is_retryable(reply.error_type or "", reply.retryable)

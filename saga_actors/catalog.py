@@ -62,6 +62,11 @@ class Catalog:
         self._known[(saga.name, saga.version)] = saga
         self._missed.clear()
 
+    def newest(self, name: str) -> Saga | None:
+        """The newest version of ``name`` registered here, or None."""
+        versions = [v for (n, v) in self._known if n == name]
+        return self._known[(name, max(versions))] if versions else None
+
     def resolve(self, record: SagaRecord) -> Saga | None:
         """The definition ``record`` was started with, or None if nobody has it (also when
         the one found under its name and version has another shape than the journaled)."""

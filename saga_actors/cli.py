@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -311,6 +312,28 @@ def _why_not(info: dict[str, Any]) -> str:
     if status in ("COMPLETED", "FAILED", "STUCK"):
         return f"it is already {status}"
     return "it is past its pivot (it can only go forward)"
+
+
+@main.command()
+@_cluster_options
+@click.argument("saga_id")
+@click.argument("name")
+@click.option("--data", "data", default="{}", show_default=True,
+              help="The signal's payload, as JSON.")
+@click.option("--id", "signal_id", default=None,
+              help="Signal id (default: a new one); the same id sent again is taken once.")
+@click.pass_obj
+def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str | None) -> None:
+    """Send the signal NAME to a saga waiting for it (or that will)."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    _get(cluster, saga_id)
+    signal_id = signal_id or uuid.uuid4().hex
+    fresh = _operator(cluster.call, 0, "signal", saga_id, name, payload, signal_id)
+    click.echo(f"signal {name!r} {'sent' if fresh else 'was sent before'}: {saga_id} "
+               f"(signal id {signal_id})")
 
 
 @main.command()

@@ -153,6 +153,48 @@ class SagaNotFoundError(SagaUsageError):
         return f"no saga with id {self.saga_id!r}"
 
 
+class SignalError(SagaUsageError):
+    """A signal that cannot be sent: nothing was journaled."""
+
+
+class UnknownSignalError(SignalError):
+    """The saga has no wait step that takes a signal of this name (or it took one)."""
+
+    def __init__(self, saga_id: str, name: str, reason: str) -> None:
+        super().__init__(saga_id, name, reason)
+        self.saga_id = saga_id
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"signal {self.name!r} for saga {self.saga_id}: {self.reason}"
+
+
+class SignalPayloadError(SignalError):
+    """A signal's payload does not validate against its wait step's payload model."""
+
+    def __init__(self, saga_id: str, name: str, details: str) -> None:
+        super().__init__(saga_id, name, details)
+        self.saga_id = saga_id
+        self.name = name
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"invalid payload for signal {self.name!r} of saga {self.saga_id}: {self.details}"
+
+
+class SagaFinishedError(SignalError):
+    """The saga has ended: nothing waits for a signal any more."""
+
+    def __init__(self, saga_id: str, status: str) -> None:
+        super().__init__(saga_id, status)
+        self.saga_id = saga_id
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"saga {self.saga_id} is {self.status}: it takes no more signals"
+
+
 class JournalError(SagaError):
     """The journal cannot be opened, read or written."""
 

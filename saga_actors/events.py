@@ -32,6 +32,10 @@ class Event(str, enum.Enum):
     """Journaled before the call goes out (``attempt`` says which)."""
     ACTION_ATTEMPT_FAILED = enum.auto()
     STEP_SUCCEEDED = enum.auto()
+    WAIT_STARTED = enum.auto()
+    """A wait step waits for its signal (``detail``: signal, until)."""
+    CHILD_STARTED = enum.auto()
+    """A child step started (or found) its child saga (``detail.child_id``)."""
     PIVOT_SETTLED = enum.auto()
     """A pivot of unknown outcome was settled by its participant (``detail.applied``)."""
     EVENT_PUBLISHED = enum.auto()
@@ -70,7 +74,8 @@ class Event(str, enum.Enum):
 
     @property
     def is_sent(self) -> bool:
-        return self in (Event.ACTION_SENT, Event.COMPENSATION_SENT)
+        return self in (Event.ACTION_SENT, Event.COMPENSATION_SENT, Event.WAIT_STARTED,
+                        Event.CHILD_STARTED)
 
     @property
     def is_attempt_failure(self) -> bool:
@@ -85,6 +90,8 @@ _PHASES: dict[Event, Phase] = {
     Event.ACTION_SENT: "action",
     Event.ACTION_ATTEMPT_FAILED: "action",
     Event.STEP_SUCCEEDED: "action",
+    Event.WAIT_STARTED: "action",
+    Event.CHILD_STARTED: "action",
     Event.PIVOT_SETTLED: "action",
     Event.COMPENSATION_SENT: "compensation",
     Event.COMPENSATION_ATTEMPT_FAILED: "compensation",

@@ -82,6 +82,8 @@ class SagaHost:
         """Start every unfinished hosted saga of this shard; returns how many."""
         started = 0
         for record in self._journal.non_terminal(placement=self.placement):
+            if record.parent_id:
+                continue  # a child saga: its parent runs it
             if self.owns(record.saga_id) and self._ensure(record) is not None:
                 started += 1
         if started:
@@ -100,16 +102,20 @@ class SagaHost:
 
     def _ensure(self, record: SagaRecord) -> asyncio.Task | None:
         task = self._tasks.get(record.saga_id)
-        if task is not None or record.status.terminal:
-            return task
+        if task is not None or record.status.terminal or record.parent_id:
+            return task  # a child saga runs inside its parent's instance
         definition = self.definitions.resolve(record)
         if definition is None:  # waits, visibly, until someone registers the definition
             mark_waiting(self._journal, record, now=self._clock.now())
             return None
-        make = ChoreographyInstance if isinstance(definition, Choreography) else SagaInstance
+        options: dict[str, Any] = {}
+        if isinstance(definition, Choreography):
+            make: Any = ChoreographyInstance
+        else:
+            make, options = SagaInstance, {"definitions": self.definitions}
         instance = make(definition, record, self._journal, self._gateway,
-                                clock=self._clock, on_transition=self._on_transition,
-                                fault_point=self._fault_point)
+                        clock=self._clock, on_transition=self._on_transition,
+                        fault_point=self._fault_point, **options)
         task = asyncio.ensure_future(self._drive(instance))
         self._tasks[record.saga_id] = task
         self._instances[record.saga_id] = instance
@@ -156,6 +162,9 @@ class SagaHost:
             record = self._journal.load(saga_id)
         if record is None:
             raise SagaNotFoundError(saga_id)
+        while record.parent_id and not record.status.terminal:  # its parent runs it
+            await self._clock.sleep(RESTART_POLL_S)
+            record = self._journal.load(saga_id) or record
         while True:
             task = self._ensure(record)
             if task is None:
@@ -185,7 +194,8 @@ class SagaHost:
         return bool(instance and await instance.request_cancel(reason))
 
     def nudge(self, saga_id: str) -> bool:
-        instance = self._instances.get(saga_id)
+        """Wake a saga (a child saga: through its root, which runs it)."""
+        instance = self._instances.get(saga_id.split("/", 1)[0])
         if instance is not None:
             instance.nudge()
         return instance is not None

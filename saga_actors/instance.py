@@ -12,72 +12,43 @@ import asyncio
 from typing import Any
 
 from loguru import logger
-from pydantic import ValidationError
 
-from saga_actors.admission import validation_brief
+from saga_actors.catalog import Catalog
+from saga_actors.children import nudge_child, run_child, undo_child
 from saga_actors.definition import Saga, Step, StepKind
 from saga_actors.errors import (
     ParticipantUnavailableError,
     StepTimeoutError,
 )
 from saga_actors.events import Event
+from saga_actors.failures import SIGNAL_ID, Failure, checked_output
 from saga_actors.journal.base import Journal
 from saga_actors.journaled import Gateway, JournaledRun
 from saga_actors.messages import (
     Kind,
     StepRequest,
-    encode_json,
 )
-from saga_actors.records import SagaRecord
+from saga_actors.records import Branch, SagaRecord
+from saga_actors.signals import wait_for_signal
 from saga_actors.state import SagaStatus
-
-
-class _Failure:
-    """Why a call did not succeed (its error's type and message), whether retrying may
-    help, and whether its effect might have happened all the same."""
-
-    __slots__ = ("error", "error_type", "retryable", "uncertain")
-
-    def __init__(self, error_type: str, error: str, *, retryable: bool,
-                 uncertain: bool) -> None:
-        self.error_type = error_type
-        self.error = error
-        self.retryable = retryable
-        self.uncertain = uncertain
-
-    @classmethod
-    def refused(cls, error_type: str, error: str, *, retryable: bool) -> _Failure:
-        """The participant answered with a failure: its effect did not happen."""
-        return cls(error_type, f"{error_type}: {error}", retryable=retryable, uncertain=False)
-
-    @classmethod
-    def unknown(cls, exc: Exception) -> _Failure:
-        """No answer (a timeout, a lost actor): the effect may have happened; retryable."""
-        return cls(type(exc).__name__, str(exc), retryable=True, uncertain=True)
-
-    @classmethod
-    def aborted(cls, error_type: str, reason: str, *, uncertain: bool) -> _Failure:
-        """A cancel or the deadline stopped the step (mid-call: ``uncertain``)."""
-        return cls(error_type, reason, retryable=False, uncertain=uncertain)
-
-    @classmethod
-    def bad_output(cls, problem: str) -> _Failure:
-        """The participant applied its effect but answered with unusable output."""
-        return cls("InvalidOutput", f"invalid output: {problem}", retryable=False,
-                   uncertain=True)
-
-    def settled_not_applied(self) -> _Failure:
-        """The same failure, once the participant fenced the effect: it never happened."""
-        return _Failure(self.error_type, self.error, retryable=False, uncertain=False)
 
 
 class SagaInstance(JournaledRun):
     """Runs one saga to a terminal state, journaling each transition before acting on it."""
 
     def __init__(self, definition: Saga, record: SagaRecord, journal: Journal,
-                 gateway: Gateway, **options: Any) -> None:
+                 gateway: Gateway, *, definitions: Catalog | None = None,
+                 **options: Any) -> None:
         super().__init__(definition, record, journal, gateway, **options)
         self._step_started_at = self._clock.now()
+        self._stop_group: str | None = None  # set while a failed group stops its others
+        self.definitions = definitions  # where child steps find their sagas' definitions
+        self.children: dict[str, SagaInstance] = {}  # child sagas running now, by id
+
+    def nudge(self) -> None:
+        super().nudge()
+        for child in list(self.children.values()):
+            nudge_child(self, child)
 
     # --- what JournaledRun asks ----------------------------------------------------
 
@@ -93,20 +64,25 @@ class SagaInstance(JournaledRun):
     async def _forward(self) -> None:
         steps = self.definition.steps
         while self.record.cursor < len(steps):
-            step = steps[self.record.cursor]
+            group = self.definition.steps_at(self.record.cursor)
+            if len(group) > 1:
+                if not await self._forward_group(group):
+                    return
+                continue
+            step = group[0]
             abort = self._abort_reason()
             in_doubt = self._in_doubt(step)
             if abort and step.kind is not StepKind.PIVOT:
                 # a step sent before a crash and never answered may have happened: undo it too
                 await self._begin_compensation(abort, self._abort_type(),
-                                               failed_step=step.name if in_doubt else None)
+                                               in_doubt=[step.name] if in_doubt else [])
                 return
-            self._step_started_at = self._clock.now()
+            started_at = self._step_started_at = self._clock.now()
             if abort:  # a pivot: if it may have happened, settle it before anything else
-                output, failure = {}, _Failure.aborted(self._abort_type(), abort,
+                output, failure = {}, Failure.aborted(self._abort_type(), abort,
                                                        uncertain=in_doubt)
             else:
-                output, failure = await self._call_with_retries(step, "action")
+                output, failure = await self._run_step(step)
             if failure is not None and step.kind is StepKind.PIVOT and (
                     failure.uncertain or step.name in self.record.uncertain):
                 settled = await self._settle_pivot(step, failure)
@@ -114,35 +90,103 @@ class SagaInstance(JournaledRun):
                     return  # parked STUCK: neither forward nor back is known to be right
                 output, failure = settled
             if failure is not None:
+                if failure.park:
+                    await self._park(failure.error, failure.error_type, step=step.name)
+                    return
                 abort = self._abort_reason()
                 await self._begin_compensation(
                     abort or f"step {step.name!r} failed: {failure.error}",
                     self._abort_type() if abort else failure.error_type,
-                    failed_step=step.name if failure.uncertain else None, step=step.name)
+                    in_doubt=[step.name] if failure.uncertain else [], step=step.name)
                 return
-            data = {**self.record.data, **output}
-            await self._commit(
-                Event.STEP_SUCCEEDED,
-                defer=True,
-                detail={"latency_s": round(self._clock.now() - self._step_started_at, 6)},
-                status=SagaStatus.PENDING,
-                step=step.name,
-                data=data,
-                outputs={**self.record.outputs, step.name: output},
-                completed=[*self.record.completed, step.name],
-                cursor=self.record.cursor + 1,
-                current_step=None,
-                phase=None,
-                attempt=0,
-                in_flight=False,
-            )
+            await self._succeeded(step, output, started_at, last=True)
         await self._commit(
             Event.SAGA_COMPLETED, status=SagaStatus.COMPLETED, finished_at=self._clock.now()
         )
 
+    async def _succeeded(self, step: Step, output: dict[str, Any], started_at: float, *,
+                         last: bool) -> None:
+        """Journal a step's success; ``last``: it ends its group (or is a lone step), so
+        the cursor moves past it."""
+        rec = self.record
+        changes: dict[str, Any] = {}
+        if last:
+            changes = {"cursor": rec.cursor + len(self.definition.steps_at(rec.cursor)),
+                       "current_step": None, "phase": None, "attempt": 0,
+                       "in_flight": False, "wait_until": None, "branches": {}}
+        else:
+            changes = {"branches": {k: v for k, v in rec.branches.items() if k != step.name}}
+        taken = output.pop(SIGNAL_ID, None)
+        if taken:
+            changes["signals_taken"] = [*rec.signals_taken, taken]
+        await self._commit(
+            Event.STEP_SUCCEEDED,
+            defer=True,
+            detail={"latency_s": round(self._clock.now() - started_at, 6),
+                    **({"signal_id": taken} if taken else {})},
+            status=SagaStatus.PENDING,
+            step=step.name,
+            data={**rec.data, **output},
+            outputs={**rec.outputs, step.name: output},
+            completed=[*rec.completed, step.name],
+            **changes,
+        )
+
+    async def _forward_group(self, group: tuple[Step, ...]) -> bool:
+        """Run a parallel group's unfinished steps at once; True when all succeeded. The
+        first that fails for good stops the others (their calls are cancelled; those whose
+        outcome is then unknown are compensated with the rest)."""
+        rec = self.record
+        todo = [s for s in group if s.name not in rec.completed]
+        abort = self._abort_reason()
+        if abort:
+            await self._begin_compensation(abort, self._abort_type(),
+                                           in_doubt=[s.name for s in todo if self._in_doubt(s)])
+            return False
+        started_at = self._clock.now()
+        branches = {asyncio.ensure_future(self._run_step(s)): s for s in todo}
+        failed: tuple[Step, Failure] | None = None
+        try:
+            while branches:
+                done, _ = await asyncio.wait(branches, return_when=asyncio.FIRST_COMPLETED)
+                for call in done:
+                    step = branches.pop(call)
+                    output, failure = call.result()
+                    if failure is None:
+                        last = not branches and failed is None
+                        await self._succeeded(step, output, started_at, last=last)
+                    elif failed is None:
+                        failed = (step, failure)
+                        self._stop_group = f"step {step.name!r} of the group failed"
+                        self.nudge()  # stops the calls of the others
+        finally:
+            self._stop_group = None
+            for call in branches:  # only when this task itself is cancelled
+                call.cancel()
+        if failed is None:
+            return True
+        step, failure = failed
+        if failure.park:
+            await self._park(failure.error, failure.error_type, step=step.name)
+            return False
+        abort = self._abort_reason()
+        await self._begin_compensation(
+            abort or f"step {step.name!r} failed: {failure.error}",
+            self._abort_type() if abort else failure.error_type,
+            in_doubt=[step.name] if failure.uncertain else [], step=step.name)
+        return False
+
+    async def _run_step(self, step: Step) -> tuple[dict[str, Any], Failure | None]:
+        """A step's action: a participant call (with retries), a child saga, or a wait."""
+        if step.child:
+            return await run_child(self, step)
+        if step.signal:
+            return await wait_for_signal(self, step)
+        return await self._call_with_retries(step, "action")
+
     async def _settle_pivot(
-        self, step: Step, failure: _Failure
-    ) -> tuple[dict[str, Any], _Failure | None] | None:
+        self, step: Step, failure: Failure
+    ) -> tuple[dict[str, Any], Failure | None] | None:
         """A pivot whose outcome is unknown (a timeout, a crash, a cancel or the deadline
         mid-call) can be neither compensated nor assumed done: its participant settles it
         (:meth:`Gateway.fence`). Applied: its output, and the saga goes forward. Not applied
@@ -168,7 +212,7 @@ class SagaInstance(JournaledRun):
             if not applied:
                 return {}, failure.settled_not_applied()
             try:
-                return _checked_output(step, answer.get("output") or {}), None
+                return checked_output(step, answer.get("output") or {}), None
             except ValueError as exc:
                 reason = f"pivot {step.name!r} applied, but its output is invalid: {exc}"
                 error_type = "InvalidOutput"
@@ -192,7 +236,7 @@ class SagaInstance(JournaledRun):
         logger.error("saga STUCK: {}", reason)
 
     async def _begin_compensation(self, reason: str, error_type: str, *,
-                                  failed_step: str | None, step: str | None = None) -> None:
+                                  in_doubt: list[str], step: str | None = None) -> None:
         rec = self.record
         if self._past_pivot():
             # After the pivot the saga only goes forward: a step that failed for good (a
@@ -200,17 +244,15 @@ class SagaInstance(JournaledRun):
             pivot = next(s for s in rec.completed
                          if self.definition.step(s).kind is StepKind.PIVOT)
             await self._park(f"{reason} (past the pivot {pivot!r}: nothing is compensated; "
-                             "retry or resolve)", error_type, step=step or failed_step or pivot)
+                             "retry or resolve)", error_type,
+                             step=step or (in_doubt[0] if in_doubt else pivot))
             return
         uncertain = list(rec.uncertain)
-        if failed_step and failed_step not in uncertain:
-            uncertain.append(failed_step)
+        uncertain += [s for s in in_doubt if s not in uncertain]
+        # newest first: the steps whose outcome is unknown, then the completed ones in
+        # reverse order of completion (a parallel group's too)
         order = [*rec.completed, *[s for s in uncertain if s not in rec.completed]]
-        todo = [
-            name
-            for name in reversed(order)
-            if self.definition.step(name).kind is StepKind.COMPENSATABLE
-        ]
+        todo = [name for name in reversed(order) if self.definition.step(name).undoable]
         logger.warning("compensating {} step(s): {}", len(todo), reason)
         await self._commit(
             Event.COMPENSATION_STARTED,
@@ -222,13 +264,18 @@ class SagaInstance(JournaledRun):
             phase=None,
             attempt=0,
             in_flight=False,
+            wait_until=None,
+            branches={},
             detail={"reason": reason, "error_type": error_type, "to_compensate": todo},
         )
 
     async def _compensate(self) -> None:
         while self.record.to_compensate:
             step = self.definition.step(self.record.to_compensate[0])
-            _, failure = await self._call_with_retries(step, "compensation")
+            if step.child:
+                failure = await undo_child(self, step)
+            else:
+                _, failure = await self._call_with_retries(step, "compensation")
             if failure is not None:
                 await self._commit(
                     Event.SAGA_STUCK,
@@ -259,17 +306,16 @@ class SagaInstance(JournaledRun):
 
     async def _call_with_retries(
         self, step: Step, kind: Kind
-    ) -> tuple[dict[str, Any], _Failure | None]:
-        rec = self.record
+    ) -> tuple[dict[str, Any], Failure | None]:
         policy = step.policy(kind)
         forever = kind == "action" and step.kind is StepKind.RETRIABLE
-        resuming = rec.current_step == step.name and rec.phase == kind
-        attempt = rec.attempt if resuming else 0
-        resend = resuming and rec.in_flight
+        slot = self.slot(step, kind)
+        attempt = slot.attempt
+        resend = slot.in_flight
         while True:
-            abort = self._abort_reason() if kind == "action" and attempt else None
-            if abort:
-                return {}, _Failure.aborted(self._abort_type(), abort, uncertain=resend)
+            halt = self._halt_reason() if kind == "action" and attempt else None
+            if halt:
+                return {}, self._halted(halt, uncertain=resend)
             if resend:
                 logger.info("re-sending {} {} attempt {} after a restart", kind, step.name, attempt)
             else:
@@ -278,10 +324,8 @@ class SagaInstance(JournaledRun):
                     Event.sent(kind),
                     status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING,
                     step=step.name,
-                    current_step=step.name,
-                    phase=kind,
-                    attempt=attempt,
-                    in_flight=True,
+                    step_attempt=attempt,
+                    **self.slot_changes(step, kind, Branch(attempt=attempt, in_flight=True)),
                 )
             resend = False
             with logger.contextualize(step=step.name, attempt=attempt, kind=kind):
@@ -293,17 +337,7 @@ class SagaInstance(JournaledRun):
                 give_up = not failure.retryable or (
                     not forever and attempt >= policy.max_attempts
                 )
-                uncertain = list(self.record.uncertain)
-                if failure.uncertain and kind == "action" and step.name not in uncertain:
-                    uncertain.append(step.name)
-                await self._commit(
-                    Event.attempt_failed(kind),
-                    step=step.name,
-                    in_flight=False,
-                    uncertain=uncertain,
-                    detail={"error": failure.error, "error_type": failure.error_type,
-                            "final": give_up},
-                )
+                await self._attempt_failed(step, kind, attempt, failure, final=give_up)
                 logger.warning(
                     "{} {} attempt {} failed{}: {}",
                     kind,
@@ -316,9 +350,42 @@ class SagaInstance(JournaledRun):
                     return {}, failure
                 await self._pause(policy.backoff_s(attempt, self._rng))
 
+    async def _attempt_failed(self, step: Step, kind: Kind, attempt: int, failure: Failure,
+                              *, final: bool) -> None:
+        """Journal a failed attempt (a step whose effect may have happened: uncertain)."""
+        uncertain = list(self.record.uncertain)
+        if failure.uncertain and kind == "action" and step.name not in uncertain:
+            uncertain.append(step.name)
+        await self._commit(
+            Event.attempt_failed(kind),
+            step=step.name,
+            step_attempt=attempt,
+            uncertain=uncertain,
+            detail={"error": failure.error, "error_type": failure.error_type, "final": final},
+            **self.slot_changes(step, kind, Branch(attempt=attempt)),
+        )
+
+    def slot(self, step: Step, kind: Kind) -> Branch:
+        """Where ``step``'s ``kind`` call stands: attempts so far, whether one is in flight
+        (a parallel step keeps its own in the record's ``branches``)."""
+        rec = self.record
+        if step.group and kind == "action":
+            return rec.branches.get(step.name) or Branch()
+        if rec.current_step == step.name and rec.phase == kind:
+            return Branch(attempt=rec.attempt, in_flight=rec.in_flight, until=rec.wait_until)
+        return Branch()
+
+    def slot_changes(self, step: Step, kind: Kind, slot: Branch) -> dict[str, Any]:
+        """The record fields that say ``step`` now stands at ``slot``."""
+        if step.group and kind == "action":
+            return {"branches": {**self.record.branches, step.name: slot},
+                    "current_step": step.group, "phase": kind}
+        return {"current_step": step.name, "phase": kind, "attempt": slot.attempt,
+                "in_flight": slot.in_flight, "wait_until": slot.until}
+
     async def _attempt(
         self, step: Step, kind: Kind, attempt: int
-    ) -> tuple[dict[str, Any], _Failure | None]:
+    ) -> tuple[dict[str, Any], Failure | None]:
         rec = self.record
         request = StepRequest.model_construct(  # typed fields; the participant validates
             saga_id=rec.saga_id,
@@ -336,30 +403,30 @@ class SagaInstance(JournaledRun):
             timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
         call = asyncio.ensure_future(self._gateway.call(step.participant, request, timeout))
         if kind == "action":
-            self._in_flight = call  # a cancel or a deadline nudge stops it (see _wake_up)
+            self._calls.add(call)  # a cancel, the deadline or a failed sibling stops it
         try:
             reply = await call
         except asyncio.CancelledError:
-            abort = self._abort_reason()
+            halt = self._halt_reason()
             me = asyncio.current_task()
-            ours = call is self._in_flight and abort is not None
-            if not ours or (me is not None and me.cancelling()):
+            if halt is None or kind != "action" or (me is not None and me.cancelling()):
                 raise  # not ours: the whole instance is being cancelled
-            # A cancel or the deadline arrived mid-call: stopped; its effect is unknown.
-            return {}, _Failure.aborted(self._abort_type(), abort, uncertain=True)
+            # A cancel, the deadline or a failed sibling arrived mid-call: stopped; its
+            # effect is unknown.
+            return {}, self._halted(halt, uncertain=True)
         except (StepTimeoutError, ParticipantUnavailableError) as exc:
-            return {}, _Failure.unknown(exc)
+            return {}, Failure.unknown(exc)
         finally:
-            self._in_flight = None
+            self._calls.discard(call)
         if not reply.ok:
             policy = step.policy(kind)
             retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
-            return {}, _Failure.refused(reply.error_type or "Error", reply.error or "",
+            return {}, Failure.refused(reply.error_type or "Error", reply.error or "",
                                         retryable=retryable)
         if kind == "compensation":
             return reply.output, None
         try:
-            output = _checked_output(step, reply.output)
+            output = checked_output(step, reply.output)
             clash = sorted(set(output) & set(rec.data))
             if clash:
                 raise ValueError(f"{clash} would overwrite the saga's data (its input or an "
@@ -367,9 +434,18 @@ class SagaInstance(JournaledRun):
             return output, None
         except ValueError as exc:
             # The participant applied its effect but returned bad data: undo it.
-            return {}, _Failure.bad_output(str(exc))
+            return {}, Failure.bad_output(str(exc))
 
     # --- helpers --------------------------------------------------------------------
+
+    def _halt_reason(self) -> str | None:
+        return self._abort_reason() or self._stop_group
+
+    def _halted(self, reason: str, *, uncertain: bool) -> Failure:
+        """The failure of a call stopped by :meth:`_halt_reason`."""
+        abort = self._abort_reason()
+        error_type = self._abort_type() if abort else "StoppedByGroup"
+        return Failure.aborted(error_type, abort or reason, uncertain=uncertain)
 
     def _at(self, point: str) -> None:
         if self._fault_point is not None:
@@ -378,9 +454,7 @@ class SagaInstance(JournaledRun):
     def _in_doubt(self, step: Step) -> bool:
         """Whether ``step``'s action may have applied without the saga knowing: an attempt
         ended uncertain, or one was sent and the process died before its answer."""
-        rec = self.record
-        return step.name in rec.uncertain or (
-            rec.in_flight and rec.current_step == step.name and rec.phase == "action")
+        return step.name in self.record.uncertain or self.slot(step, "action").in_flight
 
     def _past_pivot(self) -> bool:
         return self.definition.past_pivot(self.record.completed)
@@ -405,16 +479,3 @@ class SagaInstance(JournaledRun):
         if rec.deadline_at is not None and not self._past_pivot():
             seconds = max(0.0, min(seconds, rec.deadline_at - self._clock.now()))
         await super()._pause(seconds)
-
-
-def _checked_output(step: Step, output: Any) -> dict[str, Any]:
-    if not isinstance(output, dict):
-        raise ValueError(f"expected a dict, got {type(output).__name__}")
-    encode_json(output)  # as given (a model would turn NaN into null); NotJSONError
-    if step.output_model is not None:
-        try:
-            output = step.output_model.model_validate(output).model_dump(mode="json")
-        except ValidationError as exc:
-            raise ValueError(validation_brief(exc)) from None
-    return output
-

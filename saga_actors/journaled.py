@@ -77,7 +77,7 @@ class JournaledRun:
         self._fault_point = fault_point
         self._wake = asyncio.Event()
         self._held: list[Transition] = []  # deferred transitions, journaled with the next
-        self._in_flight: asyncio.Future | None = None  # the action call now under way
+        self._calls: set[asyncio.Future] = set()  # action calls under way (a halt stops them)
 
     @property
     def saga_id(self) -> str:
@@ -120,13 +120,19 @@ class JournaledRun:
         """Why the saga must stop going forward now (a cancel, its deadline), if it must."""
         return None
 
+    def _halt_reason(self) -> str | None:
+        """Why the calls under way must stop now: an abort, or (subclasses) a sibling in a
+        parallel group that failed for good."""
+        return self._abort_reason()
+
     def nudge(self) -> None:
-        """Wake the saga so it re-checks its deadline and cancel requests now; a call in
-        flight that must not go on is stopped."""
+        """Wake the saga so it re-checks its deadline, cancel requests and signals now; the
+        calls in flight that must not go on are stopped."""
         self._wake.set()
-        call = self._in_flight
-        if call is not None and not call.done() and self._abort_reason():
-            call.cancel()
+        if self._halt_reason():
+            for call in list(self._calls):
+                if not call.done():
+                    call.cancel()
 
     async def _pause(self, seconds: float) -> None:
         """Back off, but wake early for a cancel or the deadline."""
@@ -146,6 +152,7 @@ class JournaledRun:
         step: str | None = None,
         detail: dict[str, Any] | None = None,
         defer: bool = False,
+        step_attempt: int | None = None,
         **changes: Any,
     ) -> None:
         """Journal a transition (durably: group commit), then make it the saga's state.
@@ -156,7 +163,8 @@ class JournaledRun:
         therefore still precedes.
         """
         new, transition = prepare(
-            self.record, event, now=self._clock.now(), step=step, detail=detail, **changes
+            self.record, event, now=self._clock.now(), step=step, detail=detail,
+            step_attempt=step_attempt, **changes
         )
         self._held.append(transition)
         self.record = new

@@ -29,6 +29,17 @@ class BusEvent(BaseModel):
     at: float = 0.0
 
 
+class Branch(BaseModel):
+    """Where one step of a running parallel group stands (like a lone step's ``attempt``,
+    ``in_flight`` and ``wait_until`` on the record)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt: int = 0
+    in_flight: bool = False
+    until: float | None = Field(None, description="A wait step: when its wait times out.")
+
+
 class SagaRecord(BaseModel):
     """The latest state of one saga; enough to resume it after any crash."""
 
@@ -40,7 +51,12 @@ class SagaRecord(BaseModel):
     shape: str | None = Field(None, description="Hash of the definition's shape it was "
                               "started with (saga_actors.shapes); recovery needs the same.")
     placement: str = "dedicated"
+    parent_id: str | None = Field(None, description="A child saga: its parent, which runs it "
+                                  "(its id is ``<parent_id>/<step>``).")
     definition_ref: str | None = Field(None, description="module:attr to import the definition")
+    child_versions: dict[str, int] = Field(
+        default_factory=dict, description="Version of each saga type its child steps run "
+        "(pinned when the root saga started).")
     status: SagaStatus = SagaStatus.STARTED
     seq: int = Field(0, description="Number of the last journaled transition.")
     input: dict[str, Any] = Field(default_factory=dict)
@@ -51,6 +67,11 @@ class SagaRecord(BaseModel):
     phase: Phase | None = None
     attempt: int = 0
     in_flight: bool = Field(False, description="A call was sent and its outcome not journaled.")
+    branches: dict[str, Branch] = Field(
+        default_factory=dict, description="A parallel group under way: each unfinished step.")
+    wait_until: float | None = Field(None, description="A wait step under way: its timeout.")
+    signals_taken: list[str] = Field(default_factory=list,
+                                     description="Ids of the signals its waits took.")
     uncertain: list[str] = Field(
         default_factory=list, description="Steps whose action outcome is unknown (timeout, crash)."
     )
@@ -83,6 +104,19 @@ class SagaRecord(BaseModel):
         for name, value in changes.items():
             _VALIDATOR.validate_assignment(new, name, value)
         return new
+
+
+class Signal(BaseModel):
+    """An outside event sent to one saga (:meth:`SagaRuntime.signal`), kept in the journal
+    until a wait step takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    signal_id: str = Field(description="Sending the same id again is the same signal.")
+    name: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    at: float = 0.0
 
 
 class Transition(BaseModel):

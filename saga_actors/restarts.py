@@ -48,6 +48,16 @@ def count_restart(
     return delay
 
 
+def reopen_stuck(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:
+    """Journal an operator's retry of a STUCK saga: it goes back to where it stuck (a
+    parent's retry re-drives its STUCK child the same way)."""
+    back = record.stuck_from or SagaStatus.COMPENSATING
+    return advance(journal, record, Event.RETRY_REQUESTED, now=now, status=back, restarts=0,
+                   finished_at=None, in_flight=False,
+                   attempt=0 if back is SagaStatus.COMPENSATING else record.attempt,
+                   detail={"resumes": back.value})
+
+
 def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float:
     """How long a saga may go without a journaled transition before it counts as stalled.
 
@@ -56,6 +66,6 @@ def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float
     """
     if record.current_step is None:
         return grace_s
-    step = definition.step(record.current_step)
-    policy = step.policy(record.phase or "action")
-    return step.timeout_s + policy.max_backoff_s + grace_s
+    steps = definition.group(record.current_step) or (definition.step(record.current_step),)
+    phase = record.phase or "action"
+    return max(s.timeout_s + s.policy(phase).max_backoff_s for s in steps) + grace_s

@@ -38,7 +38,7 @@ from saga_actors.constants import (
     participant_actor_name,
     pool_actor_name,
 )
-from saga_actors.definition import Saga
+from saga_actors.definition import Saga, StepKind
 from saga_actors.errors import (
     ClusterUnreachableError,
     InvalidSagaIdError,
@@ -418,9 +418,41 @@ class SagaRuntime:
             saga, saga_id, payload, now=time.time(), placement=placement,
             definition_ref=self._ref(saga), max_bytes=self.config.max_input_bytes,
         )
-        self._check_participants(saga)
-        self._register(saga, placement)
+        children = self._children_of(saga) if isinstance(saga, Saga) else {}
+        if children:  # the versions its child steps run are pinned with it
+            record = record.model_copy(update={"child_versions": {
+                name: child.version for name, child in children.items()}})
+        for definition in (saga, *children.values()):
+            self._publish(definition)
+            self._check_participants(definition)
+            self._register(definition, placement)
         return saga, record
+
+    def _children_of(self, saga: Saga, path: tuple[str, ...] = ()) -> dict[str, Saga]:
+        """The saga types ``saga``'s child steps run (theirs too), newest versions; each
+        checked: registered, orchestrated, no cycle, and undoable where it must be."""
+        out: dict[str, Saga] = {}
+        path = (*path, saga.name)
+        for name, step in saga.children().items():
+            if name in path:
+                raise SagaDefinitionError(saga.name, f"step {step.name!r} runs {name!r} as a "
+                                          f"child, which runs it in turn ({' -> '.join(path)})")
+            try:
+                child = self.definition(name)
+            except UnknownSagaTypeError:
+                raise SagaDefinitionError(saga.name, f"step {step.name!r} runs child saga "
+                                          f"{name!r}, which is not registered (register it "
+                                          "too)") from None
+            if not isinstance(child, Saga):
+                raise SagaDefinitionError(saga.name, f"step {step.name!r}: {name!r} is a "
+                                          "choreography; a child step runs an orchestrated saga")
+            if step.undoable and any(s.kind is StepKind.PIVOT for s in child.steps):
+                raise SagaDefinitionError(saga.name, f"compensatable step {step.name!r} runs "
+                                          f"{name!r}, which has a pivot and cannot always be "
+                                          "undone: make the step retriable, after the pivot")
+            out[name] = child
+            out.update(self._children_of(child, path))
+        return out
 
     def _launch(self, saga: Saga, record: SagaRecord) -> str:
         """Hand a journaled saga to whatever runs it."""
@@ -667,6 +699,21 @@ class SagaRuntime:
         """Mark a STUCK saga resolved by hand: it ends FAILED with ``note`` in its history."""
         self.get(saga_id)
         self._ask_supervisor("resolve", saga_id, note)
+
+    def signal(self, saga_id: str, name: str, payload: Any = None, *,
+               signal_id: str | None = None) -> str:
+        """Send the outside signal ``name`` to ``saga_id`` (a wait step takes it); returns
+        its signal id. It is journaled at once, also before the saga reaches its wait; the
+        same ``signal_id`` sent again is taken once. Raises :class:`SagaNotFoundError`,
+        :class:`SagaFinishedError`, :class:`UnknownSignalError` (no wait step takes this
+        name) or :class:`SignalPayloadError` (the payload fails the wait's model): then
+        nothing is journaled."""
+        self.get(saga_id)
+        signal_id = signal_id or uuid.uuid4().hex
+        if hasattr(payload, "model_dump"):
+            payload = payload.model_dump(mode="json")
+        self._ask_supervisor("signal", saga_id, name, payload or {}, signal_id)
+        return signal_id
 
     def _ask_supervisor(self, method: str, *args: Any) -> Any:
         """An operator's request; a saga_actors error the supervisor raises (the saga is

@@ -2,7 +2,8 @@
 
 A started saga is pinned to its definition's name, version and the hash of its shape,
 journaled with it. The shape is the steps in order (name, participant, action,
-compensation, kind, output model) and the input model: change any of them and the sagas
+compensation, kind, output model; the parallel group, child saga type or signal of a step
+that has one) and the input model: change any of them and the sagas
 in the journal would be resumed at the wrong place, or call the wrong method. Tunables
 (timeouts, retry policies, the deadline, the default placement) are not part of it: they
 may change within a version. Choreographies have a shape too (their reactions).
@@ -24,9 +25,7 @@ def shape_of(definition: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"name": definition.name, "version": definition.version,
                            "input": _model(definition.input_model)}
     if not hasattr(definition, "reactions"):  # an orchestrated saga
-        out["steps"] = [{"name": s.name, "participant": s.participant, "action": s.action,
-                         "compensation": s.compensation, "kind": s.kind.value,
-                         "output": _model(s.output_model)} for s in definition.steps]
+        out["steps"] = [_step_shape(s) for s in definition.steps]
     if hasattr(definition, "reactions"):
         out["reactions"] = [{k: getattr(r, k) for k in _REACTION_SHAPE}
                             for r in definition.reactions]
@@ -35,6 +34,18 @@ def shape_of(definition: Any) -> dict[str, Any]:
                        list(definition.fails_on)]
     return out
 
+
+def _step_shape(step: Any) -> dict[str, Any]:
+    shape = {"name": step.name, "participant": step.participant, "action": step.action,
+             "compensation": step.compensation, "kind": step.kind.value,
+             "output": _model(step.output_model)}
+    for extra in _STEP_EXTRAS:  # only when set: plain steps hash as they always did
+        if getattr(step, extra):
+            shape[extra] = getattr(step, extra)
+    return shape
+
+
+_STEP_EXTRAS = ("group", "child", "signal")  # a parallel group, a child saga, a wait
 
 # what a journaled choreography depends on (its timeouts and retries are tunables)
 _REACTION_SHAPE = ("on", "participant", "handler", "name", "publishes", "failure",
@@ -64,10 +75,10 @@ def shape_changes(old: Any, new: Any) -> list[str]:
     if common_old != common_new:
         changes.append(f"step order: {common_old} -> {common_new}")
     for name in common_new:
-        for field in ("participant", "action", "compensation", "kind"):
-            if old_steps[name][field] != new_steps[name][field]:
-                changes.append(f"step {name!r} {field}: {old_steps[name][field]!r} -> "
-                               f"{new_steps[name][field]!r}")
+        for field in ("participant", "action", "compensation", "kind", *_STEP_EXTRAS):
+            if old_steps[name].get(field) != new_steps[name].get(field):
+                changes.append(f"step {name!r} {field}: {old_steps[name].get(field)!r} -> "
+                               f"{new_steps[name].get(field)!r}")
         if old_steps[name]["output"] != new_steps[name]["output"]:
             changes.append(f"step {name!r} output model: "
                            f"{_fields_diff(old_steps[name]['output'], new_steps[name]['output'])}")

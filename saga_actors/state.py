@@ -61,7 +61,14 @@ class IllegalTransitionError(RuntimeError):
         return f"illegal saga transition {self.source} -> {self.target}"
 
 
-def check_transition(source: SagaStatus, target: SagaStatus) -> None:
-    """Raise :class:`IllegalTransitionError` unless ``source -> target`` is allowed."""
-    if target not in ALLOWED[source]:
+# The one way out of a terminal state: a COMPLETED child saga whose parent compensates the
+# step that ran it is undone (its compensations run) and ends FAILED.
+CHILD_UNDO = (SagaStatus.COMPLETED, SagaStatus.COMPENSATING)
+
+
+def check_transition(source: SagaStatus, target: SagaStatus, *,
+                     child_undo: bool = False) -> None:
+    """Raise :class:`IllegalTransitionError` unless ``source -> target`` is allowed
+    (``child_undo``: a parent undoes its completed child, see :data:`CHILD_UNDO`)."""
+    if target not in ALLOWED[source] and not (child_undo and (source, target) == CHILD_UNDO):
         raise IllegalTransitionError(source.value, target.value)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from saga_actors.catalog import Catalog, mark_waiting
+from saga_actors.children import child_id
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import POOLED
 from saga_actors.definition import RetryPolicy, Saga
@@ -28,7 +29,8 @@ from saga_actors.errors import (
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord
-from saga_actors.restarts import count_restart, restart_backoff, stall_limit_s
+from saga_actors.restarts import count_restart, reopen_stuck, restart_backoff, stall_limit_s
+from saga_actors.signals import accept_signal
 from saga_actors.state import SagaStatus
 from saga_actors.transitions import advance
 
@@ -136,6 +138,8 @@ class Supervisor:
         self._ticks += 1
         waiting = []
         for record in self._journal.non_terminal(placement="dedicated"):
+            if record.parent_id:
+                continue  # its parent runs it
             live = self._live.get(record.saga_id)
             if live is not None:
                 self._check(record, live, now)
@@ -198,7 +202,8 @@ class Supervisor:
             await self._check_pool(placement, now)
 
     async def _check_pool(self, placement: str, now: float) -> None:
-        records = self._journal.non_terminal(placement=placement)
+        records = [r for r in self._journal.non_terminal(placement=placement)
+                   if not r.parent_id]  # a child saga: its parent runs it
         if not records:
             return
         await self._fleet.ensure_hosted([r.saga_id for r in records], placement=placement)
@@ -209,8 +214,8 @@ class Supervisor:
             try:
                 if self._overdue(definition, record, now):
                     await self._fleet.hosted(record.saga_id, "nudge", placement=placement)
-                elif now - record.updated_at > stall_limit_s(definition, record,
-                                                             self.settings.stall_grace_s):
+                elif now - self._progress_at(definition, record) > stall_limit_s(
+                        definition, record, self.settings.stall_grace_s):
                     logger.warning("{} saga {}: no progress; restarting its instance",
                                    placement, record.saga_id)
                     await self._fleet.hosted(record.saga_id, "restart", placement=placement)
@@ -248,9 +253,24 @@ class Supervisor:
             else:
                 asyncio.ensure_future(self._nudge(record.saga_id, live))
             return
-        quiet = now - max(record.updated_at, live.running_at)  # a new actor gets a full span
+        # a new actor gets a full span
+        quiet = now - max(self._progress_at(definition, record), live.running_at)
         if quiet > stall:
             self._kill(record.saga_id, live, f"no progress for {quiet:.1f}s")
+
+    def _progress_at(self, definition: Saga, record: SagaRecord) -> float:
+        """When the saga last journaled progress: a parent running a child step progresses
+        while its child does."""
+        at = record.updated_at
+        name = record.current_step
+        if name is None:
+            return at
+        for step in definition.group(name) or (definition.step(name),):
+            if step.child:
+                child = self._journal.load(child_id(record.saga_id, step.name))
+                if child is not None:
+                    at = max(at, child.updated_at)
+        return at
 
     async def _nudge(self, saga_id: str, live: _Live) -> None:
         if not await self._fleet.nudge(live.handle, self.settings.answer_timeout_s):
@@ -266,6 +286,9 @@ class Supervisor:
         record = self._journal.load(saga_id)
         if record is None:
             raise SagaNotFoundError(saga_id)
+        if record.parent_id:
+            raise SagaUsageError(f"saga {saga_id} is a child of {record.parent_id}, which "
+                                 "runs it: cancel, retry or resolve the parent")
         return record
 
     async def cancel(self, saga_id: str, reason: str) -> bool:
@@ -296,14 +319,31 @@ class Supervisor:
         record = self._load(saga_id)
         if record.status is not SagaStatus.STUCK:
             raise SagaUsageError(f"saga {saga_id} is {record.status.value}, not STUCK")
-        back = record.stuck_from or SagaStatus.COMPENSATING
-        advance(self._journal, record, Event.RETRY_REQUESTED, now=self._clock.now(), status=back,
-                restarts=0, finished_at=None, in_flight=False,
-                attempt=0 if back is SagaStatus.COMPENSATING else record.attempt,
-                detail={"resumes": back.value})
+        back = reopen_stuck(self._journal, record, now=self._clock.now()).status
         self._not_before.pop(saga_id, None)
         self.wake.set()
         return back.value
+
+    async def signal(self, saga_id: str, name: str, payload: Any, signal_id: str,
+                     max_bytes: int) -> bool:
+        """Journal a signal for ``saga_id`` (checked: see :func:`accept_signal`) and wake
+        the saga's runner; False when the same signal id was sent before."""
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        definition = self.definitions.resolve(record)
+        if definition is None:
+            raise SagaUsageError(f"saga {saga_id} waits for its definition: "
+                                 f"{record.waiting_for or record.saga_type}")
+        fresh = accept_signal(self._journal, definition, record, name, payload,
+                              signal_id=signal_id, now=self._clock.now(), max_bytes=max_bytes)
+        root = saga_id.split("/", 1)[0]  # a child saga runs inside its root's runner
+        if fresh and record.placement in POOLED:
+            with contextlib.suppress(RunnerUnavailableError):  # a new host finds it
+                await self._fleet.hosted(root, "nudge", placement=record.placement)
+        elif fresh and (live := self._live.get(root)) is not None:
+            await self._fleet.nudge(live.handle, self.settings.answer_timeout_s)
+        return fresh
 
     def resolve(self, saga_id: str, note: str) -> None:
         """An operator fixed a STUCK saga by hand: it ends FAILED, the note in its history."""

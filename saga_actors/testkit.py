@@ -14,6 +14,11 @@ with a journal in memory. Faults are injected at a chosen step, kind and attempt
   and the supervisor do, and it carries on;
 - ``duplicate``: the request is delivered twice (a resend): the participant applies it once.
 
+Child steps run their child sagas (give their definitions as ``children=``) in the same
+kit, and their steps take injections too. A wait step takes the signals given to
+:meth:`SagaTestKit.run` (``signals={"approval": {...}}``, journaled before the saga starts,
+as a signal that comes early is) or, without one, times out at once on the fake clock.
+
 Then assert on the outcome, the journaled history and the participants' own stores::
 
     from saga_actors.testing import SagaTestKit
@@ -42,6 +47,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from saga_actors.admission import admit, build_record
+from saga_actors.catalog import Catalog
 from saga_actors.definition import Saga
 from saga_actors.errors import SagaUsageError, StepTimeoutError
 from saga_actors.handlers import StepContext, action, compensation
@@ -50,6 +56,7 @@ from saga_actors.journal import open_journal
 from saga_actors.messages import StepReply, StepRequest
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
+from saga_actors.signals import accept_signal
 
 MAX_CRASHES = 100  # a saga that keeps crashing past this is a bug in the test
 FakeHandler = Callable[[StepContext], dict[str, Any] | None]
@@ -95,8 +102,13 @@ class SagaTestKit:
 
     def __init__(self, saga: Saga, participants: Iterable[type[Participant] | Participant] = (),
                  *, fakes: dict[str, dict[str, FakeHandler]] | None = None,
+                 children: Iterable[Saga] = (),
                  store_dir: str | Path | None = None) -> None:
         self.saga = saga
+        self._sagas = [saga, *children]
+        self.definitions = Catalog()
+        for one in self._sagas:
+            self.definitions.register(one)
         self.clock = FakeClock()
         self.journal = open_journal(f"memory://kit-{uuid.uuid4().hex}")
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="saga-kit-"))
@@ -109,16 +121,27 @@ class SagaTestKit:
             self.participants[instance.participant_name] = instance
         for name, handlers in (fakes or {}).items():
             self.participants[name] = self._start(self._fake_class(name, handlers))
-        missing = {s.participant for s in saga.steps} - set(self.participants)
+        for p in self.participants.values():
+            p.use_definitions(self.definitions.lookup)  # for ctx.input, as on Ray
+        known = {c.name for c in self._sagas}
+        for one in self._sagas:
+            for name, step in one.children().items():
+                if name not in known:
+                    raise SagaUsageError(f"SagaTestKit({saga.name}): step {step.name!r} runs "
+                                         f"child saga {name!r}: give it in children=[...]")
+        missing = {s.participant for one in self._sagas for s in one.steps
+                   if s.participant} - set(self.participants)
         if missing:
             raise SagaUsageError(f"SagaTestKit({saga.name}): no participant named "
                                  f"{sorted(missing)} (give its class, or fakes={{name: ...}})")
-        for participant, roles in saga.roles().items():  # as the runtime checks at start
-            declared = self.participants[participant].handlers()
-            for method, role in sorted(roles):
-                if declared.get(method, ("",))[0] != role:
-                    raise SagaUsageError(f"SagaTestKit({saga.name}): {participant} has no "
-                                         f"{role} {method!r} (it declares {sorted(declared)})")
+        for one in self._sagas:
+            for participant, roles in one.roles().items():  # as the runtime checks at start
+                declared = self.participants[participant].handlers()
+                for method, role in sorted(roles):
+                    if declared.get(method, ("",))[0] != role:
+                        raise SagaUsageError(
+                            f"SagaTestKit({one.name}): {participant} has no {role} "
+                            f"{method!r} (it declares {sorted(declared)})")
         self._gateway = _KitGateway(self)
 
     # --- set-up -------------------------------------------------------------------------
@@ -126,10 +149,10 @@ class SagaTestKit:
     def inject(self, step: str, **fault: Any) -> None:
         """Add a fault at ``step`` (see :class:`Injection`: ``kind``, ``attempt``, ``fail``,
         ``retryable``, ``timeout``, ``crash``, ``duplicate``)."""
-        names = [s.name for s in self.saga.steps]
+        names = [s.name for one in self._sagas for s in one.steps]
         if step not in names:
-            raise SagaUsageError(f"inject: {step!r} is not a step of {self.saga.name} "
-                                 f"(steps: {', '.join(names)})")
+            raise SagaUsageError(f"inject: {step!r} is not a step of {self.saga.name} or "
+                                 f"its children (steps: {', '.join(names)})")
         self._injections.append(Injection(step=step, **fault))
 
     def participant(self, name: str) -> Participant:
@@ -137,24 +160,43 @@ class SagaTestKit:
 
     # --- running ------------------------------------------------------------------------
 
-    def run(self, payload: Any, saga_id: str | None = None) -> SagaRecord:
-        """Run one saga to its end (crashes included) and return its last record."""
-        return asyncio.run(self.arun(payload, saga_id))
+    def run(self, payload: Any, saga_id: str | None = None, *,
+            signals: dict[str, Any] | None = None) -> SagaRecord:
+        """Run one saga to its end (crashes included) and return its last record.
+        ``signals``: name -> payload, sent once the saga is journaled (before it runs)."""
+        return asyncio.run(self.arun(payload, saga_id, signals=signals))
 
-    async def arun(self, payload: Any, saga_id: str | None = None) -> SagaRecord:
+    async def arun(self, payload: Any, saga_id: str | None = None, *,
+                   signals: dict[str, Any] | None = None) -> SagaRecord:
         """:meth:`run`, from a test that already has an event loop."""
         saga_id = saga_id or f"{self.saga.name}-{uuid.uuid4().hex[:8]}"
         admit(self.journal, build_record(self.saga, saga_id, payload, now=self.clock.now()))
+        for name, data in (signals or {}).items():
+            self.signal(saga_id, name, data)
         while True:
             instance = SagaInstance(self.saga, self.journal.load(saga_id), self.journal,
                                     self._gateway, clock=self.clock, rng=random.Random(0),
-                                    fault_point=self._crash_point)
+                                    fault_point=self._crash_point,
+                                    definitions=self.definitions)
             try:
                 return await instance.run()
             except _Crash:
                 self.crashes += 1
                 if self.crashes > MAX_CRASHES:
                     raise RuntimeError(f"{saga_id} crashed {self.crashes} times") from None
+
+    def signal(self, saga_id: str, name: str, payload: Any, *,
+               signal_id: str | None = None) -> str:
+        """Send a signal to a journaled saga, checked as :meth:`SagaRuntime.signal` checks
+        it (same errors); returns its id."""
+        record = self.journal.load(saga_id)
+        if record is None:
+            raise SagaUsageError(f"signal: no saga {saga_id!r} in this kit")
+        definition = self.definitions.lookup(record.saga_type, record.version) or self.saga
+        signal_id = signal_id or uuid.uuid4().hex
+        accept_signal(self.journal, definition, record, name, payload, signal_id=signal_id,
+                      now=self.clock.now(), max_bytes=1 << 20)
+        return signal_id
 
     # --- what to assert on ----------------------------------------------------------------
 
@@ -180,7 +222,7 @@ class SagaTestKit:
         """A participant named ``name`` with the saga's methods for it: each runs the
         given function (or answers ``{}``) with the real idempotency store."""
         attrs: dict[str, Any] = {"name": name}
-        for step in self.saga.steps:
+        for step in (s for one in self._sagas for s in one.steps):
             if step.participant != name:
                 continue
             attrs[step.action] = action(_runs(handlers.get(step.action), step.action))
@@ -209,7 +251,10 @@ class SagaTestKit:
     def _crash_point(self, saga_id: str, point: str) -> None:
         """``<step>:<kind>:sent|replied``: the journal holds the call's attempt."""
         step, kind, when = point.rsplit(":", 2)
-        if self._match(step, kind, self.journal.load(saga_id).attempt, saga_id, when):
+        record = self.journal.load(saga_id)
+        branch = record.branches.get(step) if kind == "action" else None
+        attempt = branch.attempt if branch is not None else record.attempt
+        if self._match(step, kind, attempt, saga_id, when):
             raise _Crash
 
 

@@ -22,12 +22,14 @@ def prepare(
     now: float,
     step: str | None = None,
     detail: dict[str, Any] | None = None,
+    step_attempt: int | None = None,
     **changes: Any,
 ) -> tuple[SagaRecord, Transition]:
     """The next record and its transition (checked against the state table); pure."""
     new = record.updated(**changes, seq=record.seq + 1, updated_at=now)  # validated
     if new.status is not record.status:
-        check_transition(record.status, new.status)
+        check_transition(record.status, new.status, child_undo=bool(
+            record.parent_id) and event is Event.COMPENSATION_STARTED)
     transition = Transition.model_construct(  # fields are typed right here: skip validation
         saga_id=record.saga_id,
         seq=new.seq,
@@ -35,7 +37,7 @@ def prepare(
         event=event,
         status=new.status,
         step=step or new.current_step,
-        attempt=new.attempt,
+        attempt=new.attempt if step_attempt is None else step_attempt,  # a parallel step's own
         detail=detail or ({"error": new.error} if "error" in changes else {}),
     )
     return new, transition

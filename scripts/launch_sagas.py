@@ -1,13 +1,16 @@
 """Launch example sagas and report how they ended.
 
     python scripts/launch_sagas.py [EXAMPLE] [--count N] [--fail-step STEP]
-        [--crash-step STEP] [--address ADDR] [--journal URL] [--store-url URL] [--json]
+        [--crash-step STEP] [--no-approve] [--address ADDR] [--journal URL]
+        [--store-url URL] [--json]
 
 Without --address it starts an embedded local Ray and uses the SQLite journal under
 --data-dir. With --journal postgresql://..., the participants' stores go in the same
 database, a schema each, unless --store-url says where. --fail-step S makes the
 participant of step S fail that step non-retryably; --crash-step S kills each saga's
 actor once while step S is in flight (Ray restarts it and it resumes from the journal).
+An example whose saga waits for signals (business_trip: a manager's approval) gets them
+--approve-after seconds after launch; --no-approve withholds them (the waits time out).
 With --json, stdout holds exactly one JSON object.
 """
 
@@ -19,6 +22,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -54,6 +58,7 @@ EXAMPLES = {
     "order_fulfillment": ("examples.order_fulfillment", "ORDER_FULFILLMENT"),
     "trip_booking": ("examples.trip_booking", "TRIP_BOOKING"),
     "order_choreography": ("examples.order_choreography", "ORDER_CHOREOGRAPHY"),
+    "business_trip": ("examples.business_trip", "BUSINESS_TRIP"),
 }
 CRASH_DELAY_S = 1.5  # how long the crash step stays in flight, so the kill lands mid-call
 
@@ -68,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "actor or its host (orchestrated), the participant (choreography)")
     p.add_argument("--slow-step", metavar="STEP", help="the participant takes --slow-s on STEP")
     p.add_argument("--slow-s", type=float, default=3.0, help="seconds for --slow-step")
+    p.add_argument("--approve-after", type=float, default=1.0, metavar="S",
+                   help="send the signals the sagas wait for (an approval) S seconds after "
+                        "launch (default 1)")
+    p.add_argument("--no-approve", action="store_true",
+                   help="never send them: each wait times out and the saga compensates")
     p.add_argument("--resume", action="store_true",
                    help="launch nothing; (re)deploy participants and services and wait for "
                         "every unfinished saga in the journal (after a cluster restart)")
@@ -103,12 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     module_name, attr = EXAMPLES[args.example]
     module = importlib.import_module(module_name)
     saga = getattr(module, attr)
-    step_names = [s.name for s in saga.steps]
-    for flag, step in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step),
+    children = tuple(getattr(module, "CHILDREN", ()))
+    steps = {s.name: s for one in (saga, *children) for s in one.steps}
+    for flag, name in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step),
                        ("--slow-step", args.slow_step)):
-        if step is not None and step not in step_names:
-            print(f"error: {flag} {step!r} is not a step of {saga.name} "
-                  f"(steps: {', '.join(step_names)})", file=sys.stderr)
+        if name is None:
+            continue
+        if name not in steps:
+            print(f"error: {flag} {name!r} is not a step of {saga.name} "
+                  f"(steps: {', '.join(steps)})", file=sys.stderr)
+            return 2
+        if not steps[name].participant:
+            print(f"error: {flag} {name!r} calls no participant (it is a "
+                  f"{'wait' if steps[name].signal else 'child'} step)"
+                  + ("; use --no-approve to withhold its signal" if steps[name].signal else ""),
+                  file=sys.stderr)
             return 2
 
     # inside `ray job submit` Ray sets RAY_ADDRESS: attach to that cluster
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     try:
         runtime = SagaRuntime(
-            sagas=[saga], address=args.address, namespace=args.namespace,
+            sagas=[*children, saga], address=args.address, namespace=args.namespace,
             data_dir=args.data_dir, journal_url=args.journal, store_url=store_url(args),
             ray_init={"include_dashboard": False, "log_to_driver": not args.json}
             if args.address is None else {"log_to_driver": not args.json},
@@ -133,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                              (args.crash_step, Fault(delay_s=CRASH_DELAY_S)),
                              (args.slow_step, Fault(delay_s=args.slow_s))):
         if flag_step:
-            step = saga.step(flag_step)
+            step = steps[flag_step]
             faults.setdefault(step.participant, {})[step.action] = fault
     # {} clears faults a participant kept from an earlier run
     parts = module.PARTICIPANTS
@@ -153,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(args.count)
         ]
         say(f"launched {len(ids)} {saga.name} saga(s) in {time.monotonic() - started:.1f}s")
+        if saga.signals() and not args.no_approve:
+            threading.Timer(args.approve_after, send_signals,
+                            (runtime, module, ids, list(saga.signals()), say)).start()
+        elif saga.signals():
+            say(f"withholding {', '.join(saga.signals())}: the waits will time out")
 
     if args.no_wait:
         report = {"sagas": [{"saga_id": i, "saga_type": saga.name, "status": "LAUNCHED"}
@@ -173,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     finished: set[str] = set()
 
     def progress(record: SagaRecord) -> None:
-        if (args.crash_step and record.saga_id not in killed and record.in_flight
-                and record.current_step == args.crash_step and record.phase == "action"):
+        if (args.crash_step and record.saga_id not in killed
+                and args.crash_step in in_flight(record)):
             runner = (participant_actor_name(saga.step(args.crash_step).participant)
                       if record.placement == "choreography"
                       else runner_name(record, runtime.config.hosts))
@@ -198,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             ray.get(actor.set_faults.remote({}))
     after = snapshot(actors)
     effects: Counter[str] = Counter()
+    with_children = [*ids, *(f"{i}/{step.name}" for i in ids for step in saga.children().values())]
     for name, actor in actors.items():
-        for saga_id in ids:
+        for saga_id in with_children:
             for effect in ray.get(actor.ledger.remote(saga_id)):
                 effects[f"{name}.{effect['method']}"] += 1
 
@@ -225,6 +250,27 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_summary(report)
     return 0 if all(r.status is not SagaStatus.STUCK for r in records) else 1
+
+
+def in_flight(record: SagaRecord) -> list[str]:
+    """The actions in flight: a lone step's, or those of a parallel group's steps."""
+    lone = ([record.current_step] if record.in_flight and record.phase == "action"
+            and record.current_step else [])
+    return lone + [name for name, b in record.branches.items() if b.in_flight]
+
+
+def send_signals(runtime: SagaRuntime, module: Any, ids: list[str], names: list[str],
+                 say: Any) -> None:
+    """Send every signal the sagas wait for (``module.SIGNALS``: name -> payload of the
+    n-th saga), each with a fixed id: sent again, it is taken once."""
+    for n, saga_id in enumerate(ids):
+        for name in names:
+            try:
+                runtime.signal(saga_id, name, module.SIGNALS[name](n),
+                               signal_id=f"{saga_id}:{name}")
+            except SagaError as exc:  # the saga ended before (it failed, it was cancelled)
+                say(f"  {name} for {saga_id} not sent: {exc}")
+    say(f"sent {', '.join(names)} to {len(ids)} saga(s)")
 
 
 def store_url(args: argparse.Namespace) -> str | None:

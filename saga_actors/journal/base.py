@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable
 
 from saga_actors.errors import JournalError
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Signal, Transition
 from saga_actors.state import TERMINAL, SagaStatus
 
 SCHEMA_VERSION = 1
@@ -76,6 +76,15 @@ class Journal(abc.ABC):
     ) -> list[SagaRecord]:
         """Snapshots filtered by status, type, placement, creation time and last update;
         oldest first (``newest_first``: the other way), paged."""
+
+    @abc.abstractmethod
+    def put_signal(self, signal: Signal) -> bool:
+        """Keep a signal for its saga; ``False`` (and nothing written) if one with the same
+        saga and signal id is kept already."""
+
+    @abc.abstractmethod
+    def signals(self, saga_id: str) -> list[Signal]:
+        """The signals sent to ``saga_id``, oldest first."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -6,10 +6,11 @@ import threading
 from collections.abc import Iterable
 
 from saga_actors.journal.base import Journal, JournalConflictError
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Signal, Transition
 from saga_actors.state import SagaStatus
 
 _STORES: dict[str, tuple[dict[str, str], dict[str, list[str]]]] = {}
+_SIGNALS: dict[str, dict[tuple[str, str], str]] = {}
 _LOCK = threading.Lock()
 
 
@@ -20,6 +21,7 @@ class MemoryJournal(Journal):
         self.url = url
         with _LOCK:
             self._records, self._history = _STORES.setdefault(url, ({}, {}))
+            self._signals = _SIGNALS.setdefault(url, {})
 
     def create(self, record: SagaRecord, transition: Transition) -> bool:
         rec_json, tr_json = record.model_dump_json(), transition.model_dump_json()
@@ -78,6 +80,20 @@ class MemoryJournal(Journal):
         ]
         end = None if limit is None else offset + limit
         return out[offset:end]
+
+    def put_signal(self, signal: Signal) -> bool:
+        key = (signal.saga_id, signal.signal_id)
+        with _LOCK:
+            if key in self._signals:
+                return False
+            self._signals[key] = signal.model_dump_json()
+        return True
+
+    def signals(self, saga_id: str) -> list[Signal]:
+        with _LOCK:
+            kept = [Signal.model_validate_json(v) for (sid, _), v in self._signals.items()
+                    if sid == saga_id]
+        return sorted(kept, key=lambda s: (s.at, s.signal_id))
 
     def close(self) -> None:
         pass

@@ -30,7 +30,7 @@ from saga_actors.journal.writes import (
     create_args,
     records_query,
 )
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Signal, Transition
 from saga_actors.state import SagaStatus
 
 CONNECT_TIMEOUT_S = 5  # an unreachable server is an error within seconds, not a hang
@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS {s}.transitions (
     seq INTEGER NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (saga_id, seq)
+);
+CREATE TABLE IF NOT EXISTS {s}.signals (
+    saga_id TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (saga_id, signal_id)
 )
 """
 
@@ -228,6 +235,14 @@ class PostgresJournal(GroupCommitted, Journal):
         return [SagaRecord.model_validate_json(r[0])
                 for r in self._read(found[0], tuple(found[1]))]
 
+    def put_signal(self, signal: Signal) -> bool:
+        row = (signal.saga_id, signal.signal_id, signal.at, signal.model_dump_json())
+        return self._write(lambda db: db.execute(self._q["put_signal"], row).rowcount == 1)
+
+    def signals(self, saga_id: str) -> list[Signal]:
+        return [Signal.model_validate_json(r[0])
+                for r in self._read(self._q["signals"], (saga_id,))]
+
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in SagaStatus}
         for status, n in self._read(self._q["counts"]):
@@ -252,6 +267,8 @@ class PostgresJournal(GroupCommitted, Journal):
 
 
 _STATEMENTS = {
+    "put_signal": "INSERT INTO {s}.signals VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    "signals": "SELECT body FROM {s}.signals WHERE saga_id = %s ORDER BY at, signal_id",
     "version": "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
     "set_version": "INSERT INTO {s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
     "opened_at": "INSERT INTO {s}.meta VALUES ('opened_at', %s) "

@@ -25,7 +25,7 @@ from saga_actors.journal.writes import (
     create_args,
     records_query,
 )
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Signal, Transition
 from saga_actors.state import SagaStatus
 
 _SCHEMA = """
@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (saga_id, seq)
+);
+CREATE TABLE IF NOT EXISTS signals (
+    saga_id TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (saga_id, signal_id)
 );
 """
 
@@ -204,6 +211,16 @@ class SqliteJournal(GroupCommitted, Journal):
             return []
         return [SagaRecord.model_validate_json(r[0])
                 for r in self._read(found[0], tuple(found[1]))]
+
+    def put_signal(self, signal: Signal) -> bool:
+        row = (signal.saga_id, signal.signal_id, signal.at, signal.model_dump_json())
+        return self._write(lambda: self._db.execute(
+            "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?)", row).rowcount == 1)
+
+    def signals(self, saga_id: str) -> list[Signal]:
+        rows = self._read("SELECT body FROM signals WHERE saga_id=? ORDER BY at, signal_id",
+                          (saga_id,))
+        return [Signal.model_validate_json(r[0]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in SagaStatus}

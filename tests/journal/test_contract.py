@@ -11,7 +11,7 @@ import pytest
 from saga_actors import JournalError, SagaStatus
 from saga_actors.journal import JournalConflictError, open_journal
 from saga_actors.journal.base import SCHEMA_VERSION
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Signal, Transition
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -118,6 +118,20 @@ class TestJournalContract:
         assert isinstance(results[50], JournalConflictError)
         assert all(journal.load(f"s{i}").status is SagaStatus.PENDING for i in range(50))
         assert [t.seq for t in journal.history("s7")] == [0, 1]
+
+    def test_signals_are_kept_once_per_id_oldest_first(self, journal):
+        def sig(signal_id, at, name="approval"):
+            return Signal(saga_id="s1", signal_id=signal_id, name=name,
+                          payload={"by": signal_id}, at=at)
+
+        assert journal.signals("s1") == []
+        assert journal.put_signal(sig("b", 2.0))
+        assert journal.put_signal(sig("a", 1.0, "webhook"))
+        assert not journal.put_signal(sig("b", 3.0))  # same id: the first is kept
+        kept = journal.signals("s1")
+        assert [(s.signal_id, s.name, s.at) for s in kept] == [("a", "webhook", 1.0),
+                                                               ("b", "approval", 2.0)]
+        assert kept[1].payload == {"by": "b"} and journal.signals("other") == []
 
 
 def test_sqlite_survives_reopening(tmp_path):

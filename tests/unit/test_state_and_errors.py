@@ -23,6 +23,12 @@ def test_terminal_states_have_no_way_out_except_stuck():
     assert {SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK} == TERMINAL
     assert not ALLOWED[SagaStatus.COMPLETED] and not ALLOWED[SagaStatus.FAILED]
     assert SagaStatus.COMPLETED not in ALLOWED[SagaStatus.STUCK]
+    # the one exception: a parent undoes its COMPLETED child saga
+    with pytest.raises(IllegalTransitionError):
+        check_transition(SagaStatus.COMPLETED, SagaStatus.COMPENSATING)
+    check_transition(SagaStatus.COMPLETED, SagaStatus.COMPENSATING, child_undo=True)
+    with pytest.raises(IllegalTransitionError):
+        check_transition(SagaStatus.FAILED, SagaStatus.COMPENSATING, child_undo=True)
 
 
 def test_forbidden_transition_raises():
@@ -40,6 +46,9 @@ SAMPLES = [
     errors.UnknownParticipantError("p", "m", "why"),
     errors.SagaConflictError("id", "why"),
     errors.SagaNotFoundError("id"),
+    errors.UnknownSignalError("id", "approval", "no wait step takes it"),
+    errors.SignalPayloadError("id", "approval", "approved: field required"),
+    errors.SagaFinishedError("id", "COMPLETED"),
     errors.UnknownEventError("Nope", "order_choreography", "not declared"),
     errors.ConfigError("max_dedicated", "lots", "SAGA_ACTORS_MAX_DEDICATED", "not an int"),
     errors.InvalidSagaIdError("has/slash"),
@@ -90,6 +99,9 @@ def test_public_names_are_frozen():
         "UnknownParticipantError",
         "UnknownEventError", "UnknownPlacementError", "UnknownSagaTypeError", "action",
         "compensation", "configure_logging",
+        # sagas as users write them: parallel groups, child sagas, waits for signals
+        "Child", "Parallel", "Wait", "Signal", "SignalError", "UnknownSignalError",
+        "SignalPayloadError", "SagaFinishedError",
     }
     from saga_actors import testing
     assert testing.__all__ == ["Fault", "FakeClock", "Injection", "SagaTestKit", "crash_points"]
@@ -113,6 +125,10 @@ def test_the_error_tree_is_frozen():
         "UnknownEventError": "SagaUsageError",
         "ConfigError": "SagaUsageError",
         "SagaNotFoundError": "SagaUsageError",
+        "SignalError": "SagaUsageError",
+        "UnknownSignalError": "SignalError",
+        "SignalPayloadError": "SignalError",
+        "SagaFinishedError": "SignalError",
         "JournalError": "SagaError",
         "ParticipantStoreError": "SagaError",
         "StoreUnavailableError": "ParticipantStoreError",
@@ -148,7 +164,8 @@ def test_no_code_path_turns_ray_authentication_off():
 
 
 RAY_FREE = [
-    "saga_actors.admission", "saga_actors.bus", "saga_actors.catalog",
+    "saga_actors.admission", "saga_actors.bus", "saga_actors.catalog", "saga_actors.children",
+    "saga_actors.failures", "saga_actors.signals",
     "saga_actors.choreography", "saga_actors.clock",
     "saga_actors.config", "saga_actors.constants", "saga_actors.definition",
     "saga_actors.errors", "saga_actors.events", "saga_actors.handlers", "saga_actors.host",
