@@ -174,6 +174,10 @@ def _show(info: dict[str, Any]) -> RenderableType:
                   f"{info['placement']})")
     facts.add_row("status", _cell(info["status"]))
     facts.add_row("runs in", info["runner"])
+    if info.get("parent_id"):
+        facts.add_row("parent", f"{info['parent_id']} (which runs it)")
+    if info.get("children"):
+        facts.add_row("children", ", ".join(info["children"]))
     if info.get("waiting_for"):
         facts.add_row("waiting", f"for {info['waiting_for']}")
     if info.get("awaiting"):

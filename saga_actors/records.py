@@ -139,7 +139,9 @@ _VALIDATOR = SagaRecord.__pydantic_validator__
 
 
 def runner_name(record: SagaRecord, hosts: int) -> str:
-    """The Ray actor that runs the saga: ``saga:<id>``, or its ``saga_actors:host:<i>``."""
+    """The Ray actor that runs the saga: ``saga:<id>``, or its ``saga_actors:host:<i>`` (a
+    child saga: its root parent's)."""
+    root = record.saga_id.split("/", 1)[0] if record.parent_id else record.saga_id
     if record.placement in POOLED:
-        return pool_actor_name(record.placement, shard_of(record.saga_id, hosts))
-    return saga_actor_name(record.saga_id)
+        return pool_actor_name(record.placement, shard_of(root, hosts))
+    return saga_actor_name(root)

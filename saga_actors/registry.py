@@ -185,6 +185,9 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
     return {
         **RegistryEntry.of(record).model_dump(mode="json"),
         "runner": runner_name(record, hosts),
+        "parent_id": record.parent_id,
+        "children": list(dict.fromkeys(t.detail["child_id"] for t in history
+                                       if t.event is Event.CHILD_STARTED)),
         "version": record.version,
         "shape": record.shape,
         "completed_steps": record.completed,
