@@ -3,7 +3,7 @@
     +- book_flight   -> cancel_flight  (airline)     \\
     |  book_hotel    -> cancel_hotel   (hotel)        > in parallel
     +- book_car      -> cancel_car     (car_rental)  /
-       manager_approval                WAIT for the signal "approval" (up to 20 s)
+       manager_approval                WAIT for the signal "approval" (up to 10 s)
        capture_payment                 PIVOT (payment; final)
        issue_eticket                   CHILD saga "eticket" (retriable):
                                          issue_tickets -> void_tickets   (airline)
@@ -57,7 +57,7 @@ class ETicketInput(BaseModel):
 
 
 FOREVER = RetryPolicy(max_attempts=1, initial_backoff_s=0.1, max_backoff_s=2.0)
-APPROVAL_TIMEOUT_S = 20.0
+APPROVAL_TIMEOUT_S = 10.0
 
 ETICKET = Saga(
     name="eticket",

@@ -138,6 +138,8 @@ class SagaInstance(JournaledRun):
         outcome is then unknown are compensated with the rest)."""
         rec = self.record
         todo = [s for s in group if s.name not in rec.completed]
+        if not todo:  # the last success moves the cursor in the same transition
+            raise RuntimeError(f"group {group[0].group!r} is done but the cursor is at it")
         abort = self._abort_reason()
         if abort:
             await self._begin_compensation(abort, self._abort_type(),

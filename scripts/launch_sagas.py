@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     saga = getattr(module, attr)
     children = tuple(getattr(module, "CHILDREN", ()))
+    waits = list(saga.signals()) if hasattr(saga, "signals") else []  # a choreography: none
+    child_steps = list(saga.children().values()) if hasattr(saga, "children") else []
     steps = {s.name: s for one in (saga, *children) for s in one.steps}
     for flag, name in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step),
                        ("--slow-step", args.slow_step)):
@@ -172,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(args.count)
         ]
         say(f"launched {len(ids)} {saga.name} saga(s) in {time.monotonic() - started:.1f}s")
-        if saga.signals() and not args.no_approve:
+        if waits and not args.no_approve:
             threading.Timer(args.approve_after, send_signals,
-                            (runtime, module, ids, list(saga.signals()), say)).start()
-        elif saga.signals():
-            say(f"withholding {', '.join(saga.signals())}: the waits will time out")
+                            (runtime, module, ids, waits, say)).start()
+        elif waits:
+            say(f"withholding {', '.join(waits)}: the waits will time out")
 
     if args.no_wait:
         report = {"sagas": [{"saga_id": i, "saga_type": saga.name, "status": "LAUNCHED"}
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.get(actor.set_faults.remote({}))
     after = snapshot(actors)
     effects: Counter[str] = Counter()
-    with_children = [*ids, *(f"{i}/{step.name}" for i in ids for step in saga.children().values())]
+    with_children = [*ids, *(f"{i}/{step.name}" for i in ids for step in child_steps)]
     for name, actor in actors.items():
         for saga_id in with_children:
             for effect in ray.get(actor.ledger.remote(saga_id)):

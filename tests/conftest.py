@@ -174,6 +174,9 @@ def make_harness(ray_session, tmp_path):
     made = []
 
     def make(**settings: Any) -> RuntimeHarness:
+        # one host: a hosted test starts one actor fewer (actor starts are most of the
+        # suite's time on two cores); sharding is tested where it matters (hosts=2 there)
+        settings.setdefault("hosts", 1)
         h = RuntimeHarness(tmp_path / f"data{len(made)}", **settings)
         made.append(h)
         return h
@@ -192,3 +195,14 @@ def harness(make_harness):
 def placed(make_harness, request):
     """A harness whose sagas run with each placement in turn."""
     return make_harness(placement=request.param)
+
+
+@pytest.fixture(scope="module", params=["dedicated", "hosted"])
+def shared(ray_session, tmp_path_factory, request):
+    """Like ``placed``, but one harness (runtime, services, participants) for the whole
+    module per placement: each Ray actor start costs about a CPU-second here, so tests
+    that need nothing fresh share them. Tests judge their own sagas (ledgers by saga id,
+    stock and money before and after), and ``deploy`` resets every participant's faults."""
+    h = RuntimeHarness(tmp_path_factory.mktemp("shared"), placement=request.param, hosts=1)
+    yield h
+    h.close()

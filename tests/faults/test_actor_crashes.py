@@ -14,8 +14,10 @@ pytestmark = pytest.mark.ray
 
 
 def deploy(harness, **faults):
+    """The order's participants (started once per module), each with exactly ``faults``."""
     harness.runtime.register(ORDER_FULFILLMENT)
-    return harness.deploy_many(PARTICIPANTS, **faults)
+    return harness.deploy_many(PARTICIPANTS, **{p.name: faults.get(p.name, {})
+                                                for p in PARTICIPANTS})
 
 
 def payment_in_flight(rt, saga_id):
@@ -23,12 +25,12 @@ def payment_in_flight(rt, saga_id):
     return rec.current_step == "process_payment" and rec.in_flight
 
 
-def test_saga_actor_killed_mid_step_resumes_and_pays_once(placed):
-    actors = deploy(placed, payment={"process_payment": Fault(delay_s=1.0)})
-    rt = placed.runtime
-    saga_id = placed.start("order_fulfillment", sample_input(1))
+def test_saga_actor_killed_mid_step_resumes_and_pays_once(shared):
+    actors = deploy(shared, payment={"process_payment": Fault(delay_s=1.0)})
+    rt = shared.runtime
+    saga_id = shared.start("order_fulfillment", sample_input(1))
     poll(lambda: payment_in_flight(rt, saga_id), what="payment in flight")
-    placed.kill_runner(saga_id, no_restart=False)  # a crash: Ray restarts it
+    shared.kill_runner(saga_id, no_restart=False)  # a crash: Ray restarts it
 
     rec = rt.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.COMPLETED
@@ -41,12 +43,12 @@ def test_saga_actor_killed_mid_step_resumes_and_pays_once(placed):
     assert sent == [("reserve_inventory", 1), ("process_payment", 1), ("create_shipment", 1)]
 
 
-def test_participant_killed_mid_step_is_sent_again_with_the_same_key(placed):
+def test_participant_killed_mid_step_is_sent_again_with_the_same_key(shared):
     """The call in flight dies with the process; while Ray restarts the participant the
     gateway sends the same request again, within the same attempt."""
-    actors = deploy(placed, payment={"process_payment": Fault(delay_s=1.0)})
-    rt = placed.runtime
-    saga_id = placed.start("order_fulfillment", sample_input(2))
+    actors = deploy(shared, payment={"process_payment": Fault(delay_s=1.0)})
+    rt = shared.runtime
+    saga_id = shared.start("order_fulfillment", sample_input(2))
     poll(lambda: payment_in_flight(rt, saga_id), what="payment in flight")
     ray.kill(actors["payment"], no_restart=False)
 

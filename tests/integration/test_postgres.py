@@ -51,7 +51,7 @@ def run_through(make_harness, pg_url, pg_database, fault_in_flight) -> None:
     # payment in a store of its own, the others in the runtime's store_url
     h.deploy_many([c for c in PARTICIPANTS if c is not payment])
     h.deploy(payment, store=f"{pg_database}?schema={prefix}own_payment",
-             faults={"process_payment": Fault(delay_s=2.0)})
+             faults={"process_payment": Fault(delay_s=4.0)})
     inputs = [sample_input(n) for n in range(1, 7)]
     ids = [rt.start("order_fulfillment", inputs[0], placement="dedicated"),
            *rt.start_many("order_fulfillment", inputs[1:5], placement="hosted"),

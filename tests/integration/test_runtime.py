@@ -6,8 +6,6 @@ import pytest
 import ray
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
-from participants.inventory import Inventory
-from participants.payment import Payment
 from saga_actors import (
     RetryPolicy,
     Saga,
@@ -22,8 +20,10 @@ pytestmark = pytest.mark.ray
 
 
 def deploy_order(harness, **faults):
+    """The order's participants (started once per module), each with exactly ``faults``."""
     harness.runtime.register(ORDER_FULFILLMENT)
-    return harness.deploy_many(PARTICIPANTS, **faults)
+    return harness.deploy_many(PARTICIPANTS, **{p.name: faults.get(p.name, {})
+                                                for p in PARTICIPANTS})
 
 
 def effects(actors, saga_id):
@@ -33,11 +33,11 @@ def effects(actors, saga_id):
     )
 
 
-def test_order_saga_completes_with_each_effect_once(placed):
-    actors = deploy_order(placed)
+def test_order_saga_completes_with_each_effect_once(shared):
+    actors = deploy_order(shared)
     before = ray.get(actors["inventory"].stock_levels.remote())
-    rt = placed.runtime
-    saga_id = placed.start("order_fulfillment", sample_input(1))
+    rt = shared.runtime
+    saga_id = shared.start("order_fulfillment", sample_input(1))
     rec = rt.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.COMPLETED
     assert rec.completed == ["reserve_inventory", "process_payment", "create_shipment"]
@@ -48,11 +48,12 @@ def test_order_saga_completes_with_each_effect_once(placed):
     assert rt.history(saga_id)[-1].event == "saga_completed"
 
 
-def test_failed_step_compensates_in_reverse_and_restores_stock(placed):
-    actors = deploy_order(placed, shipping={"create_shipment": Fault(fail=True)})
+def test_failed_step_compensates_in_reverse_and_restores_stock(shared):
+    actors = deploy_order(shared, shipping={"create_shipment": Fault(fail=True)})
     before = ray.get(actors["inventory"].stock_levels.remote())
-    rt = placed.runtime
-    saga_id = placed.start("order_fulfillment", sample_input(2))
+    money = ray.get(actors["payment"].balance.remote())["net_cents"]
+    rt = shared.runtime
+    saga_id = shared.start("order_fulfillment", sample_input(2))
     rec = rt.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.FAILED
     assert rec.compensated == ["process_payment", "reserve_inventory"]
@@ -60,21 +61,22 @@ def test_failed_step_compensates_in_reverse_and_restores_stock(placed):
         "inventory.release_inventory", "inventory.reserve_inventory",
         "payment.process_payment", "payment.refund_payment"]
     assert ray.get(actors["inventory"].stock_levels.remote()) == before
-    assert ray.get(actors["payment"].balance.remote())["net_cents"] == 0
+    assert ray.get(actors["payment"].balance.remote())["net_cents"] == money
 
 
-def test_same_saga_id_twice_runs_once_and_a_different_input_conflicts(placed):
-    actors = deploy_order(placed)
-    rt = placed.runtime
-    first = placed.start("order_fulfillment", sample_input(3), saga_id="order-dup")
-    second = placed.start("order_fulfillment", sample_input(3), saga_id="order-dup")
+def test_same_saga_id_twice_runs_once_and_a_different_input_conflicts(shared):
+    actors = deploy_order(shared)
+    rt = shared.runtime
+    before = {r.saga_id for r in rt.list(limit=10_000)}
+    first = shared.start("order_fulfillment", sample_input(3), saga_id="order-dup")
+    second = shared.start("order_fulfillment", sample_input(3), saga_id="order-dup")
     assert first == second == "order-dup"
     rt.wait("order-dup", timeout_s=60)
-    placed.start("order_fulfillment", sample_input(3), saga_id="order-dup")  # after the end too
+    shared.start("order_fulfillment", sample_input(3), saga_id="order-dup")  # after the end too
     assert len(effects(actors, "order-dup")) == 3
-    assert [r.saga_id for r in rt.list()] == ["order-dup"]
+    assert {r.saga_id for r in rt.list(limit=10_000)} - before == {"order-dup"}
     with pytest.raises(SagaConflictError, match="different input"):
-        placed.start("order_fulfillment", sample_input(4), saga_id="order-dup")
+        shared.start("order_fulfillment", sample_input(4), saga_id="order-dup")
 
 
 SLOW = Saga(
@@ -88,15 +90,15 @@ SLOW = Saga(
 )
 
 
-def test_timed_out_calls_are_cancelled_on_the_participant(placed):
-    placed.runtime.register(SLOW)
-    inventory = placed.deploy(Inventory)
-    payment = placed.deploy(Payment, faults={"process_payment": Fault(delay_s=60)})
-    saga_id = placed.start("slow_order", sample_input(5))
-    rec = placed.runtime.wait(saga_id, timeout_s=60)
+def test_timed_out_calls_are_cancelled_on_the_participant(shared):
+    shared.runtime.register(SLOW)
+    actors = deploy_order(shared, payment={"process_payment": Fault(delay_s=60)})
+    inventory, payment = actors["inventory"], actors["payment"]
+    saga_id = shared.start("slow_order", sample_input(5))
+    rec = shared.runtime.wait(saga_id, timeout_s=60)
     assert rec.status is SagaStatus.FAILED
     assert "timed out after 0.5s" in rec.error
-    attempts = [t.attempt for t in placed.runtime.history(saga_id) if t.event == "action_sent"
+    attempts = [t.attempt for t in shared.runtime.history(saga_id) if t.event == "action_sent"
                 and t.step == "process_payment"]
     assert attempts == [1, 2]
     # both 60-second calls were stopped on the participant, and neither charged anything
@@ -108,10 +110,10 @@ def test_timed_out_calls_are_cancelled_on_the_participant(placed):
         "reserve_inventory", "release_inventory"]
 
 
-def test_operator_cancel_stops_the_call_and_compensates(placed):
-    actors = deploy_order(placed, payment={"process_payment": Fault(delay_s=60)})
-    rt = placed.runtime
-    saga_id = placed.start("order_fulfillment", sample_input(6))
+def test_operator_cancel_stops_the_call_and_compensates(shared):
+    actors = deploy_order(shared, payment={"process_payment": Fault(delay_s=60)})
+    rt = shared.runtime
+    saga_id = shared.start("order_fulfillment", sample_input(6))
     poll(lambda: rt.get(saga_id).current_step == "process_payment", what="payment in flight")
     assert rt.cancel(saga_id, "customer called")
     rec = rt.wait(saga_id, timeout_s=60)
