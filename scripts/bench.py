@@ -9,6 +9,8 @@ create_shipment), at several concurrencies:
   hosted      this runtime, `hosted` placement, SQLite journal (every transition durable),
               participants with their idempotency store
   dedicated   this runtime, one Ray actor per saga (slow by nature: fewer sagas)
+  actor_per_saga_floor  bare Ray, a new actor per saga making the same three participant
+              calls; no journal (the floor of `dedicated`: measured round by round with it)
 Mix "failing": the last step fails for good and the first two are compensated.
   choreography  (at 100 in flight) the same steps as reactions on the event bus
 "hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
@@ -111,6 +113,28 @@ class BareOrchestrator:
                     await self.parts[p].call.remote(c, payload)
                 return "FAILED"
         return "COMPLETED"
+
+
+@ray.remote(num_cpus=0)
+class SagaFloor:
+    """One bare actor per saga: the floor of `dedicated` (the same calls, no journal)."""
+
+    def __init__(self, parts: dict) -> None:
+        self.parts = parts
+
+    async def run(self, order_id: str) -> str:
+        payload = {"order_id": order_id, "fail": False}
+        for participant, act, _ in STEPS:
+            payload.update(await self.parts[participant].call.remote(act, payload))
+        return "COMPLETED"
+
+
+async def actor_per_saga(parts: dict, order_id: str) -> str:
+    actor = SagaFloor.remote(parts)
+    try:
+        return await actor.run.remote(order_id)
+    finally:
+        ray.kill(actor)  # its process ends, as a dedicated saga's does
 
 
 # --- this runtime ---------------------------------------------------------------------
@@ -348,10 +372,21 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     batching = {"participant_requests": sum(s["requests"] for s in sent),
                 "ray_calls": sum(s["ray_calls"] for s in sent)}
 
-    say("dedicated (one Ray actor per saga)")
-    for c, n in ({1: 3, 10: 10} if quick else {1: 20, 10: 60, 50: 150}).items():
-        rows.append(await measure("dedicated", lambda i: runtime_saga(i, "dedicated", False),
-                                  n, c, "success"))
+    say("dedicated (one Ray actor per saga) and its floor (a bare actor per saga), round "
+        "by round")
+    floor_parts = {p: BareParticipant.remote() for p, _, _ in STEPS}
+    await actor_per_saga(floor_parts, "warm")
+    for c, n in ({1: 3, 10: 20} if quick else {1: 20, 10: 60, 50: 150}).items():
+        floor_runs, dedicated_runs = [], []
+        for _ in range(2 if quick else rounds):
+            floor_runs.append(await measure(
+                "actor_per_saga_floor", lambda i: actor_per_saga(floor_parts, f"f{i}"), n, c,
+                "success"))
+            dedicated_runs.append(await measure(
+                "dedicated", lambda i: runtime_saga(i, "dedicated", False), n, c, "success"))
+        rows += [_median(floor_runs), _median(dedicated_runs)]
+    for actor in floor_parts.values():
+        ray.kill(actor)
 
     scale = None
     if args.scale:
@@ -545,6 +580,11 @@ def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
     h1, b1 = get("hosted", 1), get("bare_ray", 1)
     if h1 and b1:
         out["overhead_per_step_ms_at_1"] = round((h1["p50_ms"] - b1["p50_ms"]) / len(STEPS), 3)
+        out["hosted_p50_vs_bare_ray_p50_at_1"] = round(h1["p50_ms"] / b1["p50_ms"], 3)
+    d10, f10 = get("dedicated", 10), get("actor_per_saga_floor", 10)
+    if d10 and f10:
+        out["dedicated_vs_actor_per_saga_floor_at_10"] = round(
+            d10["sagas_per_s"] / f10["sagas_per_s"], 3)
     return out
 
 
