@@ -1,48 +1,109 @@
 """saga_actors: a durable saga runtime for Ray.
 
-``SagaRuntime`` (the one name that needs Ray) is imported on first use, so the Ray-free
-core (definitions, the state machine, the journal, participants) imports without Ray.
+Every public name is imported on first use (PEP 562): a process that needs a few of them
+(a participant's or a saga's Ray actor, which starts in a new process for each actor)
+does not pay for the rest, and ``SagaRuntime`` (the one name that needs Ray) is not
+imported by the Ray-free core (definitions, the state machine, the journal, participants).
 """
 
-from saga_actors.choreography import Choreography, Reaction
-from saga_actors.config import RuntimeConfig
-from saga_actors.definition import Child, Parallel, RetryPolicy, Saga, Step, StepKind, Wait
-from saga_actors.errors import (
-    ActionRefusedError,
-    ClusterUnreachableError,
-    ConfigError,
-    InvalidSagaIdError,
-    JournalError,
-    NonRetryableError,
-    ParticipantStoreError,
-    ParticipantUnavailableError,
-    RunnerUnavailableError,
-    SagaConflictError,
-    SagaDefinitionError,
-    SagaError,
-    SagaFinishedError,
-    SagaInputError,
-    SagaNotFoundError,
-    SagaRuntimeError,
-    SagaUsageError,
-    SagaWaitTimeoutError,
-    SignalError,
-    SignalPayloadError,
-    StepError,
-    StepTimeoutError,
-    StoreUnavailableError,
-    UnknownEventError,
-    UnknownParticipantError,
-    UnknownPlacementError,
-    UnknownSagaTypeError,
-    UnknownSignalError,
-)
-from saga_actors.handlers import StepContext, action, compensation
-from saga_actors.journal.base import JournalConflictError
-from saga_actors.logging import configure_logging
-from saga_actors.participant import Participant
-from saga_actors.records import SagaRecord, Signal, Transition
-from saga_actors.state import SagaStatus
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from saga_actors.choreography import Choreography, Reaction
+    from saga_actors.config import RuntimeConfig
+    from saga_actors.definition import Child, Parallel, RetryPolicy, Saga, Step, StepKind, Wait
+    from saga_actors.errors import (
+        ActionRefusedError,
+        ClusterUnreachableError,
+        ConfigError,
+        InvalidSagaIdError,
+        JournalError,
+        NonRetryableError,
+        ParticipantStoreError,
+        ParticipantUnavailableError,
+        RunnerUnavailableError,
+        SagaConflictError,
+        SagaDefinitionError,
+        SagaError,
+        SagaFinishedError,
+        SagaInputError,
+        SagaNotFoundError,
+        SagaRuntimeError,
+        SagaUsageError,
+        SagaWaitTimeoutError,
+        SignalError,
+        SignalPayloadError,
+        StepError,
+        StepTimeoutError,
+        StoreUnavailableError,
+        UnknownEventError,
+        UnknownParticipantError,
+        UnknownPlacementError,
+        UnknownSagaTypeError,
+        UnknownSignalError,
+    )
+    from saga_actors.handlers import StepContext, action, compensation
+    from saga_actors.journal.base import JournalConflictError
+    from saga_actors.logging import configure_logging
+    from saga_actors.participant import Participant
+    from saga_actors.records import SagaRecord, Signal, Transition
+    from saga_actors.runtime import SagaRuntime
+    from saga_actors.state import SagaStatus
+
+_WHERE = {
+    "ActionRefusedError": "saga_actors.errors",
+    "Child": "saga_actors.definition",
+    "Choreography": "saga_actors.choreography",
+    "ClusterUnreachableError": "saga_actors.errors",
+    "ConfigError": "saga_actors.errors",
+    "InvalidSagaIdError": "saga_actors.errors",
+    "JournalConflictError": "saga_actors.journal.base",
+    "JournalError": "saga_actors.errors",
+    "NonRetryableError": "saga_actors.errors",
+    "Parallel": "saga_actors.definition",
+    "Participant": "saga_actors.participant",
+    "ParticipantStoreError": "saga_actors.errors",
+    "ParticipantUnavailableError": "saga_actors.errors",
+    "Reaction": "saga_actors.choreography",
+    "RetryPolicy": "saga_actors.definition",
+    "RunnerUnavailableError": "saga_actors.errors",
+    "RuntimeConfig": "saga_actors.config",
+    "Saga": "saga_actors.definition",
+    "SagaConflictError": "saga_actors.errors",
+    "SagaDefinitionError": "saga_actors.errors",
+    "SagaError": "saga_actors.errors",
+    "SagaFinishedError": "saga_actors.errors",
+    "SagaInputError": "saga_actors.errors",
+    "SagaNotFoundError": "saga_actors.errors",
+    "SagaRecord": "saga_actors.records",
+    "SagaRuntime": "saga_actors.runtime",
+    "SagaRuntimeError": "saga_actors.errors",
+    "SagaStatus": "saga_actors.state",
+    "SagaUsageError": "saga_actors.errors",
+    "SagaWaitTimeoutError": "saga_actors.errors",
+    "Signal": "saga_actors.records",
+    "SignalError": "saga_actors.errors",
+    "SignalPayloadError": "saga_actors.errors",
+    "Step": "saga_actors.definition",
+    "StepContext": "saga_actors.handlers",
+    "StepError": "saga_actors.errors",
+    "StepKind": "saga_actors.definition",
+    "StepTimeoutError": "saga_actors.errors",
+    "StoreUnavailableError": "saga_actors.errors",
+    "Transition": "saga_actors.records",
+    "UnknownEventError": "saga_actors.errors",
+    "UnknownParticipantError": "saga_actors.errors",
+    "UnknownPlacementError": "saga_actors.errors",
+    "UnknownSagaTypeError": "saga_actors.errors",
+    "UnknownSignalError": "saga_actors.errors",
+    "Wait": "saga_actors.definition",
+    "action": "saga_actors.handlers",
+    "compensation": "saga_actors.handlers",
+    "configure_logging": "saga_actors.logging",
+}
 
 __all__ = [
     "ActionRefusedError",
@@ -98,11 +159,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    if name == "SagaRuntime":
-        from saga_actors.runtime import SagaRuntime
-
-        return SagaRuntime
-    raise AttributeError(f"module 'saga_actors' has no attribute {name!r}")
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saga_actors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: the next lookup is a plain global
+    return value
 
 
 def __dir__() -> list[str]:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from loguru import logger
 
-from saga_actors.catalog import Catalog
-from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     REGISTRY_ACTOR_NAME,
     SUPERVISOR_ACTOR_NAME,
@@ -27,19 +25,16 @@ from saga_actors.constants import (
     pool_actor_name,
     saga_actor_name,
 )
-from saga_actors.definition import Saga
-from saga_actors.feed import RegistryFeed
-from saga_actors.fleet import RayFleet
-from saga_actors.gateway import RayGateway, get_actor
-from saga_actors.host import SagaHost
-from saga_actors.instance import SagaInstance
-from saga_actors.journal import open_journal
-from saga_actors.kv_definitions import KVDefinitions, cluster_catalog
 from saga_actors.logging import configure_logging
-from saga_actors.participant import Participant
-from saga_actors.registry import Registry
-from saga_actors.supervisor import Supervisor, SupervisorSettings
-from saga_actors.testing import crash_points
+
+# Each actor is a new process that imports this module: what only one kind of actor needs
+# is imported in that actor's constructor, so a participant does not load the supervisor,
+# nor a saga the registry (about 0.1 s of CPU per actor start on this project's machines).
+if TYPE_CHECKING:
+    from saga_actors.config import RuntimeConfig
+    from saga_actors.definition import Saga
+    from saga_actors.gateway import RayGateway
+    from saga_actors.participant import Participant
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
@@ -62,6 +57,8 @@ def _where(config: RuntimeConfig, *, spread: bool = False) -> dict[str, Any]:
 
 
 def _gateway(config: RuntimeConfig, *, batch: bool = False) -> RayGateway:
+    from saga_actors.gateway import RayGateway
+
     return RayGateway(config.namespace, name_tasks=config.name_tasks, batch=batch)
 
 
@@ -73,7 +70,7 @@ class ParticipantShell:
         configure_logging("participant", log_level)
         super().__init__(*args, **kwargs)
         if namespace:  # after the subclass's own __init__, whatever its signature
-            self.use_definitions(Catalog(KVDefinitions(namespace)).lookup)
+            self.use_definitions(_lazy_lookup(namespace))
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""
@@ -86,6 +83,21 @@ class ParticipantShell:
 
     def __repr__(self) -> str:
         return f"Participant({participant_actor_name(self.participant_name)})"  # type: ignore[attr-defined]
+
+
+def _lazy_lookup(namespace: str) -> Any:
+    """The cluster's definitions, for ``ctx.input``: loaded on first use."""
+    found: list[Any] = []
+
+    def lookup(name: str, version: int) -> Any:
+        if not found:
+            from saga_actors.catalog import Catalog
+            from saga_actors.kv_definitions import KVDefinitions
+
+            found.append(Catalog(KVDefinitions(namespace)).lookup)
+        return found[0](name, version)
+
+    return lookup
 
 
 def participant_actor_class(cls: type[Participant]) -> Any:
@@ -163,6 +175,12 @@ class SagaActorImpl:
     """One saga instance in its own Ray actor; resumes from the journal on every start."""
 
     def __init__(self, definition: Saga, saga_id: str, config: RuntimeConfig) -> None:
+        from saga_actors.feed import RegistryFeed
+        from saga_actors.instance import SagaInstance
+        from saga_actors.journal import open_journal
+        from saga_actors.kv_definitions import cluster_catalog
+        from saga_actors.testing import crash_points
+
         configure_logging("saga", config.log_level)
         self._saga_id = saga_id
         self._linger_s = config.saga_linger_s
@@ -241,6 +259,12 @@ class SagaHostImpl:
 
     def __init__(self, index: int, count: int, config: RuntimeConfig,
                  placement: str = "hosted") -> None:
+        from saga_actors.feed import RegistryFeed
+        from saga_actors.host import SagaHost
+        from saga_actors.journal import open_journal
+        from saga_actors.kv_definitions import cluster_catalog
+        from saga_actors.testing import crash_points
+
         configure_logging(f"{'bus' if placement == 'choreography' else 'host'}{index}",
                           config.log_level)
         self._feed = RegistryFeed(config.namespace)
@@ -321,6 +345,11 @@ class SupervisorActorImpl:
     """The supervisor in its own detached actor; recovers everything when it (re)starts."""
 
     def __init__(self, config: RuntimeConfig) -> None:
+        from saga_actors.fleet import RayFleet
+        from saga_actors.journal import open_journal
+        from saga_actors.kv_definitions import cluster_catalog
+        from saga_actors.supervisor import Supervisor, SupervisorSettings
+
         configure_logging("supervisor", config.log_level)
         settings = SupervisorSettings(
             max_dedicated=config.max_dedicated,
@@ -369,8 +398,11 @@ class RegistryActorImpl:
     """The registry in its own detached actor, re-publishing metrics and resyncing."""
 
     def __init__(self, config: RuntimeConfig) -> None:
-        configure_logging("registry", config.log_level)
+        from saga_actors.journal import open_journal
         from saga_actors.metrics import RayMetrics
+        from saga_actors.registry import Registry
+
+        configure_logging("registry", config.log_level)
 
         self.registry = Registry(open_journal(config.journal, create=False), metrics=RayMetrics(),
                                  hosts=config.hosts)
@@ -425,4 +457,6 @@ def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
 
 def find_services(namespace: str) -> tuple[Any | None, Any | None]:
     """The supervisor and registry if they run in ``namespace`` (never starts them)."""
+    from saga_actors.gateway import get_actor
+
     return get_actor(SUPERVISOR_ACTOR_NAME, namespace), get_actor(REGISTRY_ACTOR_NAME, namespace)

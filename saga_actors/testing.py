@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from saga_actors.config import RuntimeConfig
-from saga_actors.journaled import FaultPoint
+if TYPE_CHECKING:  # a participant imports Fault from here: keep it light
+    from saga_actors.config import RuntimeConfig
+    from saga_actors.journaled import FaultPoint
 
 
 class Fault(BaseModel):
