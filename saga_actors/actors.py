@@ -11,6 +11,7 @@ Actors are thin shells around plain classes: :class:`SagaActor` wraps
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,50 @@ def _where(config: RuntimeConfig, *, spread: bool = False) -> dict[str, Any]:
                                                                   soft=False)}
 
 
+# --- recycling ------------------------------------------------------------------------
+
+DRAIN_S = 1.0  # a recycling process waits at most this long for its calls in flight
+
+
+class Recycler:
+    """Restarts this actor's process once it has run (or sent) ``after`` Ray tasks: Ray
+    keeps per-task-name state in a process for as long as it lives, and every step call is
+    named for the dashboard (see ``RuntimeConfig.recycle_after_tasks``). It waits up to
+    ``DRAIN_S`` for ``busy()`` to be false, then exits; Ray restarts the actor (its
+    ``max_restarts`` is unbounded), and whatever was cut short is sent again with the same
+    key by its caller, or resumed from the journal."""
+
+    def __init__(self, what: str, after: int, busy: Any = lambda: False) -> None:
+        self.what = what
+        self.after = after
+        self.busy = busy
+        self.done = 0
+        self.exiting = False
+
+    def count(self, n: int = 1) -> None:
+        if not self.after or self.exiting:
+            return
+        self.done += n
+        if self.done >= self.after:
+            self.exiting = True
+            asyncio.get_running_loop().create_task(self._exit())
+
+    async def _exit(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_S
+        while self.busy() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        logger.info("{} ran {} Ray tasks: restarting its process to give back the memory "
+                    "Ray keeps per task name", self.what, self.done)
+        logging_flush()
+        os._exit(1)  # not exit_actor(): an unexpected exit is what Ray restarts
+
+
+def logging_flush() -> None:
+    with contextlib.suppress(Exception):
+        logger.complete()
+
+
 # --- participants ---------------------------------------------------------------------
 
 
@@ -66,18 +111,22 @@ class ParticipantShell:
     """Mixin for the Ray actor class made from a :class:`Participant` subclass."""
 
     def __init__(self, *args: Any, log_level: str = "INFO", namespace: str = "",
-                 **kwargs: Any) -> None:
+                 recycle_after: int = 0, **kwargs: Any) -> None:
         configure_logging("participant", log_level)
         super().__init__(*args, **kwargs)
         if namespace:  # after the subclass's own __init__, whatever its signature
             self.use_definitions(_lazy_lookup(namespace))
+        self._recycler = Recycler(f"participant {self.participant_name}",  # type: ignore[attr-defined]
+                                  recycle_after, busy=lambda: bool(self._calls))  # type: ignore[attr-defined]
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""
+        self._recycler.count()
         return (await self.handle_call(request)).model_dump()  # type: ignore[attr-defined]
 
     async def call_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`Participant.handle_many`: a host's batch, one reply per request."""
+        self._recycler.count()
         replies = await self.handle_many(requests)  # type: ignore[attr-defined]
         return [r.model_dump() for r in replies]
 
@@ -158,6 +207,7 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
         faults=faults,
         log_level=config.log_level,
         namespace=config.namespace,
+        recycle_after=config.recycle_after_tasks,
         **kwargs,
     )
 
@@ -277,7 +327,25 @@ class SagaHostImpl:
         )
         self._index = index
         self._placement = placement
-        asyncio.get_running_loop().call_soon(self.host.recover)
+        what = f"{'bus' if placement == 'choreography' else 'host'} {index}"
+        self._fed = False  # the last registry batch went out before a recycle
+        self._recycler = Recycler(what, config.recycle_after_tasks, busy=lambda: not self._fed)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self.host.recover)
+        if config.recycle_after_tasks:
+            self._counting = loop.create_task(self._count_sent())
+
+    async def _count_sent(self) -> None:
+        """Count the Ray tasks this host sent (its sagas' participant calls), for the
+        recycler; the host's sagas resume from the journal in its next process."""
+        counted = 0
+        while not self._recycler.exiting:
+            await asyncio.sleep(1.0)
+            sent = self._gateway.sent["ray_calls"]
+            self._recycler.count(sent - counted)
+            counted = sent
+        await self._feed.flush(wait=True)
+        self._fed = True
 
     async def register(self, definitions: list[Saga]) -> None:
         for saga in definitions:

@@ -127,7 +127,7 @@ async def undo_child(run: SagaInstance, step: Step) -> Failure | None:
                          detail={"reason": reason, "error_type": "ParentCompensating",
                                  "to_compensate": todo})
         logger.info("undoing child saga {}: {} step(s)", cid, len(todo))
-    elif not record.status.terminal and not record.cancel_reason:
+    elif record.status in (SagaStatus.STARTED, SagaStatus.PENDING) and not record.cancel_reason:
         record = advance(run._journal, record, Event.CANCEL_REQUESTED, now=now,
                          cancel_reason=reason, detail={"reason": reason})
     if not record.status.terminal:

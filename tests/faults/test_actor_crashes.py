@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import ray
 
@@ -60,3 +62,27 @@ def test_participant_killed_mid_step_is_sent_again_with_the_same_key(shared):
     assert not [t for t in history if t.event == "action_attempt_failed"]  # no attempt lost
     charges = ray.get(actors["payment"].ledger.remote(saga_id))
     assert [c["key"] for c in charges] == [f"{saga_id}/process_payment/action"]
+
+
+def test_participants_and_hosts_recycle_their_processes_and_lose_nothing(make_harness):
+    """Past ``recycle_after_tasks`` a participant or a host restarts its own process (Ray
+    keeps state per task name for a process's whole life); calls cut short are sent again
+    with the same keys and the host's sagas resume from the journal: every saga completes,
+    every effect once."""
+    h = make_harness(placement="hosted", recycle_after_tasks=20, batch_calls=False)
+    actors = deploy(h, payment={"process_payment": Fault(delay_s=0.2)})
+    rt = h.runtime
+    pids = {name: ray.get(a.__ray_call__.remote(lambda self: os.getpid()))
+            for name, a in actors.items()}
+    host_pid = ray.get(rt.hosts()[0].stats.remote())["pid"]
+    ids = [h.start("order_fulfillment", sample_input(n)) for n in range(24)]
+    records = rt.wait_all(ids, timeout_s=120)
+    assert [r.status for r in records] == [SagaStatus.COMPLETED] * len(ids)
+    for name, actor in actors.items():
+        for i in ids:
+            assert len(ray.get(actor.ledger.remote(i))) == 1, (name, i)
+    after = {name: ray.get(a.__ray_call__.remote(lambda self: os.getpid()))
+             for name, a in actors.items()}
+    assert all(after[n] != pids[n] for n in pids), (pids, after)  # each was recycled
+    poll(lambda: ray.get(rt.hosts()[0].stats.remote())["pid"] != host_pid,
+         what="the host to have recycled its process")

@@ -126,3 +126,4 @@ def test_a_batch_caught_in_a_participant_restart_is_sent_again(make_harness):
     assert [r.ok for r in replies] == [True, True]
     assert gateway.sent["ray_calls"] >= 2  # the batch, then the requests again
     assert sorted(e["saga_id"] for e in ray.get(tally.ledger.remote())) == ["r1", "r2"]
+
