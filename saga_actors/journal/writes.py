@@ -98,17 +98,9 @@ class GroupCommitted:
         raise NotImplementedError
 
     async def _grouped(self, apply: Apply, args: Any) -> Any:
-        """``apply(db, args)`` in the next batch; its result once the batch is committed.
-        When nothing else is queued or being written (one saga at a time), it is committed
-        at once in this thread: no hand-off to the writer thread and back."""
+        """``apply(db, args)`` in the next batch; its result once the batch is committed."""
         if self._committer is None:
             self._committer = GroupCommitter(self)
-        outcome = self._committer.write_now(apply, args)
-        if outcome is not None:
-            ok, value = outcome
-            if ok:
-                return value
-            raise value
         future = asyncio.get_running_loop().create_future()
         self._committer.submit(apply, args, future)
         return await future
@@ -132,54 +124,54 @@ class GroupCommitter:
     """A writer thread with its own connection: takes every waiting write, commits them in
     one transaction, then resolves each caller's future (a conflict fails only its own; a
     database failure fails the batch, and a broken connection is opened again for the
-    next one). A write that finds nothing queued and nothing being written is committed at
-    once by its caller instead (:meth:`write_now`), in the same way, on the same
-    connection: the order of writes is kept, since one only goes first when none waits."""
+    next one)."""
 
     MAX_BATCH = 1024
 
     def __init__(self, journal: GroupCommitted) -> None:
         self._journal = journal
         self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._db: Any = None
-        self._writing = threading.Lock()  # held while a batch is written
-        self._count = threading.Lock()
-        self._unwritten = 0  # writes queued or being written, guarded by _count
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 
     def submit(self, apply: Apply, args: Any, future: asyncio.Future) -> None:
         """Queue ``apply(db, args)`` for the next batch; ``future`` (of the caller's event
         loop) gets its result once the batch is committed."""
-        with self._count:
-            self._unwritten += 1
         self._queue.put((apply, args, future))
-
-    def write_now(self, apply: Apply, args: Any) -> tuple[bool, Any] | None:
-        """Commit ``apply(db, args)`` now, in this thread, if no other write is queued or
-        being written: (True, result) or (False, exception). None: the writer is busy,
-        queue it (:meth:`submit`)."""
-        with self._count:
-            if self._unwritten:
-                return None
-            self._unwritten = 1
-        try:
-            with self._writing:
-                return self._write([(apply, args, None)])[0]
-        finally:
-            with self._count:
-                self._unwritten -= 1
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        journal = self._journal
+        db: Any = None
         while (batch := self._next_batch()) is not None:
-            with self._writing:
-                outcomes = self._write(batch)
-            with self._count:
-                self._unwritten -= len(batch)
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                if db is None:
+                    db = journal.connect()
+                journal.begin(db)
+                for apply, args, _ in batch:
+                    try:
+                        outcomes.append((True, apply(db, args)))
+                    except JournalConflictError as exc:  # wrote nothing: the others go on
+                        outcomes.append((False, exc))
+                journal.end(db, commit=True)
+            except Exception as exc:
+                failed = journal.failure(exc)
+                if failed is None:
+                    raise
+                problem, broken = failed
+                if db is not None:
+                    with contextlib.suppress(Exception):
+                        journal.end(db, commit=False)
+                    if broken:
+                        with contextlib.suppress(Exception):
+                            db.close()
+                        db = None  # opened again for the next batch
+                outcomes = [(False, JournalError(journal.url, f"write failed: {problem}"))
+                            ] * len(batch)
             # one wake-up per event loop per batch, not one per caller
             by_loop: dict[Any, list] = {}
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
@@ -187,41 +179,8 @@ class GroupCommitter:
             for loop, results in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                     loop.call_soon_threadsafe(_resolve, results)
-        with self._writing:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    def _write(self, batch: list[tuple]) -> list[tuple[bool, Any]]:
-        """Commit the batch in one transaction (the caller holds ``_writing``)."""
-        journal = self._journal
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            if self._db is None:
-                self._db = journal.connect()
-            db = self._db
-            journal.begin(db)
-            for apply, args, _ in batch:
-                try:
-                    outcomes.append((True, apply(db, args)))
-                except JournalConflictError as exc:  # wrote nothing: the others go on
-                    outcomes.append((False, exc))
-            journal.end(db, commit=True)
-        except Exception as exc:
-            failed = journal.failure(exc)
-            if failed is None:
-                raise
-            problem, broken = failed
-            if self._db is not None:
-                with contextlib.suppress(Exception):
-                    journal.end(self._db, commit=False)
-                if broken:
-                    with contextlib.suppress(Exception):
-                        self._db.close()
-                    self._db = None  # opened again for the next batch
-            outcomes = [(False, JournalError(journal.url, f"write failed: {problem}"))
-                        ] * len(batch)
-        return outcomes
+        if db is not None:
+            db.close()
 
     def _next_batch(self) -> list[tuple] | None:
         """Every write waiting now (at least one; None once stopped)."""
