@@ -129,6 +129,10 @@ class Choreography(_Data):
             raise KeyError(name)
         return next((r for r in found if r.kind == "action"), found[0])
 
+    def group(self, name: str) -> tuple[Reaction, ...]:
+        """No parallel groups in a choreography (the orchestrated saga's API)."""
+        return ()
+
     def failure_events(self) -> set[str]:
         """Events that say a reaction failed or timed out: they start compensation."""
         return {e for r in self.reactions for e in (r.failure, r.timeout_event) if e}

@@ -285,3 +285,17 @@ def test_a_handler_that_committed_before_the_bus_died_publishes_its_event_once()
     assert [e.type for e in rec.events] == ["Ordered", "Reserved", "Charged"]
     charges = [c.key for c in bus.gateway.calls if c.step == "charge"]
     assert charges == ["s1/charge/action"] * 2  # redelivered with the same key
+
+
+def test_the_supervisor_measures_a_choreography_mid_reaction_like_any_saga():
+    """The stall limit and the progress check (made for orchestrated parallel groups and
+    child steps) take a choreographed saga in the middle of a reaction too."""
+    from saga_actors.restarts import stall_limit_s
+    from saga_actors.supervisor import Supervisor
+
+    c = shop_without_timeouts()
+    bus = Bus(c)
+    record = bus.journal.load("s1").updated(current_step="charge", phase="action")
+    assert stall_limit_s(c, record, 10.0) == c.step("charge").timeout_s + FAST.max_backoff_s + 10
+    sup = Supervisor(bus.journal, fleet=None)
+    assert sup._progress_at(c, record) == record.updated_at
