@@ -299,3 +299,14 @@ def test_the_supervisor_measures_a_choreography_mid_reaction_like_any_saga():
     assert stall_limit_s(c, record, 10.0) == c.step("charge").timeout_s + FAST.max_backoff_s + 10
     sup = Supervisor(bus.journal, fleet=None)
     assert sup._progress_at(c, record) == record.updated_at
+
+
+def test_a_signal_for_a_choreographed_saga_is_refused_and_nothing_kept():
+    from saga_actors import UnknownSignalError
+    from saga_actors.signals import accept_signal
+
+    bus = Bus(shop_without_timeouts())
+    with pytest.raises(UnknownSignalError, match="signals it takes: none"):
+        accept_signal(bus.journal, bus.c, bus.journal.load("s1"), "approval", {},
+                      signal_id="x", now=0.0, max_bytes=1000)
+    assert bus.journal.signals("s1") == []
