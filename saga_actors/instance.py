@@ -40,7 +40,6 @@ class SagaInstance(JournaledRun):
                  gateway: Gateway, *, definitions: Catalog | None = None,
                  **options: Any) -> None:
         super().__init__(definition, record, journal, gateway, **options)
-        self._step_started_at = self._clock.now()
         self._stop_group: str | None = None  # set while a failed group stops its others
         self.definitions = definitions  # where child steps find their sagas' definitions
         self.children: dict[str, SagaInstance] = {}  # child sagas running now, by id
@@ -77,7 +76,7 @@ class SagaInstance(JournaledRun):
                 await self._begin_compensation(abort, self._abort_type(),
                                                in_doubt=[step.name] if in_doubt else [])
                 return
-            started_at = self._step_started_at = self._clock.now()
+            started_at = self._clock.now()
             if abort:  # a pivot: if it may have happened, settle it before anything else
                 output, failure = {}, Failure.aborted(self._abort_type(), abort,
                                                        uncertain=in_doubt)
@@ -90,14 +89,7 @@ class SagaInstance(JournaledRun):
                     return  # parked STUCK: neither forward nor back is known to be right
                 output, failure = settled
             if failure is not None:
-                if failure.park:
-                    await self._park(failure.error, failure.error_type, step=step.name)
-                    return
-                abort = self._abort_reason()
-                await self._begin_compensation(
-                    abort or f"step {step.name!r} failed: {failure.error}",
-                    self._abort_type() if abort else failure.error_type,
-                    in_doubt=[step.name] if failure.uncertain else [], step=step.name)
+                await self._failed_for_good(step, failure)
                 return
             await self._succeeded(step, output, started_at, last=True)
         await self._commit(
@@ -167,16 +159,20 @@ class SagaInstance(JournaledRun):
                 call.cancel()
         if failed is None:
             return True
-        step, failure = failed
+        await self._failed_for_good(*failed)
+        return False
+
+    async def _failed_for_good(self, step: Step, failure: Failure) -> None:
+        """A step failed for good: park the saga if neither way is known to be right (a
+        STUCK child, a child type nobody registered), else compensate."""
         if failure.park:
             await self._park(failure.error, failure.error_type, step=step.name)
-            return False
+            return
         abort = self._abort_reason()
         await self._begin_compensation(
             abort or f"step {step.name!r} failed: {failure.error}",
             self._abort_type() if abort else failure.error_type,
             in_doubt=[step.name] if failure.uncertain else [], step=step.name)
-        return False
 
     async def _run_step(self, step: Step) -> tuple[dict[str, Any], Failure | None]:
         """A step's action: a participant call (with retries), a child saga, or a wait."""
