@@ -122,7 +122,9 @@ def test_a_worker_node_dies_mid_flight_and_every_saga_completes_once(
     by_node: dict[str, set[str]] = {}
     for a in actors:
         by_node.setdefault(a["node_id"], set()).add(a["name"])
-    assert len(by_node) == 3, by_node  # spread over the head and both workers
+    # spread over the nodes (Ray's SPREAD is best effort: once in four runs here, one
+    # node got none); what matters is a worker holding a host and a participant below
+    assert len(by_node) >= 2, by_node
 
     def runs_host_and_participant(node: str) -> bool:  # a bus is a choreography's host
         names = by_node.get(node, set())
