@@ -25,21 +25,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from examples.trip_booking import TripInput
+from examples.trip_booking import sample_input as trip_input
 from participants.notifier import Notifier
 from participants.payment import Payment
 from participants.travel import Airline, CarRental, Hotel
-from saga_actors import Child, Parallel, RetryPolicy, Saga, Step, StepKind, Wait
-
-
-class TripRequest(BaseModel):
-    """One business trip to book."""
-
-    trip_id: str = Field(min_length=1)
-    customer_id: str = Field(min_length=1)
-    flight: str = Field(min_length=1)
-    hotel: str = Field(min_length=1)
-    nights: int = Field(gt=0)
-    amount_cents: int = Field(gt=0)
+from saga_actors import Child, Parallel, Saga, Step, StepKind, Wait
 
 
 class Approval(BaseModel):
@@ -56,7 +47,6 @@ class ETicketInput(BaseModel):
     flight_booking: str
 
 
-FOREVER = RetryPolicy(max_attempts=1, initial_backoff_s=0.1, max_backoff_s=2.0)
 APPROVAL_TIMEOUT_S = 10.0
 
 ETICKET = Saga(
@@ -71,7 +61,7 @@ ETICKET = Saga(
 
 BUSINESS_TRIP = Saga(
     name="business_trip",
-    input_model=TripRequest,
+    input_model=TripInput,  # the trip_booking example's input
     deadline_s=120,
     steps=[
         Parallel(
@@ -92,15 +82,8 @@ PARTICIPANTS = (Airline, Hotel, CarRental, Payment, Notifier)
 
 
 def sample_input(n: int) -> dict:
-    """The input of the n-th demo trip."""
-    return {
-        "trip_id": f"btrip-{n}",
-        "customer_id": f"employee-{n % 5}",
-        "flight": f"LH{400 + n % 50}",
-        "hotel": "Hotel Adlon",
-        "nights": 1 + n % 4,
-        "amount_cents": 45_000 + 500 * (n % 7),
-    }
+    """The input of the n-th demo trip (trip_booking's, for an employee)."""
+    return {**trip_input(n), "trip_id": f"btrip-{n}", "customer_id": f"employee-{n % 5}"}
 
 
 def approval(n: int) -> dict:

@@ -89,13 +89,9 @@ class Recycler:
             await asyncio.sleep(0.01)
         logger.info("{} ran {} Ray tasks: restarting its process to give back the memory "
                     "Ray keeps per task name", self.what, self.done)
-        logging_flush()
+        with contextlib.suppress(Exception):
+            logger.complete()
         os._exit(1)  # not exit_actor(): an unexpected exit is what Ray restarts
-
-
-def logging_flush() -> None:
-    with contextlib.suppress(Exception):
-        logger.complete()
 
 
 # --- participants ---------------------------------------------------------------------

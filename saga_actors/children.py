@@ -13,6 +13,7 @@ the step, the child's completed steps are compensated newest first, and the chil
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -43,10 +44,8 @@ def child_output(record: SagaRecord) -> dict[str, Any]:
 
 def nudge_child(parent: SagaInstance, child: SagaInstance) -> None:
     """Pass a nudge on to a running child; a parent that must stop cancels it."""
-    halt = parent._abort_reason() or parent._stop_group
+    halt = parent._halt_reason()
     if halt:
-        import asyncio
-
         asyncio.ensure_future(child.request_cancel(f"its parent {parent.saga_id} stops: "
                                                    f"{halt}"))
     child.nudge()

@@ -405,7 +405,6 @@ class SagaRuntime:
     ) -> tuple[Saga, SagaRecord]:
         """Every check that must pass before anything is journaled."""
         saga = self.definition(saga_type, version)
-        self._publish(saga)
         if saga_id is None:
             saga_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
         elif not isinstance(saga_id, str) or not _SAGA_ID.match(saga_id):

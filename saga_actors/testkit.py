@@ -53,7 +53,7 @@ from saga_actors.errors import SagaUsageError, StepTimeoutError
 from saga_actors.handlers import StepContext, action, compensation
 from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
-from saga_actors.messages import StepReply, StepRequest
+from saga_actors.messages import MAX_PAYLOAD_BYTES, StepReply, StepRequest
 from saga_actors.participant import Participant
 from saga_actors.records import SagaRecord, Transition
 from saga_actors.signals import accept_signal
@@ -195,7 +195,7 @@ class SagaTestKit:
         definition = self.definitions.lookup(record.saga_type, record.version) or self.saga
         signal_id = signal_id or uuid.uuid4().hex
         accept_signal(self.journal, definition, record, name, payload, signal_id=signal_id,
-                      now=self.clock.now(), max_bytes=1 << 20)
+                      now=self.clock.now(), max_bytes=MAX_PAYLOAD_BYTES)
         return signal_id
 
     # --- what to assert on ----------------------------------------------------------------
