@@ -51,6 +51,25 @@ def kill_namespace(namespace: str) -> None:
                 ray.kill(ray.get_actor(a.name, namespace), no_restart=True)
 
 
+# The slowest modules first: `scripts/test.sh` runs the suite on two pytest-xdist workers,
+# one module at a time each, in this order (--no-loadscope-reorder), so the longest ones
+# do not start last and leave one worker idle at the end.
+SLOW_FIRST = (
+    "tests/integration/test_cluster.py",
+    "tests/chaos/test_chaos.py",
+    "tests/integration/test_launch_script.py",
+    "tests/integration/test_services.py",
+    "tests/integration/test_definitions.py",
+    "tests/faults/test_actor_crashes.py",
+    "tests/integration/test_compositions.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 PG_SERVER = os.environ.get("SAGA_ACTORS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 

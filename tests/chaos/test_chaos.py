@@ -3,9 +3,8 @@
 The script checks its invariants from the participants' own stores and the journal; this
 test runs it as a user would and asserts on its JSON report. Most sagas are hosted here
 (dedicated ones start about 3 per second on this machine); `scripts/chaos.py` alone runs
-an even mix, and thousands when asked. It lives in its own folder so that it runs first,
-before the session's shared Ray starts, and has the machine to itself (beside that Ray it
-takes about twice as long).
+an even mix, and thousands when asked. It starts early (`SLOW_FIRST` in tests/conftest.py),
+on its own xdist worker, beside the cluster tests on the other.
 """
 
 from __future__ import annotations
