@@ -468,8 +468,8 @@ class RegistryActorImpl:
 
         configure_logging("registry", config.log_level)
 
-        self.registry = Registry(open_journal(config.journal, create=False), metrics=RayMetrics(),
-                                 hosts=config.hosts)
+        self.registry = Registry(open_journal(config.journal, create=False),
+                                 metrics=RayMetrics(config.namespace), hosts=config.hosts)
         self._config = config
         self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
 

@@ -13,14 +13,12 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from saga_actors.bus import start_event
 from saga_actors.choreography import Choreography
-from saga_actors.definition import Saga
+from saga_actors.definition import Saga, StepKind
 from saga_actors.errors import SagaConflictError, SagaInputError
-from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.messages import MAX_PAYLOAD_BYTES, NotJSONError, encode_json
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, first_transition
 from saga_actors.shapes import shape_hash
-from saga_actors.state import SagaStatus
 
 
 def build_record(
@@ -62,6 +60,8 @@ def build_record(
         shape=shape_hash(definition),
         placement=placement or definition.placement,
         definition_ref=definition_ref,
+        pivot=next((s.name for s in definition.steps if s.kind is StepKind.PIVOT), None)
+        if isinstance(definition, Saga) else None,
         input=data,
         data=dict(data),
         created_at=now,
@@ -112,18 +112,6 @@ def _reveal(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_reveal(v) for v in value]
     return value
-
-
-def first_transition(record: SagaRecord) -> Transition:
-    """The ``saga_started`` transition journaled with a new saga."""
-    return Transition(
-        saga_id=record.saga_id,
-        seq=0,
-        at=record.created_at,
-        event=Event.SAGA_STARTED,
-        status=SagaStatus.STARTED,
-        detail={"saga_type": record.saga_type, "version": record.version},
-    )
 
 
 def validation_brief(exc: ValidationError) -> str:

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -75,6 +76,31 @@ def _cluster_options(fn: Any) -> Any:
                       help="The runtime's Ray namespace (as before the command).")(fn)
     return click.option("--address", expose_value=False, callback=set_address,
                         help="Ray cluster HOST:PORT (as before the command).")(fn)
+
+
+def _check_svg(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.lower().endswith(".svg"):
+        raise click.BadParameter(f"{value!r}: the timeline is drawn as SVG; name a .svg file",
+                                 param=param)
+    return value
+
+
+def _timeline_option(fn: Any) -> Any:
+    return click.option("--timeline", metavar="FILE.svg", callback=_check_svg,
+                        help="Also draw the saga's timeline into this SVG file.")(fn)
+
+
+def _write_timeline(info: dict[str, Any], path: str | None) -> None:
+    if path is None:
+        return
+    from saga_actors.timeline import render_svg
+
+    try:
+        Path(path).write_text(render_svg(info))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the timeline to {path}: "
+                                   f"{exc.strerror or exc}") from None
+    click.echo(f"timeline written to {path}", err=True)
 
 
 def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
@@ -245,10 +271,12 @@ def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit:
 @_cluster_options
 @click.argument("saga_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_timeline_option
 @click.pass_obj
-def show(cluster: Cluster, saga_id: str, as_json: bool) -> None:
+def show(cluster: Cluster, saga_id: str, as_json: bool, timeline: str | None) -> None:
     """One saga: state, steps with attempts and timings, history, last error."""
     info = _get(cluster, saga_id)
+    _write_timeline(info, timeline)
     click.echo(json.dumps(info)) if as_json else _emit(_show(info))
 
 
@@ -414,14 +442,69 @@ def journal_list(store: Any, status: str | None, saga_type: str | None, limit: i
 @journal.command("show")
 @click.argument("saga_id")
 @click.option("--json", "as_json", is_flag=True)
+@_timeline_option
 @click.pass_obj
-def journal_show(store: Any, saga_id: str, as_json: bool) -> None:
+def journal_show(store: Any, saga_id: str, as_json: bool, timeline: str | None) -> None:
     """One saga from the journal."""
     record = store.load(saga_id)
     if record is None:
         raise click.ClickException(f"no saga with id {saga_id!r} in {store.url}")
     info = describe(record, store.history(saga_id), hosts=ctx_hosts())
+    _write_timeline(info, timeline)
     click.echo(json.dumps(info)) if as_json else _emit(_show(info))
+
+
+# --- the Grafana dashboard ------------------------------------------------------------
+
+
+@main.group()
+def dashboard() -> None:
+    """The Grafana dashboard for sagas (panels in Ray's Grafana)."""
+
+
+@dashboard.command("install")
+@click.option("--dir", "folder", type=click.Path(file_okay=False),
+              help="Write it into this folder instead of the cluster's Grafana provisioning.")
+@_cluster_options
+@click.pass_obj
+def dashboard_install(cluster: Cluster, folder: str | None) -> None:
+    """Write the dashboard into the running cluster's Grafana provisioning folder
+    (<session>/metrics/grafana/dashboards, on the head node), or into --dir."""
+    from saga_actors.grafana import PROVISIONING_SUBDIR, install
+
+    if folder is None:
+        if not cluster.address:
+            raise click.ClickException("no cluster address: pass --address HOST:PORT or set "
+                                       "RAY_ADDRESS, or write the file with --dir FOLDER")
+        target = Path(_session_dir(cluster)) / PROVISIONING_SUBDIR
+        if not target.is_dir():
+            raise click.ClickException(
+                f"Ray's Grafana folder {target} is not on this machine (run this on the head "
+                "node, start Ray with its dashboard, or pass --dir FOLDER)")
+        folder = str(target)
+    try:
+        written = install(folder)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the dashboard into {folder}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+    click.echo(f"dashboard written to {written}")
+
+
+def _session_dir(cluster: Cluster) -> str:
+    """The session folder of the cluster this command attaches to."""
+    from saga_actors.runtime import check_reachable
+
+    try:
+        check_reachable(cluster.address)
+    except SagaError as exc:
+        raise click.ClickException(str(exc)) from None
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, namespace=cluster.namespace, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False)
+    return ray._private.worker._global_node.get_session_dir_path()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from saga_actors.clock import Clock, SystemClock
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.messages import StepReply, StepRequest
-from saga_actors.records import SagaRecord, Transition
+from saga_actors.records import SagaRecord, Transition, first_transition
 from saga_actors.state import SagaStatus
 from saga_actors.transitions import prepare
 
@@ -86,6 +86,10 @@ class JournaledRun:
     async def run(self) -> SagaRecord:
         """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
+            if self.record.seq == 0:
+                # its start was journaled at admission, not here: listeners (the registry's
+                # counters) hear of it now
+                self._notify(self.record, [first_transition(self.record)])
             if self.record.seq > 0 and not self.record.status.terminal:
                 # Picked up after a crash or a restart: say so, and restart the stall clock.
                 await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
@@ -172,9 +176,13 @@ class JournaledRun:
             return
         held, self._held = self._held, []
         await self._journal.write(new, *held)
-        if self._on_transition is not None:
-            for t in held:
-                try:
-                    self._on_transition(new, t)
-                except Exception:  # a listener must never break the saga
-                    logger.exception("transition listener failed")
+        self._notify(new, held)
+
+    def _notify(self, record: SagaRecord, transitions: list[Transition]) -> None:
+        if self._on_transition is None:
+            return
+        for t in transitions:
+            try:
+                self._on_transition(record, t)
+            except Exception:  # a listener must never break the saga
+                logger.exception("transition listener failed")

@@ -54,6 +54,8 @@ class SagaRecord(BaseModel):
     parent_id: str | None = Field(None, description="A child saga: its parent, which runs it "
                                   "(its id is ``<parent_id>/<step>``).")
     definition_ref: str | None = Field(None, description="module:attr to import the definition")
+    pivot: str | None = Field(None, description="Its pivot step, if any: past it the saga only "
+                              "goes forward.")
     child_versions: dict[str, int] = Field(
         default_factory=dict, description="Version of each saga type its child steps run "
         "(pinned when the root saga started).")
@@ -145,3 +147,15 @@ def runner_name(record: SagaRecord, hosts: int) -> str:
     if record.placement in POOLED:
         return pool_actor_name(record.placement, shard_of(root, hosts))
     return saga_actor_name(root)
+
+
+def first_transition(record: SagaRecord) -> Transition:
+    """The ``saga_started`` transition journaled with a new saga."""
+    return Transition(
+        saga_id=record.saga_id,
+        seq=0,
+        at=record.created_at,
+        event=Event.SAGA_STARTED,
+        status=SagaStatus.STARTED,
+        detail={"saga_type": record.saga_type, "version": record.version},
+    )

@@ -46,7 +46,9 @@ class Metrics(Protocol):
     """Where the registry reports numbers (Ray metrics in production)."""
 
     def sagas_by_status(self, counts: dict[str, int]) -> None: ...
-    def step_outcome(self, kind: str, outcome: str) -> None: ...
+    def saga_outcome(self, saga_type: str, outcome: str) -> None: ...
+    def step_outcome(self, saga_type: str, kind: str, outcome: str) -> None: ...
+    def choreography(self, saga_type: str, what: str) -> None: ...
     def step_latency(self, saga_type: str, seconds: float) -> None: ...
     def saga_latency(self, saga_type: str, status: str, seconds: float) -> None: ...
 
@@ -55,12 +57,20 @@ class Metrics(Protocol):
 # committed just after it
 RESYNC_MARGIN_S = 2.0
 
-# transition event -> (counter kind, outcome)
+# transition event -> (counter kind, outcome); a failed attempt that is not the last one
+# counts as "retried", a timed-out one as "timed_out"
 _OUTCOMES = {
     Event.STEP_SUCCEEDED: ("step", "succeeded"),
     Event.ACTION_ATTEMPT_FAILED: ("step", "failed"),
     Event.STEP_COMPENSATED: ("compensation", "succeeded"),
     Event.COMPENSATION_ATTEMPT_FAILED: ("compensation", "failed"),
+}
+# the transitions that start or end a saga -> the outcome counted by saga type
+_SAGA_OUTCOMES = {
+    Event.SAGA_STARTED: "started",
+    Event.SAGA_COMPLETED: "completed",
+    Event.SAGA_FAILED: "failed",
+    Event.SAGA_STUCK: "stuck",
 }
 
 
@@ -111,19 +121,33 @@ class Registry:
             self._entries[entry.saga_id] = entry
 
     def _count(self, entry: RegistryEntry, event: str, status: str, error_type: str | None,
-               latency_s: float | None) -> None:
+               latency_s: float | None, final: bool = True) -> None:
         if self._metrics is None:
             return
-        event = Event(event)
-        outcome = _OUTCOMES.get(event)
-        if outcome:
+        event, status = Event(event), SagaStatus(status)
+        kind_outcome = _OUTCOMES.get(event)
+        if kind_outcome:
+            kind, outcome = kind_outcome
             if error_type in TIMEOUT_ERROR_TYPES:
-                outcome = (outcome[0], "timed_out")
-            self._metrics.step_outcome(*outcome)
+                outcome = "timed_out"
+            elif outcome == "failed" and not final:
+                outcome = "retried"
+            self._metrics.step_outcome(entry.saga_type, kind, outcome)
+        saga_outcome = _SAGA_OUTCOMES.get(event)
+        if event is Event.EVENT_PUBLISHED and status is SagaStatus.COMPLETED:
+            saga_outcome = "completed"  # a choreography ends on its terminal event
+        if saga_outcome:
+            self._metrics.saga_outcome(entry.saga_type, saga_outcome)
+        if entry.placement == "choreography":
+            what = ("delivered" if event.is_sent else "published"
+                    if event is Event.EVENT_PUBLISHED else "parked"
+                    if event is Event.SAGA_STUCK else None)
+            if what:
+                self._metrics.choreography(entry.saga_type, what)
         if event is Event.STEP_SUCCEEDED and latency_s is not None:
             self._metrics.step_latency(entry.saga_type, latency_s)
-        if SagaStatus(status).terminal and entry.finished_at is not None:
-            self._metrics.saga_latency(entry.saga_type, status,
+        if status.terminal and entry.finished_at is not None:
+            self._metrics.saga_latency(entry.saga_type, status.value,
                                        entry.finished_at - entry.created_at)
 
     def publish(self) -> None:
@@ -171,12 +195,13 @@ class Registry:
         return out
 
 
-def feed_event(transition: Transition) -> tuple[str, str, str | None, float | None]:
+def feed_event(transition: Transition) -> tuple[str, str, str | None, float | None, bool]:
     """What the registry needs of a transition for its metrics, in a few bytes: the event,
-    the status, the failure's error type, the latency."""
+    the status, the failure's error type, the latency, and whether a failed attempt was the
+    last one."""
     detail = transition.detail
     return (Event(transition.event).value, transition.status.value, detail.get("error_type"),
-            detail.get("latency_s"))
+            detail.get("latency_s"), bool(detail.get("final", True)))
 
 
 def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> dict[str, Any]:
@@ -190,6 +215,7 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
                                        if t.event is Event.CHILD_STARTED)),
         "version": record.version,
         "shape": record.shape,
+        "pivot": record.pivot,
         "completed_steps": record.completed,
         "compensated_steps": record.compensated,
         "awaiting": record.awaiting,

@@ -22,13 +22,7 @@ from saga_actors.actors import (
     find_services,
     saga_hosts,
 )
-from saga_actors.admission import (
-    admit,
-    admit_async,
-    admitted_before,
-    build_record,
-    first_transition,
-)
+from saga_actors.admission import admit, admit_async, admitted_before, build_record
 from saga_actors.catalog import refuse_changed_shape
 from saga_actors.choreography import Choreography
 from saga_actors.config import RuntimeConfig
@@ -58,7 +52,7 @@ from saga_actors.host import by_shard, shard_of
 from saga_actors.journal import open_journal
 from saga_actors.kv_definitions import KVDefinitions
 from saga_actors.participant import Participant
-from saga_actors.records import SagaRecord, Transition, runner_name
+from saga_actors.records import SagaRecord, Transition, first_transition, runner_name
 from saga_actors.shapes import shape_hash
 from saga_actors.state import SagaStatus
 from saga_actors.stores import check_reachable as check_store_reachable

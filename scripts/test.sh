@@ -3,4 +3,5 @@
 # workers (a module at a time each, slowest first: tests/conftest.py SLOW_FIRST). Extra
 # arguments go to pytest; `-n 0` runs in this process alone.
 source "$(dirname "$0")/_venv.sh"
+source "$(dirname "$0")/_prometheus.sh"
 exec python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@"

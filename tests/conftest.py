@@ -62,6 +62,7 @@ SLOW_FIRST = (
     "tests/integration/test_definitions.py",
     "tests/faults/test_actor_crashes.py",
     "tests/integration/test_compositions.py",
+    "tests/integration/test_grafana_dashboard.py",
 )
 
 
