@@ -165,7 +165,7 @@ def test_no_code_path_turns_ray_authentication_off():
 
 RAY_FREE = [
     "saga_actors.admission", "saga_actors.bus", "saga_actors.catalog", "saga_actors.children",
-    "saga_actors.failures", "saga_actors.signals",
+    "saga_actors.failures", "saga_actors.signals", "saga_actors.grafana", "saga_actors.timeline",
     "saga_actors.choreography", "saga_actors.clock",
     "saga_actors.config", "saga_actors.constants", "saga_actors.definition",
     "saga_actors.errors", "saga_actors.events", "saga_actors.handlers", "saga_actors.host",
