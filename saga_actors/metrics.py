@@ -57,14 +57,14 @@ class RayMetrics:
         for status, n in counts.items():
             self._sagas.set(n, tags={"status": status})
 
-    def saga_outcome(self, saga_type: str, outcome: str) -> None:
-        self._outcomes.inc(1, tags={"saga_type": saga_type, "outcome": outcome})
+    def saga_outcome(self, saga_type: str, outcome: str, *, n: int = 1) -> None:
+        self._outcomes.inc(n, tags={"saga_type": saga_type, "outcome": outcome})
 
-    def step_outcome(self, saga_type: str, kind: str, outcome: str) -> None:
-        self._steps.inc(1, tags={"saga_type": saga_type, "kind": kind, "outcome": outcome})
+    def step_outcome(self, saga_type: str, kind: str, outcome: str, *, n: int = 1) -> None:
+        self._steps.inc(n, tags={"saga_type": saga_type, "kind": kind, "outcome": outcome})
 
-    def choreography(self, saga_type: str, what: str) -> None:
-        self._events.inc(1, tags={"saga_type": saga_type, "what": what})
+    def choreography(self, saga_type: str, what: str, *, n: int = 1) -> None:
+        self._events.inc(n, tags={"saga_type": saga_type, "what": what})
 
     def step_latency(self, saga_type: str, seconds: float) -> None:
         self._step_latency.observe(seconds, tags={"saga_type": saga_type})

@@ -8,6 +8,7 @@ batches were lost while the registry was down.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -46,9 +47,9 @@ class Metrics(Protocol):
     """Where the registry reports numbers (Ray metrics in production)."""
 
     def sagas_by_status(self, counts: dict[str, int]) -> None: ...
-    def saga_outcome(self, saga_type: str, outcome: str) -> None: ...
-    def step_outcome(self, saga_type: str, kind: str, outcome: str) -> None: ...
-    def choreography(self, saga_type: str, what: str) -> None: ...
+    def saga_outcome(self, saga_type: str, outcome: str, *, n: int = 1) -> None: ...
+    def step_outcome(self, saga_type: str, kind: str, outcome: str, *, n: int = 1) -> None: ...
+    def choreography(self, saga_type: str, what: str, *, n: int = 1) -> None: ...
     def step_latency(self, saga_type: str, seconds: float) -> None: ...
     def saga_latency(self, saga_type: str, status: str, seconds: float) -> None: ...
 
@@ -109,19 +110,24 @@ class Registry:
 
     def ingest(self, batch: Iterable[dict[str, Any]]) -> None:
         """Apply a batch of ``{"entry": ..., "events": [feed_event(...), ...]}``."""
+        tally: Counter[tuple[str, ...]] = Counter()  # one counter call per series per batch
         for item in batch:
             entry = RegistryEntry.model_validate(item["entry"])
             self._put(entry)
             for event in item.get("events", ()):
-                self._count(entry, *event)
+                self._count(entry, tally, *event)
+        if self._metrics is not None:
+            for (what, *tags), n in tally.items():
+                getattr(self._metrics, what)(*tags, n=n)
 
     def _put(self, entry: RegistryEntry) -> None:
         old = self._entries.get(entry.saga_id)
         if old is None or entry.seq >= old.seq:
             self._entries[entry.saga_id] = entry
 
-    def _count(self, entry: RegistryEntry, event: str, status: str, error_type: str | None,
-               latency_s: float | None, final: bool = True) -> None:
+    def _count(self, entry: RegistryEntry, tally: Counter[tuple[str, ...]], event: str,
+               status: str, error_type: str | None, latency_s: float | None,
+               final: bool = True) -> None:
         if self._metrics is None:
             return
         event, status = Event(event), SagaStatus(status)
@@ -132,18 +138,18 @@ class Registry:
                 outcome = "timed_out"
             elif outcome == "failed" and not final:
                 outcome = "retried"
-            self._metrics.step_outcome(entry.saga_type, kind, outcome)
+            tally["step_outcome", entry.saga_type, kind, outcome] += 1
         saga_outcome = _SAGA_OUTCOMES.get(event)
         if event is Event.EVENT_PUBLISHED and status is SagaStatus.COMPLETED:
             saga_outcome = "completed"  # a choreography ends on its terminal event
         if saga_outcome:
-            self._metrics.saga_outcome(entry.saga_type, saga_outcome)
+            tally["saga_outcome", entry.saga_type, saga_outcome] += 1
         if entry.placement == "choreography":
             what = ("delivered" if event.is_sent else "published"
                     if event is Event.EVENT_PUBLISHED else "parked"
                     if event is Event.SAGA_STUCK else None)
             if what:
-                self._metrics.choreography(entry.saga_type, what)
+                tally["choreography", entry.saga_type, what] += 1
         if event is Event.STEP_SUCCEEDED and latency_s is not None:
             self._metrics.step_latency(entry.saga_type, latency_s)
         if status.terminal and entry.finished_at is not None:

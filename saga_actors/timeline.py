@@ -29,16 +29,21 @@ COLOURS = {
 def render_svg(info: dict[str, Any]) -> str:
     """The timeline of one saga (a ``show`` dict) as an SVG document."""
     history = info.get("history") or []
-    if info.get("placement") == "choreography" and info.get("events"):
+    ordinal = info.get("placement") == "choreography" and bool(info.get("events"))
+    if ordinal:  # a sequence diagram: one column per event, in order
         lanes, marks = _choreography(info)
+        times = [e["at"] for e in info["events"]] + [t["at"] for t in history]
+        lo, hi, span = 0.0, float(len(info["events"])), float(len(info["events"]))
     else:
         lanes, marks = _orchestration(info, history)
-    times = [m["at"] for m in marks] + [t["at"] for t in history] or [0.0]
+        times = [m["at"] for m in marks] + [t["at"] for t in history] or [0.0]
+        lo, hi = min(times), max(times)
+        span = max(hi - lo, 1e-3)
     start, end = min(times), max(times)
-    scale = (WIDTH - LABEL_W - RIGHT) / max(end - start, 1e-3)
+    scale = (WIDTH - LABEL_W - RIGHT) / span
 
     def x(at: float) -> float:
-        return round(LABEL_W + (at - start) * scale, 1)
+        return round(LABEL_W + (at - lo) * scale, 1)
 
     def y(lane: str) -> float:
         return TOP + lanes.index(lane) * LANE_H + LANE_H / 2
@@ -65,9 +70,11 @@ def render_svg(info: dict[str, Any]) -> str:
     out.append(f'<line x1="{LABEL_W}" y1="{axis_y - 10}" x2="{WIDTH - RIGHT}" '
                f'y2="{axis_y - 10}" stroke="#999"/>')
     for k in range(5):
-        at = start + (end - start) * k / 4
-        out.append(f'<text x="{x(at)}" y="{axis_y + 6}" text-anchor="middle" fill="#666">'
-                   f'+{at - start:.3f}s</text>')
+        at = lo + (hi - lo) * k / 4
+        label = f"event {at:g}" if ordinal else f"+{at - start:.3f}s"
+        if not ordinal or at == int(at):
+            out.append(f'<text x="{x(at)}" y="{axis_y + 6}" text-anchor="middle" '
+                       f'fill="#666">{label}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -114,21 +121,20 @@ def _orchestration(info: dict[str, Any],
 def _choreography(info: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     lanes: list[str] = []
     marks: list[dict[str, Any]] = []
-    prev: dict[str, float] = {}
-    for e in info["events"]:
+    first = info["events"][0]["at"]
+    for i, e in enumerate(info["events"]):
         src = (e.get("producer") or "start").split(".")[0]
         dst = (e.get("consumer") or "end").split(".")[0]
         for lane in (src, dst):
             if lane not in lanes:
                 lanes.append(lane)
-        at = e["at"]
-        marks.append(dict(kind="event", shape="arrow", lane=src, to=dst,
-                          at=prev.get(e.get("causation_id") or "", at), end=at,
-                          text=e["type"], tip=f"{e['type']}: {e.get('producer') or 'start'} "
-                          f"-> {e.get('consumer') or 'end'}"))
-        prev[e["id"]] = at
-    last = info["events"][-1]["at"]
-    marks.append(dict(kind="status", shape="badge", lane=lanes[-1], at=last,
+        marks.append(dict(kind="event", shape="arrow", lane=src, to=dst, at=i + 0.1,
+                          end=i + 0.9, text=f"{e['type']} +{e['at'] - first:.3f}s",
+                          tip=f"{e['type']}: {e.get('producer') or 'start'} -> "
+                          f"{e.get('consumer') or 'end'}"))
+    order = ["start", *[lane for lane in lanes if lane not in ("start", "end")], "end"]
+    lanes[:] = [lane for lane in order if lane in lanes]
+    marks.append(dict(kind="status", shape="badge", lane=lanes[-1], at=len(info["events"]),
                       text=info.get("status", "?"), tip=f"final status {info.get('status')}"))
     return lanes, marks
 
@@ -163,7 +169,8 @@ def _draw(m: dict[str, Any], x: Any, y: Any) -> str:
         x0, y0, x1, y1 = x(m["at"]), y(m["lane"]), x(m["end"]), y(m["to"])
         body = (f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="{colour}" '
                 f'stroke-width="1.5"/><circle cx="{x1}" cy="{y1}" r="4" fill="{colour}"/>'
-                f'<text x="{x1 + 5}" y="{y1 - 6}" font-size="10">{escape(m["text"])}</text>')
+                f'<text x="{x1 - 4}" y="{y1 - 7}" font-size="10" text-anchor="end">'
+                f'{escape(m["text"])}</text>')
     else:  # badge, right of the time axis
         bx = WIDTH - RIGHT + 12
         body = (f'<rect x="{bx}" y="{cy - 10}" width="{8 * len(m["text"]) + 10}" '

@@ -58,6 +58,7 @@ from saga_actors import (  # noqa: E402
 )
 from saga_actors.stores import stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
+from scripts.plots import bench_plot, require_matplotlib  # noqa: E402
 
 STEPS = [("inventory", "reserve_inventory", "release_inventory"),
          ("payment", "process_payment", "refund_payment"),
@@ -655,7 +656,10 @@ def main(argv: list[str] | None = None) -> int:
                         "server, with this interpreter (one that has `pip install dbos`)")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also hold N hosted sagas in flight at once (e.g. 10000)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw sagas/s and p50 per row and concurrency (needs the plot extra)")
     args = p.parse_args(argv)
+    require_matplotlib(p, args.plot)
     if args.dbos and not args.postgres:
         p.error("--dbos needs --postgres URL (the server DBOS runs on)")
     if args.dbos and not Path(args.dbos).exists():
@@ -676,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
     report["seconds"] = round(time.perf_counter() - started, 1)
     say(f"done in {report['seconds']}s; {report['derived']}")
+    if args.plot:
+        bench_plot(report, args.plot)
+        say(f"plot written to {args.plot}")
     if args.json:
         print(json.dumps(report), file=stdout)
     if args.markdown or not args.json:

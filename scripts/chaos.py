@@ -60,6 +60,7 @@ from saga_actors.gateway import get_riding_restarts  # noqa: E402
 from saga_actors.records import runner_name  # noqa: E402
 from saga_actors.stores import open_store, stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
+from scripts.plots import chaos_plot, require_matplotlib  # noqa: E402
 
 EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking,
             "order_choreography": order_choreography}
@@ -92,6 +93,7 @@ class Chaos:
         self.data_dir = tempfile.mkdtemp(prefix="saga-chaos-")
         self.ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         self.injected: Counter[str] = Counter()
+        self.when: list[tuple[float, str]] = []  # (wall time, kind) of every fault, to plot
         self.rt: SagaRuntime | None = None
 
     # --- the cluster --------------------------------------------------------------------
@@ -150,6 +152,7 @@ class Chaos:
             actor = self.participant(name)
             get_riding_restarts(lambda: actor.set_faults.remote({method: fault}), 10)
             self.injected[kind] += 1
+            self.when.append((time.time(), kind))
         except Exception as exc:  # noqa: BLE001 - the participant may be restarting
             say(f"  fault on {name}.{method} not set: {type(exc).__name__}")
 
@@ -176,12 +179,14 @@ class Chaos:
                 if actor is not None:
                     ray.kill(actor, no_restart=False)
             self.injected[f"kill_{target}"] += 1
+            self.when.append((time.time(), f"kill_{target}"))
         except (ValueError, ray.exceptions.RayError):
             pass  # it had just finished or is already being restarted
 
     # --- the run ----------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        self.began = time.time()
         started = time.monotonic()
         rt = self.up()
         ids: list[str] = []
@@ -201,6 +206,7 @@ class Chaos:
                 say(f"  whole-Ray restart with {len(live)} sagas unfinished")
                 self.down()
                 self.injected["ray_restart"] += 1
+                self.when.append((time.time(), "ray_restart"))
                 rt = self.up()  # participants, then the supervisor, which recovers
             say(f"  launched {len(ids)}/{len(batches)}")
         for name in PARTICIPANTS:  # no new faults: let everything finish
@@ -218,6 +224,7 @@ class Chaos:
         registry = self._registry_statuses()
         self.down()
         report = check(self.rt.config, ids, registry)
+        self.ids = ids
         report.update(seed=self.args.seed, faults=dict(sorted(self.injected.items())),
                       seconds=round(time.monotonic() - started, 1))
         return report
@@ -342,6 +349,21 @@ def balance(stores: Stores, records: dict, applied: dict[str, Counter]) -> list[
     return out
 
 
+def plot_run(chaos: Chaos, report: dict[str, Any], path: str) -> None:
+    """The run's picture: sagas started and ended (from the journal) above the faults."""
+    from saga_actors.journal import open_journal
+
+    journal = open_journal(chaos.rt.config.journal, read_only=True)
+    sagas = [(r.created_at, r.finished_at if r.status.terminal else None, r.status.value)
+             for r in (journal.load(i) for i in chaos.ids) if r is not None]
+    journal.close()
+    chaos_plot(chaos.when, sagas, chaos.began, path,
+               f"saga_actors chaos: {report['sagas']} sagas, seed {report['seed']}; lost "
+               f"{report['lost']}, duplicate effects {report['duplicate_effects']}, "
+               f"unbalanced {report['unbalanced']}")
+    say(f"plot written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sagas", type=int, default=200)
@@ -361,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true",
                    help="keep the journal and participant stores (kept anyway on a failure)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the faults injected over time beside the sagas' progress "
+                        "(needs the plot extra)")
     args = p.parse_args(argv)
+    require_matplotlib(p, args.plot)
     if args.sagas < 1:
         p.error("--sagas must be at least 1")
     if not 0.0 <= args.dedicated <= 1.0:
@@ -376,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = not any(report[k] for k in ("lost", "duplicate_effects", "wrong_effects",
                                      "unbalanced", "mismatched"))
     report["ok"] = ok
+    if args.plot:
+        plot_run(chaos, report, args.plot)
     shutil.rmtree(chaos.ray_tmp, ignore_errors=True)
     if ok and not args.keep:
         shutil.rmtree(chaos.data_dir, ignore_errors=True)

@@ -36,6 +36,7 @@ import ray  # noqa: E402
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS  # noqa: E402
 from saga_actors import SagaRuntime, configure_logging  # noqa: E402
+from scripts.plots import require_matplotlib, soak_plot  # noqa: E402
 
 SKUS = ("WIDGET", "GADGET")
 
@@ -184,32 +185,13 @@ async def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
                           "rss_mb_end": points[-1][1],
                           "slope_mb_per_10k": slope_per_10k(points)})
     if args.plot:
-        plot(sampler.series, args.plot, args.sagas)
+        soak_plot(sampler.series, args.plot, args.sagas)
     return {"sagas": args.sagas, "completed": completed, "lost": args.sagas - completed,
             "duplicate_effects": duplicates, "unbalanced": bool(unbalanced),
             "statuses": statuses, "elapsed_s": round(elapsed, 1),
             "sagas_per_s": round(args.sagas / elapsed, 1), "processes": processes,
             "series": {k: v for k, v in sampler.series.items()} if args.series else None,
             "task_names": not args.no_task_names}
-
-
-def plot(series: dict[str, list[tuple[int, float]]], path: str, sagas: int) -> None:
-    import matplotlib  # the `plot` extra: pip install -e '.[plot]'
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for name, points in sorted(series.items()):
-        ax.plot([x for x, _ in points], [y for _, y in points], label=name, linewidth=1.2)
-    ax.set_xlabel("sagas ended")
-    ax.set_ylabel("resident memory (MB)")
-    ax.set_title(f"saga_actors soak: {sagas:,} hosted sagas through the same actors")
-    ax.axvline(sagas / 2, color="grey", linestyle=":", linewidth=1)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,11 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.sagas < 10 or args.concurrency < 1:
         p.error("--sagas must be at least 10 and --concurrency at least 1")
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            p.error("--plot needs matplotlib: pip install -e '.[plot]'")
+    require_matplotlib(p, args.plot)
     stdout = sys.stdout
     if args.json:
         sys.stdout = sys.stderr

@@ -23,14 +23,14 @@ class CountingMetrics:
     def sagas_by_status(self, counts: dict[str, int]) -> None:
         self.calls["by_status", tuple(sorted(counts.items()))] += 1
 
-    def saga_outcome(self, saga_type: str, outcome: str) -> None:
-        self.calls["saga", saga_type, outcome] += 1
+    def saga_outcome(self, saga_type: str, outcome: str, *, n: int = 1) -> None:
+        self.calls["saga", saga_type, outcome] += n
 
-    def step_outcome(self, saga_type: str, kind: str, outcome: str) -> None:
-        self.calls["step", saga_type, kind, outcome] += 1
+    def step_outcome(self, saga_type: str, kind: str, outcome: str, *, n: int = 1) -> None:
+        self.calls["step", saga_type, kind, outcome] += n
 
-    def choreography(self, saga_type: str, what: str) -> None:
-        self.calls["chor", saga_type, what] += 1
+    def choreography(self, saga_type: str, what: str, *, n: int = 1) -> None:
+        self.calls["chor", saga_type, what] += n
 
     def step_latency(self, saga_type: str, seconds: float) -> None:
         self.latencies.append(("step", saga_type, seconds))
