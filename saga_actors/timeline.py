@@ -17,7 +17,7 @@ from typing import Any
 
 from saga_actors.events import TIMEOUT_ERROR_TYPES, Event
 
-WIDTH, LABEL_W, LANE_H, TOP, RIGHT = 960, 200, 38, 56, 110
+WIDTH, LABEL_W, LANE_H, TOP, RIGHT = 980, 200, 38, 56, 130
 COLOURS = {
     "attempt": "#4c78a8", "retry": "#f58518", "timeout": "#e45756", "failed": "#b22222",
     "succeeded": "#54a24b", "compensation": "#8e6bbf", "pivot": "#222222",
@@ -173,7 +173,7 @@ def _draw(m: dict[str, Any], x: Any, y: Any) -> str:
                 f'{escape(m["text"])}</text>')
     else:  # badge, right of the time axis
         bx = WIDTH - RIGHT + 12
-        body = (f'<rect x="{bx}" y="{cy - 10}" width="{8 * len(m["text"]) + 10}" '
+        body = (f'<rect x="{bx}" y="{cy - 10}" width="{9 * len(m["text"]) + 12}" '
                 f'height="20" rx="4" fill="{colour}"/><text x="{bx + 5}" y="{cy + 4}" '
                 f'fill="white" font-weight="bold">{escape(m["text"])}</text>')
     return f"{open_g}{body}</g>"
