@@ -2,7 +2,10 @@
 
 A plain class; :mod:`saga_actors.actors` makes it a named Ray actor. It is a cache: the
 journal stays the source of truth, and :meth:`Registry.resync` repairs whatever feed
-batches were lost while the registry was down.
+batches were lost while the registry was down. It holds in memory only the sagas still
+open (not COMPLETED or FAILED: those with work to do, and STUCK ones waiting for an
+operator), so its memory follows the sagas in flight, not every saga ever run; finished
+sagas are listed and counted from the journal, by its indexes.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class Metrics(Protocol):
     def saga_latency(self, saga_type: str, status: str, seconds: float) -> None: ...
 
 
+# what the registry keeps in memory: every status but the two a saga never leaves (a
+# child's undo reopens a COMPLETED saga: the feed brings it back)
+OPEN = frozenset(SagaStatus) - {SagaStatus.COMPLETED, SagaStatus.FAILED}
+
 # a resync looks this far before the last one: a write journaled just before it may be
 # committed just after it
 RESYNC_MARGIN_S = 2.0
@@ -93,9 +100,10 @@ class Registry:
     # --- feeding --------------------------------------------------------------------
 
     def rebuild(self) -> int:
-        """Reload every saga from the journal; returns how many."""
+        """Reload every open saga from the journal; returns how many."""
         now = self._clock()
-        self._entries = {r.saga_id: RegistryEntry.of(r) for r in self._journal.query()}
+        self._entries = {r.saga_id: RegistryEntry.of(r)
+                         for r in self._journal.query(statuses=OPEN)}
         self._synced_at = now
         return len(self._entries)
 
@@ -122,8 +130,12 @@ class Registry:
 
     def _put(self, entry: RegistryEntry) -> None:
         old = self._entries.get(entry.saga_id)
-        if old is None or entry.seq >= old.seq:
+        if old is not None and entry.seq < old.seq:
+            return  # a late batch: what it says is older than what is known
+        if entry.status in OPEN:
             self._entries[entry.saga_id] = entry
+        elif old is not None:
+            del self._entries[entry.saga_id]  # finished: the journal answers for it now
 
     def _count(self, entry: RegistryEntry, tally: Counter[tuple[str, ...]], event: str,
                status: str, error_type: str | None, latency_s: float | None,
@@ -181,11 +193,17 @@ class Registry:
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Entries, newest first, filtered and paged."""
+        """Entries, newest first, filtered and paged: open sagas from memory, the rest
+        from the journal."""
         wanted = SagaStatus(status) if status else None
+        if wanted is None or wanted not in OPEN:
+            records = self._journal.query(
+                statuses=[wanted] if wanted else None, saga_type=saga_type, since=since,
+                until=until, limit=limit, offset=offset, newest_first=True)
+            return [RegistryEntry.of(r).model_dump(mode="json") for r in records]
         rows = [
             e for e in self._entries.values()
-            if (wanted is None or e.status is wanted)
+            if e.status is wanted
             and (saga_type is None or e.saga_type == saga_type)
             and (since is None or e.created_at >= since)
             and (until is None or e.created_at < until)
@@ -194,11 +212,12 @@ class Registry:
         return [e.model_dump(mode="json") for e in rows[offset : offset + limit]]
 
     def counts(self) -> dict[str, int]:
-        """Sagas by status, every status present."""
-        out = {s.value: 0 for s in SagaStatus}
-        for entry in self._entries.values():
-            out[entry.status.value] += 1
-        return out
+        """Sagas by status, every status present (from the journal's index)."""
+        return self._journal.counts()
+
+    def __len__(self) -> int:
+        """How many sagas the registry holds in memory (the open ones)."""
+        return len(self._entries)
 
 
 def feed_event(transition: Transition) -> tuple[str, str, str | None, float | None, bool]:

@@ -230,11 +230,19 @@ class Chaos:
         return report
 
     def _registry_statuses(self) -> dict[str, str]:
+        """What the registry says of each saga, asked status by status (it answers the open
+        ones from its memory, the finished ones from the journal): a saga it still holds
+        as open after the journal finished it is listed twice, and reported as both."""
         _, registry = find_services(self.rt.config.namespace)
         deadline = time.monotonic() + 30
         while True:  # the registry is a cache: give it its resync interval to catch up
-            entries = get_riding_restarts(lambda: registry.list.remote(limit=1_000_000))
-            statuses = {e["saga_id"]: e["status"] for e in entries}
+            said: dict[str, list[str]] = defaultdict(list)
+            for status in SagaStatus:
+                entries = get_riding_restarts(lambda s=status: registry.list.remote(
+                    status=s.value, limit=1_000_000))
+                for e in entries:
+                    said[e["saga_id"]].append(e["status"])
+            statuses = {i: "+".join(sorted(s)) for i, s in said.items()}
             journal = {r.saga_id: r.status.value for r in self.rt.journal.query()}
             if statuses == journal or time.monotonic() > deadline:
                 return statuses

@@ -94,3 +94,43 @@ def test_the_registry_counts_sagas_attempts_and_choreography_by_type_and_outcome
     assert ("step", "order", 0.25) in metrics.latencies
     assert ("saga", "order", "FAILED", 2.5) in metrics.latencies
     assert ("saga", "flow", "COMPLETED", 1.0) in metrics.latencies
+
+
+def test_the_registry_holds_only_open_sagas_and_answers_for_finished_ones_from_the_journal():
+    journal = open_journal(f"memory://{uuid.uuid4().hex}")
+    registry = Registry(journal)
+
+    def run(saga_id: str, status: SagaStatus, at: float) -> SagaRecord:
+        rec = SagaRecord(saga_id=saga_id, saga_type="order", created_at=at, updated_at=at)
+        journal.create(rec, first_transition(rec))
+        done = rec.model_copy(update={"status": status, "seq": 1, "updated_at": at + 1})
+        journal.commit(done, Transition(saga_id=saga_id, seq=1, at=at + 1,
+                                        event=Event.SAGA_COMPLETED, status=status))
+        feed(registry, rec, first_transition(rec))
+        feed(registry, done)
+        return done
+
+    for i in range(500):
+        run(f"done-{i:03}", SagaStatus.COMPLETED if i % 5 else SagaStatus.FAILED, float(i))
+    stuck = run("stuck", SagaStatus.STUCK, 1000.0)
+    live = SagaRecord(saga_id="live", saga_type="order", status=SagaStatus.PENDING,
+                      created_at=1001.0, updated_at=1001.0)
+    journal.create(live, first_transition(live))
+    feed(registry, live)
+    assert len(registry) == 2  # the STUCK one and the running one: nothing finished
+
+    counts = registry.counts()
+    assert (counts["COMPLETED"], counts["FAILED"], counts["STUCK"], counts["PENDING"]) == (
+        400, 100, 1, 1)
+    newest = registry.list(limit=3)
+    assert [e["saga_id"] for e in newest] == ["live", "stuck", "done-499"]
+    failed = registry.list(status="FAILED", limit=1000)
+    assert len(failed) == 100 and {e["status"] for e in failed} == {"FAILED"}
+    assert [e["saga_id"] for e in registry.list(status="STUCK")] == ["stuck"]
+    assert registry.list(status="COMPLETED", limit=2, offset=1)[0]["saga_id"] == "done-498"
+
+    # a late batch that says less than the registry knows changes nothing; a rebuild after
+    # a restart reloads only the open sagas
+    feed(registry, stuck.model_copy(update={"status": SagaStatus.PENDING, "seq": 0}))
+    assert [e["saga_id"] for e in registry.list(status="STUCK")] == ["stuck"]
+    assert Registry(journal).rebuild() == 2
