@@ -73,7 +73,10 @@ class Sampler:
     def sample(self) -> None:
         for pid, name in self.names.items():
             try:
-                rss = psutil.Process(pid).memory_info().rss / 2**20
+                proc = psutil.Process(pid)
+                rss = proc.memory_info().rss / 2**20
+                if rss <= 0 or proc.status() == psutil.STATUS_ZOMBIE:
+                    continue  # exiting (a recycle): its successor is found by name
             except psutil.Error:
                 continue
             self.series.setdefault(name, []).append((self.ended, round(rss, 2)))
