@@ -103,12 +103,9 @@ def _write_timeline(info: dict[str, Any], path: str | None) -> None:
     click.echo(f"timeline written to {path}", err=True)
 
 
-def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
-    if not address:
-        raise click.ClickException(
-            "no cluster address: pass --address HOST:PORT or set RAY_ADDRESS "
-            "(to read the journal without a cluster: saga-actors journal list)"
-        )
+def _connect(address: str, namespace: str) -> None:
+    """Attach this process to the cluster at ``address``; a clear error if it does not
+    answer."""
     from saga_actors.runtime import check_reachable
 
     try:
@@ -117,12 +114,21 @@ def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
         raise click.ClickException(str(exc)) from None
     import ray
 
-    from saga_actors.actors import find_services
-
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 local clusters use tokens
     if not ray.is_initialized():  # (already attached when run in-process, as in tests)
         ray.init(address=address, namespace=namespace, log_to_driver=False,
                  logging_level="ERROR", configure_logging=False)
+
+
+def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
+    if not address:
+        raise click.ClickException(
+            "no cluster address: pass --address HOST:PORT or set RAY_ADDRESS "
+            "(to read the journal without a cluster: saga-actors journal list)"
+        )
+    _connect(address, namespace)
+    from saga_actors.actors import find_services
+
     supervisor, registry = find_services(namespace)
     if supervisor is None or registry is None:
         raise click.ClickException(
@@ -492,18 +498,9 @@ def dashboard_install(cluster: Cluster, folder: str | None) -> None:
 
 def _session_dir(cluster: Cluster) -> str:
     """The session folder of the cluster this command attaches to."""
-    from saga_actors.runtime import check_reachable
-
-    try:
-        check_reachable(cluster.address)
-    except SagaError as exc:
-        raise click.ClickException(str(exc)) from None
+    _connect(cluster.address, cluster.namespace)
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if not ray.is_initialized():
-        ray.init(address=cluster.address, namespace=cluster.namespace, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False)
     return ray._private.worker._global_node.get_session_dir_path()
 
 
