@@ -123,17 +123,21 @@ def test_a_worker_node_dies_mid_flight_and_every_saga_completes_once(
     for a in actors:
         by_node.setdefault(a["node_id"], set()).add(a["name"])
     # spread over the nodes (Ray's SPREAD is best effort: once in four runs here, one
-    # node got none); what matters is a worker holding a host and a participant below
+    # node got none); what matters is a worker holding what sagas in flight depend on
     assert len(by_node) >= 2, by_node
 
-    def runs_host_and_participant(node: str) -> bool:  # a bus is a choreography's host
+    def kinds(node: str) -> int:  # runs a host or bus (a choreography's host), a participant
         names = by_node.get(node, set())
         return (any(n.startswith((HOST_ACTOR_PREFIX, BUS_ACTOR_PREFIX)) for n in names)
-                and any(n.startswith(PARTICIPANT_ACTOR_PREFIX) for n in names))
+                + any(n.startswith(PARTICIPANT_ACTOR_PREFIX) for n in names))
 
     journal = open_journal(pg_url, read_only=True)
-    candidates = [n for n in cluster.worker_nodes if runs_host_and_participant(n)]
+    # a worker with a host and a participant when Ray's SPREAD put both on one (not in
+    # every run here), else one with either
+    candidates = [n for n in cluster.worker_nodes if kinds(n)]
     assert candidates, by_node
+    both = [n for n in candidates if kinds(n) == 2]
+    candidates = both or candidates
 
     def depending_on(node: str) -> int:
         """Sagas in flight whose runner, or the participant of whose step, is on node."""
@@ -142,7 +146,7 @@ def test_a_worker_node_dies_mid_flight_and_every_saga_completes_once(
             runner_name(r, 3) in names
             or participant_actor_name(STEP_PARTICIPANT.get(r.current_step, "")) in names))
 
-    def victim() -> str | None:  # the worker with a host and a participant that the most
+    def victim() -> str | None:  # the candidate worker that the most
         best = max(candidates, key=depending_on)  # sagas in flight depend on right now
         return best if depending_on(best) else None
 
