@@ -11,7 +11,7 @@ sagas are listed and counted from the journal, by its indexes.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -61,6 +61,10 @@ class Metrics(Protocol):
 # child's undo reopens a COMPLETED saga: the feed brings it back)
 OPEN = frozenset(SagaStatus) - {SagaStatus.COMPLETED, SagaStatus.FAILED}
 
+# how many finished sagas the registry remembers by id and seq, so that a feed batch that
+# comes late (older than the one that finished the saga) cannot bring it back as open
+RECENTLY_FINISHED = 10_000
+
 # a resync looks this far before the last one: a write journaled just before it may be
 # committed just after it
 RESYNC_MARGIN_S = 2.0
@@ -94,6 +98,7 @@ class Registry:
         self._metrics = metrics
         self._clock = clock
         self._entries: dict[str, RegistryEntry] = {}
+        self._finished: OrderedDict[str, int] = OrderedDict()  # the latest few: id -> seq
         self._synced_at = 0.0
         self.rebuild()
 
@@ -130,12 +135,19 @@ class Registry:
 
     def _put(self, entry: RegistryEntry) -> None:
         old = self._entries.get(entry.saga_id)
-        if old is not None and entry.seq < old.seq:
+        finished_at_seq = self._finished.get(entry.saga_id)
+        if (old is not None and entry.seq < old.seq) or (
+                finished_at_seq is not None and entry.seq <= finished_at_seq):
             return  # a late batch: what it says is older than what is known
         if entry.status in OPEN:
             self._entries[entry.saga_id] = entry
-        elif old is not None:
-            del self._entries[entry.saga_id]  # finished: the journal answers for it now
+            self._finished.pop(entry.saga_id, None)
+            return
+        self._entries.pop(entry.saga_id, None)  # finished: the journal answers for it now
+        self._finished[entry.saga_id] = entry.seq  # (and a late batch must not reopen it)
+        self._finished.move_to_end(entry.saga_id)
+        while len(self._finished) > RECENTLY_FINISHED:
+            self._finished.popitem(last=False)
 
     def _count(self, entry: RegistryEntry, tally: Counter[tuple[str, ...]], event: str,
                status: str, error_type: str | None, latency_s: float | None,

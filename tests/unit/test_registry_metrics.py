@@ -133,4 +133,8 @@ def test_the_registry_holds_only_open_sagas_and_answers_for_finished_ones_from_t
     # a restart reloads only the open sagas
     feed(registry, stuck.model_copy(update={"status": SagaStatus.PENDING, "seq": 0}))
     assert [e["saga_id"] for e in registry.list(status="STUCK")] == ["stuck"]
+    late = journal.load("done-499").model_copy(update={"status": SagaStatus.PENDING, "seq": 0})
+    feed(registry, late)  # finished, then news from before its end: it stays finished
+    assert len(registry) == 2
+    assert [e["saga_id"] for e in registry.list(status="PENDING")] == ["live"]
     assert Registry(journal).rebuild() == 2
