@@ -68,6 +68,11 @@ class Reaction(_Data):
     def compensation_retry(self) -> RetryPolicy:
         return self.retry
 
+    @property
+    def child(self) -> None:
+        """A reaction never runs a child saga (as ``Step.child``)."""
+        return None
+
     def policy(self, phase: str) -> RetryPolicy:
         return self.retry
 
@@ -132,6 +137,11 @@ class Choreography(_Data):
     def group(self, name: str) -> tuple[Reaction, ...]:
         """No parallel groups in a choreography (the orchestrated saga's API)."""
         return ()
+
+    def signals(self) -> dict[str, Reaction]:
+        """No wait steps in a choreography: it takes no signal (the orchestrated saga's
+        API)."""
+        return {}
 
     def failure_events(self) -> set[str]:
         """Events that say a reaction failed or timed out: they start compensation."""

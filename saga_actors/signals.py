@@ -45,7 +45,7 @@ def accept_signal(journal: Journal, definition: Saga, record: SagaRecord, name: 
         return False  # a duplicate: taken (or kept) once
     if record.status.terminal:
         raise SagaFinishedError(record.saga_id, record.status.value)
-    waits = definition.signals() if hasattr(definition, "signals") else {}  # a choreography
+    waits = definition.signals()
     step = waits.get(name)
     if step is None:
         known = ", ".join(sorted(waits)) or "none"

@@ -266,7 +266,7 @@ class Supervisor:
         if name is None:
             return at
         for step in definition.group(name) or (definition.step(name),):
-            if getattr(step, "child", None):  # a choreography's reactions have none
+            if step.child:
                 child = self._journal.load(child_id(record.saga_id, step.name))
                 if child is not None:
                     at = max(at, child.updated_at)

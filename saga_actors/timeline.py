@@ -140,9 +140,8 @@ def _choreography(info: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
 
 
 def _draw(m: dict[str, Any], x: Any, y: Any) -> str:
-    kind, colour = m["kind"], COLOURS.get(m.get("text", ""), COLOURS.get(m["kind"], "#333"))
-    if kind != "status":
-        colour = COLOURS.get(kind, "#333")
+    kind = m["kind"]
+    colour = COLOURS.get(m["text"] if kind == "status" else kind, "#333")
     cx, cy, tip = x(m["at"]), y(m["lane"]), f"<title>{escape(m['tip'])}</title>"
     open_g = f'<g class="mark {kind}" data-lane="{escape(m["lane"])}">{tip}'
     shape = m["shape"]

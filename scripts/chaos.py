@@ -135,6 +135,11 @@ class Chaos:
 
     # --- faults ---------------------------------------------------------------------------
 
+    def _injected(self, kind: str) -> None:
+        """Count a fault, and note when it came (for the plot)."""
+        self.injected[kind] += 1
+        self.when.append((time.time(), kind))
+
     def participant(self, name: str) -> Any:
         return ray.get_actor(participant_actor_name(name), self.rt.config.namespace)
 
@@ -151,8 +156,7 @@ class Chaos:
         try:
             actor = self.participant(name)
             get_riding_restarts(lambda: actor.set_faults.remote({method: fault}), 10)
-            self.injected[kind] += 1
-            self.when.append((time.time(), kind))
+            self._injected(kind)
         except Exception as exc:  # noqa: BLE001 - the participant may be restarting
             say(f"  fault on {name}.{method} not set: {type(exc).__name__}")
 
@@ -178,8 +182,7 @@ class Chaos:
                 actor = supervisor if target == "supervisor" else registry
                 if actor is not None:
                     ray.kill(actor, no_restart=False)
-            self.injected[f"kill_{target}"] += 1
-            self.when.append((time.time(), f"kill_{target}"))
+            self._injected(f"kill_{target}")
         except (ValueError, ray.exceptions.RayError):
             pass  # it had just finished or is already being restarted
 
@@ -205,8 +208,7 @@ class Chaos:
                 restart_at = -1
                 say(f"  whole-Ray restart with {len(live)} sagas unfinished")
                 self.down()
-                self.injected["ray_restart"] += 1
-                self.when.append((time.time(), "ray_restart"))
+                self._injected("ray_restart")
                 rt = self.up()  # participants, then the supervisor, which recovers
             say(f"  launched {len(ids)}/{len(batches)}")
         for name in PARTICIPANTS:  # no new faults: let everything finish

@@ -32,22 +32,18 @@ def _pyplot() -> Any:
 def bench_plot(report: dict[str, Any], path: str) -> None:
     """Sagas/s and p50 of every row, one bar per concurrency, from one bench run."""
     plt = _pyplot()
-    rows = [r for r in report["rows"] if r.get("sagas_per_s")]
-    names = list(dict.fromkeys(f"{r['name']}" + (f" ({r['mix']})" if r["mix"] != "ok" else "")
-                               for r in rows))
-    levels = sorted({r["concurrency"] for r in rows})
+    by_label = {(f"{r['name']} ({r['mix']})", r["concurrency"]): r
+                for r in report["rows"] if r.get("sagas_per_s")}
+    names = list(dict.fromkeys(name for name, _ in by_label))
+    levels = sorted({level for _, level in by_label})
     width = 0.8 / len(levels)
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for k, level in enumerate(levels):
+        at = [(i, by_label[name, level]) for i, name in enumerate(names)
+              if (name, level) in by_label]
         for ax, field in zip(axes, ("sagas_per_s", "p50_ms"), strict=True):
-            xs, ys = [], []
-            for i, name in enumerate(names):
-                r = next((r for r in rows if r["concurrency"] == level and f"{r['name']}" + (
-                    f" ({r['mix']})" if r["mix"] != "ok" else "") == name), None)
-                if r is not None:
-                    xs.append(i - 0.4 + width * (k + 0.5))
-                    ys.append(r[field])
-            ax.bar(xs, ys, width, label=f"{level} in flight")
+            ax.bar([i - 0.4 + width * (k + 0.5) for i, _ in at], [r[field] for _, r in at],
+                   width, label=f"{level} in flight")
     axes[0].set_ylabel("sagas / s")
     axes[1].set_ylabel("p50 latency (ms)")
     for ax in axes:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -99,13 +100,11 @@ def slope_per_10k(points: list[tuple[int, float]]) -> float | None:
     tail = [(x, y) for x, y in points if x >= half]
     if len(tail) < 3:
         return None
-    n = len(tail)
-    mx = sum(x for x, _ in tail) / n
-    my = sum(y for _, y in tail) / n
-    sxx = sum((x - mx) ** 2 for x, _ in tail)
-    if sxx == 0:
+    try:
+        fit = statistics.linear_regression([x for x, _ in tail], [y for _, y in tail])
+    except statistics.StatisticsError:  # every sample at the same count of sagas
         return None
-    return round(sum((x - mx) * (y - my) for x, y in tail) / sxx * 10_000, 3)
+    return round(fit.slope * 10_000, 3)
 
 
 def actor_pids(namespace: str) -> dict[int, str]:

@@ -8,6 +8,8 @@ import shutil
 import tempfile
 import time
 import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,15 @@ def poll(condition: Callable[[], Any], *, timeout_s: float = 30.0, every_s: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(every_s)
+
+
+def timeline_lanes_and_marks(svg: str) -> tuple[list[str], Counter]:
+    """A timeline picture's lanes, in order, and its marks by (class, lane); the SVG must be
+    well-formed XML, or this raises."""
+    groups = list(ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}g"))
+    return ([g.get("data-lane") for g in groups if g.get("class") == "lane"],
+            Counter((g.get("class").split()[1], g.get("data-lane")) for g in groups
+                    if g.get("class", "").startswith("mark ")))
 
 
 def state_address() -> str:

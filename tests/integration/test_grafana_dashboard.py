@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from saga_actors import SagaStatus
 from saga_actors.cli import main
 from saga_actors.grafana import INSTALLED_NAME, load_dashboard, queries
 from tests.cluster import free_port
-from tests.conftest import poll
+from tests.conftest import poll, timeline_lanes_and_marks
 
 pytestmark = pytest.mark.ray
 INSTALL = "apt-get install -y --no-install-recommends prometheus"
@@ -170,15 +170,11 @@ def test_every_dashboard_query_returns_the_sagas_numbers(prometheus, make_harnes
     assert choreographed.exit_code == 0, choreographed.output
     lanes, marks = picture(offline)
     assert lanes == ["start", "inventory", "payment", "shipping", "end"]
-    assert [kind for kind, _ in marks].count("event") == 4
+    assert sum(n for (kind, _), n in marks.items() if kind == "event") == 4
 
 
-def picture(path: str) -> tuple[list[str], list[tuple[str, str]]]:
-    root = ET.parse(path).getroot()
-    groups = list(root.iter("{http://www.w3.org/2000/svg}g"))
-    return ([g.get("data-lane") for g in groups if g.get("class") == "lane"],
-            [(g.get("class").split()[1], g.get("data-lane")) for g in groups
-             if g.get("class", "").startswith("mark ")])
+def picture(path: str) -> tuple[list[str], Counter]:
+    return timeline_lanes_and_marks(Path(path).read_text())
 
 
 def test_dashboard_install_writes_the_dashboard_and_refuses_what_it_cannot(ray_session,

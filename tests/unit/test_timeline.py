@@ -3,7 +3,6 @@ with the marks of what happened on it (no Ray)."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections import Counter
 
 from examples.trip_booking import PARTICIPANTS, TRIP_BOOKING, sample_input
@@ -11,19 +10,13 @@ from saga_actors import SagaStatus
 from saga_actors.registry import describe
 from saga_actors.testing import SagaTestKit
 from saga_actors.timeline import render_svg
-
-NS = "{http://www.w3.org/2000/svg}"
+from tests.conftest import timeline_lanes_and_marks
 
 
 def picture(kit: SagaTestKit, saga_id: str) -> tuple[list[str], Counter]:
     """The lanes of the saga's SVG, and its marks by (class, lane)."""
     info = describe(kit.journal.load(saga_id), kit.history(saga_id), hosts=1)
-    root = ET.fromstring(render_svg(info))  # well-formed XML, or this raises
-    groups = list(root.iter(f"{NS}g"))
-    lanes = [g.get("data-lane") for g in groups if g.get("class") == "lane"]
-    marks = Counter((g.get("class").split()[1], g.get("data-lane")) for g in groups
-                    if g.get("class", "").startswith("mark "))
-    return lanes, marks
+    return timeline_lanes_and_marks(render_svg(info))
 
 
 def test_a_saga_that_retried_timed_out_and_compensated_has_a_lane_per_step_with_its_marks():
