@@ -50,7 +50,6 @@ class Catalog:
         self._shared = shared
         self._clock = clock
         self._missed: dict[tuple[str, int], float] = {}
-        self._shapes: dict[int, tuple[Saga, str]] = {}  # by definition object
 
     def register(self, saga: Saga) -> None:
         """Know ``saga`` here (and look again for anything missed so far). Raises
@@ -71,18 +70,12 @@ class Catalog:
         """The definition ``record`` was started with, or None if nobody has it (also when
         the one found under its name and version has another shape than the journaled)."""
         saga = self.lookup(record.saga_type, record.version, record.definition_ref)
-        if saga is not None and record.shape and self._shape(saga) != record.shape:
+        if saga is not None and record.shape and shape_hash(saga) != record.shape:
             logger.error("saga {}: its definition {} v{} has shape {}, not the {} it was "
                          "started with", record.saga_id, saga.name, saga.version,
-                         self._shape(saga), record.shape)
+                         shape_hash(saga), record.shape)
             return None
         return saga
-
-    def _shape(self, saga: Saga) -> str:
-        cached = self._shapes.get(id(saga))
-        if cached is None or cached[0] is not saga:
-            cached = self._shapes[id(saga)] = (saga, shape_hash(saga))
-        return cached[1]
 
     def lookup(self, name: str, version: int, ref: str | None = None) -> Saga | None:
         """The definition ``name`` v``version``, or None if nobody has it."""

@@ -261,6 +261,20 @@ class SqliteJournal(GroupCommitted, Journal):
                 logger.warning("journal {} is locked by another process; waiting "
                                "({:.0f}s of {:.0f}s)", self.path, waited, self._busy_timeout_s)
 
+    def try_begin(self, db: sqlite3.Connection) -> bool:
+        """``BEGIN IMMEDIATE`` only if no other connection holds the write lock now."""
+        self.check_identity()
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if _kind(exc) != "busy":
+                raise
+            return False
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(min(LOCK_POLL_S, self._busy_timeout_s) * 1000)}")
+
     def end(self, db: sqlite3.Connection, *, commit: bool) -> None:
         db.execute("COMMIT" if commit else "ROLLBACK")
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -80,7 +81,9 @@ class GroupCommitted:
     """Mixin of a journal backend with a writer thread. The backend provides ``url``,
     ``connect()``, ``begin(db)``, ``end(db, commit=...)`` and ``failure(exc)``: None for an
     exception that is not its database's, else (the problem said for a person, whether
-    the connection is broken and must be opened again)."""
+    the connection is broken and must be opened again). A backend whose ``try_begin(db)``
+    can begin without waiting (SQLite) lets a write that comes when the journal is quiet
+    commit at once, in the caller's thread, without the hand-off to the writer thread."""
 
     url: str
     _committer: GroupCommitter | None = None
@@ -90,6 +93,11 @@ class GroupCommitted:
 
     def begin(self, db: Any) -> None:
         raise NotImplementedError
+
+    def try_begin(self, db: Any) -> bool:
+        """Begin a transaction only if that needs no wait for another writer's lock
+        (False: it was not begun). Default: never, so every write goes to the thread."""
+        return False
 
     def end(self, db: Any, *, commit: bool) -> None:
         raise NotImplementedError
@@ -124,19 +132,39 @@ class GroupCommitter:
     """A writer thread with its own connection: takes every waiting write, commits them in
     one transaction, then resolves each caller's future (a conflict fails only its own; a
     database failure fails the batch, and a broken connection is opened again for the
-    next one)."""
+    next one).
+
+    When the journal is quiet (no write in the last ``QUIET_S``, none waiting or being
+    committed) and the backend can begin at once, a write is committed right away in the
+    caller's thread instead: one saga at a time then pays no thread hand-off and wake-up
+    either way (measured here: ~0.1 ms a write). Under load writes come closer together
+    than that and all go to the thread, one transaction and one fsync per batch."""
 
     MAX_BATCH = 1024
+    QUIET_S = 0.001
 
     def __init__(self, journal: GroupCommitted) -> None:
         self._journal = journal
         self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._db: Any = None  # the connection; used by whoever holds _busy
+        self._busy = threading.Lock()  # held while a batch is being committed
+        self._last_submit = 0.0
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 
     def submit(self, apply: Apply, args: Any, future: asyncio.Future) -> None:
         """Queue ``apply(db, args)`` for the next batch; ``future`` (of the caller's event
-        loop) gets its result once the batch is committed."""
+        loop) gets its result once the batch is committed (at once if committed inline)."""
+        now = time.monotonic()
+        quiet, self._last_submit = now - self._last_submit > self.QUIET_S, now
+        if quiet and self._queue.empty() and self._busy.acquire(blocking=False):
+            try:
+                outcomes = self._commit([(apply, args, future)], wait=False)
+            finally:
+                self._busy.release()
+            if outcomes is not None:
+                _resolve([(future, outcomes[0])])
+                return
         self._queue.put((apply, args, future))
 
     def stop(self) -> None:
@@ -144,34 +172,10 @@ class GroupCommitter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        journal = self._journal
-        db: Any = None
         while (batch := self._next_batch()) is not None:
-            outcomes: list[tuple[bool, Any]] = []
-            try:
-                if db is None:
-                    db = journal.connect()
-                journal.begin(db)
-                for apply, args, _ in batch:
-                    try:
-                        outcomes.append((True, apply(db, args)))
-                    except JournalConflictError as exc:  # wrote nothing: the others go on
-                        outcomes.append((False, exc))
-                journal.end(db, commit=True)
-            except Exception as exc:
-                failed = journal.failure(exc)
-                if failed is None:
-                    raise
-                problem, broken = failed
-                if db is not None:
-                    with contextlib.suppress(Exception):
-                        journal.end(db, commit=False)
-                    if broken:
-                        with contextlib.suppress(Exception):
-                            db.close()
-                        db = None  # opened again for the next batch
-                outcomes = [(False, JournalError(journal.url, f"write failed: {problem}"))
-                            ] * len(batch)
+            with self._busy:
+                outcomes = self._commit(batch, wait=True)
+            assert outcomes is not None
             # one wake-up per event loop per batch, not one per caller
             by_loop: dict[Any, list] = {}
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
@@ -179,8 +183,43 @@ class GroupCommitter:
             for loop, results in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                     loop.call_soon_threadsafe(_resolve, results)
-        if db is not None:
-            db.close()
+        with self._busy:
+            if self._db is not None:
+                self._db.close()
+
+    def _commit(self, batch: list[tuple], *, wait: bool) -> list[tuple[bool, Any]] | None:
+        """Commit ``batch`` in one transaction (the caller holds ``_busy``): each write's
+        outcome; None when ``wait`` is false and the transaction could not begin at once."""
+        journal = self._journal
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            if self._db is None:
+                self._db = journal.connect()
+            if wait:
+                journal.begin(self._db)
+            elif not journal.try_begin(self._db):
+                return None
+            for apply, args, _ in batch:
+                try:
+                    outcomes.append((True, apply(self._db, args)))
+                except JournalConflictError as exc:  # wrote nothing: the others go on
+                    outcomes.append((False, exc))
+            journal.end(self._db, commit=True)
+        except Exception as exc:
+            failed = journal.failure(exc)
+            if failed is None:
+                raise
+            problem, broken = failed
+            if self._db is not None:
+                with contextlib.suppress(Exception):
+                    journal.end(self._db, commit=False)
+                if broken:
+                    with contextlib.suppress(Exception):
+                        self._db.close()
+                    self._db = None  # opened again for the next batch
+            outcomes = [(False, JournalError(journal.url, f"write failed: {problem}"))
+                        ] * len(batch)
+        return outcomes
 
     def _next_batch(self) -> list[tuple] | None:
         """Every write waiting now (at least one; None once stopped)."""
