@@ -3,6 +3,7 @@ someone else's, deleted while open. Each is a clear error, and the file is left 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -116,3 +117,37 @@ def test_a_new_journal_folder_is_readable_by_its_owner_only(tmp_path):
     path = tmp_path / "new" / "journal.sqlite"
     open_journal(f"sqlite:///{path}").close()
     assert path.parent.stat().st_mode & 0o777 == 0o700  # saga inputs, secrets too, are in it
+
+
+def test_a_quiet_write_commits_at_once_and_never_waits_in_the_event_loop(journal_file):
+    """One write alone is committed in the caller's thread (done before it is awaited);
+    while another process holds the write lock it goes to the writer thread instead, so
+    the event loop keeps running, and it is committed once the lock is free."""
+    j = open_journal(f"sqlite:///{journal_file}")
+    other = sqlite3.connect(journal_file, isolation_level=None)
+
+    async def go() -> int:
+        await j.write(rec(seq=1), tr(seq=1))  # the writer thread's connection opens here
+        await asyncio.sleep(0.01)  # quiet again
+        write = asyncio.ensure_future(j.write(rec(seq=2), tr(seq=2)))
+        await asyncio.sleep(0)  # the task submits its write: inline, already done
+        assert j.load("s1").seq == 2
+        await write
+        await asyncio.sleep(0.01)
+        other.execute("BEGIN IMMEDIATE")  # another process takes the write lock
+        write = asyncio.ensure_future(j.write(rec(seq=3), tr(seq=3)))
+        ticks = 0
+        while ticks < 20:  # the loop runs on while the write waits for the lock
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, timeout=10)
+        return ticks
+
+    try:
+        assert asyncio.run(go()) == 20
+        assert [t.seq for t in j.history("s1")] == [0, 1, 2, 3]
+    finally:
+        other.close()
+        j.close()
