@@ -11,6 +11,10 @@ create_shipment), at several concurrencies:
   dedicated   this runtime, one Ray actor per saga (slow by nature: fewer sagas)
   actor_per_saga_floor  bare Ray, a new actor per saga making the same three participant
               calls; no journal (the floor of `dedicated`: measured round by round with it)
+  durable_floor  (one at a time) bare_ray plus the fsyncs a durable saga cannot skip: the
+              orchestrator commits one SQLite row (WAL, synchronous=FULL) at the start,
+              before each call and at the end, and each participant one per call; no
+              idempotency logic, no validation (what `hosted` at 1 could at best be)
 Mix "failing": the last step fails for good and the first two are compensated.
   choreography  (at 100 in flight) the same steps as reactions on the event bus
 "hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
@@ -127,6 +131,52 @@ class SagaFloor:
         payload = {"order_id": order_id, "fail": False}
         for participant, act, _ in STEPS:
             payload.update(await self.parts[participant].call.remote(act, payload))
+        return "COMPLETED"
+
+
+class _Fsynced:
+    """One SQLite file (WAL, synchronous=FULL) where each ``commit`` is one durable row."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS rows (key TEXT PRIMARY KEY, value TEXT)")
+
+    def commit(self, key: str, value: str) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?)", (key, value))
+        self.db.execute("COMMIT")
+
+
+@ray.remote(num_cpus=0, max_concurrency=10_000)
+class DurableParticipant(InProcessParticipant):
+    def __init__(self, path: str) -> None:
+        self.store = _Fsynced(path)
+
+    async def call(self, method: str, payload: dict) -> dict:
+        self.store.commit(f"{payload['order_id']}/{method}", "applied")
+        return await super().call(method, payload)
+
+
+@ray.remote(num_cpus=0, max_concurrency=10_000)
+class DurableOrchestrator:
+    """bare_ray's orchestrator with a journal row committed before each call and at the
+    start and end (the same five commits a hosted saga makes, and nothing else)."""
+
+    def __init__(self, parts: dict, path: str) -> None:
+        self.parts = parts
+        self.journal = _Fsynced(path)
+
+    async def run(self, order_id: str) -> str:
+        payload = {"order_id": order_id, "fail": False}
+        self.journal.commit(order_id, "started")
+        for participant, act, _ in STEPS:
+            self.journal.commit(order_id, f"{act} sent")
+            payload.update(await self.parts[participant].call.remote(act, payload))
+        self.journal.commit(order_id, "completed")
         return "COMPLETED"
 
 
@@ -290,7 +340,7 @@ async def measure(name: str, one, n: int, concurrency: int, mix: str,
 
 async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     quick = args.quick
-    sizes = {1: 20 if quick else 200, 100: 400 if quick else 3000, 1000: 1000 if quick else 6000}
+    sizes = {1: 60 if quick else 200, 100: 400 if quick else 3000, 1000: 1000 if quick else 6000}
     fail_n = 200 if quick else 1500
     rounds = 3  # bare_ray and hosted alternate, so both see the same machine
     rows: list[dict[str, Any]] = []
@@ -306,6 +356,10 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     bare_parts = {p: BareParticipant.remote() for p, _, _ in STEPS}
     orch = BareOrchestrator.remote(bare_parts)
     await orch.run.remote("warm", False)
+    durable_parts = {p: DurableParticipant.remote(f"{data_dir}/durable_{p}.sqlite")
+                     for p, _, _ in STEPS}
+    durable = DurableOrchestrator.remote(durable_parts, f"{data_dir}/durable_journal.sqlite")
+    await durable.run.remote("warm")
     rt = _runtime(data_dir, "saga_actors_bench")
     # the same runtime with one Ray task per participant call (batch_calls=False), for the
     # record: how much of hosted's speed is batching
@@ -336,7 +390,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     say("bare_ray (orchestrator actor + 3 participant actors, no journal) and hosted "
         "(this runtime, SQLite journal, durable), round by round")
     pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
-    unbatched_runs, choreography_runs, pg_runs = [], [], []
+    unbatched_runs, choreography_runs, pg_runs, durable_runs = [], [], [], []
     pg_work: list[tuple[int, dict, dict]] = []  # sagas, server counters before and after
     for c, n, mix in pairs:
         fail = mix == "failing"
@@ -346,6 +400,10 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                 "bare_ray", lambda i, fail=fail: orch.run.remote(f"o{i}", fail), n, c, mix))
             hosted_runs.append(await measure(
                 "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c, mix))
+            if c == 1:
+                durable_runs.append(await measure(
+                    "durable_floor", lambda i, r=len(durable_runs): durable.run.remote(
+                        f"d{r}-{i}"), n, c, mix))
             if (c, mix) == (100, "success"):
                 unbatched_runs.append(await measure(
                     "hosted_unbatched", lambda i: runtime_saga(i, "hosted", False, unbatched),
@@ -360,9 +418,11 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                         n, c, mix))
                     pg_work.append((n, before, _pg_counters(args.postgres, settle=True)))
         rows += [_median(bare_runs), _median(hosted_runs)]
+        if c == 1:
+            rows.append(_median(durable_runs))
         if (c, mix) == (100, "success"):
             rows.append(_median(choreography_runs))
-    for actor in [orch, *bare_parts.values()]:
+    for actor in [orch, *bare_parts.values(), durable, *durable_parts.values()]:
         ray.kill(actor)
     unbatched.close()
     if pg is not None:
@@ -582,6 +642,10 @@ def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if h1 and b1:
         out["overhead_per_step_ms_at_1"] = round((h1["p50_ms"] - b1["p50_ms"]) / len(STEPS), 3)
         out["hosted_p50_vs_bare_ray_p50_at_1"] = round(h1["p50_ms"] / b1["p50_ms"], 3)
+        d1 = get("durable_floor", 1)
+        if d1:
+            out["durable_floor_p50_vs_bare_ray_p50_at_1"] = round(d1["p50_ms"] / b1["p50_ms"], 3)
+            out["hosted_p50_vs_durable_floor_p50_at_1"] = round(h1["p50_ms"] / d1["p50_ms"], 3)
     d10, f10 = get("dedicated", 10), get("actor_per_saga_floor", 10)
     if d10 and f10:
         out["dedicated_vs_actor_per_saga_floor_at_10"] = round(
@@ -608,6 +672,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", (f"hosted / bare_ray at 100 in flight: **{d.get('hosted_vs_bare_ray_at_100')}**"
                    f" ({d.get('requests_per_ray_call_hosted')} participant requests per Ray "
                    "call).")]
+    if d.get("hosted_p50_vs_durable_floor_p50_at_1") is not None:
+        lines.append(f"One at a time, p50: hosted / bare_ray **{d['hosted_p50_vs_bare_ray_p50_at_1']}**"
+                     f"; durable_floor / bare_ray {d['durable_floor_p50_vs_bare_ray_p50_at_1']} "
+                     "(bare_ray plus the same eight fsynced commits, nothing else); hosted / "
+                     f"durable_floor {d['hosted_p50_vs_durable_floor_p50_at_1']}.")
     if d.get("choreography_vs_hosted_at_100") is not None:
         lines.append(f"choreography / hosted at 100 in flight, same rounds: "
                      f"**{d['choreography_vs_hosted_at_100']}**.")
