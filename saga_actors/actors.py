@@ -231,6 +231,7 @@ class SagaActorImpl:
         self._saga_id = saga_id
         self._linger_s = config.saga_linger_s
         journal = open_journal(config.journal, create=False)
+        journal.write_alone_when(lambda: True)  # one saga in this process
         record = journal.load(saga_id)
         if record is None:
             raise LookupError(f"saga {saga_id} is not in the journal {config.journal}")

@@ -74,6 +74,8 @@ class SagaHost:
         self._clock = clock or SystemClock()
         self._tasks: dict[str, asyncio.Task] = {}
         self._instances: dict[str, SagaInstance] = {}
+        # one saga here: its writes need not wait to be grouped with others'
+        journal.write_alone_when(lambda: len(self._tasks) <= 1)
 
     def owns(self, saga_id: str) -> bool:
         return shard_of(saga_id, self.count) == self.index

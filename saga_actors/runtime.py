@@ -167,6 +167,8 @@ class SagaRuntime:
         self._published: set[tuple[str, int]] = set()
         self._refs: dict[tuple[str, int], str | None] = {}  # by name and version
         self._connected = False
+        self._executing = 0  # execute() calls under way: one alone commits its start at once
+        self.journal.write_alone_when(lambda: self._executing <= 1)
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
@@ -559,21 +561,25 @@ class SagaRuntime:
     ) -> SagaRecord:
         """Start a saga and await its terminal record (for asyncio callers)."""
         saga, record = self._prepare(saga_type, input, saga_id, placement, version)
-        record = await admit_async(self.journal, record)
-        saga_id = record.saga_id
-        if record.placement in POOLED and not record.status.terminal:
-            try:  # the host answers when the saga ends: no polling while it runs
-                admitted = _admitted(record)
-                await self._host_of(saga_id, record.placement).run.remote(
-                    saga_id, admitted and admitted[0])
-            except ray.exceptions.RayError:
-                self._pools.pop(record.placement, None)  # its host died: look it up again
-        else:
-            self._launch(saga, record)
-        # the journal says how it ended (the supervisor recovers a lost host's sagas)
-        while not (record := self.get(saga_id)).status.terminal:
-            await asyncio.sleep(poll_s)
-        return record
+        self._executing += 1
+        try:
+            record = await admit_async(self.journal, record)
+            saga_id = record.saga_id
+            if record.placement in POOLED and not record.status.terminal:
+                try:  # the host answers when the saga ends: no polling while it runs
+                    admitted = _admitted(record)
+                    await self._host_of(saga_id, record.placement).run.remote(
+                        saga_id, admitted and admitted[0])
+                except ray.exceptions.RayError:
+                    self._pools.pop(record.placement, None)  # its host died: look it up again
+            else:
+                self._launch(saga, record)
+            # the journal says how it ended (the supervisor recovers a lost host's sagas)
+            while not (record := self.get(saga_id)).status.terminal:
+                await asyncio.sleep(poll_s)
+            return record
+        finally:
+            self._executing -= 1
 
     # --- queries --------------------------------------------------------------------
 

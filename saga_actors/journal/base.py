@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from saga_actors.errors import JournalError
 from saga_actors.records import SagaRecord, Signal, Transition
@@ -85,6 +85,12 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def signals(self, saga_id: str) -> list[Signal]:
         """The signals sent to ``saga_id``, oldest first."""
+
+    def write_alone_when(self, alone: Callable[[], bool]) -> None:
+        """A hint from the process that owns this journal object: ``alone()`` is true while
+        it runs one saga only (a dedicated saga actor; a host or a driver with one saga in
+        flight). A backend may then commit a write at once in the caller's thread instead
+        of waiting to group it with others. Default: ignored."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -119,21 +119,27 @@ def test_a_new_journal_folder_is_readable_by_its_owner_only(tmp_path):
     assert path.parent.stat().st_mode & 0o777 == 0o700  # saga inputs, secrets too, are in it
 
 
-def test_a_quiet_write_commits_at_once_and_never_waits_in_the_event_loop(journal_file):
-    """One write alone is committed in the caller's thread (done before it is awaited);
-    while another process holds the write lock it goes to the writer thread instead, so
-    the event loop keeps running, and it is committed once the lock is free."""
+def test_a_lone_saga_s_write_commits_at_once_and_never_waits_in_the_event_loop(journal_file):
+    """While the process says it runs one saga alone, its write is committed in the
+    caller's thread (done before it is awaited); with more sagas it goes to the writer
+    thread (grouped); and while another process holds the write lock it goes to the thread
+    too, so the event loop runs on, and it is committed once the lock is free."""
     j = open_journal(f"sqlite:///{journal_file}")
     other = sqlite3.connect(journal_file, isolation_level=None)
+    sagas = ["s1", "s2"]
+    j.write_alone_when(lambda: len(sagas) <= 1)
+
+    async def submitted_and_done(seq: int) -> bool:
+        write = asyncio.ensure_future(j.write(rec(seq=seq), tr(seq=seq)))
+        await asyncio.sleep(0)  # the task submits its write
+        done = j.load("s1").seq == seq
+        await write
+        return done
 
     async def go() -> int:
-        await j.write(rec(seq=1), tr(seq=1))  # the writer thread's connection opens here
-        await asyncio.sleep(0.01)  # quiet again
-        write = asyncio.ensure_future(j.write(rec(seq=2), tr(seq=2)))
-        await asyncio.sleep(0)  # the task submits its write: inline, already done
-        assert j.load("s1").seq == 2
-        await write
-        await asyncio.sleep(0.01)
+        assert not await submitted_and_done(1)  # two sagas: grouped, in the writer thread
+        sagas.pop()
+        assert await submitted_and_done(2)  # alone: already committed
         other.execute("BEGIN IMMEDIATE")  # another process takes the write lock
         write = asyncio.ensure_future(j.write(rec(seq=3), tr(seq=3)))
         ticks = 0
