@@ -2,10 +2,16 @@
 
 Several processes (saga actors, the driver, the CLI) open the same file; SQLite's WAL lets
 them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialises writers.
+Our own writers first queue on an advisory lock file beside the journal (``<file>-writer``,
+``flock``): the kernel wakes the next one the moment the last commits, where SQLite's busy
+handler would sleep 1, 2, 5, 10 ms... between tries (measured here with three processes
+writing, 100 sagas in flight: ~5 ms lost per transaction). The lock only orders writers;
+SQLite's own lock stays what keeps the file consistent, for writers that do not take it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -94,9 +100,13 @@ class SqliteJournal(GroupCommitted, Journal):
                 # saga inputs (secrets too) live here: a new folder is its owner's only
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._db = self.connect()
-                self._check_version(allow_empty=True)  # before anything is written to it
+                # before anything is written to it
+                version = self._check_version(allow_empty=True)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._migrate()
+                if create or version < SCHEMA_VERSION:
+                    # (an actor opening the cluster's journal writes nothing: each saga
+                    # actor opens it, and a write here queued for the write lock)
+                    self._migrate()
             self._identity = _identity(self.path)
         except sqlite3.DatabaseError as exc:
             raise JournalError(url, _explain(self.path, exc)) from None
@@ -116,16 +126,17 @@ class SqliteJournal(GroupCommitted, Journal):
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('opened_at', ?)",
                                  (repr(time.time()),))
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self.end(self._db, commit=False)
                 raise
-            self._db.execute("COMMIT")
+            self.end(self._db, commit=True)
 
-    def _check_version(self, *, allow_empty: bool = False) -> None:
-        """Refuse a file that is not a journal, or is one from a newer release."""
+    def _check_version(self, *, allow_empty: bool = False) -> int:
+        """Refuse a file that is not a journal, or is one from a newer release; its schema
+        version (0: a new, empty file)."""
         tables = {r[0] for r in self._db.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
         if allow_empty and not tables:
-            return  # a new journal
+            return 0  # a new journal
         row = (self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                if "meta" in tables else None)
         if row is None:
@@ -137,6 +148,7 @@ class SqliteJournal(GroupCommitted, Journal):
                 f"schema version {row[0]} is newer than this saga_actors ({SCHEMA_VERSION}); "
                 "upgrade saga_actors",
             )
+        return int(row[0])
 
     def _write(self, fn) -> bool:
         with self._lock:
@@ -145,9 +157,9 @@ class SqliteJournal(GroupCommitted, Journal):
                 try:
                     done = fn()
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self.end(self._db, commit=False)
                     raise
-                self._db.execute("COMMIT")
+                self.end(self._db, commit=True)
                 return done
             except sqlite3.DatabaseError as exc:
                 raise JournalError(self.url, f"write failed: {_explain(self.path, exc)}") from None
@@ -231,8 +243,11 @@ class SqliteJournal(GroupCommitted, Journal):
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same file, with the journal's settings."""
         db = sqlite3.connect(self.path, timeout=min(LOCK_POLL_S, self._busy_timeout_s),
-                             isolation_level=None, check_same_thread=False)
+                             isolation_level=None, check_same_thread=False,
+                             factory=_Connection)
         db.execute("PRAGMA synchronous=FULL")
+        db.writer_lock = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                 0o600)
         return db
 
     def check_identity(self) -> None:
@@ -245,6 +260,7 @@ class SqliteJournal(GroupCommitted, Journal):
         """``BEGIN IMMEDIATE`` on ``db``, waiting for another process's write lock up to the
         busy timeout and saying so while it waits."""
         self.check_identity()
+        _lock_writer(db, wait=True)
         started = time.monotonic()
         while True:
             try:
@@ -253,8 +269,10 @@ class SqliteJournal(GroupCommitted, Journal):
             except sqlite3.OperationalError as exc:
                 waited = time.monotonic() - started
                 if _kind(exc) != "busy":
+                    _unlock_writer(db)
                     raise
                 if waited >= self._busy_timeout_s:
+                    _unlock_writer(db)
                     raise sqlite3.OperationalError(
                         f"database is locked by another process (waited {waited:.0f}s for its "
                         "write lock)") from None
@@ -264,11 +282,14 @@ class SqliteJournal(GroupCommitted, Journal):
     def try_begin(self, db: sqlite3.Connection) -> bool:
         """``BEGIN IMMEDIATE`` only if no other connection holds the write lock now."""
         self.check_identity()
+        if not _lock_writer(db, wait=False):
+            return False
         db.execute("PRAGMA busy_timeout=0")
         try:
             db.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError as exc:
+            _unlock_writer(db)
             if _kind(exc) != "busy":
                 raise
             return False
@@ -276,7 +297,10 @@ class SqliteJournal(GroupCommitted, Journal):
             db.execute(f"PRAGMA busy_timeout={int(min(LOCK_POLL_S, self._busy_timeout_s) * 1000)}")
 
     def end(self, db: sqlite3.Connection, *, commit: bool) -> None:
-        db.execute("COMMIT" if commit else "ROLLBACK")
+        try:
+            db.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            _unlock_writer(db)
 
     def failure(self, exc: BaseException) -> tuple[str, bool] | None:
         if not isinstance(exc, sqlite3.DatabaseError):
@@ -290,6 +314,38 @@ class SqliteJournal(GroupCommitted, Journal):
 
 
 LOCK_POLL_S = 2.0  # how long one attempt waits for another process's write lock
+
+
+class _Connection(sqlite3.Connection):
+    """A connection with its own handle on the writer lock file (a ``flock`` is held per
+    open file, so each connection needs its own to exclude the others)."""
+
+    writer_lock: int | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.writer_lock is not None:
+            os.close(self.writer_lock)
+            self.writer_lock = None
+
+
+def _lock_writer(db: sqlite3.Connection, *, wait: bool) -> bool:
+    """Take the writer lock (False: held by another and ``wait`` is false). A connection
+    without a lock file (read-only) takes nothing."""
+    fd = getattr(db, "writer_lock", None)
+    if fd is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock_writer(db: sqlite3.Connection) -> None:
+    fd = getattr(db, "writer_lock", None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

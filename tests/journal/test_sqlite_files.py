@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 import subprocess
+import threading
 
 import pytest
 
@@ -156,4 +157,41 @@ def test_a_lone_saga_s_write_commits_at_once_and_never_waits_in_the_event_loop(j
         assert [t.seq for t in j.history("s1")] == [0, 1, 2, 3]
     finally:
         other.close()
+        j.close()
+
+
+def test_writers_queue_on_the_lock_file_and_each_commits_once_the_other_is_done(journal_file):
+    """Two journal objects on one file (two processes, in effect): while one holds its
+    write transaction, the other's write waits on the lock file (``<file>-writer``) rather
+    than fail, and goes through once the first commits."""
+    a = SqliteJournal(f"sqlite:///{journal_file}")
+    b = SqliteJournal(f"sqlite:///{journal_file}", create=False)
+    assert journal_file.with_name(journal_file.name + "-writer").exists()
+    db = a.connect()
+    a.begin(db)  # holds the lock file and SQLite's write lock
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (b.commit(rec(seq=1), tr(seq=1)), done.set()))
+    writer.start()
+    try:
+        assert not done.wait(0.3)  # queued behind a's transaction
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '1')")
+        a.end(db, commit=True)
+        assert done.wait(10)
+        assert b.load("s1").seq == 1
+    finally:
+        writer.join(10)
+        db.close()
+        a.close()
+        b.close()
+
+
+def test_opening_an_existing_journal_as_an_actor_writes_nothing(journal_file):
+    """Every saga actor, host and service opens the journal (``create=False``): that must
+    not queue for the write lock, so it leaves the file as it was."""
+    before = contents(journal_file)
+    j = open_journal(f"sqlite:///{journal_file}", create=False)
+    try:
+        assert j.load("s1") is not None
+        assert contents(journal_file) == before
+    finally:
         j.close()
