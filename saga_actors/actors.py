@@ -220,7 +220,9 @@ def _wait_serving(actors: dict[Any, dict | None]) -> None:
 class SagaActorImpl:
     """One saga instance in its own Ray actor; resumes from the journal on every start."""
 
-    def __init__(self, definition: Saga, saga_id: str, config: RuntimeConfig) -> None:
+    def __init__(self, definition: Saga, saga_id: str, config: RuntimeConfig,
+                 participants: dict[str, Any] | None = None) -> None:
+        """``participants``: handles of its participant actors, if the caller has them."""
         from saga_actors.feed import RegistryFeed
         from saga_actors.instance import SagaInstance
         from saga_actors.journal import open_journal
@@ -236,8 +238,10 @@ class SagaActorImpl:
         if record is None:
             raise LookupError(f"saga {saga_id} is not in the journal {config.journal}")
         self._feed = RegistryFeed(config.namespace)
+        gateway = _gateway(config)
+        gateway.seed(participants or {})
         self.instance = SagaInstance(
-            definition, record, journal, _gateway(config),
+            definition, record, journal, gateway,
             on_transition=self._feed.push, fault_point=crash_points(config),
             definitions=cluster_catalog(config),  # for the sagas its child steps run
         )
@@ -286,8 +290,10 @@ class SagaActorImpl:
 SagaActor = ray.remote(SagaActorImpl)
 
 
-def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> Any:
-    """Create (or find) the dedicated actor of ``saga_id``; it starts running at once."""
+def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig,
+                     participants: dict[str, Any] | None = None) -> Any:
+    """Create (or find) the dedicated actor of ``saga_id``; it starts running at once.
+    ``participants``: the handles of its participant actors, if known."""
     return SagaActor.options(
         name=saga_actor_name(saga_id),
         namespace=config.namespace,
@@ -297,7 +303,7 @@ def spawn_saga_actor(definition: Saga, saga_id: str, config: RuntimeConfig) -> A
         num_cpus=0,
         get_if_exists=True,
         **_where(config),
-    ).remote(definition, saga_id, config)
+    ).remote(definition, saga_id, config, participants)
 
 
 class SagaHostImpl:

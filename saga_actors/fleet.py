@@ -6,6 +6,7 @@ fleet its two factories."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +15,19 @@ from loguru import logger
 from ray.exceptions import ActorDiedError, RayActorError
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import pool_actor_name, saga_actor_name, shard_of
+from saga_actors.constants import (
+    participant_actor_name,
+    pool_actor_name,
+    saga_actor_name,
+    shard_of,
+)
 from saga_actors.definition import Saga
 from saga_actors.errors import RunnerUnavailableError, SagaActorLost
-from saga_actors.gateway import ride_restarts
+from saga_actors.gateway import get_actor, ride_restarts
 from saga_actors.host import by_shard
 
-SpawnSaga = Callable[[Saga, str, RuntimeConfig], Any]
+SpawnSaga = Callable[[Saga, str, RuntimeConfig, dict[str, Any]], Any]
+HANDLES_TTL_S = 10.0  # how long the supervisor trusts a participant handle it looked up
 StartHost = Callable[[int, RuntimeConfig, str], Any]
 
 
@@ -32,9 +39,27 @@ class RayFleet:
         self._spawn = spawn
         self._start_host = host
         self._hosts: dict[tuple[str, int], Any] = {}
+        self._participants: dict[str, tuple[Any, float]] = {}  # name -> (handle, found at)
 
     def spawn(self, definition: Saga, saga_id: str) -> Any:
-        return self._spawn(definition, saga_id, self._config)
+        """Start the saga's actor, handing it its participants' handles: a new process
+        would otherwise ask the GCS for each by name (measured here at 10 dedicated sagas
+        in flight: ~90 ms for three)."""
+        return self._spawn(definition, saga_id, self._config,
+                           self._participant_handles(definition))
+
+    def _participant_handles(self, definition: Saga) -> dict[str, Any]:
+        now = time.monotonic()
+        handles = {}
+        for name in definition.participants:
+            handle, found_at = self._participants.get(name, (None, 0.0))
+            if handle is None or now - found_at > HANDLES_TTL_S:
+                handle = get_actor(participant_actor_name(name), self._config.namespace)
+                if handle is None:
+                    continue  # the saga actor looks for it itself, and says so
+                self._participants[name] = (handle, now)
+            handles[name] = handle
+        return handles
 
     async def watch(self, saga_id: str, handle: Any, running: Callable[[], None]) -> None:
         try:

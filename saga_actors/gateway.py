@@ -83,6 +83,7 @@ class RayGateway:
         self._name_tasks = name_tasks
         self._batch = batch
         self._handles: dict[str, Any] = {}
+        self._seeded: set[str] = set()  # handles given, not looked up here
         self._queues: dict[str, list[_Pending]] = {}
         self.sent = {"ray_calls": 0, "requests": 0}  # how well batching does
 
@@ -95,19 +96,34 @@ class RayGateway:
             self._handles[participant] = handle
         return handle
 
+    def seed(self, handles: dict[str, Any]) -> None:
+        """Participant handles someone already looked up (saves a GCS lookup each)."""
+        self._handles.update(handles)
+        self._seeded.update(handles)
+
     async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
         """One attempt. While Ray restarts the participant (ActorUnavailableError: outcome
         unknown) the same request is sent again within the attempt's timeout; the
-        participant's idempotency makes that safe, and a restart costs no attempt."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        participant's idempotency makes that safe, and a restart costs no attempt. A
+        given handle whose actor is gone is looked up by name and sent again, once (the
+        participant may have been deployed anew under its name)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         payload = request.model_dump()
-        try:
-            return await ride_restarts(
-                lambda: self._call_once(participant, request, payload, deadline, timeout_s),
-                deadline=deadline, what=request.key)
-        except ActorUnavailableError:
-            raise ParticipantUnavailableError(participant, "ActorUnavailableError: restarting "
-                                              "past the step timeout") from None
+        while True:
+            try:
+                return await ride_restarts(
+                    lambda: self._call_once(participant, request, payload, deadline,
+                                            timeout_s),
+                    deadline=deadline, what=request.key)
+            except ActorUnavailableError:
+                raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
+                                                  "restarting past the step timeout") from None
+            except ParticipantUnavailableError:
+                dropped = participant not in self._handles  # its actor is gone
+                if participant not in self._seeded or not dropped or loop.time() >= deadline:
+                    raise
+                self._seeded.discard(participant)  # look it up by name, and send again
 
     async def _call_once(self, participant: str, request: StepRequest, payload: dict,
                          deadline: float, timeout_s: float) -> StepReply:

@@ -110,3 +110,58 @@ def test_a_batch_that_cannot_be_submitted_fails_each_of_its_calls():
 @pytest.fixture(autouse=True)
 def _no_ray_cancel(monkeypatch):
     monkeypatch.setattr(gateway_module.ray, "cancel", lambda ref: None)
+
+
+class _DeadRef:
+    def future(self) -> concurrent.futures.Future:
+        from ray.exceptions import ActorDiedError
+
+        f = concurrent.futures.Future()
+        f.set_exception(ActorDiedError())
+        return f
+
+
+class DeadHandle(FakeHandle):
+    """A handle whose actor is gone (killed, and its name deployed anew)."""
+
+    def __init__(self) -> None:
+        super().__init__(batches=False)
+        self.call = _DeadMethod(self)
+
+
+class _DeadMethod(_Method):
+    def __init__(self, handle) -> None:
+        super().__init__(handle, "call")
+
+    def options(self, *, name: str) -> _DeadMethod:
+        return self
+
+    def remote(self, arg):
+        self._handle.sent.append(("call", None, arg))
+        return _DeadRef()
+
+
+def test_a_given_handle_whose_actor_is_gone_is_looked_up_by_name_and_sent_again_once(
+        monkeypatch):
+    """The supervisor hands a dedicated saga its participants' handles; if one's actor was
+    replaced under its name since, the call goes to the new actor (same idempotency key),
+    not to the step's failure. A handle the gateway looked up itself is not retried."""
+    dead, fresh = DeadHandle(), FakeHandle(batches=False)
+    looked_up = []
+
+    def get_actor(name, namespace):
+        looked_up.append(name)
+        return fresh
+
+    monkeypatch.setattr(gateway_module, "get_actor", get_actor)
+    gw = RayGateway("ns")
+    gw.seed({"p": dead})
+    reply = asyncio.run(gw.call("p", request("s1"), 30))
+    assert reply.ok and reply.output == {"n": "s1"}
+    assert len(dead.sent) == 1 and len(fresh.sent) == 1 and looked_up == ["participant:p"]
+    assert dead.sent[0][2]["saga_id"] == fresh.sent[0][2]["saga_id"] == "s1"
+
+    monkeypatch.setattr(gateway_module, "get_actor", lambda name, namespace: dead)
+    gw = RayGateway("ns")  # looked up here, not given: a dead actor fails the attempt
+    with pytest.raises(gateway_module.ParticipantUnavailableError):
+        asyncio.run(gw.call("p", request("s2"), 30))
