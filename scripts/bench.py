@@ -712,7 +712,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small runs; done within 60 s")
+    p.add_argument("--quick", action="store_true", help="small runs; about 90 s here")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--markdown", action="store_true", help="print the README table too")
     p.add_argument("--postgres", metavar="URL", default=None,
