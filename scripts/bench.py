@@ -401,9 +401,10 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
             hosted_runs.append(await measure(
                 "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c, mix))
             if c == 1:
+                tag = f"d{len(durable_runs)}"  # each round's orders are new ones
                 durable_runs.append(await measure(
-                    "durable_floor", lambda i, r=len(durable_runs): durable.run.remote(
-                        f"d{r}-{i}"), n, c, mix))
+                    "durable_floor", lambda i, tag=tag: durable.run.remote(f"{tag}-{i}"),
+                    n, c, mix))
             if (c, mix) == (100, "success"):
                 unbatched_runs.append(await measure(
                     "hosted_unbatched", lambda i: runtime_saga(i, "hosted", False, unbatched),
@@ -673,7 +674,8 @@ def markdown(report: dict[str, Any]) -> str:
                    f" ({d.get('requests_per_ray_call_hosted')} participant requests per Ray "
                    "call).")]
     if d.get("hosted_p50_vs_durable_floor_p50_at_1") is not None:
-        lines.append(f"One at a time, p50: hosted / bare_ray **{d['hosted_p50_vs_bare_ray_p50_at_1']}**"
+        lines.append(f"One at a time, p50: hosted / bare_ray "
+                     f"**{d['hosted_p50_vs_bare_ray_p50_at_1']}**"
                      f"; durable_floor / bare_ray {d['durable_floor_p50_vs_bare_ray_p50_at_1']} "
                      "(bare_ray plus the same eight fsynced commits, nothing else); hosted / "
                      f"durable_floor {d['hosted_p50_vs_durable_floor_p50_at_1']}.")

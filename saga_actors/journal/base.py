@@ -91,6 +91,7 @@ class Journal(abc.ABC):
         it runs one saga only (a dedicated saga actor; a host or a driver with one saga in
         flight). A backend may then commit a write at once in the caller's thread instead
         of waiting to group it with others. Default: ignored."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:
