@@ -4,9 +4,12 @@ Several processes (saga actors, the driver, the CLI) open the same file; SQLite'
 them read while one writes, and ``BEGIN IMMEDIATE`` plus a busy timeout serialises writers.
 Our own writers first queue on an advisory lock file beside the journal (``<file>-writer``,
 ``flock``): the kernel wakes the next one the moment the last commits, where SQLite's busy
-handler would sleep 1, 2, 5, 10 ms... between tries (measured here with three processes
-writing, 100 sagas in flight: ~5 ms lost per transaction). The lock only orders writers;
-SQLite's own lock stays what keeps the file consistent, for writers that do not take it.
+handler sleeps 1, 2, 5, 10 ms... between tries. It matters where many processes write a
+little each (dedicated saga actors: at 10 in flight, against their floor, alternating runs
+measured here gave 0.94 and 0.87 with it, 0.78 and 0.88 without); at 100 hosted sagas in
+flight the lock is simply busy (a writer waits ~5 ms per transaction either way). The lock
+only orders writers; SQLite's own lock stays what keeps the file consistent, for writers
+that do not take it.
 """
 
 from __future__ import annotations

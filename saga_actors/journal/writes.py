@@ -91,8 +91,6 @@ class GroupCommitted:
 
     def write_alone_when(self, alone: Callable[[], bool]) -> None:
         self._alone = alone
-        if self._committer is not None:
-            self._committer.alone = alone
 
     def connect(self) -> Any:
         raise NotImplementedError
@@ -115,7 +113,6 @@ class GroupCommitted:
         """``apply(db, args)`` in the next batch; its result once the batch is committed."""
         if self._committer is None:
             self._committer = GroupCommitter(self)
-            self._committer.alone = self._alone
         future = asyncio.get_running_loop().create_future()
         self._committer.submit(apply, args, future)
         return await future
@@ -141,12 +138,13 @@ class GroupCommitter:
     database failure fails the batch, and a broken connection is opened again for the
     next one).
 
-    While the process runs one saga alone (``alone()``), none is waiting or being
-    committed, and the backend can begin at once, a write is committed right away in the
-    caller's thread instead: one saga at a time then pays no thread hand-off and wake-up
-    either way (measured here: ~0.1 ms a write). With more sagas in flight every write
-    goes to the thread, one transaction and one fsync per batch (committing them one by
-    one in the event loop cost ~6% of the throughput at 100 in flight)."""
+    While the process runs one saga alone (the journal's ``write_alone_when`` hint), no
+    write is waiting or being committed, and the backend can begin at once, a write is
+    committed right away in the caller's thread instead: one saga at a time then pays no
+    thread hand-off and wake-up either way (measured here: ~0.1 ms a write). With more
+    sagas in flight every write goes to the thread, one transaction and one fsync per batch
+    (committing them one by one in the event loop cost ~6% of the throughput at 100 in
+    flight)."""
 
     MAX_BATCH = 1024
 
@@ -155,14 +153,13 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self._db: Any = None  # the connection; used by whoever holds _busy
         self._busy = threading.Lock()  # held while a batch is being committed
-        self.alone: Callable[[], bool] | None = None
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 
     def submit(self, apply: Apply, args: Any, future: asyncio.Future) -> None:
         """Queue ``apply(db, args)`` for the next batch; ``future`` (of the caller's event
         loop) gets its result once the batch is committed (at once if committed inline)."""
-        alone = self.alone
+        alone = self._journal._alone
         if alone is not None and alone() and self._queue.empty() and \
                 self._busy.acquire(blocking=False):
             try:
