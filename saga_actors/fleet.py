@@ -27,8 +27,8 @@ from saga_actors.gateway import get_actor, ride_restarts
 from saga_actors.host import by_shard
 
 SpawnSaga = Callable[[Saga, str, RuntimeConfig, dict[str, Any]], Any]
-HANDLES_TTL_S = 10.0  # how long the supervisor trusts a participant handle it looked up
 StartHost = Callable[[int, RuntimeConfig, str], Any]
+HANDLES_TTL_S = 10.0  # how long the supervisor trusts a participant handle it looked up
 
 
 class RayFleet:
