@@ -89,6 +89,7 @@ class SqliteJournal(GroupCommitted, Journal):
         self.url = url
         self.path = sqlite_path(url)
         self._busy_timeout_s = busy_timeout_s
+        self._attempt_s = min(LOCK_POLL_S, busy_timeout_s)  # one BEGIN's wait for the lock
         self._lock = threading.Lock()
         self._identity: tuple[int, int] | None = None  # the file's, once it is open
         if (read_only or not create) and not self.path.exists():
@@ -245,7 +246,7 @@ class SqliteJournal(GroupCommitted, Journal):
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same file, with the journal's settings."""
-        db = sqlite3.connect(self.path, timeout=min(LOCK_POLL_S, self._busy_timeout_s),
+        db = sqlite3.connect(self.path, timeout=self._attempt_s,
                              isolation_level=None, check_same_thread=False,
                              factory=_Connection)
         db.execute("PRAGMA synchronous=FULL")
@@ -297,7 +298,7 @@ class SqliteJournal(GroupCommitted, Journal):
                 raise
             return False
         finally:
-            db.execute(f"PRAGMA busy_timeout={int(min(LOCK_POLL_S, self._busy_timeout_s) * 1000)}")
+            db.execute(f"PRAGMA busy_timeout={int(self._attempt_s * 1000)}")  # as connect() set
 
     def end(self, db: sqlite3.Connection, *, commit: bool) -> None:
         try:
