@@ -164,7 +164,7 @@ class ChoreographyInstance(JournaledRun):
         outputs = ({**rec.outputs, reaction.step: output} if reaction.kind == "action"
                    else rec.outputs)
         await self._publish(event, reaction, reaction.publishes or "", payload,
-                             outputs=outputs, **done)
+                             outcome="succeeded", outputs=outputs, **done)
 
     async def _publish_failure(self, event: BusEvent, reaction: Reaction, event_type: str,
                                outcome: _Outcome) -> None:
@@ -173,13 +173,14 @@ class ChoreographyInstance(JournaledRun):
         payload = {**event.payload,
                    "failure": {"step": reaction.step, "error": outcome.error,
                                "error_type": outcome.error_type}}
-        await self._publish(event, reaction, event_type, payload, error=outcome.error,
-                             uncertain=[s for s in self.record.uncertain
+        await self._publish(event, reaction, event_type, payload, outcome="failed",
+                             error=outcome.error, uncertain=[s for s in self.record.uncertain
                                         if s != reaction.step])
 
     async def _publish(self, cause: BusEvent, reaction: Reaction, event_type: str,
-                       payload: dict[str, Any], **changes: Any) -> None:
-        """Append the next event to the log (journaled) and move the cursor to it."""
+                       payload: dict[str, Any], *, outcome: str, **changes: Any) -> None:
+        """Append the next event to the log (journaled) and move the cursor to it;
+        ``outcome`` (succeeded, failed) is how the reaction that published it ended."""
         rec, c = self.record, self.definition
         new = BusEvent(id=event_id(rec.saga_id, cause.id, reaction.name, event_type),
                        saga_id=rec.saga_id, version=c.version,
@@ -201,7 +202,8 @@ class ChoreographyInstance(JournaledRun):
             in_flight=False, awaiting=awaiting(c, new),
             finished_at=self._clock.now() if status.terminal else None,
             detail={"event": event_type, "event_id": new.id, "causation_id": cause.id,
-                    "producer": new.producer, "consumer": new.consumer},
+                    "producer": new.producer, "consumer": new.consumer,
+                    "phase": reaction.kind, "outcome": outcome},
             **changes)
 
     async def _settle(self, reaction: Reaction, outcome: _Outcome) -> _Outcome | None:

@@ -179,7 +179,8 @@ def _cell(value: Any) -> Text:
 
 
 _STYLES = {"COMPLETED": "green", "FAILED": "red", "STUCK": "bold magenta",
-           "COMPENSATING": "yellow", "PENDING": "cyan", "succeeded": "green", "failed": "red"}
+           "COMPENSATING": "yellow", "PENDING": "cyan", "succeeded": "green",
+           "compensated": "magenta", "failed": "red"}
 PIPE_WIDTH = 1000  # piped output is not wrapped: one saga a line, for grep and scripts
 
 

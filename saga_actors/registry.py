@@ -265,14 +265,22 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
 
 
 def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
-    """Per step and phase: attempts, first sent, ended, outcome and last error."""
+    """Per step and phase: attempts, first sent, ended, outcome (``in flight``,
+    ``succeeded``, ``compensated``, ``failed``) and last error. The same rows for both
+    styles: a choreographed reaction ends with the event it published (``succeeded`` or
+    ``compensated``; a failure event after its last failed attempt leaves it ``failed``)."""
     steps: dict[tuple[str, str], dict[str, Any]] = {}
+    latest: dict[str, str] = {}  # step -> the phase of its latest call
     for t in history:
         if not t.step:
+            continue
+        if t.event is Event.EVENT_PUBLISHED:
+            _close_reaction(steps, t, t.detail.get("phase") or latest.get(t.step))
             continue
         phase = t.event.phase
         if phase is None:
             continue
+        latest[t.step] = phase
         row = steps.setdefault((t.step, phase), {
             "step": t.step, "phase": phase, "attempts": 0, "started_at": None,
             "ended_at": None, "outcome": "in flight", "last_error": None,
@@ -285,8 +293,23 @@ def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
             if t.detail.get("final"):
                 row["outcome"], row["ended_at"] = "failed", t.at
         elif t.event.is_step_success:
-            row["outcome"], row["ended_at"] = "succeeded", t.at
+            row["outcome"], row["ended_at"] = _DONE[phase], t.at
     for row in steps.values():
         if row["started_at"] and row["ended_at"]:
             row["duration_s"] = round(row["ended_at"] - row["started_at"], 6)
     return list(steps.values())
+
+
+_DONE = {"action": "succeeded", "compensation": "compensated"}  # a step phase that ended well
+
+
+def _close_reaction(steps: dict[tuple[str, str], dict[str, Any]], t: Transition,
+                    phase: str | None) -> None:
+    """A reaction's event is out: the reaction ended well, unless it failed for good (a
+    journal from before events carried their outcome: unless its row already says so)."""
+    row = steps.get((t.step or "", phase or ""))
+    if row is None:
+        return
+    outcome = t.detail.get("outcome")
+    if outcome == "succeeded" or (outcome is None and row["outcome"] == "in flight"):
+        row["outcome"], row["ended_at"] = _DONE[row["phase"]], t.at

@@ -78,25 +78,55 @@ def shape_changes(old: Any, new: Any) -> list[str]:
         changes.append(f"input model: {_fields_diff(a['input'], b['input'])}")
     old_steps = {s["name"]: s for s in a.get("steps", [])}
     new_steps = {s["name"]: s for s in b.get("steps", [])}
-    if added := [n for n in new_steps if n not in old_steps]:
-        changes.append(f"steps added: {added}")
-    if removed := [n for n in old_steps if n not in new_steps]:
-        changes.append(f"steps removed: {removed}")
-    common_old = [n for n in old_steps if n in new_steps]
-    common_new = [n for n in new_steps if n in old_steps]
-    if common_old != common_new:
-        changes.append(f"step order: {common_old} -> {common_new}")
-    for name in common_new:
-        for field in ("participant", "action", "compensation", "kind", *_STEP_EXTRAS):
-            if old_steps[name].get(field) != new_steps[name].get(field):
-                changes.append(f"step {name!r} {field}: {old_steps[name].get(field)!r} -> "
-                               f"{new_steps[name].get(field)!r}")
-        if old_steps[name]["output"] != new_steps[name]["output"]:
+    changes += _named_changes("step", old_steps, new_steps,
+                              ("participant", "action", "compensation", "kind", *_STEP_EXTRAS))
+    for name in new_steps:
+        if name in old_steps and old_steps[name]["output"] != new_steps[name]["output"]:
             changes.append(f"step {name!r} output model: "
                            f"{_fields_diff(old_steps[name]['output'], new_steps[name]['output'])}")
-    for part in ("reactions", "events", "ends"):
-        if a.get(part) != b.get(part):
-            changes.append(f"{part} changed")
+    if "reactions" in a or "reactions" in b:
+        changes += _choreography_changes(a, b)
+    return changes
+
+
+def _choreography_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What differs between two choreographies' shapes: reactions (by name) and what each
+    calls, publishes and undoes; events added, removed or remodelled; the ends."""
+    changes = _named_changes("reaction", {r["name"]: r for r in a.get("reactions", [])},
+                             {r["name"]: r for r in b.get("reactions", [])}, _REACTION_SHAPE)
+    old_events, new_events = a.get("events", {}), b.get("events", {})
+    if added := [e for e in new_events if e not in old_events]:
+        changes.append(f"events added: {added}")
+    if removed := [e for e in old_events if e not in new_events]:
+        changes.append(f"events removed: {removed}")
+    for name in new_events:
+        if name in old_events and old_events[name] != new_events[name]:
+            changes.append(f"event {name!r} model: "
+                           f"{_fields_diff(old_events[name], new_events[name])}")
+    for i, what in enumerate(("start event", "completes_on", "fails_on")):
+        old, new = (a.get("ends") or [None] * 3)[i], (b.get("ends") or [None] * 3)[i]
+        if old != new:
+            changes.append(f"{what}: {old!r} -> {new!r}")
+    return changes
+
+
+def _named_changes(noun: str, old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]],
+                   fields: tuple[str, ...]) -> list[str]:
+    """Items added, removed, reordered, and each field that changed, by name."""
+    changes: list[str] = []
+    if added := [n for n in new if n not in old]:
+        changes.append(f"{noun}s added: {added}")
+    if removed := [n for n in old if n not in new]:
+        changes.append(f"{noun}s removed: {removed}")
+    common_old = [n for n in old if n in new]
+    common_new = [n for n in new if n in old]
+    if common_old != common_new:
+        changes.append(f"{noun} order: {common_old} -> {common_new}")
+    for name in common_new:
+        for field in fields:
+            if old[name].get(field) != new[name].get(field):
+                changes.append(f"{noun} {name!r} {field}: {old[name].get(field)!r} -> "
+                               f"{new[name].get(field)!r}")
     return changes
 
 

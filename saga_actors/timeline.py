@@ -132,6 +132,7 @@ def _choreography(info: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                           end=i + 0.9, text=f"{e['type']} +{e['at'] - first:.3f}s",
                           tip=f"{e['type']}: {e.get('producer') or 'start'} -> "
                           f"{e.get('consumer') or 'end'}"))
+    marks += _reaction_outcomes(info, lanes)
     order = ["start", *[lane for lane in lanes if lane not in ("start", "end")], "end"]
     lanes[:] = [lane for lane in order if lane in lanes]
     marks.append(dict(kind="status", shape="badge", lane=lanes[-1], at=len(info["events"]),
@@ -139,11 +140,41 @@ def _choreography(info: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
     return lanes, marks
 
 
+# a step row's outcome (as ``show`` gives it) -> the kind of its mark
+_OUTCOME_MARK = {"succeeded": "succeeded", "compensated": "compensation", "failed": "failed",
+                 "in flight": "attempt"}
+
+
+def _reaction_outcomes(info: dict[str, Any], lanes: list[str]) -> list[dict[str, Any]]:
+    """One mark per step row of ``show`` (reaction and phase), with its outcome: where the
+    event that ended it leaves its service, or, still in flight, at the end of the log."""
+    index = {e["id"]: i for i, e in enumerate(info["events"])}
+    ended_by = {(t.get("step"), (t.get("detail") or {}).get("phase")): t["detail"]["event_id"]
+                for t in info.get("history") or []
+                if t["event"] == Event.EVENT_PUBLISHED.value and t.get("step")
+                and (t.get("detail") or {}).get("event_id") in index}
+    marks = []
+    for row in info.get("steps") or []:
+        at = index.get(ended_by.get((row["step"], row["phase"])))
+        event = info["events"][at if at is not None else -1]
+        lane = ((event.get("producer") if at is not None else event.get("consumer"))
+                or "end").split(".")[0]
+        if lane not in lanes:
+            lanes.append(lane)
+        marks.append(dict(kind=_OUTCOME_MARK.get(row["outcome"], "attempt"), shape="dot",
+                          lane=lane, step=f"{row['step']}/{row['phase']}",
+                          at=at + 0.1 if at is not None else len(info["events"]),
+                          tip=f"{row['step']} ({row['phase']}): {row['outcome']}"
+                          + (f", {row['attempts']} attempt(s)" if row["attempts"] else "")))
+    return marks
+
+
 def _draw(m: dict[str, Any], x: Any, y: Any) -> str:
     kind = m["kind"]
     colour = COLOURS.get(m["text"] if kind == "status" else kind, "#333")
     cx, cy, tip = x(m["at"]), y(m["lane"]), f"<title>{escape(m['tip'])}</title>"
-    open_g = f'<g class="mark {kind}" data-lane="{escape(m["lane"])}">{tip}'
+    step = f' data-step="{escape(m["step"])}"' if m.get("step") else ""
+    open_g = f'<g class="mark {kind}" data-lane="{escape(m["lane"])}"{step}>{tip}'
     shape = m["shape"]
     if shape == "dot":
         body = f'<circle cx="{cx}" cy="{cy}" r="5" fill="{colour}"/>'

@@ -5,6 +5,8 @@ killed mid-flight, and what `saga-actors show` says about a choreographed saga."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import ray
 from click.testing import CliRunner
@@ -43,11 +45,24 @@ def applied(actors, saga_id) -> list[str]:
                   for e in ray.get(a.ledger.remote(saga_id)))
 
 
-def show(rt, saga_id: str) -> str:
+def show(rt, saga_id: str, *args: str) -> str:
     result = CliRunner().invoke(main, ["--address", ray.get_runtime_context().gcs_address,
-                                       "--namespace", rt.config.namespace, "show", saga_id])
+                                       "--namespace", rt.config.namespace, "show", saga_id,
+                                       *args])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def step_outcomes(rt, saga_id: str) -> dict[tuple[str, str], str]:
+    """What `show --json` says of each step, after checking that `journal show --json`
+    says the same, every step ended with its time."""
+    live = json.loads(show(rt, saga_id, "--json"))["steps"]
+    offline = CliRunner().invoke(main, ["journal", "--journal", rt.config.journal, "show",
+                                        saga_id, "--json"])
+    assert offline.exit_code == 0, offline.output
+    assert json.loads(offline.output)["steps"] == live
+    assert all(s["ended_at"] and s["duration_s"] >= 0 for s in live), live
+    return {(s["step"], s["phase"]): s["outcome"] for s in live}
 
 
 # reserve only, and no failure event declared: an unknown sku is a poison event
@@ -126,6 +141,16 @@ def test_orders_complete_or_compensate_and_a_poison_event_parks_only_its_saga(ma
         assert word in text, (word, text)
     poll(lambda: ray.get(rt.registry.counts.remote())["STUCK"] == 1,
          what="the registry to count the parked saga")
+    # every step of a finished choreography is closed, as an orchestrated saga's are
+    assert step_outcomes(rt, "ok1") == {
+        ("reserve_inventory", "action"): "succeeded",
+        ("process_payment", "action"): "succeeded",
+        ("create_shipment", "action"): "succeeded"}
+    assert step_outcomes(rt, "declined") == {
+        ("reserve_inventory", "action"): "succeeded",
+        ("process_payment", "action"): "failed",
+        ("reserve_inventory", "compensation"): "compensated"}
+    assert "in flight" not in show(rt, "ok1")
 
 
 def test_a_stalled_payment_times_out_compensates_and_a_killed_bus_loses_nothing(make_harness):

@@ -310,3 +310,64 @@ def test_a_signal_for_a_choreographed_saga_is_refused_and_nothing_kept():
         accept_signal(bus.journal, bus.c, bus.journal.load("s1"), "approval", {},
                       signal_id="x", now=0.0, max_bytes=1000)
     assert bus.journal.signals("s1") == []
+
+
+# --- what show, journal show and the timeline say of its steps --------------------------
+
+
+def _show_and_picture(bus: Bus) -> tuple[dict, dict]:
+    """``show``'s rows by (step, phase) -> outcome, and the timeline's step marks."""
+    import xml.etree.ElementTree as ET
+
+    from saga_actors.registry import describe
+    from saga_actors.timeline import render_svg
+
+    info = describe(bus.journal.load("s1"), bus.journal.history("s1"), hosts=1)
+    rows = {(s["step"], s["phase"]): s for s in info["steps"]}
+    kinds = {"succeeded": "succeeded", "compensation": "compensated", "failed": "failed",
+             "attempt": "in flight"}
+    marks = {tuple(g.get("data-step").split("/")): kinds[g.get("class").split()[1]]
+             for g in ET.fromstring(render_svg(info)).iter("{http://www.w3.org/2000/svg}g")
+             if g.get("data-step")}
+    return rows, marks
+
+
+def test_a_completed_choreography_shows_every_reaction_succeeded_with_its_time():
+    bus = Bus(shop_without_timeouts())
+    bus.run()
+    rows, marks = _show_and_picture(bus)
+    assert {k: r["outcome"] for k, r in rows.items()} == {
+        ("reserve", "action"): "succeeded", ("charge", "action"): "succeeded"}
+    assert all(r["ended_at"] is not None and r["duration_s"] >= 0 and r["attempts"] == 1
+               for r in rows.values())
+    assert marks == {k: r["outcome"] for k, r in rows.items()}
+
+
+def test_a_failed_choreography_shows_the_failed_reaction_and_the_compensation_that_ran():
+    bus = Bus(shop_without_timeouts(),
+              script={("charge", "action"): [fail("CardDeclined", retryable=False)]})
+    bus.run()
+    rows, marks = _show_and_picture(bus)
+    assert {k: r["outcome"] for k, r in rows.items()} == {
+        ("reserve", "action"): "succeeded", ("charge", "action"): "failed",
+        ("reserve", "compensation"): "compensated"}
+    assert all(r["ended_at"] is not None for r in rows.values())
+    assert rows[("charge", "action")]["last_error"].startswith("CardDeclined")
+    assert marks == {k: r["outcome"] for k, r in rows.items()}
+
+
+def test_a_choreography_under_way_shows_only_the_reaction_in_flight_as_such():
+    bus = Bus(shop_without_timeouts())
+
+    def crash(req):
+        if req.step == "charge":  # the bus dies with the charge sent: the journal says so
+            raise Crash
+
+    bus.gateway.on_call = crash
+    with pytest.raises(Crash):
+        bus.run()
+    rows, marks = _show_and_picture(bus)
+    assert {k: r["outcome"] for k, r in rows.items()} == {
+        ("reserve", "action"): "succeeded", ("charge", "action"): "in flight"}
+    assert rows[("charge", "action")]["ended_at"] is None
+    assert marks == {k: r["outcome"] for k, r in rows.items()}

@@ -69,3 +69,28 @@ def test_a_saga_whose_shape_is_not_registered_is_not_run_on_another():
     assert fresh.resolve(record) is ORDER
     old = record.model_copy(update={"shape": None})  # journaled before shapes: by version
     assert catalog.resolve(old) is other
+
+
+def test_a_changed_choreography_names_the_reaction_and_what_changed():
+    from examples.order_choreography import ORDER_CHOREOGRAPHY as CHO
+
+    def with_reactions(*reactions):
+        return CHO.model_copy(update={"reactions": reactions})
+
+    pay = CHO.reaction("process_payment")
+    moved = with_reactions(*(r.model_copy(update={"participant": "billing"})
+                             if r is pay else r for r in CHO.reactions))
+    assert shape_changes(CHO, moved) == [
+        "reaction 'process_payment' participant: 'payment' -> 'billing'"]
+    refund = CHO.reaction("refund_after_shipment_failed")
+    other = with_reactions(*(r.model_copy(update={"handler": "refund_all", "failure": None})
+                             if r is refund else r for r in CHO.reactions))
+    assert shape_changes(CHO, other) == [
+        "reaction 'refund_after_shipment_failed' handler: 'refund_payment' -> 'refund_all'"]
+    fewer = with_reactions(*(r for r in CHO.reactions if r.name != "release_after_refund"))
+    assert shape_changes(CHO, fewer) == ["reactions removed: ['release_after_refund']"]
+    catalog = Catalog()
+    catalog.register(CHO)
+    with pytest.raises(SagaDefinitionError, match=r"another shape \(reaction 'process_payment' "
+                       r"participant: 'payment' -> 'billing'\)"):
+        catalog.register(moved)
