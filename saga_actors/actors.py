@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 # Options of the long-lived service actors: named, detached, restarted by Ray forever.
 _SERVICE = {"lifetime": "detached", "max_restarts": -1, "num_cpus": 0, "get_if_exists": True}
+SPREAD_MEMORY_BYTES = 1 << 20  # what a spread actor asks for, so that Ray places it (_where)
 GC_GEN0_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
 
 
@@ -54,17 +55,30 @@ def _settle_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
 
 
-def _where(config: RuntimeConfig, *, spread: bool = False) -> dict[str, Any]:
+def _where(config: RuntimeConfig, *, spread: tuple[str, int] | None = None) -> dict[str, Any]:
     """Scheduling options of every actor of the runtime: pinned to ``config.pin_node_id``
     (hard: a pinned actor waits for its node rather than run without its files). Else the
-    long-lived pooled ones (``spread``: participants, hosts, buses) are spread across the
-    nodes, so that losing a node takes down only its share of them."""
-    if not config.pin_node_id:
-        return {"scheduling_strategy": "SPREAD"} if spread else {}
+    long-lived pooled ones (``spread=(kind, index)``: participants, hosts, buses) each get
+    a node of their own, round-robin over the alive nodes (:mod:`saga_actors.spread`;
+    soft: Ray restarts one whose node died on another), so that losing a node takes down
+    only its share of them."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(config.pin_node_id,
-                                                                  soft=False)}
+    if config.pin_node_id:
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(config.pin_node_id,
+                                                                      soft=False)}
+    if spread is None:
+        return {}
+    from saga_actors.spread import spread_node
+
+    node = spread_node((n["NodeID"] for n in ray.nodes() if n.get("Alive")), *spread)
+    if node is None:
+        return {"scheduling_strategy": "SPREAD"}
+    # an actor that asks for no resource at all is put on a random node whatever its
+    # strategy (ray-project/ray#25360; seen here: two of six soft affinities missed); a
+    # token of memory makes Ray follow the affinity
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True),
+            "memory": SPREAD_MEMORY_BYTES}
 
 
 # --- recycling ------------------------------------------------------------------------
@@ -171,28 +185,31 @@ def deploy_participant(
     *,
     name: str | None = None,
     faults: dict | None = None,
+    index: int = 0,
     **kwargs: Any,
 ) -> Any:
     """Start (or find) participant actor ``participant:<name>`` and wait until it serves.
 
-    It is detached and restarted by Ray forever; its store survives restarts.
+    It is detached and restarted by Ray forever; its store survives restarts. ``index``:
+    its place among the runtime's participants, which spreads them over the nodes.
     """
-    actor = _start_participant(cls, config, name or _name_of(cls), faults, kwargs)
+    actor = _start_participant(cls, config, name or _name_of(cls), faults, kwargs, index)
     _wait_serving({actor: faults})
     return actor
 
 
 def deploy_participants(
     classes: Iterable[type[Participant]], config: RuntimeConfig, *,
-    faults: dict[str, dict | None] | None = None,
+    faults: dict[str, dict | None] | None = None, index: Any = lambda name: 0,
 ) -> dict[str, Any]:
     """:func:`deploy_participant` for several at once: their processes start side by side.
-    ``faults`` by participant name. Returns the actors by participant name."""
+    ``faults`` by participant name; ``index(name)``: each one's place among the runtime's
+    participants. Returns the actors by participant name."""
     faults = faults or {}
     actors = {}
     for cls in classes:
         name = _name_of(cls)
-        actors[name] = _start_participant(cls, config, name, faults.get(name), {})
+        actors[name] = _start_participant(cls, config, name, faults.get(name), {}, index(name))
     _wait_serving({a: faults.get(n) for n, a in actors.items()})
     return actors
 
@@ -202,7 +219,7 @@ def _name_of(cls: type[Participant]) -> str:
 
 
 def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
-                       faults: dict | None, kwargs: dict[str, Any]) -> Any:
+                       faults: dict | None, kwargs: dict[str, Any], index: int) -> Any:
     """``kwargs`` go to the participant's constructor; ``store=`` there overrides the
     runtime's (a participant whose store is on a server of its own)."""
     kwargs = dict(kwargs)
@@ -210,7 +227,7 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
         name=participant_actor_name(name),
         namespace=config.namespace,
         max_concurrency=config.participant_max_concurrency,
-        **_SERVICE, **_where(config, spread=True),
+        **_SERVICE, **_where(config, spread=("participant", index)),
     ).remote(
         store=kwargs.pop("store", None) or config.participant_store(name),
         name=name,
@@ -414,7 +431,7 @@ def saga_host(index: int, config: RuntimeConfig, placement: str = "hosted") -> A
     ``saga_actors:bus:<index>``, as many as hosts)."""
     return SagaHostActor.options(
         name=pool_actor_name(placement, index), namespace=config.namespace,
-        max_concurrency=100_000, **_SERVICE, **_where(config, spread=True),
+        max_concurrency=100_000, **_SERVICE, **_where(config, spread=(placement, index)),
     ).remote(index, config.hosts, config, placement)
 
 
@@ -534,6 +551,9 @@ RegistryActor = ray.remote(RegistryActorImpl)
 
 def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
     """Start (or find) the supervisor and the registry in the runtime's namespace."""
+    from saga_actors.kv_definitions import put_runtime_info
+
+    put_runtime_info(config)
     registry = RegistryActor.options(
         name=REGISTRY_ACTOR_NAME, namespace=config.namespace, **_SERVICE, **_where(config)
     ).remote(config)

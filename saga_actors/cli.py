@@ -20,7 +20,19 @@ from rich.table import Table
 from rich.text import Text
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import DEFAULT_NAMESPACE, OPERATOR_CALL_TIMEOUT_S
+from saga_actors.constants import (
+    BUS_ACTOR_PREFIX,
+    DEFAULT_NAMESPACE,
+    HOST_ACTOR_PREFIX,
+    OPERATOR_CALL_TIMEOUT_S,
+    PARTICIPANT_ACTOR_PREFIX,
+    REGISTRY_ACTOR_NAME,
+    REGISTRY_READ_TIMEOUT_S,
+    SAGA_ACTOR_PREFIX,
+    SERVICE_RETRY_S,
+    SERVICE_WAIT_S,
+    SUPERVISOR_ACTOR_NAME,
+)
 from saga_actors.errors import SagaError, SagaNotFoundError
 from saga_actors.registry import RegistryEntry, describe
 from saga_actors.state import SagaStatus
@@ -28,38 +40,114 @@ from saga_actors.state import SagaStatus
 STATUSES = [s.value for s in SagaStatus]
 
 
+class ServiceUnavailable(Exception):
+    """The supervisor or registry did not answer: its node may be down (Ray restarts it on
+    another one), or it is busy."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 class Cluster:
-    """A lazy connection to the cluster's registry and supervisor."""
+    """A lazy connection to the cluster's registry and supervisor. Questions go to the
+    registry, or to the journal directly while the registry does not answer; operator
+    actions go to the supervisor, asked again while it restarts, up to a stated bound."""
 
     def __init__(self, address: str | None, namespace: str) -> None:
         self.address = address
         self.namespace = namespace
         self._services: tuple[Any, Any] | None = None
+        self._fallback: Any = None  # a Registry on the journal, once the registry failed us
 
     def services(self) -> tuple[Any, Any]:
         if self._services is None:
             self._services = _attach(self.address, self.namespace)
         return self._services
 
-    def call(self, which: int, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Ask the supervisor (0) or the registry (1); a saga_actors error it raises comes
-        back as itself, and one that does not answer in time is a clear error."""
+    def query(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Ask the registry (``list``, ``get``, ``counts``); while it does not answer
+        within ``REGISTRY_READ_TIMEOUT_S``, the same question is answered from the journal
+        (the source of truth the registry caches), with a note on stderr."""
+        if self._fallback is None:
+            try:
+                return self._ask(1, method, args, kwargs, REGISTRY_READ_TIMEOUT_S)
+            except ServiceUnavailable as exc:
+                self._fallback = self._journal_registry(exc.why)
+        return getattr(self._fallback, method)(*args, **kwargs)
+
+    def act(self, method: str, *args: Any) -> Any:
+        """Ask the supervisor (``cancel``, ``retry``, ``resolve``, ``signal``: each safe to
+        send again); while it does not answer, ask again for up to ``SERVICE_WAIT_S``,
+        saying so on stderr, then give up with a clear error."""
+        deadline = time.monotonic() + SERVICE_WAIT_S
+        while True:
+            try:
+                return self._ask(0, method, args, {}, OPERATOR_CALL_TIMEOUT_S)
+            except ServiceUnavailable as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise click.ClickException(
+                        f"the supervisor did not answer {method} within {SERVICE_WAIT_S:g}s "
+                        f"({exc.why}); nothing is known to have happened: see `saga-actors "
+                        "show`, and try again") from None
+                click.echo(f"the supervisor is not answering ({exc.why}); asking again for "
+                           f"up to {left:.0f} s more ...", err=True)
+                time.sleep(min(SERVICE_RETRY_S, left))
+
+    def _ask(self, which: int, method: str, args: tuple, kwargs: dict[str, Any],
+             timeout_s: float) -> Any:
+        """One call to the supervisor (0) or the registry (1); a saga_actors error it raises
+        comes back as itself; no answer is :class:`ServiceUnavailable`."""
         import ray
 
         actor = self.services()[which]
-        name = ("supervisor", "registry")[which]
+        if actor is None:
+            raise ServiceUnavailable("not running")
         try:
-            return ray.get(getattr(actor, method).remote(*args, **kwargs),
-                           timeout=OPERATOR_CALL_TIMEOUT_S)
+            return ray.get(getattr(actor, method).remote(*args, **kwargs), timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
-            raise click.ClickException(f"the {name} did not answer {method} within "
-                                       f"{OPERATOR_CALL_TIMEOUT_S:g}s; nothing is known to have "
-                                       "happened, try again") from None
+            raise ServiceUnavailable(f"no answer within {timeout_s:g}s") from None
+        except ray.exceptions.RayActorError as exc:  # died, or unreachable (its node)
+            raise ServiceUnavailable(f"{type(exc).__name__}: its node may be down, and Ray "
+                                     "restarts it on another") from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             if isinstance(cause, SagaError):
                 raise cause from None
             raise
+
+    def _journal_registry(self, why: str) -> Any:
+        """A registry of this process's own on the namespace's journal (where the runtime
+        said it is, in the GCS)."""
+        from saga_actors.journal import open_journal
+        from saga_actors.kv_definitions import runtime_info
+        from saga_actors.registry import Registry
+
+        info = runtime_info(self.namespace)
+        if info is None:
+            raise click.ClickException(
+                f"the registry did not answer ({why}), and the cluster does not say where "
+                "its journal is: try again once Ray has restarted it, or read the journal "
+                "with `saga-actors journal --journal URL list`")
+        try:
+            journal = open_journal(info["journal"], read_only=True)
+        except SagaError as exc:
+            raise click.ClickException(
+                f"the registry did not answer ({why}), and its journal cannot be read from "
+                f"here: {exc}. Try again once Ray has restarted the registry") from None
+        click.echo(f"note: the registry is not answering ({why}); answered from the "
+                   f"journal ({_safe_url(info['journal'])}) directly", err=True)
+        return Registry(journal, hosts=info["hosts"])
+
+
+def _safe_url(url: str) -> str:
+    """A journal URL without its password."""
+    head, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{head}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 def _cluster_options(fn: Any) -> Any:
@@ -128,24 +216,39 @@ def _attach(address: str | None, namespace: str) -> tuple[Any, Any]:
         )
     _connect(address, namespace)
     from saga_actors.actors import find_services
+    from saga_actors.kv_definitions import runtime_info
 
     supervisor, registry = find_services(namespace)
-    if supervisor is None or registry is None:
+    if (supervisor is None or registry is None) and runtime_info(namespace) is None:
         raise click.ClickException(
             f"no saga_actors services in namespace {namespace!r} at {address} "
             "(nothing launched there yet?)"
         )
-    return supervisor, registry
+    return supervisor, registry  # one may be gone for now: the caller says so
 
 
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "-"
 
 
+def _stdout() -> Any:
+    """This command's own stdout (``sys.stdout`` is Ray's while it runs: see :func:`main`)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_STDOUT, sys.stdout) if ctx else sys.stdout
+
+
+def _out(text: str) -> None:
+    """A line of the command's output, on its own stdout."""
+    click.echo(text, file=_stdout())
+
+
+_STDOUT = "saga_actors.stdout"
+
+
 def _console() -> Console:
     """rich output on stdout: fitted to a terminal; unwrapped when piped (for scripts)."""
-    tty = sys.stdout.isatty()
-    return Console(highlight=False, emoji=False, markup=False, soft_wrap=not tty,
+    tty = _stdout().isatty()
+    return Console(file=_stdout(), highlight=False, emoji=False, markup=False, soft_wrap=not tty,
                    width=None if tty else PIPE_WIDTH)
 
 
@@ -158,7 +261,7 @@ def _emit(renderable: RenderableType, console: Console | None = None) -> None:
         return
     with console.capture() as captured:
         console.print(renderable)
-    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+    _out("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]],
@@ -254,6 +357,10 @@ def _show(info: dict[str, Any]) -> RenderableType:
 def main(ctx: click.Context, address: str | None, namespace: str) -> None:
     """See and act on sagas: list, show, watch, cancel, retry, resolve."""
     ctx.obj = Cluster(address, namespace)
+    # Ray prints what it hears from the cluster (a node's death) on sys.stdout: while this
+    # command runs that is stderr, and stdout holds the command's output alone (--json)
+    ctx.meta[_STDOUT], sys.stdout = sys.stdout, sys.stderr
+    ctx.call_on_close(lambda: setattr(sys, "stdout", ctx.meta[_STDOUT]))
 
 
 @main.command("list")
@@ -266,10 +373,10 @@ def main(ctx: click.Context, address: str | None, namespace: str) -> None:
 def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit: int,
              as_json: bool) -> None:
     """Sagas, newest first."""
-    entries = cluster.call(1, "list", status=status.upper() if status else None,
+    entries = cluster.query("list", status=status.upper() if status else None,
                            saga_type=saga_type, limit=limit)
     if as_json:
-        click.echo(json.dumps(entries))
+        _out(json.dumps(entries))
     else:
         _emit(_table(_list_rows(entries), LIST_COLUMNS))
 
@@ -284,12 +391,12 @@ def show(cluster: Cluster, saga_id: str, as_json: bool, timeline: str | None) ->
     """One saga: state, steps with attempts and timings, history, last error."""
     info = _get(cluster, saga_id)
     _write_timeline(info, timeline)
-    click.echo(json.dumps(info)) if as_json else _emit(_show(info))
+    _out(json.dumps(info)) if as_json else _emit(_show(info))
 
 
 def _get(cluster: Cluster, saga_id: str) -> dict[str, Any]:
     try:
-        return cluster.call(1, "get", saga_id)
+        return cluster.query("get", saga_id)
     except SagaNotFoundError:
         raise click.ClickException(f"no saga with id {saga_id!r}") from None
 
@@ -307,9 +414,9 @@ def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | N
                      style="bold")
         if saga_id:
             return Group(title, _show(_get(cluster, saga_id)))
-        counts = cluster.call(1, "counts")
+        counts = cluster.query("counts")
         line = Text("  ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
-        return Group(title, line, _table(_list_rows(cluster.call(1, "list", limit=20)),
+        return Group(title, line, _table(_list_rows(cluster.query("list", limit=20)),
                                          LIST_COLUMNS))
 
     console = _console()
@@ -340,9 +447,9 @@ def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | N
 def cancel(cluster: Cluster, saga_id: str, reason: str) -> None:
     """Abort a running saga: it compensates and ends FAILED."""
     info = _get(cluster, saga_id)
-    if not _operator(cluster.call, 0, "cancel", saga_id, reason):
+    if not _operator(cluster.act, "cancel", saga_id, reason):
         raise click.ClickException(f"saga {saga_id} cannot be cancelled: {_why_not(info)}")
-    click.echo(f"cancel requested: {saga_id} will compensate and end FAILED")
+    _out(f"cancel requested: {saga_id} will compensate and end FAILED")
 
 
 def _why_not(info: dict[str, Any]) -> str:
@@ -370,8 +477,8 @@ def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str 
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
     _get(cluster, saga_id)
     signal_id = signal_id or uuid.uuid4().hex
-    fresh = _operator(cluster.call, 0, "signal", saga_id, name, payload, signal_id)
-    click.echo(f"signal {name!r} {'sent' if fresh else 'was sent before'}: {saga_id} "
+    fresh = _operator(cluster.act, "signal", saga_id, name, payload, signal_id)
+    _out(f"signal {name!r} {'sent' if fresh else 'was sent before'}: {saga_id} "
                f"(signal id {signal_id})")
 
 
@@ -382,8 +489,8 @@ def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str 
 def retry(cluster: Cluster, saga_id: str) -> None:
     """Re-drive a STUCK saga's pending work (its compensations, usually)."""
     _get(cluster, saga_id)
-    resumes = _operator(cluster.call, 0, "retry", saga_id)
-    click.echo(f"retrying {saga_id}: it resumes in {resumes}")
+    resumes = _operator(cluster.act, "retry", saga_id)
+    _out(f"retrying {saga_id}: it resumes in {resumes}")
 
 
 @main.command()
@@ -394,8 +501,8 @@ def retry(cluster: Cluster, saga_id: str) -> None:
 def resolve(cluster: Cluster, saga_id: str, note: str) -> None:
     """Mark a STUCK saga resolved by hand: it ends FAILED with the note in its history."""
     _get(cluster, saga_id)
-    _operator(cluster.call, 0, "resolve", saga_id, note)
-    click.echo(f"resolved {saga_id}")
+    _operator(cluster.act, "resolve", saga_id, note)
+    _out(f"resolved {saga_id}")
 
 
 def _operator(fn: Any, *args: Any) -> Any:
@@ -403,6 +510,65 @@ def _operator(fn: Any, *args: Any) -> Any:
         return fn(*args)
     except SagaError as exc:  # RunnerUnavailableError too: the host did not answer
         raise click.ClickException(str(exc)) from None
+
+
+@main.command("services")
+@_cluster_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
+@click.pass_obj
+def services_cmd(cluster: Cluster, as_json: bool) -> None:
+    """Which node runs each participant, saga host and bus, the supervisor and the
+    registry (saga actors of `dedicated` sagas: `show` names each one's)."""
+    rows = _service_rows(cluster)
+    if as_json:
+        _out(json.dumps(rows))
+        return
+    _emit(_table([{**r, "node": r["node_id"][:12] + (" (head)" if r["head"] else "")}
+                  for r in rows],
+                 [("name", "NAME"), ("kind", "KIND"), ("state", "STATE"), ("node", "NODE"),
+                  ("node_ip", "ADDRESS"), ("pid", "PID")], empty="(no services)"))
+
+
+def _service_rows(cluster: Cluster) -> list[dict[str, Any]]:
+    """The namespace's long-lived actors, from Ray's state API, with their nodes."""
+    cluster.services()  # attached, and the runtime is there
+    import ray
+    from ray.util.state import list_actors
+
+    try:
+        actors = list_actors(address=ray.get_runtime_context().gcs_address,
+                             limit=STATE_API_LIMIT, raise_on_missing_output=False,
+                             filters=[("ray_namespace", "=", cluster.namespace),
+                                      ("state", "!=", "DEAD")])
+    except Exception as exc:  # the state API lives in the dashboard
+        raise click.ClickException(f"Ray's state API did not answer ({type(exc).__name__}: "
+                                   f"{str(exc)[:300]}); it needs Ray's dashboard on the head "
+                                   "node") from None
+    nodes = {n["NodeID"]: n for n in ray.nodes()}
+    rows = []
+    for a in actors:
+        if not a.name or a.name.startswith(SAGA_ACTOR_PREFIX) or a.state == "DEAD":
+            continue
+        node = nodes.get(a.node_id or "", {})
+        rows.append({"name": a.name, "kind": _kind_of(a.name), "state": a.state,
+                     "node_id": a.node_id or "", "node_ip": node.get("NodeManagerAddress"),
+                     "head": "node:__internal_head__" in node.get("Resources", {}),
+                     "pid": a.pid})
+    return sorted(rows, key=lambda r: (_KINDS.index(r["kind"]), r["name"]))
+
+
+STATE_API_LIMIT = 10_000  # the most Ray's state API returns by default (dedicated sagas count)
+_KINDS = ["participant", "host", "bus", "supervisor", "registry", "other"]
+
+
+def _kind_of(name: str) -> str:
+    for prefix, kind in ((PARTICIPANT_ACTOR_PREFIX, "participant"),
+                         (HOST_ACTOR_PREFIX, "host"), (BUS_ACTOR_PREFIX, "bus"),
+                         (SUPERVISOR_ACTOR_NAME, "supervisor"),
+                         (REGISTRY_ACTOR_NAME, "registry")):
+        if name.startswith(prefix):
+            return kind
+    return "other"
 
 
 # --- straight from the journal --------------------------------------------------------
@@ -442,7 +608,7 @@ def journal_list(store: Any, status: str | None, saga_type: str | None, limit: i
     records = store.query(statuses=[status.upper()] if status else None, saga_type=saga_type,
                           limit=limit, newest_first=True)
     entries = [RegistryEntry.of(r).model_dump(mode="json") for r in records]
-    click.echo(json.dumps(entries)) if as_json else _emit(
+    _out(json.dumps(entries)) if as_json else _emit(
         _table(_list_rows(entries), LIST_COLUMNS))
 
 
@@ -458,7 +624,7 @@ def journal_show(store: Any, saga_id: str, as_json: bool, timeline: str | None) 
         raise click.ClickException(f"no saga with id {saga_id!r} in {store.url}")
     info = describe(record, store.history(saga_id), hosts=ctx_hosts())
     _write_timeline(info, timeline)
-    click.echo(json.dumps(info)) if as_json else _emit(_show(info))
+    _out(json.dumps(info)) if as_json else _emit(_show(info))
 
 
 # --- the Grafana dashboard ------------------------------------------------------------
@@ -471,7 +637,8 @@ def dashboard() -> None:
 
 @dashboard.command("install")
 @click.option("--dir", "folder", type=click.Path(file_okay=False),
-              help="Write it into this folder instead of the cluster's Grafana provisioning.")
+              help="Write it into this folder (made if need be) instead of the cluster's "
+              "Grafana provisioning.")
 @_cluster_options
 @click.pass_obj
 def dashboard_install(cluster: Cluster, folder: str | None) -> None:
@@ -479,6 +646,7 @@ def dashboard_install(cluster: Cluster, folder: str | None) -> None:
     (<session>/metrics/grafana/dashboards, on the head node), or into --dir."""
     from saga_actors.grafana import PROVISIONING_SUBDIR, install
 
+    create = folder is not None  # a folder the operator names is made if need be
     if folder is None:
         if not cluster.address:
             raise click.ClickException("no cluster address: pass --address HOST:PORT or set "
@@ -490,11 +658,11 @@ def dashboard_install(cluster: Cluster, folder: str | None) -> None:
                 "node, start Ray with its dashboard, or pass --dir FOLDER)")
         folder = str(target)
     try:
-        written = install(folder)
+        written = install(folder, create=create)
     except OSError as exc:
         raise click.ClickException(f"cannot write the dashboard into {folder}: "
                                    f"{getattr(exc, 'strerror', None) or exc}") from None
-    click.echo(f"dashboard written to {written}")
+    _out(f"dashboard written to {written}")
 
 
 def _session_dir(cluster: Cluster) -> str:

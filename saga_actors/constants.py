@@ -17,6 +17,13 @@ POOLED = ("hosted", "choreography")
 # how long an operator's call (cancel, retry, resolve) waits for the supervisor: longer
 # than the supervisor's own wait for a saga's actor or host (runner_answer_timeout_s, 30 s)
 OPERATOR_CALL_TIMEOUT_S = 60.0
+# the CLI while a service's node is down (Ray takes ~16 s by default to declare a node dead,
+# then restarts the service elsewhere): a registry that does not answer within this, the
+# CLI answers from the journal; a supervisor that does not, it asks again every
+# SERVICE_RETRY_S for up to SERVICE_WAIT_S
+REGISTRY_READ_TIMEOUT_S = 10.0
+SERVICE_WAIT_S = 90.0
+SERVICE_RETRY_S = 2.0
 
 
 def saga_actor_name(saga_id: str) -> str:

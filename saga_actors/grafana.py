@@ -30,9 +30,12 @@ def queries(dashboard: dict[str, Any] | None = None) -> list[tuple[str, str]]:
             for target in panel.get("targets", ())]
 
 
-def install(folder: str | Path) -> Path:
-    """Copy the dashboard into ``folder`` (which must exist); returns the file written."""
+def install(folder: str | Path, *, create: bool = False) -> Path:
+    """Copy the dashboard into ``folder`` (``create``: made first, parents too, as
+    ``mkdir -p`` would; else it must exist); returns the file written."""
     folder = Path(folder)
+    if create and not folder.exists():
+        folder.mkdir(parents=True)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
     target = folder / INSTALLED_NAME

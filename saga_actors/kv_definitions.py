@@ -1,6 +1,10 @@
-"""Saga definitions shared by every process of a Ray cluster, in Ray's internal KV."""
+"""Saga definitions shared by every process of a Ray cluster, in Ray's internal KV; and
+where the runtime's journal is, for operators' tools when its services do not answer."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import ray
 
@@ -42,3 +46,24 @@ _KV_NAMESPACE = "saga_actors"
 def cluster_catalog(config: RuntimeConfig) -> Catalog:
     """The definitions catalog of an actor that runs or recovers sagas."""
     return Catalog(KVDefinitions(config.namespace))
+
+
+def put_runtime_info(config: RuntimeConfig) -> None:
+    """Say, in the GCS, where the namespace's journal is and how many hosts it runs: the
+    CLI reads the journal directly while the registry is restarting (a node loss)."""
+    from ray.experimental import internal_kv
+
+    info = {"journal": config.journal, "hosts": config.hosts}
+    internal_kv._internal_kv_put(f"{config.namespace}/runtime", json.dumps(info),
+                                 namespace=_KV_NAMESPACE)
+
+
+def runtime_info(namespace: str) -> dict[str, Any] | None:
+    """What :func:`put_runtime_info` said for ``namespace`` (None: nothing, or no answer)."""
+    from ray.experimental import internal_kv
+
+    try:
+        raw = internal_kv._internal_kv_get(f"{namespace}/runtime", namespace=_KV_NAMESPACE)
+    except Exception:  # the GCS itself is out of reach: the caller says so
+        return None
+    return None if raw is None else json.loads(raw)

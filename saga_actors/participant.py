@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import threading
 import time
@@ -105,15 +106,20 @@ class Participant:
         """A handler may not shadow a method the runtime calls, and a compensation must
         undo an action of the class, and a handler is async or blocking, not both."""
         super().__init_subclass__(**kwargs)
+        reserved = _reserved_names()
+        for attr, value in vars(cls).items():
+            handler = getattr(value, "__saga_role__", None) is not None
+            # a helper too, private ones included: the machinery is never shadowed; and a
+            # handler is not one of the hooks a subclass overrides either
+            if attr in reserved or (handler and attr in OVERRIDABLE):
+                what = "handler" if handler else "name"
+                raise SagaDefinitionError(cls.__name__, f"{what} {attr!r} shadows the "
+                                          f"participant's own {attr!r}; rename it")
         own = {attr: fn for attr, fn in vars(cls).items() if getattr(fn, "__saga_role__", None)}
         if not own:
             return
-        reserved = _reserved_names()
         handlers = cls.handlers()
         for attr, fn in own.items():
-            if attr in reserved:
-                raise SagaDefinitionError(cls.__name__, f"handler {attr!r} shadows the "
-                                          f"participant's own {attr!r}; rename it")
             role, of = fn.__saga_role__
             if role == "compensation" and handlers.get(of, ("",))[0] != "action":
                 raise SagaDefinitionError(cls.__name__, f"{attr!r} compensates {of!r}, "
@@ -630,10 +636,24 @@ class Participant:
                         (key, saga_id, step, kind, method, status, encoded, time.time()))
 
 
-def _reserved_names() -> set[str]:
-    """What a handler may not be called: the base class's own attributes, and the calls
-    the actor shell adds (a handler named like one would silently replace it)."""
-    return {n for n in dir(Participant) if not n.startswith("__")} | {"call", "call_many"}
+# what a subclass is meant to set or override
+OVERRIDABLE = frozenset({"name", "blocking_threads", "setup"})
+# attributes every participant instance holds (a test checks this against a real one), and
+# what the Ray actor shell adds
+INSTANCE_ATTRIBUTES = frozenset({
+    "participant_name", "store", "store_path", "db", "_locks", "_calls", "_cancelled_early",
+    "_batch", "_faults", "_fault_calls", "_threads", "_thread_db", "_running",
+    "_running_lock", "_slow_said", "_definitions"})
+SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler"})
+
+
+@functools.cache
+def _reserved_names() -> frozenset[str]:
+    """What a subclass may not define (a handler, a helper, an attribute): the base class's
+    own methods and attributes, its instances', and the actor shell's; any of them would
+    silently replace the machinery. Dunders and :data:`OVERRIDABLE` are the subclass's."""
+    own = {n for n in dir(Participant) if not (n.startswith("__") and n.endswith("__"))}
+    return frozenset((own | INSTANCE_ATTRIBUTES | SHELL_ATTRIBUTES) - OVERRIDABLE)
 
 
 def _checked(req: StepRequest, output: Any) -> dict[str, Any]:

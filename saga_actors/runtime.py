@@ -163,6 +163,7 @@ class SagaRuntime:
         self._participants_ok: set[tuple[str, str, str]] = set()
         self._services: tuple[Any, Any] | None = None
         self._pools: dict[str, list[Any]] = {}  # hosts, buses: by placement
+        self._deployed: dict[str, int] = {}  # participant name -> its place, to spread them
         self._registered: set[tuple[str, str]] = set()
         self._published: set[tuple[str, int]] = set()
         self._refs: dict[tuple[str, int], str | None] = {}  # by name and version
@@ -312,14 +313,22 @@ class SagaRuntime:
         """Start (or find) a participant actor with this runtime's store settings and
         namespace; ``kwargs`` go to its constructor (``store=URL_OR_FILE`` gives it a
         store of its own instead of the runtime's)."""
-        return deploy_participant(cls, self.config, name=name, faults=faults, **kwargs)
+        name = name or cls.name or cls.__name__.lower()
+        return deploy_participant(cls, self.config, name=name, faults=faults,
+                                  index=self._spread_index(name), **kwargs)
 
     def deploy_many(
         self, classes: Iterable[type[Participant]], *, faults: dict[str, dict | None] | None = None
     ) -> dict[str, Any]:
         """:meth:`deploy` for several participants at once (their processes start side by
         side); ``faults`` by participant name. Returns the actors by participant name."""
-        return deploy_participants(classes, self.config, faults=faults)
+        return deploy_participants(classes, self.config, faults=faults,
+                                   index=self._spread_index)
+
+    def _spread_index(self, name: str) -> int:
+        """A participant's place in the order this runtime deployed them: spreads them
+        round-robin over the nodes."""
+        return self._deployed.setdefault(name, len(self._deployed))
 
     def _check_participants(self, saga: Saga) -> None:
         roles_of = saga.roles()

@@ -2,7 +2,7 @@
 
     python scripts/launch_sagas.py [EXAMPLE] [--count N] [--fail-step STEP]
         [--crash-step STEP] [--no-approve] [--address ADDR] [--journal URL]
-        [--store-url URL] [--json]
+        [--store-url URL] [--json] [--verbose]
 
 Without --address it starts an embedded local Ray and uses the SQLite journal under
 --data-dir. With --journal postgresql://..., the participants' stores go in the same
@@ -63,6 +63,29 @@ EXAMPLES = {
 CRASH_DELAY_S = 1.5  # how long the crash step stays in flight, so the kill lands mid-call
 
 
+def ray_init_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Ray's own chatter (its start banner, every actor's log lines, its note on log
+    deduplication) only with --verbose: the progress and the table come first."""
+    quiet = {} if args.verbose else {"logging_level": "ERROR"}
+    return {"log_to_driver": args.verbose and not args.json, **quiet,
+            **({"include_dashboard": False} if args.address is None else {})}
+
+
+def logs_folder() -> str:
+    """Where this Ray session keeps every process's log files."""
+    return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+
+
+def examples_with_waits() -> list[str]:
+    """The examples whose sagas wait for a signal (what --no-approve withholds)."""
+    found = []
+    for name, (module_name, attr) in sorted(EXAMPLES.items()):
+        saga = getattr(importlib.import_module(module_name), attr)
+        if hasattr(saga, "signals") and saga.signals():
+            found.append(name)
+    return found
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("example", nargs="?", default="order_fulfillment", choices=sorted(EXAMPLES))
@@ -73,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "actor or its host (orchestrated), the participant (choreography)")
     p.add_argument("--slow-step", metavar="STEP", help="the participant takes --slow-s on STEP")
     p.add_argument("--slow-s", type=float, default=3.0, help="seconds for --slow-step")
-    p.add_argument("--approve-after", type=float, default=1.0, metavar="S",
+    p.add_argument("--approve-after", type=float, default=None, metavar="S",
                    help="send the signals the sagas wait for (an approval) S seconds after "
                         "launch (default 1)")
     p.add_argument("--no-approve", action="store_true",
@@ -93,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--namespace", default=None, help="Ray namespace (default saga_actors)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the sagas")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--verbose", action="store_true",
+                   help="print Ray's messages and every actor's log lines here too")
     p.add_argument("--no-wait", action="store_true",
                    help="launch and exit; the sagas go on in the cluster (needs --address)")
     args = p.parse_args(argv)
@@ -117,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     waits = list(saga.signals()) if hasattr(saga, "signals") else []  # a choreography: none
     child_steps = list(saga.children().values()) if hasattr(saga, "children") else []
     steps = {s.name: s for one in (saga, *children) for s in one.steps}
+    if not waits and (args.no_approve or args.approve_after is not None):
+        flag = "--no-approve" if args.no_approve else "--approve-after"
+        print(f"error: {flag} applies to examples whose sagas wait for a signal "
+              f"({', '.join(examples_with_waits())}); {args.example} has none",
+              file=sys.stderr)
+        return 2
+    if args.approve_after is None:
+        args.approve_after = 1.0
     for flag, name in (("--fail-step", args.fail_step), ("--crash-step", args.crash_step),
                        ("--slow-step", args.slow_step)):
         if name is None:
@@ -140,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         runtime = SagaRuntime(
             sagas=[*children, saga], address=args.address, namespace=args.namespace,
             data_dir=args.data_dir, journal_url=args.journal, store_url=store_url(args),
-            ray_init={"include_dashboard": False, "log_to_driver": not args.json}
-            if args.address is None else {"log_to_driver": not args.json},
+            ray_init=ray_init_options(args),
         )
     except SagaError as exc:  # an unreachable cluster, a journal in a bad way
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not args.verbose:
+        say(f"logs: {logs_folder()} (--verbose prints the actors' logs here)")
     say(f"journal: {runtime.config.journal}")
     say(f"stores: {runtime.config.store_url or runtime.config.data_dir + '/participants'}")
 

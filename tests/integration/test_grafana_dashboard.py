@@ -198,9 +198,16 @@ def test_dashboard_install_writes_the_dashboard_and_refuses_what_it_cannot(ray_s
     assert (provisioned / INSTALLED_NAME).read_text() == (tmp_path / INSTALLED_NAME).read_text()
     (provisioned / INSTALLED_NAME).unlink()
 
-    missing = tmp_path / "nope"
-    out = runner.invoke(main, ["dashboard", "install", "--dir", str(missing)])
-    assert out.exit_code != 0 and "is not a folder" in out.output and not missing.exists()
+    fresh = tmp_path / "new" / "dashboards"  # made, as mkdir -p would, and said where
+    out = runner.invoke(main, ["dashboard", "install", "--dir", str(fresh)])
+    assert out.exit_code == 0, out.output
+    assert f"dashboard written to {fresh / INSTALLED_NAME}" in out.output
+    assert json.loads((fresh / INSTALLED_NAME).read_text()) == load_dashboard()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out = runner.invoke(main, ["dashboard", "install", "--dir", str(a_file / "sub")])
+    assert out.exit_code != 0 and "cannot write the dashboard" in out.output
+    assert a_file.read_text() == "x"
     out = runner.invoke(main, ["dashboard", "install"], env={"RAY_ADDRESS": ""})
     assert out.exit_code != 0 and "--dir FOLDER" in out.output
     out = runner.invoke(main, ["--address", ray.get_runtime_context().gcs_address, "show", "x",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,12 +21,6 @@ import pytest
 from tests.conftest import ROOT, kill_namespace
 
 FORWARD = ["inventory.reserve_inventory", "payment.process_payment", "shipping.create_shipment"]
-
-
-def launch(tmp_path, *args: str) -> dict:
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
-    return run_script(tmp_path, env, *args)
 
 
 def run_script(tmp_path, env, *args: str) -> dict:
@@ -49,10 +44,25 @@ def attached(ray_session, tmp_path):
     kill_namespace(namespace)
 
 
-def test_three_sagas_complete(tmp_path):
-    out = launch(tmp_path, "--count", "3")
-    assert [s["status"] for s in out["sagas"]] == ["COMPLETED"] * 3
-    assert out["effects"] == {name: 3 for name in FORWARD}
+def test_three_sagas_complete_and_a_newcomer_sees_only_progress_and_the_table(tmp_path):
+    """What the README's first command shows: its own Ray, progress, the table, where the
+    logs are; none of Ray's messages or the actors' log lines in between."""
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), "--count", "3",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = proc.stdout + proc.stderr
+    assert shown.count(" COMPLETED ") >= 3 and "sagas ended" in shown
+    for name in FORWARD:
+        assert re.search(rf"{re.escape(name)}\s+3\n", shown), (name, shown)
+    assert re.search(r"^logs: \S+/logs ", shown, re.M), shown
+    for noise in ("pid=", "deduplicat", "worker.py", "Token authentication"):
+        assert noise not in shown, (noise, shown)
+    actors_lines = r"\b(participant|saga|supervisor|registry|host|bus) saga="  # their loguru
+    assert not re.search(actors_lines, shown), shown
 
 
 def test_fail_step_compensates_and_restores_stock(attached):
@@ -108,6 +118,9 @@ def test_the_order_choreography_from_the_launch_script(attached, args, statuses,
 @pytest.mark.parametrize(("args", "message"), [
     (["--fail-step", "nope"], "--fail-step 'nope' is not a step of order_fulfillment"),
     (["--count", "0"], "--count must be at least 1"),
+    (["trip_booking", "--no-approve"], "--no-approve applies to examples whose sagas wait "
+     "for a signal (business_trip); trip_booking has none"),
+    (["order_choreography", "--approve-after", "2"], "--approve-after applies to examples"),
 ])
 def test_bad_arguments_are_clear(tmp_path, args, message):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), *args],

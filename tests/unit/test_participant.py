@@ -549,3 +549,23 @@ def test_ctx_input_is_the_saga_input_as_its_typed_model(store):
                       else None)
     assert call(p, request.model_copy(update={"saga_id": "s2"})).ok
     assert seen == [Order(by=3)]
+
+
+@pytest.mark.parametrize("clash", ["_write", "_calls", "db", "store", "_recycler", "_insert"])
+def test_a_helper_or_attribute_may_not_shadow_the_machinery_either(clash):
+    from saga_actors import SagaDefinitionError
+
+    with pytest.raises(SagaDefinitionError, match=f"name '{clash}' shadows the participant"):
+        type("Bad", (Participant,), {"name": "bad", clash: lambda self, *a: None})
+    with pytest.raises(SagaDefinitionError, match=f"handler '{clash}' shadows"):
+        type("Bad", (Participant,), {"name": "bad", clash: action(lambda self, ctx: {})})
+    # the hooks a subclass is meant to set stay its own; and a helper of its own is fine
+    type("Fine", (Participant,), {"name": "fine", "blocking_threads": 2,
+                                  "setup": lambda self, db: None, "_my_write": lambda s: 1})
+
+
+def test_the_reserved_names_cover_every_attribute_a_participant_instance_holds(tmp_path):
+    from saga_actors.participant import _reserved_names
+
+    instance = Participant(store=tmp_path / "p.sqlite", name="p")
+    assert set(vars(instance)) <= _reserved_names()

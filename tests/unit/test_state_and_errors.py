@@ -169,7 +169,7 @@ RAY_FREE = [
     "saga_actors.choreography", "saga_actors.clock",
     "saga_actors.config", "saga_actors.constants", "saga_actors.definition",
     "saga_actors.errors", "saga_actors.events", "saga_actors.handlers", "saga_actors.host",
-    "saga_actors.shapes", "saga_actors.stores", "saga_actors.testkit",
+    "saga_actors.shapes", "saga_actors.spread", "saga_actors.stores", "saga_actors.testkit",
     "saga_actors.instance", "saga_actors.journal", "saga_actors.journal.base",
     "saga_actors.journal.memory", "saga_actors.journal.postgres",
     "saga_actors.journal.writes", "saga_actors.journaled",
