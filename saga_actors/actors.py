@@ -306,9 +306,9 @@ class SagaActorImpl:
         """The instance's current record."""
         return self.instance.record.model_dump(mode="json")
 
-    async def cancel(self, reason: str) -> bool:
-        """Abort and compensate; False once past the pivot or already compensating."""
-        return await self.instance.request_cancel(reason)
+    async def cancel(self, reason: str) -> str | None:
+        """Abort and compensate: None when it will, else why it cannot."""
+        return await self.instance.cancel(reason)
 
     async def nudge(self) -> bool:
         """Re-check the deadline, cancel requests and signals now."""
@@ -402,7 +402,7 @@ class SagaHostImpl:
     async def ensure(self, saga_ids: list[str]) -> int:
         return self.host.ensure(saga_ids)
 
-    async def cancel(self, saga_id: str, reason: str) -> bool:
+    async def cancel(self, saga_id: str, reason: str) -> str | None:
         return await self.host.cancel(saga_id, reason)
 
     async def nudge(self, saga_id: str) -> bool:
@@ -481,6 +481,9 @@ class SupervisorActorImpl:
 
     async def cancel(self, saga_id: str, reason: str) -> bool:
         return await self.supervisor.cancel(saga_id, reason)
+
+    async def cancel_refusal(self, saga_id: str, reason: str) -> str | None:
+        return await self.supervisor.cancel_refusal(saga_id, reason)
 
     async def retry(self, saga_id: str) -> str:
         return self.supervisor.retry(saga_id)

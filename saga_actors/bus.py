@@ -99,13 +99,16 @@ class ChoreographyInstance(JournaledRun):
 
     # --- what JournaledRun asks ----------------------------------------------------
 
-    def _cancellable(self) -> bool:
+    def _cancel_refusal(self) -> str | None:
         """A cancel publishes the failure event of the reaction under way (its compensation
         chain follows): only a forward reaction that declares one can be cancelled."""
-        if self.record.status is SagaStatus.COMPENSATING:
-            return True
         reaction = self._current()
-        return reaction is not None and reaction.kind == "action" and bool(reaction.failure)
+        if reaction is None:
+            return "no reaction is under way"
+        if reaction.kind != "action" or not reaction.failure:
+            return (f"the reaction under way, {reaction.name!r}, declares no failure event "
+                    "(nothing would start the compensations)")
+        return None
 
     async def _advance(self) -> None:
         await self._deliver_next()

@@ -21,7 +21,7 @@ from loguru import logger
 
 from saga_actors.choreography import Choreography
 from saga_actors.definition import Saga
-from saga_actors.errors import SagaDefinitionError
+from saga_actors.errors import DefinitionStoreError, SagaDefinitionError
 from saga_actors.events import Event
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
@@ -93,13 +93,14 @@ class Catalog:
         return saga
 
     def _from_shared(self, key: tuple[str, int]) -> Saga | None:
+        """The definition from the cluster's shared store; a store that cannot be read is
+        :class:`DefinitionStoreError`, never taken for "nobody registered it"."""
         if self._shared is None:
             return None
         try:
             return self._shared.get(*key)
-        except Exception as exc:  # noqa: BLE001 - a store we cannot read is a miss, said once
-            logger.warning("cannot read shared definition {} v{}: {}", *key, exc)
-            return None
+        except Exception as exc:  # noqa: BLE001 - whatever the store raised
+            raise DefinitionStoreError(*key, f"{type(exc).__name__}: {exc}") from None
 
 
 def _import(ref: str | None) -> Saga | None:

@@ -446,18 +446,11 @@ def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | N
 @click.pass_obj
 def cancel(cluster: Cluster, saga_id: str, reason: str) -> None:
     """Abort a running saga: it compensates and ends FAILED."""
-    info = _get(cluster, saga_id)
-    if not _operator(cluster.act, "cancel", saga_id, reason):
-        raise click.ClickException(f"saga {saga_id} cannot be cancelled: {_why_not(info)}")
+    _get(cluster, saga_id)
+    refusal = _operator(cluster.act, "cancel_refusal", saga_id, reason)
+    if refusal:
+        raise click.ClickException(f"saga {saga_id} cannot be cancelled: {refusal}")
     _out(f"cancel requested: {saga_id} will compensate and end FAILED")
-
-
-def _why_not(info: dict[str, Any]) -> str:
-    """Why a cancel was refused, from where the saga stood."""
-    status = info["status"]
-    if status in ("COMPLETED", "FAILED", "STUCK"):
-        return f"it is already {status}"
-    return "it is past its pivot (it can only go forward)"
 
 
 @main.command()

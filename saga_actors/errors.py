@@ -270,8 +270,11 @@ def _rebuild_step_error(cls: type[StepError], message: str, retryable: bool) -> 
 class NonRetryableError(StepError):
     """A step failure that retrying cannot fix (card declined, out of stock)."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+    def __reduce__(self):
+        return (type(self), (self.message,))
 
 
 class ActionRefusedError(NonRetryableError):
@@ -338,6 +341,22 @@ class RunnerUnavailableError(SagaRuntimeError):
         return (f"saga {self.saga_id}: {self.runner} did not answer {self.request} "
                 f"({self.detail}); it may still act on it when it answers again: look with "
                 f"`saga-actors show {self.saga_id}`, or ask again (asking twice is safe)")
+
+
+class DefinitionStoreError(SagaRuntimeError):
+    """The cluster's store of saga definitions (Ray's internal KV) could not be read: not
+    knowing is not the same as nobody having registered it, so nothing is journaled and
+    the saga is tried again later."""
+
+    def __init__(self, saga_type: str, version: int, detail: str) -> None:
+        super().__init__(saga_type, version, detail)
+        self.saga_type = saga_type
+        self.version = version
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return (f"cannot read the definition of {self.saga_type!r} v{self.version} from the "
+                f"cluster's definitions: {self.detail}")
 
 
 class SagaActorLost(SagaRuntimeError):

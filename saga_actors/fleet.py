@@ -77,7 +77,8 @@ class RayFleet:
         except (asyncio.TimeoutError, RayActorError):
             return False  # the supervisor kills an actor that will not answer its deadline
 
-    async def cancel(self, saga_id: str, handle: Any, reason: str, timeout_s: float) -> bool:
+    async def cancel(self, saga_id: str, handle: Any, reason: str,
+                     timeout_s: float) -> str | None:
         try:
             return await self._ask(handle.cancel.remote(reason), timeout_s)
         except (asyncio.TimeoutError, RayActorError) as exc:

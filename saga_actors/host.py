@@ -20,7 +20,7 @@ from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.choreography import Choreography
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import shard_of
-from saga_actors.errors import SagaNotFoundError
+from saga_actors.errors import DefinitionStoreError, SagaNotFoundError
 from saga_actors.events import Event
 from saga_actors.instance import SagaInstance
 from saga_actors.journal.base import Journal, JournalConflictError
@@ -106,7 +106,11 @@ class SagaHost:
         task = self._tasks.get(record.saga_id)
         if task is not None or record.status.terminal or record.parent_id:
             return task  # a child saga runs inside its parent's instance
-        definition = self.definitions.resolve(record)
+        try:
+            definition = self.definitions.resolve(record)
+        except DefinitionStoreError as exc:  # not known to be missing: the supervisor's
+            logger.warning("saga {}: {}", record.saga_id, exc)  # next pass asks again
+            return None
         if definition is None:  # waits, visibly, until someone registers the definition
             mark_waiting(self._journal, record, now=self._clock.now())
             return None
@@ -191,9 +195,13 @@ class SagaHost:
         """The terminal status of each saga, once all of them have ended."""
         return list(await asyncio.gather(*(self.run(i) for i in saga_ids)))
 
-    async def cancel(self, saga_id: str, reason: str) -> bool:
+    async def cancel(self, saga_id: str, reason: str) -> str | None:
+        """Ask a saga of this host to abort: None when it will compensate, else why not."""
         instance = self._instances.get(saga_id)
-        return bool(instance and await instance.request_cancel(reason))
+        if instance is None:
+            return ("its host has no live instance of it (it is being started or restarted): "
+                    "try again in a moment")
+        return await instance.cancel(reason)
 
     def nudge(self, saga_id: str) -> bool:
         """Wake a saga (a child saga: through its root, which runs it)."""

@@ -51,8 +51,12 @@ class SagaInstance(JournaledRun):
 
     # --- what JournaledRun asks ----------------------------------------------------
 
-    def _cancellable(self) -> bool:
-        return not self._past_pivot()  # past the pivot a saga only goes forward
+    def _cancel_refusal(self) -> str | None:
+        if not self._past_pivot():
+            return None
+        pivot = next(s for s in self.record.completed
+                     if self.definition.step(s).kind is StepKind.PIVOT)
+        return f"it is past its pivot {pivot!r} (it can only go forward)"
 
     async def _advance(self) -> None:
         if self.record.status is SagaStatus.COMPENSATING:

@@ -106,19 +106,27 @@ class JournaledRun:
         """Ask a running saga to abort and compensate. True when it will compensate and end
         FAILED (also when a cancel was asked before, or it compensates already: asking again
         is safe); False once it is over or cannot be cancelled any more."""
+        return await self.cancel(reason) is None
+
+    async def cancel(self, reason: str) -> str | None:
+        """:meth:`request_cancel`, answering why not: None when the saga will compensate,
+        else the reason it cannot (said for an operator)."""
         rec = self.record
-        if rec.status.terminal or not self._cancellable():
-            return False
+        if rec.status.terminal:
+            return f"it is already {rec.status.value}"
         if rec.cancel_reason or rec.status is SagaStatus.COMPENSATING:
-            return True
+            return None
+        refusal = self._cancel_refusal()
+        if refusal:
+            return refusal
         await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason,
                            detail={"reason": reason})
         self.nudge()
-        return True
+        return None
 
-    def _cancellable(self) -> bool:
-        """Whether a cancel can still make the saga compensate (subclasses)."""
-        return True
+    def _cancel_refusal(self) -> str | None:
+        """Why a cancel can no longer make the running saga compensate (subclasses)."""
+        return None
 
     def _abort_reason(self) -> str | None:
         """Why the saga must stop going forward now (a cancel, its deadline), if it must."""

@@ -155,6 +155,7 @@ class Participant:
             raise
         self.db.end(keep=True)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}  # per key: calls holding or waiting for it
         self._calls: dict[str, asyncio.Task] = {}  # requests running, by call id
         self._cancelled_early: dict[str, bool] = {}  # cancelled before they arrived
         self._batch: list[tuple[StepRequest, Callable[[StepContext], Any], asyncio.Future]] = []
@@ -339,12 +340,15 @@ class Participant:
         """Hold the lock of one idempotency key (everything done for a key is serialized);
         it is dropped once nobody waits for it, so busy_keys shows only keys in use."""
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            try:
+        self._lock_users[key] = self._lock_users.get(key, 0) + 1  # holding or waiting
+        try:
+            async with lock:
                 yield
-            finally:
-                if not lock._waiters:  # type: ignore[attr-defined]
-                    self._locks.pop(key, None)
+        finally:
+            self._lock_users[key] -= 1
+            if not self._lock_users[key]:
+                del self._lock_users[key]
+                self._locks.pop(key, None)
 
     def busy_keys(self) -> list[str]:
         """Idempotency keys being applied right now (empty once cancelled calls are gone)."""
@@ -472,7 +476,7 @@ class Participant:
             written[req.key] = (req.kind, status, self._insert(db, req.key, req, req.kind,
                                                                status, output))
         except Exception as exc:  # business failure (its SQL too): roll back this effect only
-            logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+            self._say_failed(req, exc)
             return self._failure(exc), False
         rows.update(written)
         return _applied(output), True
@@ -501,7 +505,7 @@ class Participant:
                 db.finish(keep=False)
                 if not isinstance(exc, Exception):
                     raise
-                logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+                self._say_failed(req, exc)
                 return self._failure(exc)
             return self._finish(db, req, output, None)  # same loop turn: nothing interleaves
         call = _Call()
@@ -525,7 +529,7 @@ class Participant:
                 output = handler(self._context(req, action_output, db))
             except Exception as exc:
                 db.finish(keep=False)
-                logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+                self._say_failed(req, exc)
                 return self._failure(exc)
             return self._finish(db, req, output, call)
         finally:
@@ -561,7 +565,7 @@ class Participant:
                     db.finish(keep=True)
         except Exception as exc:
             db.finish(keep=False)
-            logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+            self._say_failed(req, exc)
             return self._failure(exc)
         return _applied(output)
 
@@ -593,6 +597,16 @@ class Participant:
         model = saga.input_model
         return model.model_validate({k: v for k, v in req.data.items()
                                      if k in model.model_fields})
+
+    def _say_failed(self, req: StepRequest, exc: Exception) -> None:
+        """A handler's failure in the log: a :class:`StepError` it raised on purpose at
+        INFO; anything else (a bug, most likely) at WARNING with its traceback."""
+        if isinstance(exc, StepError):
+            logger.info("{}.{} failed: {}", self.participant_name, req.method, exc)
+            return
+        logger.opt(exception=exc).warning(
+            "{}.{} raised {} (retried as its step's policy says): {}", self.participant_name,
+            req.method, type(exc).__name__, exc)
 
     def _failure(self, exc: Exception) -> StepReply:
         """A failed reply; a store server out of reach says so by its type."""
@@ -641,8 +655,8 @@ OVERRIDABLE = frozenset({"name", "blocking_threads", "setup"})
 # attributes every participant instance holds (a test checks this against a real one), and
 # what the Ray actor shell adds
 INSTANCE_ATTRIBUTES = frozenset({
-    "participant_name", "store", "store_path", "db", "_locks", "_calls", "_cancelled_early",
-    "_batch", "_faults", "_fault_calls", "_threads", "_thread_db", "_running",
+    "participant_name", "store", "store_path", "db", "_locks", "_lock_users", "_calls",
+    "_cancelled_early", "_batch", "_faults", "_fault_calls", "_threads", "_thread_db", "_running",
     "_running_lock", "_slow_said", "_definitions"})
 SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler"})
 

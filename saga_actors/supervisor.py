@@ -21,6 +21,7 @@ from saga_actors.clock import Clock, SystemClock
 from saga_actors.constants import POOLED
 from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import (
+    DefinitionStoreError,
     RunnerUnavailableError,
     SagaActorLost,
     SagaNotFoundError,
@@ -48,8 +49,9 @@ class Fleet(Protocol):
     async def nudge(self, handle: Any, timeout_s: float) -> bool:
         """Wake the saga to re-check its deadline; False if the actor did not answer."""
 
-    async def cancel(self, saga_id: str, handle: Any, reason: str, timeout_s: float) -> bool:
-        """Ask the saga to abort and compensate."""
+    async def cancel(self, saga_id: str, handle: Any, reason: str,
+                     timeout_s: float) -> str | None:
+        """Ask the saga to abort and compensate: None when it will, else why it cannot."""
 
     def kill(self, handle: Any) -> None:
         """Kill the actor for good (the supervisor restarts it from the journal)."""
@@ -152,7 +154,12 @@ class Supervisor:
                 self._spawn(record)
 
     def _spawn(self, record: SagaRecord) -> bool:
-        definition = self.definitions.resolve(record)
+        try:
+            definition = self.definitions.resolve(record)
+        except DefinitionStoreError as exc:  # not known to be missing: try again soon
+            logger.warning("saga {}: {}; trying again", record.saga_id, exc)
+            self._not_before[record.saga_id] = self._clock.now() + 1.0
+            return False
         if definition is None:
             self._unresolvable.add(record.saga_id)
             mark_waiting(self._journal, record, now=self._clock.now())
@@ -293,26 +300,32 @@ class Supervisor:
 
     async def cancel(self, saga_id: str, reason: str) -> bool:
         """Abort a running or queued saga: True if it will compensate and end FAILED (asking
-        again is safe); False if it is done or past its pivot. Raises
+        again is safe); False if it cannot (:meth:`cancel_refusal` says why). Raises
         :class:`RunnerUnavailableError` if the actor running it does not answer."""
+        return await self.cancel_refusal(saga_id, reason) is None
+
+    async def cancel_refusal(self, saga_id: str, reason: str) -> str | None:
+        """:meth:`cancel`, answering why not: None when the saga will compensate, else
+        the reason it cannot (done, past its pivot, between actors, ...)."""
         record = self._load(saga_id)
         if record.status.terminal:
-            return False
+            return f"it is already {record.status.value}"
         if record.cancel_reason:
-            return True  # asked before: it will compensate (asking twice is safe)
+            return None  # asked before: it will compensate (asking twice is safe)
         if record.placement in POOLED:
-            return bool(await self._fleet.hosted(saga_id, "cancel", reason,
-                                                 placement=record.placement))
+            return await self._fleet.hosted(saga_id, "cancel", reason,
+                                            placement=record.placement)
         live = self._live.get(saga_id)
         if live is not None:
             return await self._fleet.cancel(saga_id, live.handle, reason,
                                             self.settings.answer_timeout_s)
         if record.status is not SagaStatus.STARTED or record.completed:
-            return False  # between actors: let the next one take the request
+            # between actors: let the next one take the request
+            return "its actor is being restarted: try again in a moment"
         advance(self._journal, record, Event.CANCEL_REQUESTED, now=self._clock.now(),
                 cancel_reason=reason, detail={"reason": reason})
         self.wake.set()
-        return True
+        return None
 
     def retry(self, saga_id: str) -> str:
         """Re-drive a STUCK saga from where it stuck; returns the status it resumes in."""

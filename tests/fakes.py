@@ -139,7 +139,7 @@ class FakeFleet:
 
     async def cancel(self, saga_id, handle, reason, timeout_s):
         inst = getattr(self.alive.get(handle), "instance", None)
-        return bool(inst and await inst.request_cancel(reason))
+        return "no live instance" if inst is None else await inst.cancel(reason)
 
     def kill(self, handle):
         self.killed.append(handle)
@@ -151,7 +151,7 @@ class FakeFleet:
         pass
 
     async def hosted(self, saga_id, method, *args, placement="hosted"):
-        return None
+        return "no host in this fake" if method == "cancel" else None
 
 
 async def until(condition: Callable[[], Any], *, what: str, timeout_s: float = 10.0,

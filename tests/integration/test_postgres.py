@@ -5,8 +5,12 @@ mid-flight, the sagas wait and go on with nothing lost or doubled."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+import uuid
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,7 +20,8 @@ from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_i
 from saga_actors import SagaStatus
 from saga_actors.stores import stores_beside
 from saga_actors.testing import Fault
-from tests.conftest import PG_START, poll
+from tests.cluster import free_port
+from tests.conftest import poll
 
 pytestmark = pytest.mark.ray
 
@@ -85,20 +90,60 @@ def drop_every_connection(pg_database: str) -> None:
     assert dropped >= 6  # the journal's and the stores' connections of every process
 
 
-def restart_the_server() -> None:
-    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True,
-                             check=True).stdout.split()[0]
-    done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
-                           "restart"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"{done.stderr} (start it with: {PG_START})"
+class PrivateServer:
+    """A PostgreSQL server of this test's own (initdb in a temp folder, a free port, run as
+    the ``postgres`` user: the server refuses root), so that restarting it takes down no
+    other test's server (the suite runs on two workers at once)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.bin = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True,
+                                       text=True, check=True).stdout.strip())
+        if not (self.bin / "initdb").exists():  # Debian's pg_config may be the client's
+            self.bin = next(Path("/usr/lib/postgresql").glob("*/bin"))
+        self.data = folder / "data"
+        self.port = free_port()
+        shutil.chown(folder, "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    def _as_postgres(self, *args: str) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def ctl(self, action: str) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l",
+                          str(self.data.parent / "server.log"), "-o",
+                          f"-p {self.port} -k {self.data.parent} -c listen_addresses=127.0.0.1",
+                          action)
+
+
+@pytest.fixture
+def private_server():
+    # not under pytest's temp folder: it is root's alone, and the server runs as postgres
+    folder = Path(tempfile.mkdtemp(prefix="saga-pg-", dir="/tmp"))
+    try:
+        server = PrivateServer(folder)
+        server.ctl("start")
+        try:
+            with psycopg.connect(f"{server.url}/postgres", autocommit=True) as admin:
+                admin.execute("CREATE DATABASE sagas")
+            yield server
+        finally:
+            server.ctl("stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_sagas_survive_the_server_dropping_every_connection_then_restarting(
-        make_harness, pg_url, pg_database):
+        make_harness, private_server):
     """Both faults in one run (one set of actors): first every connection of every
     process is killed, then, with payments still in flight, the server restarts."""
-    def both():
-        drop_every_connection(pg_database)
-        restart_the_server()
+    database = f"{private_server.url}/sagas"
 
-    run_through(make_harness, pg_url, pg_database, both)
+    def both():
+        drop_every_connection(database)
+        private_server.ctl("restart")
+
+    run_through(make_harness, f"{database}?schema=t_{uuid.uuid4().hex[:10]}", database, both)

@@ -51,6 +51,26 @@ class TestJournalContract:
         assert journal.load("s1").input == {"a": 1}
         assert len(journal.history("s1")) == 1
 
+    def test_create_many_creates_the_new_and_keeps_what_exists(self, journal):
+        assert journal.create(rec("s1"), tr("s1"))
+        pairs = [(rec(f"s{i}", created=float(i)), tr(f"s{i}")) for i in range(1, 5)]
+        pairs.append((rec("s2").model_copy(update={"input": {"a": 9}}), tr("s2")))  # again
+        assert journal.create_many(pairs) == [False, True, True, True, False]
+        assert [journal.load(f"s{i}").created_at for i in range(1, 5)] == [1.0, 2.0, 3.0, 4.0]
+        assert journal.load("s2").input == {"a": 1}  # the first of the batch is kept
+        assert all(len(journal.history(f"s{i}")) == 1 for i in range(1, 5))
+        assert journal.create_many([]) == []
+
+    def test_create_async_creates_once_also_when_raced(self, journal):
+        async def both():
+            return await asyncio.gather(
+                *(journal.create_async(rec(f"a{i % 3}"), tr(f"a{i % 3}")) for i in range(9)))
+
+        created = asyncio.run(both())
+        assert sorted(created) == [False] * 6 + [True] * 3
+        assert {journal.load(f"a{i}").saga_id for i in range(3)} == {"a0", "a1", "a2"}
+        assert all(len(journal.history(f"a{i}")) == 1 for i in range(3))
+
     def test_commit_appends_and_replaces_atomically(self, journal):
         journal.create(rec(), tr())
         nxt = rec(seq=1, status=SagaStatus.PENDING).model_copy(update={"data": {"x": [1, "y"]}})

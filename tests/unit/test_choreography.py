@@ -371,3 +371,17 @@ def test_a_choreography_under_way_shows_only_the_reaction_in_flight_as_such():
         ("reserve", "action"): "succeeded", ("charge", "action"): "in flight"}
     assert rows[("charge", "action")]["ended_at"] is None
     assert marks == {k: r["outcome"] for k, r in rows.items()}
+
+
+def test_a_cancel_refused_by_a_choreography_says_why():
+    bus = Bus(shop_without_timeouts())  # its first reaction, reserve, declares no failure
+    inst = ChoreographyInstance(bus.c, bus.journal.load("s1"), bus.journal, bus.gateway,
+                                clock=bus.clock)
+    assert asyncio.run(inst.cancel("stop")) == (
+        "the reaction under way, 'reserve', declares no failure event (nothing would start "
+        "the compensations)")
+    assert bus.journal.load("s1").cancel_reason is None  # nothing journaled
+    rec = bus.run()
+    assert asyncio.run(ChoreographyInstance(bus.c, rec, bus.journal, bus.gateway,
+                                            clock=bus.clock).cancel("x")) == \
+        "it is already COMPLETED"

@@ -398,11 +398,14 @@ def test_cancel_is_refused_after_the_pivot():
         task = asyncio.create_task(inst.run())
         await gate.wait()
         refused.append(await inst.request_cancel("too late"))
+        refused.append(await inst.cancel("too late"))  # and why, for the operator
         release.set()
         return await task
 
     rec = asyncio.run(scenario())
-    assert refused == [False]
+    pivot = next(s.name for s in TRIP.steps if s.kind is StepKind.PIVOT)
+    assert refused == [False, f"it is past its pivot {pivot!r} (it can only go forward)"]
+    assert asyncio.run(inst.cancel("again")) == "it is already COMPLETED"
     assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
 
 

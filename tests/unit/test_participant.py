@@ -142,6 +142,27 @@ def test_a_failing_handler_rolls_back_its_effect_and_is_retryable(store):
     assert call(p, req()).ok and p.total() == 5  # nothing recorded: the retry applies
 
 
+def test_a_handler_bug_is_logged_at_warning_with_its_traceback_a_decline_at_info(
+        sqlite_store):
+    from loguru import logger
+
+    lines: list = []
+    sink = logger.add(lambda m: lines.append(m.record), level="DEBUG")
+    try:
+        p = Counter(store_path=sqlite_store)
+        call(p, req(explode=True))  # a bug: RuntimeError
+        call(p, req(saga="s2", declined=True))  # on purpose: NonRetryableError
+    finally:
+        logger.remove(sink)
+    bug = [r for r in lines if "RuntimeError" in r["message"]]
+    assert len(bug) == 1 and bug[0]["level"].name == "WARNING"
+    assert bug[0]["exception"] is not None  # the traceback goes with it
+    assert "after the write" in bug[0]["message"]
+    declined = [r for r in lines if "declined" in r["message"]]
+    assert len(declined) == 1 and declined[0]["level"].name == "INFO"
+    assert declined[0]["exception"] is None
+
+
 def test_concurrent_effects_share_a_commit_and_a_failing_one_rolls_back_alone(store):
     p = Counter(store_path=store)
 

@@ -64,6 +64,7 @@ SAMPLES = [
     errors.ParticipantUnavailableError("p", "died"),
     errors.SagaWaitTimeoutError("id", "PENDING", 3),
     errors.SagaActorLost("id", "actor died"),
+    errors.DefinitionStoreError("order", 2, "GcsUnavailable: no answer"),
     errors.RunnerUnavailableError("id", "saga_actors:host:1", "cancel", "no answer within 2s"),
     IllegalTransitionError("A", "B"),
 ]
@@ -82,12 +83,15 @@ def test_error_families():
     assert issubclass(errors.StepTimeoutError, errors.SagaRuntimeError)
     assert not issubclass(errors.SagaUsageError, errors.SagaRuntimeError)
     assert errors.NonRetryableError("x").retryable is False
+    with pytest.raises(TypeError):  # it is non-retryable by name: no flag to contradict it
+        errors.NonRetryableError("x", retryable=True)
 
 
 def test_public_names_are_frozen():
     assert saga_actors.__all__ == sorted(saga_actors.__all__, key=lambda n: (n[0].islower(), n))
     assert set(saga_actors.__all__) == {
         "ActionRefusedError", "Choreography", "ClusterUnreachableError", "ConfigError",
+        "DefinitionStoreError",
         "InvalidSagaIdError", "Reaction",
         "JournalConflictError", "JournalError", "NonRetryableError", "Participant",
         "ParticipantStoreError", "ParticipantUnavailableError", "RetryPolicy",
@@ -138,6 +142,7 @@ def test_the_error_tree_is_frozen():
         "NonRetryableError": "StepError",
         "ActionRefusedError": "NonRetryableError",
         "StepTimeoutError": "SagaRuntimeError",
+        "DefinitionStoreError": "SagaRuntimeError",
         "ParticipantUnavailableError": "SagaRuntimeError",
         "SagaWaitTimeoutError": "SagaRuntimeError",
         "RunnerUnavailableError": "SagaRuntimeError",
@@ -225,3 +230,31 @@ def test_settings_come_from_defaults_then_environment_then_arguments(monkeypatch
     monkeypatch.delenv("SAGA_ACTORS_MAX_DEDICATED")
     with pytest.raises(ConfigError, match="'max_dedicatd'.*no such setting"):
         RuntimeConfig.load(max_dedicatd=3)
+
+
+def test_no_private_attribute_of_asyncio_is_read():
+    """asyncio's private members (a lock's ``_waiters``) change between Python versions."""
+    import ast
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:  # instances: their private attributes are set in __init__, not on the class
+        samples = [asyncio.Lock(), asyncio.Event(), asyncio.Semaphore(), asyncio.Queue(),
+                   asyncio.Condition(), loop.create_future()]
+    finally:
+        loop.close()
+    private = {name for sample in samples for kind in (sample, type(sample))
+               for name in dir(kind) if name.startswith("_") and not name.endswith("__")}
+    package = Path(saga_actors.__file__).parent
+    trees = {path: ast.parse(path.read_text()) for path in package.rglob("*.py")}
+    # our own private names (a method or an attribute we set) may share asyncio's
+    own = {node.name for tree in trees.values() for node in ast.walk(tree)
+           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    own |= {target.attr for tree in trees.values() for node in ast.walk(tree)
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Attribute)}
+    found = [f"{path.relative_to(package)}:{node.lineno} .{node.attr}"
+             for path, tree in trees.items() for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and node.attr in private - own]
+    assert found == []

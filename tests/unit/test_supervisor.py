@@ -172,6 +172,23 @@ def test_cancel_of_a_queued_saga_fails_it_without_running_steps():
     assert not [c for c in w.gateway.calls if c.saga_id == b]
 
 
+def test_a_refused_cancel_says_why():
+    w = World(max_dedicated=1)
+    w.fleet.hang.add("s0")
+    a, b = w.add(2)
+
+    async def scenario():
+        await w.sup.tick()
+        live = await w.sup.cancel_refusal(a, "not wanted")  # its hung actor answers
+        w.fleet.kill(a)
+        await w.drive(w.all_terminal)
+        return live, await w.sup.cancel_refusal(b, "late")
+
+    live, done = asyncio.run(scenario())
+    assert live == "no live instance"  # the fleet's own words (a hung fake answers so)
+    assert done == f"it is already {w.journal.load(b).status.value}"
+
+
 def test_resolve_ends_a_stuck_saga_with_the_note():
     w = World(script={("ship", "action"): [fail(retryable=False)],
                       ("pay", "compensation"): [fail(retryable=False)]})
@@ -252,3 +269,40 @@ def test_a_new_actor_gets_a_full_stall_span_however_old_the_journal_entry():
     early, late = asyncio.run(scenario())
     assert early == []  # judged by the old journal time it would have been killed at once
     assert late == [saga_id]  # but a truly silent actor is still caught
+
+
+def test_a_definitions_store_that_cannot_be_read_is_not_taken_for_a_missing_definition():
+    """A KV read error is an error, tried again: the saga is not journaled as waiting for
+    a definition nobody registered; once the store answers, it runs."""
+    from saga_actors.catalog import Catalog
+    from saga_actors.errors import DefinitionStoreError
+
+    class Flaky:
+        broken = True
+
+        def get(self, name, version):
+            if self.broken:
+                raise ConnectionError("the GCS did not answer")
+            return ORDER if (name, version) == (ORDER.name, ORDER.version) else None
+
+    store = Flaky()
+    w = World()
+    w.sup.definitions = Catalog(store, clock=w.clock.now)
+    (saga_id,) = w.add(1)
+    with pytest.raises(DefinitionStoreError, match="the GCS did not answer"):
+        w.sup.definitions.resolve(w.journal.load(saga_id))
+
+    async def scenario():
+        for _ in range(3):
+            await w.sup.tick()
+            w.clock.t += 0.5
+        events = [t.event for t in w.journal.history(saga_id)]
+        store.broken = False
+        w.clock.t += 2.0
+        await w.drive(w.all_terminal)
+        return events
+
+    before = asyncio.run(scenario())
+    assert "definition_missing" not in before and w.fleet.spawned == [saga_id]
+    rec = w.journal.load(saga_id)
+    assert rec.status is SagaStatus.COMPLETED and rec.waiting_for is None
