@@ -84,6 +84,8 @@ def _where(config: RuntimeConfig, *, spread: tuple[str, int] | None = None) -> d
 # --- recycling ------------------------------------------------------------------------
 
 DRAIN_S = 1.0  # a recycling process waits at most this long for its calls in flight
+DRAIN_POLL_S = 0.01  # ... looking this often whether they are done
+COUNT_SENT_EVERY_S = 1.0  # a host adds up the Ray tasks it sent (for its recycler) this often
 
 
 class Recycler:
@@ -113,7 +115,7 @@ class Recycler:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_S
         while self.busy() and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(DRAIN_POLL_S)
         logger.info("{} ran {} Ray tasks: restarting its process to give back the memory "
                     "Ray keeps per task name", self.what, self.done)
         with contextlib.suppress(Exception):
@@ -376,7 +378,7 @@ class SagaHostImpl:
         recycler; the host's sagas resume from the journal in its next process."""
         counted = 0
         while not self._recycler.exiting:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(COUNT_SENT_EVERY_S)
             sent = self._gateway.sent["ray_calls"]
             self._recycler.count(sent - counted)
             counted = sent
@@ -456,11 +458,7 @@ class SupervisorActorImpl:
 
         configure_logging("supervisor", config.log_level)
         _settle_gc()
-        settings = SupervisorSettings(
-            max_dedicated=config.max_dedicated,
-            restart_budget=config.restart_budget,
-            stall_grace_s=config.stall_grace_s,
-        )
+        settings = SupervisorSettings.from_config(config)
         fleet = RayFleet(config, spawn=spawn_saga_actor, host=saga_host)
         self.supervisor = Supervisor(open_journal(config.journal, create=False), fleet,
                                      settings=settings, definitions=cluster_catalog(config))

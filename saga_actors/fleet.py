@@ -74,14 +74,14 @@ class RayFleet:
     async def nudge(self, handle: Any, timeout_s: float) -> bool:
         try:
             return await self._ask(handle.nudge.remote(), timeout_s)
-        except (asyncio.TimeoutError, RayActorError):
+        except (TimeoutError, RayActorError):
             return False  # the supervisor kills an actor that will not answer its deadline
 
     async def cancel(self, saga_id: str, handle: Any, reason: str,
                      timeout_s: float) -> str | None:
         try:
             return await self._ask(handle.cancel.remote(reason), timeout_s)
-        except (asyncio.TimeoutError, RayActorError) as exc:
+        except (TimeoutError, RayActorError) as exc:
             raise RunnerUnavailableError(saga_id, saga_actor_name(saga_id), "cancel",
                                          _why(exc, timeout_s)) from None
 
@@ -93,7 +93,7 @@ class RayFleet:
         index = shard_of(saga_id, self._config.hosts)
         try:
             return await self._host_call(placement, index, method, saga_id, *args)
-        except (asyncio.TimeoutError, RayActorError) as exc:
+        except (TimeoutError, RayActorError) as exc:
             raise RunnerUnavailableError(saga_id, pool_actor_name(placement, index), method,
                                          _why(exc, self._config.runner_answer_timeout_s)) \
                 from None
@@ -131,7 +131,7 @@ class RayFleet:
         """The answer to ``ref``; the call is cancelled if it does not come in time."""
         try:
             return await asyncio.wait_for(asyncio.ensure_future(ref), timeout=timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ray.cancel(ref)
             raise
 

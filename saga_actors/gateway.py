@@ -173,7 +173,7 @@ class RayGateway:
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(ref.future()),
                                               max(0.001, deadline - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ray.cancel(ref)
                 raise StepTimeoutError(saga_id, step, 0, timeout_s) from None
 

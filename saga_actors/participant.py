@@ -58,6 +58,10 @@ DefinitionLookup = Callable[[str, int], Any]  # (saga type, version) -> Saga | N
 
 # an inline handler slower than this holds up every saga using its participant: say so
 SLOW_INLINE_S = 0.5
+# while its store's server is out of reach, a participant tries again after this pause,
+# doubling up to the most (for STORE_OUTAGE_WAIT_S in all)
+OUTAGE_FIRST_PAUSE_S = 0.1
+OUTAGE_MAX_PAUSE_S = 2.0
 # cancels of calls that never arrived (most were answered before their cancel came): the
 # oldest are forgotten past this many
 MAX_EARLY_CANCELS = 10_000
@@ -251,7 +255,7 @@ class Participant:
         whether a commit whose answer was lost went through."""
         mode = mode_of(handler)
         deadline = time.monotonic() + STORE_OUTAGE_WAIT_S
-        pause = 0.1
+        pause = OUTAGE_FIRST_PAUSE_S
         while True:
             try:
                 if mode == "inline":
@@ -267,7 +271,7 @@ class Participant:
             logger.warning("{}: store out of reach ({}); {} waits and tries again",
                            self.participant_name, reply.error, req.key)
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
+            pause = min(pause * 2, OUTAGE_MAX_PAUSE_S)
 
     async def handle_call(self, request: StepRequest | dict) -> StepReply:
         """:meth:`handle` as a call :meth:`cancel_calls` can stop by its call id; refused

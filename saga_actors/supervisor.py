@@ -18,6 +18,7 @@ from loguru import logger
 from saga_actors.catalog import Catalog, mark_waiting
 from saga_actors.children import child_id
 from saga_actors.clock import Clock, SystemClock
+from saga_actors.config import RuntimeConfig
 from saga_actors.constants import POOLED
 from saga_actors.definition import RetryPolicy, Saga
 from saga_actors.errors import (
@@ -75,9 +76,17 @@ class SupervisorSettings:
     )
     stall_grace_s: float = 10.0
     deadline_grace_s: float = 1.0
-    answer_timeout_s: float = 5.0
+    answer_timeout_s: float = 30.0  # RuntimeConfig.runner_answer_timeout_s
+    spawn_retry_s: float = 1.0  # a saga whose actor could not be started is tried again
     hosted_check_every: int = 10  # ticks between passes over hosted sagas
     max_nudges: int = 3  # past its deadline, nudged this often without effect: killed
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> SupervisorSettings:
+        """The supervisor's settings from the runtime's one source of settings."""
+        return cls(max_dedicated=config.max_dedicated, restart_budget=config.restart_budget,
+                   stall_grace_s=config.stall_grace_s,
+                   answer_timeout_s=config.runner_answer_timeout_s)
 
 
 @dataclass
@@ -158,7 +167,7 @@ class Supervisor:
             definition = self.definitions.resolve(record)
         except DefinitionStoreError as exc:  # not known to be missing: try again soon
             logger.warning("saga {}: {}; trying again", record.saga_id, exc)
-            self._not_before[record.saga_id] = self._clock.now() + 1.0
+            self._not_before[record.saga_id] = self._clock.now() + self.settings.spawn_retry_s
             return False
         if definition is None:
             self._unresolvable.add(record.saga_id)
@@ -169,7 +178,7 @@ class Supervisor:
             handle = self._fleet.spawn(definition, record.saga_id)
         except Exception as exc:
             logger.warning("saga {}: spawn failed, will retry: {}", record.saga_id, exc)
-            self._not_before[record.saga_id] = self._clock.now() + 1.0
+            self._not_before[record.saga_id] = self._clock.now() + self.settings.spawn_retry_s
             return False
         live = _Live(handle, started_at=self._clock.now())
         self._live[record.saga_id] = live

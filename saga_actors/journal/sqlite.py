@@ -365,8 +365,8 @@ _KINDS = {5: "busy", 6: "busy", 8: "readonly", 11: "corrupt", 26: "corrupt"}
 
 
 def _kind(exc: sqlite3.DatabaseError) -> str | None:
-    """busy, readonly or corrupt, by SQLite's error code (``sqlite_errorcode``, Python
-    3.11+); by its message only where there is no code (Python 3.10, or our own errors)."""
+    """busy, readonly or corrupt, by SQLite's error code (``sqlite_errorcode``); by its
+    message only where there is no code (an error raised without one)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
         return _KINDS.get(code & 0xFF)

@@ -258,3 +258,19 @@ def test_no_private_attribute_of_asyncio_is_read():
              for path, tree in trees.items() for node in ast.walk(tree)
              if isinstance(node, ast.Attribute) and node.attr in private - own]
     assert found == []
+
+
+def test_the_python_floor_is_said_the_same_everywhere_and_is_the_one_running():
+    """requires-python, ruff's target and the README name one floor, and it is met here
+    (the code uses 3.11's asyncio: Task.cancelling)."""
+    import re
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    floor = project["project"]["requires-python"].removeprefix(">=")
+    assert project["tool"]["ruff"]["target-version"] == "py" + floor.replace(".", "")
+    said = set(re.findall(r"Python (3\.\d+)\+", (root / "README.md").read_text()))
+    assert said == {floor}
+    assert sys.version_info >= tuple(map(int, floor.split("."))) >= (3, 11)

@@ -306,3 +306,15 @@ def test_a_definitions_store_that_cannot_be_read_is_not_taken_for_a_missing_defi
     assert "definition_missing" not in before and w.fleet.spawned == [saga_id]
     rec = w.journal.load(saga_id)
     assert rec.status is SagaStatus.COMPLETED and rec.waiting_for is None
+
+
+def test_the_supervisors_settings_come_from_the_runtime_config():
+    """One source for settings: how long the supervisor waits for a dedicated saga's actor
+    is runner_answer_timeout_s, as for a host."""
+    from saga_actors import RuntimeConfig
+
+    config = RuntimeConfig.load(runner_answer_timeout_s=7.5, max_dedicated=3,
+                                restart_budget=2, stall_grace_s=4.0)
+    settings = SupervisorSettings.from_config(config)
+    assert (settings.answer_timeout_s, settings.max_dedicated, settings.restart_budget,
+            settings.stall_grace_s) == (7.5, 3, 2, 4.0)
