@@ -484,10 +484,10 @@ class SupervisorActorImpl:
         return await self.supervisor.cancel_refusal(saga_id, reason)
 
     async def retry(self, saga_id: str) -> str:
-        return self.supervisor.retry(saga_id)
+        return await self.supervisor.retry(saga_id)
 
     async def resolve(self, saga_id: str, note: str) -> None:
-        self.supervisor.resolve(saga_id, note)
+        await self.supervisor.resolve(saga_id, note)
 
     async def signal(self, saga_id: str, name: str, payload: Any, signal_id: str) -> bool:
         return await self.supervisor.signal(saga_id, name, payload, signal_id,

@@ -26,7 +26,7 @@ from saga_actors.events import Event
 from saga_actors.journal.base import Journal, JournalConflictError
 from saga_actors.records import SagaRecord
 from saga_actors.shapes import shape_changes, shape_hash
-from saga_actors.transitions import advance
+from saga_actors.transitions import advance_async
 
 MISS_TTL_S = 0.5  # a definition not found is looked up again after this (each tick asks)
 
@@ -132,7 +132,7 @@ def waiting_for_definition(record: SagaRecord) -> str:
             "with SagaRuntime(sagas=[...]) or rt.register(...) to recover this saga)")
 
 
-def mark_waiting(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:
+async def mark_waiting(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:
     """Journal, once, that ``record`` waits for its definition, so ``saga-actors list`` and
     the registry show it instead of a saga silently left PENDING."""
     if record.waiting_for is not None:
@@ -140,7 +140,7 @@ def mark_waiting(journal: Journal, record: SagaRecord, *, now: float) -> SagaRec
     reason = waiting_for_definition(record)
     logger.error("saga {} waits for {}", record.saga_id, reason)
     try:
-        return advance(journal, record, Event.DEFINITION_MISSING, now=now, waiting_for=reason,
-                       detail={"waiting_for": reason})
+        return await advance_async(journal, record, Event.DEFINITION_MISSING, now=now,
+                                   waiting_for=reason, detail={"waiting_for": reason})
     except JournalConflictError:  # another process moved it meanwhile: it has a definition
         return record

@@ -26,7 +26,7 @@ from saga_actors.failures import Failure, checked_output
 from saga_actors.records import Branch, SagaRecord
 from saga_actors.restarts import reopen_stuck
 from saga_actors.state import SagaStatus
-from saga_actors.transitions import advance
+from saga_actors.transitions import advance_async
 
 if TYPE_CHECKING:
     from saga_actors.instance import SagaInstance
@@ -78,7 +78,7 @@ async def run_child(run: SagaInstance, step: Step) -> tuple[dict[str, Any], Fail
         if definition is None:
             return {}, _missing(cid, record.saga_type)
     if record.status is SagaStatus.STUCK:  # the parent is re-driven: so is its child
-        record = reopen_stuck(run._journal, record, now=run._clock.now())
+        record = await reopen_stuck(run._journal, record, now=run._clock.now())
     if not record.status.terminal:
         record = await _drive(run, definition, record)
     if record.status is SagaStatus.COMPLETED:
@@ -117,18 +117,18 @@ async def undo_child(run: SagaInstance, step: Step) -> Failure | None:
                        "be undone (resolve the parent by hand)", retryable=False,
                        uncertain=False)
     if record.status is SagaStatus.STUCK:
-        record = reopen_stuck(run._journal, record, now=now)
+        record = await reopen_stuck(run._journal, record, now=now)
     if record.status is SagaStatus.COMPLETED:
         todo = [s for s in reversed(record.completed) if definition.step(s).undoable]
-        record = advance(run._journal, record, Event.COMPENSATION_STARTED, now=now,
-                         status=SagaStatus.COMPENSATING, error=f"undone: {reason}",
-                         to_compensate=todo, finished_at=None,
-                         detail={"reason": reason, "error_type": "ParentCompensating",
-                                 "to_compensate": todo})
+        record = await advance_async(
+            run._journal, record, Event.COMPENSATION_STARTED, now=now,
+            status=SagaStatus.COMPENSATING, error=f"undone: {reason}", to_compensate=todo,
+            finished_at=None, detail={"reason": reason, "error_type": "ParentCompensating",
+                                      "to_compensate": todo})
         logger.info("undoing child saga {}: {} step(s)", cid, len(todo))
     elif record.status in (SagaStatus.STARTED, SagaStatus.PENDING) and not record.cancel_reason:
-        record = advance(run._journal, record, Event.CANCEL_REQUESTED, now=now,
-                         cancel_reason=reason, detail={"reason": reason})
+        record = await advance_async(run._journal, record, Event.CANCEL_REQUESTED, now=now,
+                                     cancel_reason=reason, detail={"reason": reason})
     if not record.status.terminal:
         record = await _drive(run, definition, record)
     if record.status is SagaStatus.FAILED:

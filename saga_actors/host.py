@@ -10,7 +10,7 @@ the journal. No Ray here: :mod:`saga_actors.actors` wraps it in the ``SagaHost``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -73,6 +73,7 @@ class SagaHost:
         self._backoff = restart_backoff()
         self._clock = clock or SystemClock()
         self._tasks: dict[str, asyncio.Task] = {}
+        self._side_tasks: set[asyncio.Task] = set()  # journal writes nobody waits for
         self._instances: dict[str, SagaInstance] = {}
         # one saga here: its writes need not wait to be grouped with others'
         journal.write_alone_when(lambda: len(self._tasks) <= 1)
@@ -112,7 +113,7 @@ class SagaHost:
             logger.warning("saga {}: {}", record.saga_id, exc)  # next pass asks again
             return None
         if definition is None:  # waits, visibly, until someone registers the definition
-            mark_waiting(self._journal, record, now=self._clock.now())
+            self._background(mark_waiting(self._journal, record, now=self._clock.now()))
             return None
         options: dict[str, Any] = {}
         if isinstance(definition, Choreography):
@@ -136,16 +137,23 @@ class SagaHost:
             return "SUPERSEDED"
         except Exception as exc:
             logger.exception("saga {} crashed in host {}", saga_id, self.index)
-            return self._after_crash(saga_id, f"{type(exc).__name__}: {exc}")
+            return await self._after_crash(saga_id, f"{type(exc).__name__}: {exc}")
         finally:
             self._tasks.pop(saga_id, None)
             self._instances.pop(saga_id, None)
 
-    def _after_crash(self, saga_id: str, why: str) -> str:
+    def _background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Journal something the caller need not wait for (that a saga waits for its
+        definition), awaited on this loop, never blocking it; kept until done."""
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _after_crash(self, saga_id: str, why: str) -> str:
         record = self._journal.load(saga_id)
         if record is None or record.status.terminal:
             return record.status.value if record else "UNKNOWN"
-        delay = count_restart(
+        delay = await count_restart(
             self._journal, record, what="instance crashed", event=Event.INSTANCE_RESTARTED,
             why=why, budget=self._restart_budget, backoff=self._backoff, now=self._clock.now(),
         )

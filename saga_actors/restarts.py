@@ -11,7 +11,7 @@ from saga_actors.events import Event
 from saga_actors.journal.base import Journal
 from saga_actors.records import SagaRecord
 from saga_actors.state import SagaStatus
-from saga_actors.transitions import advance
+from saga_actors.transitions import advance_async
 
 
 def restart_backoff() -> RetryPolicy:
@@ -20,7 +20,7 @@ def restart_backoff() -> RetryPolicy:
     return RetryPolicy(initial_backoff_s=0.2, max_backoff_s=10)
 
 
-def count_restart(
+async def count_restart(
     journal: Journal,
     record: SagaRecord,
     *,
@@ -36,26 +36,28 @@ def count_restart(
     count = record.restarts + 1
     if count > budget:
         reason = f"{what} {count} times (restart budget {budget}); last: {why}"
-        advance(journal, record, Event.SAGA_STUCK, now=now, status=SagaStatus.STUCK,
-                stuck_from=record.status, error=reason, finished_at=now,
-                detail={"reason": reason, "error_type": "RestartBudgetExceeded"})
+        await advance_async(journal, record, Event.SAGA_STUCK, now=now,
+                            status=SagaStatus.STUCK, stuck_from=record.status, error=reason,
+                            finished_at=now,
+                            detail={"reason": reason, "error_type": "RestartBudgetExceeded"})
         logger.error("saga {} STUCK: {}", record.saga_id, reason)
         return None
     delay = backoff.backoff_s(count)
-    advance(journal, record, event, now=now, restarts=count,
-            detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
+    await advance_async(journal, record, event, now=now, restarts=count,
+                        detail={"reason": why, "restart": count, "after_s": round(delay, 3)})
     logger.warning("saga {}: restart {} in {:.2f}s: {}", record.saga_id, count, delay, why)
     return delay
 
 
-def reopen_stuck(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:
+async def reopen_stuck(journal: Journal, record: SagaRecord, *, now: float) -> SagaRecord:
     """Journal an operator's retry of a STUCK saga: it goes back to where it stuck (a
     parent's retry re-drives its STUCK child the same way)."""
     back = record.stuck_from or SagaStatus.COMPENSATING
-    return advance(journal, record, Event.RETRY_REQUESTED, now=now, status=back, restarts=0,
-                   finished_at=None, in_flight=False,
-                   attempt=0 if back is SagaStatus.COMPENSATING else record.attempt,
-                   detail={"resumes": back.value})
+    return await advance_async(
+        journal, record, Event.RETRY_REQUESTED, now=now, status=back, restarts=0,
+        finished_at=None, in_flight=False,
+        attempt=0 if back is SagaStatus.COMPENSATING else record.attempt,
+        detail={"resumes": back.value})
 
 
 def stall_limit_s(definition: Saga, record: SagaRecord, grace_s: float) -> float:

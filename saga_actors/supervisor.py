@@ -34,7 +34,7 @@ from saga_actors.records import SagaRecord
 from saga_actors.restarts import count_restart, reopen_stuck, restart_backoff, stall_limit_s
 from saga_actors.signals import accept_signal
 from saga_actors.state import SagaStatus
-from saga_actors.transitions import advance
+from saga_actors.transitions import advance_async
 
 
 class Fleet(Protocol):
@@ -160,9 +160,9 @@ class Supervisor:
             if len(self._live) >= self.settings.max_dedicated:
                 break
             if self._not_before.get(record.saga_id, 0.0) <= now:
-                self._spawn(record)
+                await self._spawn(record)
 
-    def _spawn(self, record: SagaRecord) -> bool:
+    async def _spawn(self, record: SagaRecord) -> bool:
         try:
             definition = self.definitions.resolve(record)
         except DefinitionStoreError as exc:  # not known to be missing: try again soon
@@ -171,7 +171,7 @@ class Supervisor:
             return False
         if definition is None:
             self._unresolvable.add(record.saga_id)
-            mark_waiting(self._journal, record, now=self._clock.now())
+            await mark_waiting(self._journal, record, now=self._clock.now())
             return False
         self._unresolvable.discard(record.saga_id)
         try:
@@ -202,10 +202,10 @@ class Supervisor:
         if record is None or record.status.terminal:
             self._not_before.pop(saga_id, None)
             return
-        self._restart_or_give_up(record, lost or "actor exited before the saga ended")
+        await self._restart_or_give_up(record, lost or "actor exited before the saga ended")
 
-    def _restart_or_give_up(self, record: SagaRecord, why: str) -> None:
-        delay = count_restart(
+    async def _restart_or_give_up(self, record: SagaRecord, why: str) -> None:
+        delay = await count_restart(
             self._journal, record, what="saga actor lost", event=Event.ACTOR_RESTARTED, why=why,
             budget=self.settings.restart_budget, backoff=self.settings.restart_backoff,
             now=self._clock.now(),
@@ -331,17 +331,18 @@ class Supervisor:
         if record.status is not SagaStatus.STARTED or record.completed:
             # between actors: let the next one take the request
             return "its actor is being restarted: try again in a moment"
-        advance(self._journal, record, Event.CANCEL_REQUESTED, now=self._clock.now(),
-                cancel_reason=reason, detail={"reason": reason})
+        await advance_async(self._journal, record, Event.CANCEL_REQUESTED,
+                            now=self._clock.now(), cancel_reason=reason,
+                            detail={"reason": reason})
         self.wake.set()
         return None
 
-    def retry(self, saga_id: str) -> str:
+    async def retry(self, saga_id: str) -> str:
         """Re-drive a STUCK saga from where it stuck; returns the status it resumes in."""
         record = self._load(saga_id)
         if record.status is not SagaStatus.STUCK:
             raise SagaUsageError(f"saga {saga_id} is {record.status.value}, not STUCK")
-        back = reopen_stuck(self._journal, record, now=self._clock.now()).status
+        back = (await reopen_stuck(self._journal, record, now=self._clock.now())).status
         self._not_before.pop(saga_id, None)
         self.wake.set()
         return back.value
@@ -367,7 +368,7 @@ class Supervisor:
             await self._fleet.nudge(live.handle, self.settings.answer_timeout_s)
         return fresh
 
-    def resolve(self, saga_id: str, note: str) -> None:
+    async def resolve(self, saga_id: str, note: str) -> None:
         """An operator fixed a STUCK saga by hand: it ends FAILED, the note in its history."""
         record = self._load(saga_id)
         if record.status is not SagaStatus.STUCK:
@@ -375,9 +376,10 @@ class Supervisor:
         if not note.strip():
             raise SagaUsageError("resolve needs a note saying what was done")
         now = self._clock.now()
-        advance(self._journal, record, Event.RESOLVED, now=now, status=SagaStatus.FAILED,
-                finished_at=now, error=f"{record.error} (resolved by operator: {note})",
-                detail={"note": note})
+        await advance_async(
+            self._journal, record, Event.RESOLVED, now=now, status=SagaStatus.FAILED,
+            finished_at=now, error=f"{record.error} (resolved by operator: {note})",
+            detail={"note": note})
 
     def status(self) -> dict[str, Any]:
         """Live actors, queued sagas (counted in the journal now), limits."""

@@ -179,7 +179,7 @@ def test_a_poison_event_parks_its_saga_and_retry_delivers_it_again():
     assert rec.status is SagaStatus.STUCK and "'charge' failed on 'Reserved'" in rec.error
     from saga_actors.supervisor import Supervisor
 
-    Supervisor(bus.journal, fleet=None, clock=bus.clock).retry("s1")
+    asyncio.run(Supervisor(bus.journal, fleet=None, clock=bus.clock).retry("s1"))
     rec = bus.run()
     assert rec.status is SagaStatus.COMPLETED and rec.completed == ["reserve", "charge"]
 

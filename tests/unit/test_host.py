@@ -111,3 +111,68 @@ def test_cancel_reaches_the_instance_in_its_host():
     assert asyncio.run(go()) == "FAILED"
     rec = journal.load(ids[0])
     assert rec.error == "cancelled: operator" and rec.compensated == ["reserve"]
+
+
+def test_a_host_keeps_serving_while_another_process_holds_the_journal_write_lock(tmp_path):
+    """Its journal writes are awaited, never made on its event loop: while another process
+    holds SQLite's write lock, the host's loop runs on and answers (here it journals that a
+    saga waits for its definition, and another saga's first write waits its turn), and the
+    writes land once the lock is free (that saga's instance then crashes once, and is
+    restarted and completes)."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "journal.sqlite"
+    journal = open_journal(f"sqlite:///{path}")
+    clock = FakeClock()
+    for saga_id in ("waits", "crashes"):
+        admit(journal, build_record(ORDER, saga_id, {"order_id": "o", "amount": 1},
+                                    now=clock.now(), placement="hosted"))
+    gateway = FakeGateway()
+    host = SagaHost(0, 1, journal, gateway, clock=clock, restart_budget=5)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    async def ticker(gaps: list[float]) -> None:
+        last = time.monotonic()
+        for _ in range(60):  # 0.6 s of ticks, all while the lock is held
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+            assert host.stats()["host"] == 0  # and it answers
+
+    async def go() -> float:
+        other.execute("BEGIN IMMEDIATE")  # another process takes the write lock ...
+        threading.Timer(1.0, lambda: other.execute("COMMIT")).start()  # ... for a second
+        gaps: list[float] = []
+        ticking = asyncio.ensure_future(ticker(gaps))
+        await asyncio.sleep(0.05)
+        assert host.ensure(["waits"]) == 1  # no definition here: journaled as waiting
+        host.definitions.register(ORDER)
+        crashed: list[str] = []
+
+        def crash_once(req):
+            if not crashed:
+                crashed.append(req.step)
+                raise RuntimeError("a bug")
+
+        gateway.on_call = crash_once
+        crash = asyncio.ensure_future(host.run("crashes"))  # its first write waits too
+        await ticking
+        assert await asyncio.wait_for(crash, timeout=20) == "COMPLETED"
+        deadline = time.monotonic() + 20
+        while journal.load("waits").waiting_for is None:
+            assert time.monotonic() < deadline, "the waiting mark never landed"
+            await asyncio.sleep(0.01)
+        return max(gaps)
+
+    try:
+        longest = asyncio.run(go())
+    finally:
+        other.close()
+        journal.close()
+    assert longest < 0.3, f"the host's event loop stood still for {longest:.2f}s"
+    journal = open_journal(f"sqlite:///{path}", read_only=True)
+    assert "definition" in journal.load("waits").waiting_for
+    assert "instance_restarted" in [t.event for t in journal.history("crashes")]

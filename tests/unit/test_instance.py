@@ -291,8 +291,9 @@ def test_a_step_after_the_pivot_that_fails_for_good_parks_the_saga_and_undoes_no
         h.crash_at("ticket")
         from saga_actors.restarts import count_restart
         rec = h.journal.load(h.saga_id)
-        assert count_restart(h.journal, rec, what="lost", event="actor_restarted", why="x",
-                             budget=0, backoff=FAST, now=h.clock.now()) is None
+        assert asyncio.run(count_restart(h.journal, rec, what="lost", event="actor_restarted",
+                                         why="x", budget=0, backoff=FAST,
+                                         now=h.clock.now())) is None
         rec = h.journal.load(h.saga_id)
     else:
         rec = h.run()
@@ -305,7 +306,7 @@ def test_a_step_after_the_pivot_that_fails_for_good_parks_the_saga_and_undoes_no
     # an operator fixes the cause and retries: the saga goes forward, still undoing nothing
     from saga_actors.supervisor import Supervisor
     h.gateway.script[("ticket", "action")] = [ok({"charge_id": "c2"})]
-    Supervisor(h.journal, fleet=None, clock=h.clock).retry(h.saga_id)
+    asyncio.run(Supervisor(h.journal, fleet=None, clock=h.clock).retry(h.saga_id))
     rec = h.run()
     assert rec.status is SagaStatus.COMPLETED and rec.compensated == []
 

@@ -107,7 +107,7 @@ def test_past_the_restart_budget_the_saga_is_stuck_and_retry_revives_it():
         await w.drive(lambda: w.status(saga_id) is SagaStatus.STUCK)
         rec = w.journal.load(saga_id)
         assert "restart budget 2" in rec.error and rec.stuck_from is SagaStatus.STARTED
-        assert w.sup.retry(saga_id) == "STARTED"
+        assert await w.sup.retry(saga_id) == "STARTED"
         await w.drive(w.all_terminal)
 
     asyncio.run(scenario())
@@ -196,15 +196,15 @@ def test_resolve_ends_a_stuck_saga_with_the_note():
     asyncio.run(w.drive(w.all_terminal))
     assert w.status(saga_id) is SagaStatus.STUCK
     with pytest.raises(SagaUsageError, match="needs a note"):
-        w.sup.resolve(saga_id, " ")
-    w.sup.resolve(saga_id, "refunded by hand, ticket 42")
+        asyncio.run(w.sup.resolve(saga_id, " "))
+    asyncio.run(w.sup.resolve(saga_id, "refunded by hand, ticket 42"))
     rec = w.journal.load(saga_id)
     assert rec.status is SagaStatus.FAILED and "ticket 42" in rec.error
     assert w.journal.history(saga_id)[-1].detail == {"note": "refunded by hand, ticket 42"}
     with pytest.raises(SagaUsageError, match="not STUCK"):
-        w.sup.resolve(saga_id, "again")
+        asyncio.run(w.sup.resolve(saga_id, "again"))
     with pytest.raises(SagaUsageError, match="not STUCK"):
-        w.sup.retry(saga_id)
+        asyncio.run(w.sup.retry(saga_id))
 
 
 def test_retry_re_drives_pending_compensations():
@@ -214,7 +214,7 @@ def test_retry_re_drives_pending_compensations():
     asyncio.run(w.drive(w.all_terminal))
     assert w.status(saga_id) is SagaStatus.STUCK
     w.gateway.script[("reserve", "compensation")] = []
-    assert w.sup.retry(saga_id) == "COMPENSATING"
+    assert asyncio.run(w.sup.retry(saga_id)) == "COMPENSATING"
     asyncio.run(w.drive(w.all_terminal))
     rec = w.journal.load(saga_id)
     assert rec.status is SagaStatus.FAILED and rec.compensated == ["pay", "reserve"]
