@@ -12,9 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from saga_actors.choreography import Choreography, Reaction
     from saga_actors.config import RuntimeConfig
-    from saga_actors.definition import Child, Parallel, RetryPolicy, Saga, Step, StepKind, Wait
     from saga_actors.errors import (
         ActionRefusedError,
         ClusterUnreachableError,
@@ -46,18 +44,28 @@ if TYPE_CHECKING:
         UnknownSagaTypeError,
         UnknownSignalError,
     )
-    from saga_actors.handlers import StepContext, action, compensation
     from saga_actors.journal.base import JournalConflictError
     from saga_actors.logging import configure_logging
-    from saga_actors.participant import Participant
-    from saga_actors.records import SagaRecord, Signal, Transition
+    from saga_actors.model.choreography import Choreography, Reaction
+    from saga_actors.model.definition import (
+        Child,
+        Parallel,
+        RetryPolicy,
+        Saga,
+        Step,
+        StepKind,
+        Wait,
+    )
+    from saga_actors.model.records import SagaRecord, Signal, Transition
+    from saga_actors.model.state import SagaStatus
+    from saga_actors.participant.base import Participant
+    from saga_actors.participant.handlers import StepContext, action, compensation
     from saga_actors.runtime import SagaRuntime
-    from saga_actors.state import SagaStatus
 
 _WHERE = {
     "ActionRefusedError": "saga_actors.errors",
-    "Child": "saga_actors.definition",
-    "Choreography": "saga_actors.choreography",
+    "Child": "saga_actors.model.definition",
+    "Choreography": "saga_actors.model.choreography",
     "ClusterUnreachableError": "saga_actors.errors",
     "DefinitionStoreError": "saga_actors.errors",
     "ConfigError": "saga_actors.errors",
@@ -65,45 +73,45 @@ _WHERE = {
     "JournalConflictError": "saga_actors.journal.base",
     "JournalError": "saga_actors.errors",
     "NonRetryableError": "saga_actors.errors",
-    "Parallel": "saga_actors.definition",
-    "Participant": "saga_actors.participant",
+    "Parallel": "saga_actors.model.definition",
+    "Participant": "saga_actors.participant.base",
     "ParticipantStoreError": "saga_actors.errors",
     "ParticipantUnavailableError": "saga_actors.errors",
-    "Reaction": "saga_actors.choreography",
-    "RetryPolicy": "saga_actors.definition",
+    "Reaction": "saga_actors.model.choreography",
+    "RetryPolicy": "saga_actors.model.definition",
     "RunnerUnavailableError": "saga_actors.errors",
     "RuntimeConfig": "saga_actors.config",
-    "Saga": "saga_actors.definition",
+    "Saga": "saga_actors.model.definition",
     "SagaConflictError": "saga_actors.errors",
     "SagaDefinitionError": "saga_actors.errors",
     "SagaError": "saga_actors.errors",
     "SagaFinishedError": "saga_actors.errors",
     "SagaInputError": "saga_actors.errors",
     "SagaNotFoundError": "saga_actors.errors",
-    "SagaRecord": "saga_actors.records",
+    "SagaRecord": "saga_actors.model.records",
     "SagaRuntime": "saga_actors.runtime",
     "SagaRuntimeError": "saga_actors.errors",
-    "SagaStatus": "saga_actors.state",
+    "SagaStatus": "saga_actors.model.state",
     "SagaUsageError": "saga_actors.errors",
     "SagaWaitTimeoutError": "saga_actors.errors",
-    "Signal": "saga_actors.records",
+    "Signal": "saga_actors.model.records",
     "SignalError": "saga_actors.errors",
     "SignalPayloadError": "saga_actors.errors",
-    "Step": "saga_actors.definition",
-    "StepContext": "saga_actors.handlers",
+    "Step": "saga_actors.model.definition",
+    "StepContext": "saga_actors.participant.handlers",
     "StepError": "saga_actors.errors",
-    "StepKind": "saga_actors.definition",
+    "StepKind": "saga_actors.model.definition",
     "StepTimeoutError": "saga_actors.errors",
     "StoreUnavailableError": "saga_actors.errors",
-    "Transition": "saga_actors.records",
+    "Transition": "saga_actors.model.records",
     "UnknownEventError": "saga_actors.errors",
     "UnknownParticipantError": "saga_actors.errors",
     "UnknownPlacementError": "saga_actors.errors",
     "UnknownSagaTypeError": "saga_actors.errors",
     "UnknownSignalError": "saga_actors.errors",
-    "Wait": "saga_actors.definition",
-    "action": "saga_actors.handlers",
-    "compensation": "saga_actors.handlers",
+    "Wait": "saga_actors.model.definition",
+    "action": "saga_actors.participant.handlers",
+    "compensation": "saga_actors.participant.handlers",
     "configure_logging": "saga_actors.logging",
 }
 

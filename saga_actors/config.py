@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from saga_actors.constants import DEFAULT_NAMESPACE
 from saga_actors.errors import ConfigError
-from saga_actors.stores import is_postgres, participant_store_url
+from saga_actors.urls import is_postgres, participant_store_url
 
 ENV_PREFIX = "SAGA_ACTORS_"
 

@@ -15,16 +15,6 @@ from typing import Any
 import ray
 from loguru import logger
 
-from saga_actors.actors import (
-    deploy_participant,
-    deploy_participants,
-    ensure_services,
-    find_services,
-    saga_hosts,
-)
-from saga_actors.admission import admit, admit_async, admitted_before, build_record
-from saga_actors.catalog import refuse_changed_shape
-from saga_actors.choreography import Choreography
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     OPERATOR_CALL_TIMEOUT_S,
@@ -32,7 +22,8 @@ from saga_actors.constants import (
     participant_actor_name,
     pool_actor_name,
 )
-from saga_actors.definition import Saga, StepKind
+from saga_actors.engine.admission import admit, admit_async, admitted_before, build_record
+from saga_actors.engine.catalog import refuse_changed_shape
 from saga_actors.errors import (
     ClusterUnreachableError,
     InvalidSagaIdError,
@@ -47,15 +38,24 @@ from saga_actors.errors import (
     UnknownPlacementError,
     UnknownSagaTypeError,
 )
-from saga_actors.gateway import get_riding_restarts
-from saga_actors.host import by_shard, shard_of
 from saga_actors.journal import open_journal
-from saga_actors.kv_definitions import KVDefinitions
-from saga_actors.participant import Participant
-from saga_actors.records import SagaRecord, Transition, first_transition, runner_name
-from saga_actors.shapes import shape_hash
-from saga_actors.state import SagaStatus
-from saga_actors.stores import check_reachable as check_store_reachable
+from saga_actors.model.choreography import Choreography
+from saga_actors.model.definition import Saga, StepKind
+from saga_actors.model.records import SagaRecord, Transition, first_transition, runner_name
+from saga_actors.model.shapes import shape_hash
+from saga_actors.model.state import SagaStatus
+from saga_actors.participant.base import Participant
+from saga_actors.participant.stores import check_reachable as check_store_reachable
+from saga_actors.ray.actors import (
+    deploy_participant,
+    deploy_participants,
+    ensure_services,
+    find_services,
+    saga_hosts,
+)
+from saga_actors.ray.definitions import KVDefinitions
+from saga_actors.ray.gateway import get_riding_restarts
+from saga_actors.services.host import by_shard, shard_of
 
 _SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _LIVE = [s for s in SagaStatus if not s.terminal]

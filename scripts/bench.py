@@ -60,7 +60,7 @@ from saga_actors import (  # noqa: E402
     compensation,
     configure_logging,
 )
-from saga_actors.stores import stores_beside  # noqa: E402
+from saga_actors.participant.stores import stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 from scripts.plots import bench_plot, require_matplotlib  # noqa: E402
 

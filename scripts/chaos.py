@@ -50,15 +50,15 @@ from saga_actors import (  # noqa: E402
     SagaStatus,
     configure_logging,
 )
-from saga_actors.actors import find_services  # noqa: E402
 from saga_actors.constants import (  # noqa: E402
     bus_actor_name,
     host_actor_name,
     participant_actor_name,
 )
-from saga_actors.gateway import get_riding_restarts  # noqa: E402
-from saga_actors.records import runner_name  # noqa: E402
-from saga_actors.stores import open_store, stores_beside  # noqa: E402
+from saga_actors.model.records import runner_name  # noqa: E402
+from saga_actors.participant.stores import open_store, stores_beside  # noqa: E402
+from saga_actors.ray.actors import find_services  # noqa: E402
+from saga_actors.ray.gateway import get_riding_restarts  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 from scripts.plots import chaos_plot, require_matplotlib  # noqa: E402
 

@@ -50,8 +50,8 @@ from saga_actors import (  # noqa: E402
     configure_logging,
 )
 from saga_actors.constants import participant_actor_name  # noqa: E402
-from saga_actors.records import runner_name  # noqa: E402
-from saga_actors.stores import stores_beside  # noqa: E402
+from saga_actors.model.records import runner_name  # noqa: E402
+from saga_actors.participant.stores import stores_beside  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 
 EXAMPLES = {

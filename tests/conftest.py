@@ -149,7 +149,7 @@ class RuntimeHarness:
         import ray
 
         from saga_actors.constants import host_actor_name, saga_actor_name
-        from saga_actors.host import shard_of
+        from saga_actors.services.host import shard_of
 
         rt = self.runtime
         name = (host_actor_name(shard_of(saga_id, rt.config.hosts))
@@ -170,8 +170,8 @@ class RuntimeHarness:
     def close(self) -> None:
         import ray
 
-        from saga_actors.actors import find_services
         from saga_actors.constants import host_actor_name
+        from saga_actors.ray.actors import find_services
 
         namespace = self.runtime.config.namespace
         services = [a for a in find_services(namespace) if a is not None]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
-from saga_actors.messages import StepReply, StepRequest
-from saga_actors.testkit import FakeClock  # the users' test kit's clock
+from saga_actors.model.messages import StepReply, StepRequest
+from saga_actors.testing.testkit import FakeClock  # the users' test kit's clock
 
 __all__ = ["FakeClock", "FakeFleet", "FakeGateway", "died", "fail", "ok", "timeout", "until"]
 
@@ -85,7 +85,7 @@ class FakeFleet:
     """
 
     def __init__(self, journal, gateway: FakeGateway, clock: FakeClock) -> None:
-        from saga_actors.instance import SagaInstance
+        from saga_actors.engine.orchestration import SagaInstance
 
         self._make = lambda d, r: SagaInstance(d, r, journal, gateway, clock=clock)
         self.journal = journal

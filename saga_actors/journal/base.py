@@ -6,8 +6,8 @@ import abc
 from collections.abc import Callable, Iterable
 
 from saga_actors.errors import JournalError
-from saga_actors.records import SagaRecord, Signal, Transition
-from saga_actors.state import TERMINAL, SagaStatus
+from saga_actors.model.records import SagaRecord, Signal, Transition
+from saga_actors.model.state import TERMINAL, SagaStatus
 
 SCHEMA_VERSION = 1
 

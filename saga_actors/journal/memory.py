@@ -6,8 +6,8 @@ import threading
 from collections.abc import Iterable
 
 from saga_actors.journal.base import Journal, JournalConflictError
-from saga_actors.records import SagaRecord, Signal, Transition
-from saga_actors.state import SagaStatus
+from saga_actors.model.records import SagaRecord, Signal, Transition
+from saga_actors.model.state import SagaStatus
 
 _STORES: dict[str, tuple[dict[str, str], dict[str, list[str]]]] = {}
 _SIGNALS: dict[str, dict[tuple[str, str], str]] = {}

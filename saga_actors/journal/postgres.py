@@ -30,8 +30,8 @@ from saga_actors.journal.writes import (
     create_args,
     records_query,
 )
-from saga_actors.records import SagaRecord, Signal, Transition
-from saga_actors.state import SagaStatus
+from saga_actors.model.records import SagaRecord, Signal, Transition
+from saga_actors.model.state import SagaStatus
 
 CONNECT_TIMEOUT_S = 5  # an unreachable server is an error within seconds, not a hang
 POOL_SIZE = 4  # reads and plain writes of one process; group commits use their own

@@ -34,8 +34,8 @@ from saga_actors.journal.writes import (
     create_args,
     records_query,
 )
-from saga_actors.records import SagaRecord, Signal, Transition
-from saga_actors.state import SagaStatus
+from saga_actors.model.records import SagaRecord, Signal, Transition
+from saga_actors.model.state import SagaStatus
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -18,8 +18,8 @@ from typing import Any
 
 from saga_actors.errors import JournalError
 from saga_actors.journal.base import JournalConflictError
-from saga_actors.records import SagaRecord, Transition
-from saga_actors.state import SagaStatus
+from saga_actors.model.records import SagaRecord, Transition
+from saga_actors.model.state import SagaStatus
 
 CommitArgs = tuple[tuple, list[tuple]]
 CreateArgs = tuple[tuple, tuple]

@@ -9,7 +9,7 @@ import ray
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import SagaStatus
-from saga_actors.gateway import get_riding_restarts
+from saga_actors.ray.gateway import get_riding_restarts
 from saga_actors.testing import Fault
 from tests.conftest import poll
 

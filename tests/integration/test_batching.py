@@ -19,8 +19,8 @@ from saga_actors import (
     action,
     compensation,
 )
-from saga_actors.gateway import RayGateway
-from saga_actors.messages import StepRequest
+from saga_actors.model.messages import StepRequest
+from saga_actors.ray.gateway import RayGateway
 from saga_actors.testing import Fault
 from tests.conftest import poll, state_address
 from tests.fakes import until

@@ -29,8 +29,8 @@ from saga_actors import (
     SagaStatus,
     UnknownEventError,
 )
-from saga_actors.cli import main
 from saga_actors.constants import bus_actor_name, shard_of
+from saga_actors.ops.cli import main
 from saga_actors.testing import Fault
 from tests.conftest import poll, state_address
 from tests.integration.test_bad_input import journal_rows

@@ -14,8 +14,8 @@ from ray.util.state import list_actors
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import RunnerUnavailableError, SagaStatus
-from saga_actors.cli import main
 from saga_actors.constants import REGISTRY_ACTOR_NAME, host_actor_name, shard_of
+from saga_actors.ops.cli import main
 from saga_actors.testing import Fault
 from tests.conftest import poll, state_address
 

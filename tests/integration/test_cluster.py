@@ -25,8 +25,8 @@ from saga_actors.constants import (
     participant_actor_name,
 )
 from saga_actors.journal import open_journal
-from saga_actors.records import runner_name
-from saga_actors.spread import fair_share
+from saga_actors.model.records import runner_name
+from saga_actors.services.spread import fair_share
 from tests.cluster import BIN, LocalCluster
 from tests.conftest import poll
 

@@ -32,7 +32,7 @@ from saga_actors import (
     action,
     compensation,
 )
-from saga_actors.cli import main
+from saga_actors.ops.cli import main
 from tests.conftest import poll
 
 pytestmark = pytest.mark.ray

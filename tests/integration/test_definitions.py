@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from examples.order_fulfillment import PARTICIPANTS, sample_input
 from saga_actors import RetryPolicy, Saga, SagaConflictError, SagaStatus, Step
-from saga_actors.admission import admit, build_record
 from saga_actors.constants import shard_of
+from saga_actors.engine.admission import admit, build_record
 from saga_actors.testing import Fault
 from tests.conftest import poll
 
@@ -77,7 +77,7 @@ def test_a_saga_whose_definition_nobody_has_waits_visibly_then_recovers(placed):
     the saga waits, and says so (registry, CLI), and runs once the definition comes."""
     from click.testing import CliRunner
 
-    from saga_actors.cli import main
+    from saga_actors.ops.cli import main
 
     actors = placed.deploy_many(PARTICIPANTS)
     rt = placed.runtime
@@ -141,7 +141,7 @@ def test_two_versions_run_side_by_side_and_a_changed_old_version_is_refused(harn
     told v1; each saga runs on its own version, on both placements. Registering another
     shape as v1, while v1 sagas are unfinished, is refused and changes nothing."""
     from saga_actors import SagaDefinitionError, UnknownSagaTypeError
-    from saga_actors.shapes import shape_hash
+    from saga_actors.model.shapes import shape_hash
 
     actors = harness.deploy_many(PARTICIPANTS, payment={"process_payment": Fault(delay_s=1.0)})
     rt = harness.runtime

@@ -27,8 +27,8 @@ from examples.order_choreography import ORDER_CHOREOGRAPHY
 from examples.order_choreography import sample_input as choreography_input
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import SagaStatus
-from saga_actors.cli import main
-from saga_actors.grafana import INSTALLED_NAME, load_dashboard, queries
+from saga_actors.ops.cli import main
+from saga_actors.ops.grafana import INSTALLED_NAME, load_dashboard, queries
 from tests.cluster import free_port
 from tests.conftest import poll, timeline_lanes_and_marks
 

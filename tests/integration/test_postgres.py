@@ -18,7 +18,7 @@ import pytest
 from examples.order_choreography import ORDER_CHOREOGRAPHY
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import SagaStatus
-from saga_actors.stores import stores_beside
+from saga_actors.participant.stores import stores_beside
 from saga_actors.testing import Fault
 from tests.cluster import free_port
 from tests.conftest import poll

@@ -11,7 +11,7 @@ import pytest
 from saga_actors import JournalError, SagaStatus
 from saga_actors.journal import JournalConflictError, open_journal
 from saga_actors.journal.base import SCHEMA_VERSION
-from saga_actors.records import SagaRecord, Signal, Transition
+from saga_actors.model.records import SagaRecord, Signal, Transition
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])

@@ -78,7 +78,7 @@ def test_the_cli_reads_a_postgres_journal_offline(pg_url):
 
     from click.testing import CliRunner
 
-    from saga_actors.cli import main
+    from saga_actors.ops.cli import main
 
     journal = open_journal(pg_url)
     assert journal.create(rec(), tr())

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from saga_actors import Choreography, Reaction, RetryPolicy, SagaDefinitionError, SagaStatus
-from saga_actors.admission import admit, build_record
-from saga_actors.bus import ChoreographyInstance, event_id, track
+from saga_actors.engine.admission import admit, build_record
+from saga_actors.engine.choreography import ChoreographyInstance, event_id, track
 from saga_actors.errors import StepTimeoutError
 from saga_actors.journal import open_journal
 from tests.fakes import FakeClock, FakeGateway, died, fail, ok
@@ -177,7 +177,7 @@ def test_a_poison_event_parks_its_saga_and_retry_delivers_it_again():
     bus = Bus(c, script={("charge", "action"): [fail(), fail(), ok({"charge_done": True})]})
     rec = bus.run()
     assert rec.status is SagaStatus.STUCK and "'charge' failed on 'Reserved'" in rec.error
-    from saga_actors.supervisor import Supervisor
+    from saga_actors.services.supervisor import Supervisor
 
     asyncio.run(Supervisor(bus.journal, fleet=None, clock=bus.clock).retry("s1"))
     rec = bus.run()
@@ -290,8 +290,8 @@ def test_a_handler_that_committed_before_the_bus_died_publishes_its_event_once()
 def test_the_supervisor_measures_a_choreography_mid_reaction_like_any_saga():
     """The stall limit and the progress check (made for orchestrated parallel groups and
     child steps) take a choreographed saga in the middle of a reaction too."""
-    from saga_actors.restarts import stall_limit_s
-    from saga_actors.supervisor import Supervisor
+    from saga_actors.engine.restarts import stall_limit_s
+    from saga_actors.services.supervisor import Supervisor
 
     c = shop_without_timeouts()
     bus = Bus(c)
@@ -303,7 +303,7 @@ def test_the_supervisor_measures_a_choreography_mid_reaction_like_any_saga():
 
 def test_a_signal_for_a_choreographed_saga_is_refused_and_nothing_kept():
     from saga_actors import UnknownSignalError
-    from saga_actors.signals import accept_signal
+    from saga_actors.engine.signals import accept_signal
 
     bus = Bus(shop_without_timeouts())
     with pytest.raises(UnknownSignalError, match="signals it takes: none"):
@@ -319,8 +319,8 @@ def _show_and_picture(bus: Bus) -> tuple[dict, dict]:
     """``show``'s rows by (step, phase) -> outcome, and the timeline's step marks."""
     import xml.etree.ElementTree as ET
 
-    from saga_actors.registry import describe
-    from saga_actors.timeline import render_svg
+    from saga_actors.ops.timeline import render_svg
+    from saga_actors.services.registry import describe
 
     info = describe(bus.journal.load("s1"), bus.journal.history("s1"), hosts=1)
     rows = {(s["step"], s["phase"]): s for s in info["steps"]}

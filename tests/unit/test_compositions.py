@@ -30,8 +30,8 @@ from saga_actors import (
     action,
     compensation,
 )
-from saga_actors.admission import admit, build_record
-from saga_actors.instance import SagaInstance
+from saga_actors.engine.admission import admit, build_record
+from saga_actors.engine.orchestration import SagaInstance
 from saga_actors.journal import open_journal
 from saga_actors.testing import SagaTestKit
 from tests.fakes import FakeClock, FakeGateway

@@ -7,9 +7,9 @@ import concurrent.futures
 
 import pytest
 
-from saga_actors import gateway as gateway_module
-from saga_actors.gateway import MAX_BATCH, RayGateway
-from saga_actors.messages import StepRequest
+from saga_actors.model.messages import StepRequest
+from saga_actors.ray import gateway as gateway_module
+from saga_actors.ray.gateway import MAX_BATCH, RayGateway
 
 
 class _Ref:

@@ -6,9 +6,9 @@ import asyncio
 import uuid
 
 from saga_actors import SagaStatus
-from saga_actors.admission import admit, build_record
-from saga_actors.host import SagaHost, by_shard, shard_of
+from saga_actors.engine.admission import admit, build_record
 from saga_actors.journal import open_journal
+from saga_actors.services.host import SagaHost, by_shard, shard_of
 from tests.fakes import FakeClock, FakeGateway
 from tests.sagas import ORDER
 

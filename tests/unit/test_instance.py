@@ -20,11 +20,11 @@ from saga_actors import (
     Step,
     StepKind,
 )
-from saga_actors.admission import admit, build_record
+from saga_actors.engine.admission import admit, build_record
+from saga_actors.engine.orchestration import SagaInstance
 from saga_actors.errors import StepTimeoutError
-from saga_actors.instance import SagaInstance
 from saga_actors.journal import open_journal
-from saga_actors.records import SagaRecord
+from saga_actors.model.records import SagaRecord
 from tests.fakes import FakeClock, FakeGateway, died, fail, ok, timeout
 from tests.sagas import FAST, ORDER, TRIP, Charge
 
@@ -289,7 +289,7 @@ def test_a_step_after_the_pivot_that_fails_for_good_parks_the_saga_and_undoes_no
     h = Harness(saga, script={("ticket", "action"): [bad] if bad else []})
     if failure == "restart_budget":  # the supervisor gave up restarting it mid-ticket
         h.crash_at("ticket")
-        from saga_actors.restarts import count_restart
+        from saga_actors.engine.restarts import count_restart
         rec = h.journal.load(h.saga_id)
         assert asyncio.run(count_restart(h.journal, rec, what="lost", event="actor_restarted",
                                          why="x", budget=0, backoff=FAST,
@@ -304,7 +304,7 @@ def test_a_step_after_the_pivot_that_fails_for_good_parks_the_saga_and_undoes_no
     if failure != "restart_budget":
         assert "past the pivot 'capture'" in rec.error
     # an operator fixes the cause and retries: the saga goes forward, still undoing nothing
-    from saga_actors.supervisor import Supervisor
+    from saga_actors.services.supervisor import Supervisor
     h.gateway.script[("ticket", "action")] = [ok({"charge_id": "c2"})]
     asyncio.run(Supervisor(h.journal, fleet=None, clock=h.clock).retry(h.saga_id))
     rec = h.run()
@@ -504,7 +504,7 @@ class Card(BaseModel):
 
 
 def test_secret_inputs_reach_participants_but_not_the_registry_views_or_logs():
-    from saga_actors.registry import RegistryEntry, describe
+    from saga_actors.services.registry import RegistryEntry, describe
 
     saga = ORDER.model_copy(update={"name": "card_order", "input_model": Card})
     journal = open_journal(f"memory://{uuid.uuid4().hex}")
@@ -554,8 +554,8 @@ def test_a_misspelled_or_mistyped_transition_field_raises_instead_of_being_journ
     silently dropped a misspelled field and journaled a wrong type as it was."""
     from pydantic import ValidationError
 
-    from saga_actors.events import Event
-    from saga_actors.transitions import prepare
+    from saga_actors.engine.transitions import prepare
+    from saga_actors.model.events import Event
 
     h = Harness()
     rec = h.journal.load(h.saga_id)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from saga_actors import NonRetryableError, Participant, StepContext, action, compensation
-from saga_actors.messages import StepRequest
+from saga_actors.model.messages import StepRequest
 from saga_actors.testing import Fault
 from tests.fakes import until
 
@@ -438,8 +438,8 @@ def test_a_blocking_handler_does_not_freeze_its_participant_and_a_late_effect_is
 
 
 def test_an_async_or_blocking_handlers_db_cannot_escape_its_transaction(slow, store):
-    from saga_actors.handlers import EffectDB
-    from saga_actors.stores import open_store
+    from saga_actors.participant.handlers import EffectDB
+    from saga_actors.participant.stores import open_store
 
     conn = open_store(store).connect()
     db = EffectDB(conn)
@@ -586,7 +586,7 @@ def test_a_helper_or_attribute_may_not_shadow_the_machinery_either(clash):
 
 
 def test_the_reserved_names_cover_every_attribute_a_participant_instance_holds(tmp_path):
-    from saga_actors.participant import _reserved_names
+    from saga_actors.participant.base import _reserved_names
 
     instance = Participant(store=tmp_path / "p.sqlite", name="p")
     assert set(vars(instance)) <= _reserved_names()

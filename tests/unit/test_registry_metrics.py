@@ -8,11 +8,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-from saga_actors.events import Event
 from saga_actors.journal import open_journal
-from saga_actors.records import SagaRecord, Transition, first_transition
-from saga_actors.registry import Registry, RegistryEntry, feed_event
-from saga_actors.state import SagaStatus
+from saga_actors.model.events import Event
+from saga_actors.model.records import SagaRecord, Transition, first_transition
+from saga_actors.model.state import SagaStatus
+from saga_actors.services.registry import Registry, RegistryEntry, feed_event
 
 
 class CountingMetrics:

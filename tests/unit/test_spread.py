@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from saga_actors.spread import KINDS, fair_share, spread_node
+from saga_actors.services.spread import KINDS, fair_share, spread_node
 
 
 def test_every_kind_is_spread_and_no_node_holds_more_than_its_share():

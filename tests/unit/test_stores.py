@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from saga_actors import Participant, ParticipantStoreError, StepContext, action
-from saga_actors.stores import _pg_sql, open_store, participant_store_url
+from saga_actors.participant.stores import _pg_sql, open_store, participant_store_url
 
 
 def test_placeholders_become_psycopgs_outside_quotes_only():
@@ -56,7 +56,7 @@ def location(request, tmp_path):
 def test_named_parameters_and_percent_signs_run_on_both(location):
     import asyncio
 
-    from saga_actors.messages import StepRequest
+    from saga_actors.model.messages import StepRequest
 
     p = Ledger(store=location)
     reply = asyncio.run(p.handle(StepRequest(saga_id="s1", saga_type="t", step="post",
@@ -125,7 +125,7 @@ def test_a_participant_whose_server_connections_were_dropped_waits_and_applies_o
     is applied once, on a new connection, and the dropped one is not the step's failure."""
     import asyncio
 
-    from saga_actors.messages import StepRequest
+    from saga_actors.model.messages import StepRequest
 
     p = Ledger(store=f"{pg_database}?schema=l_{uuid.uuid4().hex[:8]}")
     with psycopg.connect(pg_database, autocommit=True) as admin:

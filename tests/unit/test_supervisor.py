@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from saga_actors import SagaStatus, SagaUsageError
-from saga_actors.admission import admit, build_record
-from saga_actors.definition import RetryPolicy
+from saga_actors.engine.admission import admit, build_record
 from saga_actors.journal import open_journal
-from saga_actors.supervisor import Supervisor, SupervisorSettings
+from saga_actors.model.definition import RetryPolicy
+from saga_actors.services.supervisor import Supervisor, SupervisorSettings
 from tests.fakes import FakeClock, FakeFleet, FakeGateway, fail
 from tests.sagas import ORDER
 
@@ -274,7 +274,7 @@ def test_a_new_actor_gets_a_full_stall_span_however_old_the_journal_entry():
 def test_a_definitions_store_that_cannot_be_read_is_not_taken_for_a_missing_definition():
     """A KV read error is an error, tried again: the saga is not journaled as waiting for
     a definition nobody registered; once the store answers, it runs."""
-    from saga_actors.catalog import Catalog
+    from saga_actors.engine.catalog import Catalog
     from saga_actors.errors import DefinitionStoreError
 
     class Flaky:

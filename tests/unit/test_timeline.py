@@ -7,9 +7,9 @@ from collections import Counter
 
 from examples.trip_booking import PARTICIPANTS, TRIP_BOOKING, sample_input
 from saga_actors import SagaStatus
-from saga_actors.registry import describe
+from saga_actors.ops.timeline import render_svg
+from saga_actors.services.registry import describe
 from saga_actors.testing import SagaTestKit
-from saga_actors.timeline import render_svg
 from tests.conftest import timeline_lanes_and_marks
 
 

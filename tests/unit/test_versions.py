@@ -10,10 +10,10 @@ import pytest
 from pydantic import BaseModel
 
 from saga_actors import SagaDefinitionError, Step
-from saga_actors.admission import admit, build_record
-from saga_actors.catalog import Catalog
+from saga_actors.engine.admission import admit, build_record
+from saga_actors.engine.catalog import Catalog
 from saga_actors.journal import open_journal
-from saga_actors.shapes import shape_changes, shape_hash
+from saga_actors.model.shapes import shape_changes, shape_hash
 from tests.sagas import ORDER
 
 

@@ -1,0 +1,67 @@
+"""How a step's call ended when it did not succeed, and the check of a step's output.
+No Ray."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from saga_actors.model.definition import Step
+from saga_actors.model.messages import encode_json
+from saga_actors.model.validation import validation_brief
+
+SIGNAL_ID = "__signal_id__"  # in a wait step's output: the signal it took (journaled apart)
+
+
+class Failure:
+    """Why a call did not succeed (its error's type and message), whether retrying may
+    help, and whether its effect might have happened all the same."""
+
+    __slots__ = ("error", "error_type", "park", "retryable", "uncertain")
+
+    def __init__(self, error_type: str, error: str, *, retryable: bool,
+                 uncertain: bool, park: bool = False) -> None:
+        self.error_type = error_type
+        self.error = error
+        self.retryable = retryable
+        self.uncertain = uncertain
+        self.park = park  # neither forward nor back is known to be right: STUCK
+
+    @classmethod
+    def refused(cls, error_type: str, error: str, *, retryable: bool) -> Failure:
+        """The participant answered with a failure: its effect did not happen."""
+        return cls(error_type, f"{error_type}: {error}", retryable=retryable, uncertain=False)
+
+    @classmethod
+    def unknown(cls, exc: Exception) -> Failure:
+        """No answer (a timeout, a lost actor): the effect may have happened; retryable."""
+        return cls(type(exc).__name__, str(exc), retryable=True, uncertain=True)
+
+    @classmethod
+    def aborted(cls, error_type: str, reason: str, *, uncertain: bool) -> Failure:
+        """A cancel or the deadline stopped the step (mid-call: ``uncertain``)."""
+        return cls(error_type, reason, retryable=False, uncertain=uncertain)
+
+    @classmethod
+    def bad_output(cls, problem: str) -> Failure:
+        """The participant applied its effect but answered with unusable output."""
+        return cls("InvalidOutput", f"invalid output: {problem}", retryable=False,
+                   uncertain=True)
+
+    def settled_not_applied(self) -> Failure:
+        """The same failure, once the participant fenced the effect: it never happened."""
+        return Failure(self.error_type, self.error, retryable=False, uncertain=False)
+
+
+def checked_output(step: Step, output: Any) -> dict[str, Any]:
+    if not isinstance(output, dict):
+        raise ValueError(f"expected a dict, got {type(output).__name__}")
+    encode_json(output)  # as given (a model would turn NaN into null); NotJSONError
+    if step.output_model is not None:
+        try:
+            output = step.output_model.model_validate(output).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ValueError(validation_brief(exc)) from None
+    return output
+

@@ -1,0 +1,197 @@
+"""What every saga runner shares: one saga's record, journaled transition by transition
+before it is acted on. No Ray.
+
+:class:`~saga_actors.engine.orchestration.SagaInstance` (orchestrated steps) and
+:class:`~saga_actors.engine.choreography.ChoreographyInstance` (a choreography's event
+log) are both a :class:`JournaledRun`: built from the journal after any crash, they carry
+on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loguru import logger
+
+from saga_actors.clock import Clock, SystemClock
+from saga_actors.engine.transitions import prepare
+from saga_actors.journal.base import Journal
+from saga_actors.model.events import Event
+from saga_actors.model.messages import StepReply, StepRequest
+from saga_actors.model.records import SagaRecord, Transition, first_transition
+from saga_actors.model.state import SagaStatus
+
+
+class Gateway(Protocol):
+    """Sends a request to a participant.
+
+    Returns the participant's :class:`StepReply`; raises :class:`StepTimeoutError` after
+    cancelling a call that took longer than ``timeout_s``, or
+    :class:`ParticipantUnavailableError` when the participant died (outcome unknown).
+    """
+
+    async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
+        """One call."""
+
+    async def fence(self, participant: str, saga_id: str, step: str,
+                    timeout_s: float) -> dict[str, Any]:
+        """Settle an action of unknown outcome: ``{"applied": bool, "output": ...}``; the
+        participant makes sure an action it reports as not applied never will be."""
+
+
+TransitionListener = Callable[[SagaRecord, Transition], None]
+# called at the instants a crash is most dangerous: (saga_id, "<step>:<kind>:sent") once the
+# journal holds Event.sent(kind) and before the call goes out, and "<step>:<kind>:replied"
+# once the participant answered and before the journal holds it (see saga_actors.testing)
+FaultPoint = Callable[[str, str], None]
+
+_RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
+
+
+class JournaledRun:
+    """One saga's record, its journal, the gateway to its participants and a clock."""
+
+    def __init__(
+        self,
+        definition: Any,
+        record: SagaRecord,
+        journal: Journal,
+        gateway: Gateway,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_transition: TransitionListener | None = None,
+        fault_point: FaultPoint | None = None,
+    ) -> None:
+        if record.saga_type != definition.name:
+            raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
+        self.definition = definition
+        self.record = record
+        self._journal = journal
+        self._gateway = gateway
+        self._clock = clock or SystemClock()
+        self._rng = rng or _RNG
+        self._on_transition = on_transition
+        self._fault_point = fault_point
+        self._wake = asyncio.Event()
+        self._held: list[Transition] = []  # deferred transitions, journaled with the next
+        self._calls: set[asyncio.Future] = set()  # action calls under way (a halt stops them)
+
+    @property
+    def saga_id(self) -> str:
+        return self.record.saga_id
+
+    async def run(self) -> SagaRecord:
+        """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
+        with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
+            if self.record.seq == 0:
+                # its start was journaled at admission, not here: listeners (the registry's
+                # counters) hear of it now
+                self._notify(self.record, [first_transition(self.record)])
+            if self.record.seq > 0 and not self.record.status.terminal:
+                # Picked up after a crash or a restart: say so, and restart the stall clock.
+                await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
+                                   waiting_for=None)
+            while not self.record.status.terminal:
+                await self._advance()
+        return self.record
+
+    async def _advance(self) -> None:
+        """Take the saga one stretch further (subclasses)."""
+        raise NotImplementedError
+
+    async def request_cancel(self, reason: str) -> bool:
+        """Ask a running saga to abort and compensate. True when it will compensate and end
+        FAILED (also when a cancel was asked before, or it compensates already: asking again
+        is safe); False once it is over or cannot be cancelled any more."""
+        return await self.cancel(reason) is None
+
+    async def cancel(self, reason: str) -> str | None:
+        """:meth:`request_cancel`, answering why not: None when the saga will compensate,
+        else the reason it cannot (said for an operator)."""
+        rec = self.record
+        if rec.status.terminal:
+            return f"it is already {rec.status.value}"
+        if rec.cancel_reason or rec.status is SagaStatus.COMPENSATING:
+            return None
+        refusal = self._cancel_refusal()
+        if refusal:
+            return refusal
+        await self._commit(Event.CANCEL_REQUESTED, cancel_reason=reason,
+                           detail={"reason": reason})
+        self.nudge()
+        return None
+
+    def _cancel_refusal(self) -> str | None:
+        """Why a cancel can no longer make the running saga compensate (subclasses)."""
+        return None
+
+    def _abort_reason(self) -> str | None:
+        """Why the saga must stop going forward now (a cancel, its deadline), if it must."""
+        return None
+
+    def _halt_reason(self) -> str | None:
+        """Why the calls under way must stop now: an abort, or (subclasses) a sibling in a
+        parallel group that failed for good."""
+        return self._abort_reason()
+
+    def nudge(self) -> None:
+        """Wake the saga so it re-checks its deadline, cancel requests and signals now; the
+        calls in flight that must not go on are stopped."""
+        self._wake.set()
+        if self._halt_reason():
+            for call in list(self._calls):
+                if not call.done():
+                    call.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off, but wake early for a cancel or the deadline."""
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        self._wake.clear()
+
+    async def _commit(
+        self,
+        event: Event,
+        *,
+        step: str | None = None,
+        detail: dict[str, Any] | None = None,
+        defer: bool = False,
+        step_attempt: int | None = None,
+        **changes: Any,
+    ) -> None:
+        """Journal a transition (durably: group commit), then make it the saga's state.
+
+        With ``defer=True`` the transition is held back and journaled atomically with the
+        next one: for what nothing acts on before the next write (a step's success before
+        the next send, a published event before its delivery), which that next write
+        therefore still precedes.
+        """
+        new, transition = prepare(
+            self.record, event, now=self._clock.now(), step=step, detail=detail,
+            step_attempt=step_attempt, **changes
+        )
+        self._held.append(transition)
+        self.record = new
+        if defer:
+            return
+        held, self._held = self._held, []
+        await self._journal.write(new, *held)
+        self._notify(new, held)
+
+    def _notify(self, record: SagaRecord, transitions: list[Transition]) -> None:
+        if self._on_transition is None:
+            return
+        for t in transitions:
+            try:
+                self._on_transition(record, t)
+            except Exception:  # a listener must never break the saga
+                logger.exception("transition listener failed")

@@ -1,0 +1,161 @@
+"""What the journal stores: a saga's snapshot and its transitions, as JSON via pydantic."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from saga_actors.constants import POOLED, pool_actor_name, saga_actor_name, shard_of
+from saga_actors.model.events import Event
+from saga_actors.model.state import SagaStatus
+
+Phase = Literal["action", "compensation"]
+
+
+class BusEvent(BaseModel):
+    """One event in a choreographed saga's log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="The same when the handler that published it runs again.")
+    saga_id: str = Field("", description="Its saga (the correlation id).")
+    type: str
+    version: int = Field(1, description="Of the choreography that declares it (its schema).")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    causation_id: str | None = Field(None, description="The event whose handling made it.")
+    producer: str | None = Field(None, description="participant.handler, or who started it.")
+    consumer: str | None = Field(None, description="participant.handler that reacts to it.")
+    at: float = 0.0
+
+
+class Branch(BaseModel):
+    """Where one step of a running parallel group stands (like a lone step's ``attempt``,
+    ``in_flight`` and ``wait_until`` on the record)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt: int = 0
+    in_flight: bool = False
+    until: float | None = Field(None, description="A wait step: when its wait times out.")
+
+
+class SagaRecord(BaseModel):
+    """The latest state of one saga; enough to resume it after any crash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    saga_type: str
+    version: int = 1
+    shape: str | None = Field(None, description="Hash of the definition's shape it was "
+                              "started with (saga_actors.model.shapes); recovery needs the same.")
+    placement: str = "dedicated"
+    parent_id: str | None = Field(None, description="A child saga: its parent, which runs it "
+                                  "(its id is ``<parent_id>/<step>``).")
+    definition_ref: str | None = Field(None, description="module:attr to import the definition")
+    pivot: str | None = Field(None, description="Its pivot step, if any: past it the saga only "
+                              "goes forward.")
+    child_versions: dict[str, int] = Field(
+        default_factory=dict, description="Version of each saga type its child steps run "
+        "(pinned when the root saga started).")
+    status: SagaStatus = SagaStatus.STARTED
+    seq: int = Field(0, description="Number of the last journaled transition.")
+    input: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict, description="Input plus step outputs.")
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cursor: int = Field(0, description="Index of the next forward step.")
+    current_step: str | None = None
+    phase: Phase | None = None
+    attempt: int = 0
+    in_flight: bool = Field(False, description="A call was sent and its outcome not journaled.")
+    branches: dict[str, Branch] = Field(
+        default_factory=dict, description="A parallel group under way: each unfinished step.")
+    wait_until: float | None = Field(None, description="A wait step under way: its timeout.")
+    signals_taken: list[str] = Field(default_factory=list,
+                                     description="Ids of the signals its waits took.")
+    uncertain: list[str] = Field(
+        default_factory=list, description="Steps whose action outcome is unknown (timeout, crash)."
+    )
+    completed: list[str] = Field(default_factory=list, description="Forward steps done, in order.")
+    to_compensate: list[str] = Field(default_factory=list, description="Next compensation first.")
+    compensated: list[str] = Field(default_factory=list, description="In the order compensated.")
+    error: str | None = None
+    stuck_from: SagaStatus | None = Field(None, description="Where a retry resumes a STUCK saga.")
+    restarts: int = Field(0, description="Times the supervisor restarted a lost actor.")
+    cancel_reason: str | None = None
+    waiting_for: str | None = Field(
+        None, description="Set while no process has the saga's definition (it waits, visibly)."
+    )
+    events: list[BusEvent] = Field(
+        default_factory=list, description="A choreographed saga's event log, in order.")
+    awaiting: str | None = Field(
+        None, description="A choreographed saga: the event it waits for, from whom.")
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    deadline_at: float | None = None
+
+    def updated(self, **changes: Any) -> SagaRecord:
+        """A copy with ``changes``, each validated like a field of a new record: a
+        misspelled field or a value of the wrong type raises instead of being journaled."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"SagaRecord has no field {sorted(unknown)}")
+        new = self.model_copy()
+        for name, value in changes.items():
+            _VALIDATOR.validate_assignment(new, name, value)
+        return new
+
+
+class Signal(BaseModel):
+    """An outside event sent to one saga (:meth:`SagaRuntime.signal`), kept in the journal
+    until a wait step takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    signal_id: str = Field(description="Sending the same id again is the same signal.")
+    name: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    at: float = 0.0
+
+
+class Transition(BaseModel):
+    """One journaled event in a saga's history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saga_id: str
+    seq: int
+    at: float
+    event: Event
+    status: SagaStatus
+    step: str | None = None
+    attempt: int = 0
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+_FIELDS = frozenset(SagaRecord.model_fields)
+_VALIDATOR = SagaRecord.__pydantic_validator__
+
+
+def runner_name(record: SagaRecord, hosts: int) -> str:
+    """The Ray actor that runs the saga: ``saga:<id>``, or its ``saga_actors:host:<i>`` (a
+    child saga: its root parent's)."""
+    root = record.saga_id.split("/", 1)[0] if record.parent_id else record.saga_id
+    if record.placement in POOLED:
+        return pool_actor_name(record.placement, shard_of(root, hosts))
+    return saga_actor_name(root)
+
+
+def first_transition(record: SagaRecord) -> Transition:
+    """The ``saga_started`` transition journaled with a new saga."""
+    return Transition(
+        saga_id=record.saga_id,
+        seq=0,
+        at=record.created_at,
+        event=Event.SAGA_STARTED,
+        status=SagaStatus.STARTED,
+        detail={"saga_type": record.saga_type, "version": record.version},
+    )

@@ -1,0 +1,2 @@
+"""What operators use: the ``saga-actors`` command (:mod:`.cli`), timeline pictures
+(:mod:`.timeline`) and the Grafana dashboard (:mod:`.grafana`)."""

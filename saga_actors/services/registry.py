@@ -1,0 +1,315 @@
+"""The registry: an index of every saga, fed by transitions, rebuilt from the journal.
+
+A plain class; :mod:`saga_actors.ray.actors` makes it a named Ray actor. It is a cache: the
+journal stays the source of truth, and :meth:`Registry.resync` repairs whatever feed
+batches were lost while the registry was down. It holds in memory only the sagas still
+open (not COMPLETED or FAILED: those with work to do, and STUCK ones waiting for an
+operator), so its memory follows the sagas in flight, not every saga ever run; finished
+sagas are listed and counted from the journal, by its indexes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from saga_actors.errors import SagaNotFoundError
+from saga_actors.journal.base import Journal
+from saga_actors.model.events import TIMEOUT_ERROR_TYPES, Event
+from saga_actors.model.records import SagaRecord, Transition, runner_name
+from saga_actors.model.state import SagaStatus
+
+
+class RegistryEntry(BaseModel):
+    """What the registry knows of one saga."""
+
+    saga_id: str
+    saga_type: str
+    status: SagaStatus
+    placement: str
+    current_step: str | None
+    attempt: int
+    restarts: int
+    seq: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    error: str | None
+    waiting_for: str | None = None
+
+    @classmethod
+    def of(cls, record: SagaRecord) -> RegistryEntry:
+        return cls(**{name: getattr(record, name) for name in cls.model_fields})
+
+
+class Metrics(Protocol):
+    """Where the registry reports numbers (Ray metrics in production)."""
+
+    def sagas_by_status(self, counts: dict[str, int]) -> None: ...
+    def saga_outcome(self, saga_type: str, outcome: str, *, n: int = 1) -> None: ...
+    def step_outcome(self, saga_type: str, kind: str, outcome: str, *, n: int = 1) -> None: ...
+    def choreography(self, saga_type: str, what: str, *, n: int = 1) -> None: ...
+    def step_latency(self, saga_type: str, seconds: float) -> None: ...
+    def saga_latency(self, saga_type: str, status: str, seconds: float) -> None: ...
+
+
+# what the registry keeps in memory: every status but the two a saga never leaves (a
+# child's undo reopens a COMPLETED saga: the feed brings it back)
+OPEN = frozenset(SagaStatus) - {SagaStatus.COMPLETED, SagaStatus.FAILED}
+
+# how many finished sagas the registry remembers by id and seq, so that a feed batch that
+# comes late (older than the one that finished the saga) cannot bring it back as open
+RECENTLY_FINISHED = 10_000
+
+# a resync looks this far before the last one: a write journaled just before it may be
+# committed just after it
+RESYNC_MARGIN_S = 2.0
+
+# transition event -> (counter kind, outcome); a failed attempt that is not the last one
+# counts as "retried", a timed-out one as "timed_out"
+_OUTCOMES = {
+    Event.STEP_SUCCEEDED: ("step", "succeeded"),
+    Event.ACTION_ATTEMPT_FAILED: ("step", "failed"),
+    Event.STEP_COMPENSATED: ("compensation", "succeeded"),
+    Event.COMPENSATION_ATTEMPT_FAILED: ("compensation", "failed"),
+}
+# the transitions that start or end a saga -> the outcome counted by saga type
+_SAGA_OUTCOMES = {
+    Event.SAGA_STARTED: "started",
+    Event.SAGA_COMPLETED: "completed",
+    Event.SAGA_FAILED: "failed",
+    Event.SAGA_STUCK: "stuck",
+}
+
+
+class Registry:
+    """Index of sagas with queries by id, status, type and time."""
+
+    def __init__(
+        self, journal: Journal, *, metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time, hosts: int = 2,
+    ) -> None:
+        self._journal = journal
+        self._hosts = hosts
+        self._metrics = metrics
+        self._clock = clock
+        self._entries: dict[str, RegistryEntry] = {}
+        self._finished: OrderedDict[str, int] = OrderedDict()  # the latest few: id -> seq
+        self._synced_at = 0.0
+        self.rebuild()
+
+    # --- feeding --------------------------------------------------------------------
+
+    def rebuild(self) -> int:
+        """Reload every open saga from the journal; returns how many."""
+        now = self._clock()
+        self._entries = {r.saga_id: RegistryEntry.of(r)
+                         for r in self._journal.query(statuses=OPEN)}
+        self._synced_at = now
+        return len(self._entries)
+
+    def resync(self, margin_s: float = RESYNC_MARGIN_S) -> int:
+        """Pick up sagas the journal changed since the last sync; returns how many."""
+        now = self._clock()
+        changed = self._journal.query(updated_since=self._synced_at - margin_s)
+        for record in changed:
+            self._put(RegistryEntry.of(record))
+        self._synced_at = now
+        return len(changed)
+
+    def ingest(self, batch: Iterable[dict[str, Any]]) -> None:
+        """Apply a batch of ``{"entry": ..., "events": [feed_event(...), ...]}``."""
+        tally: Counter[tuple[str, ...]] = Counter()  # one counter call per series per batch
+        for item in batch:
+            entry = RegistryEntry.model_validate(item["entry"])
+            self._put(entry)
+            for event in item.get("events", ()):
+                self._count(entry, tally, *event)
+        if self._metrics is not None:
+            for (what, *tags), n in tally.items():
+                getattr(self._metrics, what)(*tags, n=n)
+
+    def _put(self, entry: RegistryEntry) -> None:
+        old = self._entries.get(entry.saga_id)
+        finished_at_seq = self._finished.get(entry.saga_id)
+        if (old is not None and entry.seq < old.seq) or (
+                finished_at_seq is not None and entry.seq <= finished_at_seq):
+            return  # a late batch: what it says is older than what is known
+        if entry.status in OPEN:
+            self._entries[entry.saga_id] = entry
+            self._finished.pop(entry.saga_id, None)
+            return
+        self._entries.pop(entry.saga_id, None)  # finished: the journal answers for it now
+        self._finished[entry.saga_id] = entry.seq  # (and a late batch must not reopen it)
+        self._finished.move_to_end(entry.saga_id)
+        while len(self._finished) > RECENTLY_FINISHED:
+            self._finished.popitem(last=False)
+
+    def _count(self, entry: RegistryEntry, tally: Counter[tuple[str, ...]], event: str,
+               status: str, error_type: str | None, latency_s: float | None,
+               final: bool = True) -> None:
+        if self._metrics is None:
+            return
+        event, status = Event(event), SagaStatus(status)
+        kind_outcome = _OUTCOMES.get(event)
+        if kind_outcome:
+            kind, outcome = kind_outcome
+            if error_type in TIMEOUT_ERROR_TYPES:
+                outcome = "timed_out"
+            elif outcome == "failed" and not final:
+                outcome = "retried"
+            tally["step_outcome", entry.saga_type, kind, outcome] += 1
+        saga_outcome = _SAGA_OUTCOMES.get(event)
+        if event is Event.EVENT_PUBLISHED and status is SagaStatus.COMPLETED:
+            saga_outcome = "completed"  # a choreography ends on its terminal event
+        if saga_outcome:
+            tally["saga_outcome", entry.saga_type, saga_outcome] += 1
+        if entry.placement == "choreography":
+            what = ("delivered" if event.is_sent else "published"
+                    if event is Event.EVENT_PUBLISHED else "parked"
+                    if event is Event.SAGA_STUCK else None)
+            if what:
+                tally["choreography", entry.saga_type, what] += 1
+        if event is Event.STEP_SUCCEEDED and latency_s is not None:
+            self._metrics.step_latency(entry.saga_type, latency_s)
+        if status.terminal and entry.finished_at is not None:
+            self._metrics.saga_latency(entry.saga_type, status.value,
+                                       entry.finished_at - entry.created_at)
+
+    def publish(self) -> None:
+        """Re-set the by-status gauges (Ray drops a gauge not re-set for ~30 s)."""
+        if self._metrics is not None:
+            self._metrics.sagas_by_status(self.counts())
+
+    # --- queries --------------------------------------------------------------------
+
+    def get(self, saga_id: str) -> dict[str, Any]:
+        """One saga: its entry, its steps with attempts and timings, its full history."""
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        self._put(RegistryEntry.of(record))
+        return describe(record, self._journal.history(saga_id), hosts=self._hosts)
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        saga_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Entries, newest first, filtered and paged: open sagas from memory, the rest
+        from the journal."""
+        wanted = SagaStatus(status) if status else None
+        if wanted is None or wanted not in OPEN:
+            records = self._journal.query(
+                statuses=[wanted] if wanted else None, saga_type=saga_type, since=since,
+                until=until, limit=limit, offset=offset, newest_first=True)
+            return [RegistryEntry.of(r).model_dump(mode="json") for r in records]
+        rows = [
+            e for e in self._entries.values()
+            if e.status is wanted
+            and (saga_type is None or e.saga_type == saga_type)
+            and (since is None or e.created_at >= since)
+            and (until is None or e.created_at < until)
+        ]
+        rows.sort(key=lambda e: (e.created_at, e.saga_id), reverse=True)
+        return [e.model_dump(mode="json") for e in rows[offset : offset + limit]]
+
+    def counts(self) -> dict[str, int]:
+        """Sagas by status, every status present (from the journal's index)."""
+        return self._journal.counts()
+
+    def __len__(self) -> int:
+        """How many sagas the registry holds in memory (the open ones)."""
+        return len(self._entries)
+
+
+def feed_event(transition: Transition) -> tuple[str, str, str | None, float | None, bool]:
+    """What the registry needs of a transition for its metrics, in a few bytes: the event,
+    the status, the failure's error type, the latency, and whether a failed attempt was the
+    last one."""
+    detail = transition.detail
+    return (Event(transition.event).value, transition.status.value, detail.get("error_type"),
+            detail.get("latency_s"), bool(detail.get("final", True)))
+
+
+def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> dict[str, Any]:
+    """One saga as ``show`` presents it: entry, the actor that runs it (``saga:<id>`` or
+    its host), steps with timings, full history."""
+    return {
+        **RegistryEntry.of(record).model_dump(mode="json"),
+        "runner": runner_name(record, hosts),
+        "parent_id": record.parent_id,
+        "children": list(dict.fromkeys(t.detail["child_id"] for t in history
+                                       if t.event is Event.CHILD_STARTED)),
+        "version": record.version,
+        "shape": record.shape,
+        "pivot": record.pivot,
+        "completed_steps": record.completed,
+        "compensated_steps": record.compensated,
+        "awaiting": record.awaiting,
+        "awaiting_s": (round(time.time() - record.updated_at, 1)
+                       if record.awaiting and not record.status.terminal else None),
+        "events": [e.model_dump(mode="json", exclude={"payload"}) for e in record.events],
+        "steps": steps_from_history(history),
+        "history": [t.model_dump(mode="json") for t in history],
+    }
+
+
+def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
+    """Per step and phase: attempts, first sent, ended, outcome (``in flight``,
+    ``succeeded``, ``compensated``, ``failed``) and last error. The same rows for both
+    styles: a choreographed reaction ends with the event it published (``succeeded`` or
+    ``compensated``; a failure event after its last failed attempt leaves it ``failed``)."""
+    steps: dict[tuple[str, str], dict[str, Any]] = {}
+    latest: dict[str, str] = {}  # step -> the phase of its latest call
+    for t in history:
+        if not t.step:
+            continue
+        if t.event is Event.EVENT_PUBLISHED:
+            _close_reaction(steps, t, t.detail.get("phase") or latest.get(t.step))
+            continue
+        phase = t.event.phase
+        if phase is None:
+            continue
+        latest[t.step] = phase
+        row = steps.setdefault((t.step, phase), {
+            "step": t.step, "phase": phase, "attempts": 0, "started_at": None,
+            "ended_at": None, "outcome": "in flight", "last_error": None,
+        })
+        if t.event.is_sent:
+            row["attempts"] = max(row["attempts"], t.attempt)
+            row["started_at"] = row["started_at"] or t.at
+        elif t.event.is_attempt_failure:
+            row["last_error"] = t.detail.get("error")
+            if t.detail.get("final"):
+                row["outcome"], row["ended_at"] = "failed", t.at
+        elif t.event.is_step_success:
+            row["outcome"], row["ended_at"] = _DONE[phase], t.at
+    for row in steps.values():
+        if row["started_at"] and row["ended_at"]:
+            row["duration_s"] = round(row["ended_at"] - row["started_at"], 6)
+    return list(steps.values())
+
+
+_DONE = {"action": "succeeded", "compensation": "compensated"}  # a step phase that ended well
+
+
+def _close_reaction(steps: dict[tuple[str, str], dict[str, Any]], t: Transition,
+                    phase: str | None) -> None:
+    """A reaction's event is out: the reaction ended well, unless it failed for good (a
+    journal from before events carried their outcome: unless its row already says so)."""
+    row = steps.get((t.step or "", phase or ""))
+    if row is None:
+        return
+    outcome = t.detail.get("outcome")
+    if outcome == "succeeded" or (outcome is None and row["outcome"] == "in flight"):
+        row["outcome"], row["ended_at"] = _DONE[row["phase"]], t.at
