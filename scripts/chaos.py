@@ -57,8 +57,8 @@ from saga_actors.constants import (  # noqa: E402
 )
 from saga_actors.model.records import runner_name  # noqa: E402
 from saga_actors.participant.stores import open_store, stores_beside  # noqa: E402
-from saga_actors.ray.actors import find_services  # noqa: E402
 from saga_actors.ray.gateway import get_riding_restarts  # noqa: E402
+from saga_actors.ray.services import find_services  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 from scripts.plots import chaos_plot, require_matplotlib  # noqa: E402
 

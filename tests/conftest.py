@@ -171,7 +171,7 @@ class RuntimeHarness:
         import ray
 
         from saga_actors.constants import host_actor_name
-        from saga_actors.ray.actors import find_services
+        from saga_actors.ray.services import find_services
 
         namespace = self.runtime.config.namespace
         services = [a for a in find_services(namespace) if a is not None]

@@ -14,7 +14,6 @@ that do not take it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -26,6 +25,14 @@ from loguru import logger
 
 from saga_actors.errors import JournalError
 from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
+from saga_actors.journal.sqlite_file import (
+    WriterConnection,
+    error_kind,
+    explain,
+    identity,
+    lock_writer,
+    unlock_writer,
+)
 from saga_actors.journal.writes import (
     CommitArgs,
     CreateArgs,
@@ -111,9 +118,9 @@ class SqliteJournal(GroupCommitted, Journal):
                     # (an actor opening the cluster's journal writes nothing: each saga
                     # actor opens it, and a write here queued for the write lock)
                     self._migrate()
-            self._identity = _identity(self.path)
+            self._identity = identity(self.path)
         except sqlite3.DatabaseError as exc:
-            raise JournalError(url, _explain(self.path, exc)) from None
+            raise JournalError(url, explain(self.path, exc)) from None
         except OSError as exc:
             raise JournalError(url, f"cannot create {self.path.parent}: {exc}") from None
 
@@ -166,7 +173,7 @@ class SqliteJournal(GroupCommitted, Journal):
                 self.end(self._db, commit=True)
                 return done
             except sqlite3.DatabaseError as exc:
-                raise JournalError(self.url, f"write failed: {_explain(self.path, exc)}") from None
+                raise JournalError(self.url, f"write failed: {explain(self.path, exc)}") from None
 
     def create(self, record: SagaRecord, transition: Transition) -> bool:
         return self.create_many([(record, transition)])[0]
@@ -248,23 +255,23 @@ class SqliteJournal(GroupCommitted, Journal):
         """A new connection to the same file, with the journal's settings."""
         db = sqlite3.connect(self.path, timeout=self._attempt_s,
                              isolation_level=None, check_same_thread=False,
-                             factory=_Connection)
+                             factory=WriterConnection)
         db.execute("PRAGMA synchronous=FULL")
         db.writer_lock = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                                  0o600)
         return db
 
-    def check_identity(self) -> None:
+    def checkidentity(self) -> None:
         """Refuse to write if the file was deleted or replaced since it was opened: SQLite
         would go on writing to a file nobody can open again."""
-        if self._identity is not None and _identity(self.path) != self._identity:
+        if self._identity is not None and identity(self.path) != self._identity:
             raise sqlite3.OperationalError("the journal file was deleted or replaced while open")
 
     def begin(self, db: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE`` on ``db``, waiting for another process's write lock up to the
         busy timeout and saying so while it waits."""
-        self.check_identity()
-        _lock_writer(db, wait=True)
+        self.checkidentity()
+        lock_writer(db, wait=True)
         started = time.monotonic()
         while True:
             try:
@@ -272,11 +279,11 @@ class SqliteJournal(GroupCommitted, Journal):
                 return
             except sqlite3.OperationalError as exc:
                 waited = time.monotonic() - started
-                if _kind(exc) != "busy":
-                    _unlock_writer(db)
+                if error_kind(exc) != "busy":
+                    unlock_writer(db)
                     raise
                 if waited >= self._busy_timeout_s:
-                    _unlock_writer(db)
+                    unlock_writer(db)
                     raise sqlite3.OperationalError(
                         f"database is locked by another process (waited {waited:.0f}s for its "
                         "write lock)") from None
@@ -285,16 +292,16 @@ class SqliteJournal(GroupCommitted, Journal):
 
     def try_begin(self, db: sqlite3.Connection) -> bool:
         """``BEGIN IMMEDIATE`` only if no other connection holds the write lock now."""
-        self.check_identity()
-        if not _lock_writer(db, wait=False):
+        self.checkidentity()
+        if not lock_writer(db, wait=False):
             return False
         db.execute("PRAGMA busy_timeout=0")
         try:
             db.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError as exc:
-            _unlock_writer(db)
-            if _kind(exc) != "busy":
+            unlock_writer(db)
+            if error_kind(exc) != "busy":
                 raise
             return False
         finally:
@@ -304,12 +311,12 @@ class SqliteJournal(GroupCommitted, Journal):
         try:
             db.execute("COMMIT" if commit else "ROLLBACK")
         finally:
-            _unlock_writer(db)
+            unlock_writer(db)
 
     def failure(self, exc: BaseException) -> tuple[str, bool] | None:
         if not isinstance(exc, sqlite3.DatabaseError):
             return None
-        return _explain(self.path, exc), False  # the file stays: keep the connection
+        return explain(self.path, exc), False  # the file stays: keep the connection
 
     def close(self) -> None:
         self._stop_committer()
@@ -318,78 +325,6 @@ class SqliteJournal(GroupCommitted, Journal):
 
 
 LOCK_POLL_S = 2.0  # how long one attempt waits for another process's write lock
-
-
-class _Connection(sqlite3.Connection):
-    """A connection with its own handle on the writer lock file (a ``flock`` is held per
-    open file, so each connection needs its own to exclude the others)."""
-
-    writer_lock: int | None = None
-
-    def close(self) -> None:
-        super().close()
-        if self.writer_lock is not None:
-            os.close(self.writer_lock)
-            self.writer_lock = None
-
-
-def _lock_writer(db: sqlite3.Connection, *, wait: bool) -> bool:
-    """Take the writer lock (False: held by another and ``wait`` is false). A connection
-    without a lock file (read-only) takes nothing."""
-    fd = getattr(db, "writer_lock", None)
-    if fd is None:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _unlock_writer(db: sqlite3.Connection) -> None:
-    fd = getattr(db, "writer_lock", None)
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-# SQLite's primary result codes (sqlite3.SQLITE_* from Python 3.11)
-_KINDS = {5: "busy", 6: "busy", 8: "readonly", 11: "corrupt", 26: "corrupt"}
-
-
-def _kind(exc: sqlite3.DatabaseError) -> str | None:
-    """busy, readonly or corrupt, by SQLite's error code (``sqlite_errorcode``); by its
-    message only where there is no code (an error raised without one)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return _KINDS.get(code & 0xFF)
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return "busy"
-    if "readonly" in text or "read-only" in text:
-        return "readonly"
-    if "not a database" in text or "malformed" in text:
-        return "corrupt"
-    return None
-
-
-def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
-    """SQLite's complaint, said in terms of the journal file."""
-    text, kind = str(exc), _kind(exc)
-    if kind == "readonly":
-        return f"{path} is read-only: the journal must be writable by the runtime ({text})"
-    if kind == "corrupt":
-        return f"{path} is corrupt or not an SQLite file ({text})"
-    if kind == "busy":
-        return f"{path}: {text}"
-    return f"cannot open {path}: {text}"
 
 
 def _apply_create(db: sqlite3.Connection, args: CreateArgs) -> bool:

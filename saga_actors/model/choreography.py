@@ -218,6 +218,12 @@ def check_graph(c: Choreography) -> None:
         if r.name not in reachable:
             raise ValueError(f"reaction {r.name!r} (on {r.on!r}) is unreachable from "
                              f"{c.start!r}")
+    _check_compensations(c, by_event)
+
+
+def _check_compensations(c: Choreography, by_event: dict[str, Reaction]) -> None:
+    """After a reaction that has a compensation succeeded, every failure or timeout event
+    further on must lead to one of its compensations."""
     undone_by: dict[str, set[str]] = {}
     for r in c.reactions:
         if r.compensates:

@@ -85,7 +85,7 @@ def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, p
                           timeout_s=240, check=False)
         if "No available agent" in job.stderr:  # the head's job agent is still starting
             return None
-        assert job.returncode == 0, job.stderr[-3000:]
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
         return job
 
     job = poll(submit, timeout_s=120, every_s=2, what="the job agent to take the job")

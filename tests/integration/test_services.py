@@ -18,7 +18,7 @@ from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_i
 from saga_actors import Saga, SagaStatus
 from saga_actors.constants import REGISTRY_ACTOR_NAME, SUPERVISOR_ACTOR_NAME, saga_actor_name
 from saga_actors.ops.cli import main as cli_main
-from saga_actors.ray.actors import find_services
+from saga_actors.ray.services import find_services
 from saga_actors.testing import Fault
 from tests.conftest import ROOT, poll, state_address
 

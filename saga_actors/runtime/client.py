@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,22 +14,17 @@ from loguru import logger
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
-    OPERATOR_CALL_TIMEOUT_S,
     POOLED,
     participant_actor_name,
     pool_actor_name,
 )
 from saga_actors.engine.admission import admit, admit_async, admitted_before, build_record
-from saga_actors.engine.catalog import refuse_changed_shape
 from saga_actors.errors import (
-    ClusterUnreachableError,
     InvalidSagaIdError,
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
-    SagaNotFoundError,
     SagaUsageError,
-    SagaWaitTimeoutError,
     UnknownEventError,
     UnknownParticipantError,
     UnknownPlacementError,
@@ -41,20 +33,17 @@ from saga_actors.errors import (
 from saga_actors.journal import open_journal
 from saga_actors.model.choreography import Choreography
 from saga_actors.model.definition import Saga, StepKind
-from saga_actors.model.records import SagaRecord, Transition, first_transition, runner_name
-from saga_actors.model.shapes import shape_hash
+from saga_actors.model.records import SagaRecord, first_transition, runner_name
 from saga_actors.model.state import SagaStatus
 from saga_actors.participant.base import Participant
 from saga_actors.participant.stores import check_reachable as check_store_reachable
-from saga_actors.ray.actors import (
-    deploy_participant,
-    deploy_participants,
-    ensure_services,
-    find_services,
-    saga_hosts,
-)
-from saga_actors.ray.definitions import KVDefinitions
 from saga_actors.ray.gateway import get_riding_restarts
+from saga_actors.ray.participants import deploy_participant, deploy_participants
+from saga_actors.ray.sagas import saga_hosts
+from saga_actors.ray.services import ensure_services
+from saga_actors.runtime.cluster import check_reachable, connect, pin_to_local_files
+from saga_actors.runtime.definitions import RuntimeDefinitions
+from saga_actors.runtime.queries import QueriesAndActions
 from saga_actors.services.host import by_shard, shard_of
 
 _SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -64,73 +53,12 @@ _SHAPE_CHECK_LIMIT = 10_000  # unfinished sagas read when a definition is regist
 Progress = Callable[[SagaRecord], None]
 
 
-def connect(config: RuntimeConfig, address: str | None = None, **init_kwargs: Any) -> None:
-    """Attach to Ray at ``address``, or start an embedded local Ray when it is None."""
-    if ray.is_initialized():
-        return
-    ray.init(address=address, namespace=config.namespace, **init_kwargs)
-
-
-def check_reachable(address: str, timeout_s: float = 3.0) -> None:
-    """Fail fast with :class:`ClusterUnreachableError` when nothing listens at a
-    ``HOST:PORT`` (or ``ray://HOST:PORT``) address; Ray itself retries for a minute."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep:
-        return  # "auto", "local": Ray resolves those itself
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            pass
-    except ValueError:
-        raise ClusterUnreachableError(address, f"{port!r} is not a port number") from None
-    except OSError as exc:
-        raise ClusterUnreachableError(address, exc.strerror or str(exc)) from None
-
-
-def pin_to_local_files(config: RuntimeConfig) -> RuntimeConfig:
-    """On a multi-node cluster, pin the runtime's actors to this driver's node while any of
-    its files lives on a local disk (the participants' SQLite stores, an SQLite journal).
-    With the journal and the stores in PostgreSQL, or on one node, nothing changes."""
-    files = [what for what, local in (
-        ("the participants' SQLite stores", not config.store_url),
-        ("the SQLite journal", config.journal.startswith("sqlite"))) if local]
-    if config.pin_node_id or not files:
-        return config
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    if len(alive) < 2:
-        return config
-    node = ray.get_runtime_context().get_node_id()
-    logger.warning("{} Ray nodes: every saga_actors actor is pinned to node {} (this "
-                   "driver's), which holds {}; put them in PostgreSQL (journal_url, "
-                   "store_url) to let actors run on any node", len(alive), node,
-                   " and ".join(files))
-    return config.model_copy(update={"pin_node_id": node})
-
-
-def definition_ref(saga: Saga) -> str | None:
-    """``module:attr`` under which ``saga`` can be imported again, or None (a saga made in
-    ``__main__`` or inside a function: then the cluster's catalog has it, and after a
-    whole-cluster restart its sagas wait until it is registered again). The module of its
-    input model is looked in first, then every loaded module (once per saga type)."""
-    first = saga.input_model.__module__
-    for module_name in [first, *(m for m in list(sys.modules) if m != first)]:
-        module = sys.modules.get(module_name)
-        if module is None or module is sys.modules.get("__main__"):  # (__mp_main__ too)
-            continue
-        try:
-            found = next((a for a, v in vars(module).items() if v is saga), None)
-        except TypeError:  # a module object without a __dict__
-            continue
-        if found:
-            return f"{module_name}:{found}"
-    return None
-
-
 def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
     """A just-journaled record, handed to its host to save it a journal read."""
     return [record.model_dump(mode="json")] if record.seq == 0 else None
 
 
-class SagaRuntime:
+class SagaRuntime(QueriesAndActions):
     """Start sagas, query them, wait for them, cancel them.
 
     Options are keyword-only; each falls back to ``SAGA_ACTORS_<NAME>`` in the environment,
@@ -159,26 +87,19 @@ class SagaRuntime:
         if self.config.store_url:  # a participant that cannot open its store never serves
             check_store_reachable(self.config.store_url)
         self.journal = open_journal(self.config.journal)
-        self._catalog: dict[str, dict[int, Saga | Choreography]] = {}  # name -> version
+        self.definitions = RuntimeDefinitions(self.journal, self.config.namespace)
         self._participants_ok: set[tuple[str, str, str]] = set()
         self._services: tuple[Any, Any] | None = None
         self._pools: dict[str, list[Any]] = {}  # hosts, buses: by placement
         self._deployed: dict[str, int] = {}  # participant name -> its place, to spread them
         self._registered: set[tuple[str, str]] = set()
-        self._published: set[tuple[str, int]] = set()
-        self._refs: dict[tuple[str, int], str | None] = {}  # by name and version
-        self._connected = False
         self._executing = 0  # execute() calls under way: one alone commits its start at once
         self.journal.write_alone_when(lambda: self._executing <= 1)
         for saga in sagas:
             self.register(saga)
         connect(self.config, address, **(ray_init or {}))
         self.config = pin_to_local_files(self.config)
-        self._connected = True
-        for versions in self._catalog.values():
-            for saga in versions.values():
-                self._check_shape_in_cluster(saga)
-                self._publish(saga)
+        self.definitions.connect()
 
     # --- services -------------------------------------------------------------------
 
@@ -230,77 +151,13 @@ class SagaRuntime:
         with another shape (registered here or in the cluster, or pinned by unfinished
         sagas in the journal) is refused with :class:`SagaDefinitionError` naming what
         changed."""
-        if not isinstance(saga, (Saga, Choreography)):
-            raise SagaUsageError(f"register() takes a Saga or a Choreography, not "
-                                 f"{type(saga).__name__}")
-        known = self._catalog.get(saga.name, {}).get(saga.version)
-        if known is not None and known is not saga:
-            refuse_changed_shape(known, saga)
-        self._check_shape_in_journal(saga)
-        if self._connected:
-            self._check_shape_in_cluster(saga)
-        self._catalog.setdefault(saga.name, {})[saga.version] = saga
-        if self._connected:
-            self._publish(saga)
-
-    def _check_shape_in_cluster(self, saga: Saga | Choreography) -> None:
-        """Refuse ``saga`` if the cluster's shared definitions hold its version with
-        another shape (another driver registered it)."""
-        try:
-            shared = KVDefinitions(self.config.namespace).get(saga.name, saga.version)
-        except Exception:  # noqa: BLE001 - unreadable (an older pickle): nothing to compare
-            shared = None
-        if shared is not None:
-            refuse_changed_shape(shared, saga)
-
-    def _check_shape_in_journal(self, saga: Saga | Choreography) -> None:
-        """Refuse ``saga`` if unfinished sagas of its name and version were started with
-        another shape (the journal keeps only its hash)."""
-        shape = shape_hash(saga)
-        pinned = Counter(r.shape for r in self.journal.query(
-            statuses=_LIVE, saga_type=saga.name, limit=_SHAPE_CHECK_LIMIT)
-            if r.version == saga.version and r.shape and r.shape != shape)
-        if pinned:
-            other, n = pinned.most_common(1)[0]
-            raise SagaDefinitionError(saga.name, f"{n} unfinished saga(s) of version "
-                                      f"{saga.version} in the journal were started with "
-                                      f"shape {other}, and this definition has shape "
-                                      f"{shape}: register the changed definition as version "
-                                      f"{saga.version + 1}, and the old one as "
-                                      f"{saga.version} until they finish")
-
-    def _ref(self, saga: Saga) -> str | None:
-        key = (saga.name, saga.version)
-        if key not in self._refs:
-            self._refs[key] = definition_ref(saga)
-        return self._refs[key]
-
-    def _publish(self, saga: Saga) -> None:
-        """Put ``saga`` in the cluster's shared definitions; wake a running supervisor."""
-        key = (saga.name, saga.version)
-        if key in self._published:
-            return
-        KVDefinitions(self.config.namespace).put(saga)
-        self._published.add(key)
-        supervisor = find_services(self.config.namespace)[0]
-        if supervisor is not None:
-            supervisor.register.remote([saga])  # it looks at waiting sagas now
+        self.definitions.register(saga)
 
     def definition(self, saga_type: str | Saga | Choreography,
                    version: int | None = None) -> Saga | Choreography:
         """The registered definition called ``saga_type``: its newest version, or
         ``version``."""
-        if isinstance(saga_type, (Saga, Choreography)):
-            return saga_type
-        versions = self._catalog.get(saga_type)
-        if not versions:
-            raise UnknownSagaTypeError(str(saga_type), tuple(self._catalog))
-        if version is None:
-            return versions[max(versions)]
-        if version not in versions:
-            raise UnknownSagaTypeError(f"{saga_type} v{version}", tuple(
-                f"{saga_type} v{v}" for v in sorted(versions)))
-        return versions[version]
+        return self.definitions.get(saga_type, version)
 
     def deploy(
         self,
@@ -420,14 +277,14 @@ class SagaRuntime:
             raise UnknownPlacementError(placement, known)
         record = build_record(
             saga, saga_id, payload, now=time.time(), placement=placement,
-            definition_ref=self._ref(saga), max_bytes=self.config.max_input_bytes,
+            definition_ref=self.definitions.ref(saga), max_bytes=self.config.max_input_bytes,
         )
         children = self._children_of(saga) if isinstance(saga, Saga) else {}
         if children:  # the versions its child steps run are pinned with it
             record = record.model_copy(update={"child_versions": {
                 name: child.version for name, child in children.items()}})
         for definition in (saga, *children.values()):
-            self._publish(definition)
+            self.definitions.publish(definition)
             self._check_participants(definition)
             self._register(definition, placement)
         return saga, record
@@ -589,150 +446,6 @@ class SagaRuntime:
             return record
         finally:
             self._executing -= 1
-
-    # --- queries --------------------------------------------------------------------
-
-    def get(self, saga_id: str) -> SagaRecord:
-        """The journaled state of ``saga_id``."""
-        record = self.journal.load(saga_id)
-        if record is None:
-            raise SagaNotFoundError(saga_id)
-        return record
-
-    def history(self, saga_id: str) -> list[Transition]:
-        """Every journaled transition of ``saga_id``, oldest first."""
-        self.get(saga_id)
-        return self.journal.history(saga_id)
-
-    def list(
-        self,
-        *,
-        status: SagaStatus | str | None = None,
-        saga_type: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[SagaRecord]:
-        """Sagas, newest first (as the CLI and the registry list them), filtered and
-        paged."""
-        statuses = None if status is None else [SagaStatus(status)]
-        return self.journal.query(
-            statuses=statuses, saga_type=saga_type, since=since, until=until,
-            limit=limit, offset=offset, newest_first=True,
-        )
-
-    def wait(
-        self,
-        saga_id: str,
-        *,
-        timeout_s: float = 60.0,
-        poll_s: float = 0.05,
-        on_progress: Progress | None = None,
-    ) -> SagaRecord:
-        """Block until ``saga_id`` is terminal; raise :class:`SagaWaitTimeoutError` past
-        ``timeout_s``. ``on_progress`` sees each new state."""
-        return self.wait_all([saga_id], timeout_s=timeout_s, poll_s=poll_s,
-                             on_progress=on_progress)[0]
-
-    def wait_all(
-        self,
-        saga_ids: Iterable[str],
-        *,
-        timeout_s: float = 60.0,
-        poll_s: float = 0.05,
-        on_progress: Progress | None = None,
-    ) -> list[SagaRecord]:
-        """Block until every saga is terminal; records in the order given."""
-        ids = list(saga_ids)
-        if on_progress is None and len(ids) > 1:
-            self._wait_hosted(ids, timeout_s)  # hosts answer for their sagas in bulk
-        seen: dict[str, int] = {}
-        done: dict[str, SagaRecord] = {}
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for saga_id in ids:
-                if saga_id in done:
-                    continue
-                record = self.get(saga_id)
-                if on_progress is not None and seen.get(saga_id) != record.seq:
-                    seen[saga_id] = record.seq
-                    on_progress(record)
-                if record.status.terminal:
-                    done[saga_id] = record
-            if len(done) == len(ids):
-                return [done[i] for i in ids]
-            if time.monotonic() >= deadline:
-                late = next(self.get(i) for i in ids if i not in done)
-                raise SagaWaitTimeoutError(late.saga_id, late.status.value, timeout_s)
-            time.sleep(poll_s)
-
-    def _wait_hosted(self, ids: list[str], timeout_s: float) -> None:
-        """Ask each host (and bus) once for all of its sagas among ``ids`` (cheaper than
-        polling)."""
-        wanted = set(ids)
-        refs = []
-        for placement in POOLED:
-            pooled = [r.saga_id for r in self.journal.query(placement=placement,
-                                                            statuses=_LIVE)
-                      if r.saga_id in wanted]
-            if pooled:
-                pool = self._pool(placement)
-                refs += [pool[i].wait.remote(group)
-                         for i, group in by_shard(pooled, self.config.hosts).items()]
-        if not refs:
-            return
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-        try:
-            ray.get(ready)
-        except ray.exceptions.RayError:
-            self._pools.clear()  # a host died: look the hosts up again next time
-
-    # --- operator actions -----------------------------------------------------------
-
-    def cancel(self, saga_id: str, reason: str = "cancelled by operator") -> bool:
-        """Abort a running or queued saga: True when it will compensate and end FAILED
-        (asking again is safe); False when it cannot (already over, or past its pivot).
-        Raises :class:`RunnerUnavailableError` when the actor running it does not answer
-        (the cancel may still land later)."""
-        self.get(saga_id)
-        return self._ask_supervisor("cancel", saga_id, reason)
-
-    def retry(self, saga_id: str) -> str:
-        """Re-drive a STUCK saga from where it stuck; returns the status it resumes in."""
-        self.get(saga_id)
-        return self._ask_supervisor("retry", saga_id)
-
-    def resolve(self, saga_id: str, note: str) -> None:
-        """Mark a STUCK saga resolved by hand: it ends FAILED with ``note`` in its history."""
-        self.get(saga_id)
-        self._ask_supervisor("resolve", saga_id, note)
-
-    def signal(self, saga_id: str, name: str, payload: Any = None, *,
-               signal_id: str | None = None) -> str:
-        """Send the outside signal ``name`` to ``saga_id`` (a wait step takes it); returns
-        its signal id. It is journaled at once, also before the saga reaches its wait; the
-        same ``signal_id`` sent again is taken once. Raises :class:`SagaNotFoundError`,
-        :class:`SagaFinishedError`, :class:`UnknownSignalError` (no wait step takes this
-        name) or :class:`SignalPayloadError` (the payload fails the wait's model): then
-        nothing is journaled."""
-        self.get(saga_id)
-        signal_id = signal_id or uuid.uuid4().hex
-        if hasattr(payload, "model_dump"):
-            payload = payload.model_dump(mode="json")
-        self._ask_supervisor("signal", saga_id, name, payload or {}, signal_id)
-        return signal_id
-
-    def _ask_supervisor(self, method: str, *args: Any) -> Any:
-        """An operator's request; a saga_actors error the supervisor raises (the saga is
-        not STUCK, its host did not answer) comes back as itself."""
-        try:
-            return ray.get(getattr(self.supervisor, method).remote(*args),
-                           timeout=OPERATOR_CALL_TIMEOUT_S)
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, SagaError):
-                raise exc.cause from None
-            raise
 
     def close(self) -> None:
         """Close the journal connection (Ray stays up, and so do the sagas)."""
