@@ -18,6 +18,7 @@ from saga_actors.engine.children import nudge_child, run_child, undo_child
 from saga_actors.engine.failures import SIGNAL_ID, Failure, checked_output
 from saga_actors.engine.runner import Gateway, JournaledRun
 from saga_actors.engine.signals import wait_for_signal
+from saga_actors.engine.step_calls import StepCalls
 from saga_actors.errors import (
     ParticipantUnavailableError,
     StepTimeoutError,
@@ -25,15 +26,11 @@ from saga_actors.errors import (
 from saga_actors.journal.base import Journal
 from saga_actors.model.definition import Saga, Step, StepKind
 from saga_actors.model.events import Event
-from saga_actors.model.messages import (
-    Kind,
-    StepRequest,
-)
-from saga_actors.model.records import Branch, SagaRecord
+from saga_actors.model.records import SagaRecord
 from saga_actors.model.state import SagaStatus
 
 
-class SagaInstance(JournaledRun):
+class SagaInstance(StepCalls, JournaledRun):
     """Runs one saga to a terminal state, journaling each transition before acting on it."""
 
     def __init__(self, definition: Saga, record: SagaRecord, journal: Journal,
@@ -303,140 +300,6 @@ class SagaInstance(JournaledRun):
             )
         await self._commit(Event.SAGA_FAILED, status=SagaStatus.FAILED,
                            finished_at=self._clock.now())
-
-    # --- one step, with retries -----------------------------------------------------
-
-    async def _call_with_retries(
-        self, step: Step, kind: Kind
-    ) -> tuple[dict[str, Any], Failure | None]:
-        policy = step.policy(kind)
-        forever = kind == "action" and step.kind is StepKind.RETRIABLE
-        slot = self.slot(step, kind)
-        attempt = slot.attempt
-        resend = slot.in_flight
-        while True:
-            halt = self._halt_reason() if kind == "action" and attempt else None
-            if halt:
-                return {}, self._halted(halt, uncertain=resend)
-            if resend:
-                logger.info("re-sending {} {} attempt {} after a restart", kind, step.name, attempt)
-            else:
-                attempt += 1
-                await self._commit(
-                    Event.sent(kind),
-                    status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING,
-                    step=step.name,
-                    step_attempt=attempt,
-                    **self.slot_changes(step, kind, Branch(attempt=attempt, in_flight=True)),
-                )
-            resend = False
-            with logger.contextualize(step=step.name, attempt=attempt, kind=kind):
-                self._at(f"{step.name}:{kind}:sent")
-                output, failure = await self._attempt(step, kind, attempt)
-                if failure is None:
-                    self._at(f"{step.name}:{kind}:replied")
-                    return output, None
-                give_up = not failure.retryable or (
-                    not forever and attempt >= policy.max_attempts
-                )
-                await self._attempt_failed(step, kind, attempt, failure, final=give_up)
-                logger.warning(
-                    "{} {} attempt {} failed{}: {}",
-                    kind,
-                    step.name,
-                    attempt,
-                    " for good" if give_up else "",
-                    failure.error,
-                )
-                if give_up:
-                    return {}, failure
-                await self._pause(policy.backoff_s(attempt, self._rng))
-
-    async def _attempt_failed(self, step: Step, kind: Kind, attempt: int, failure: Failure,
-                              *, final: bool) -> None:
-        """Journal a failed attempt (a step whose effect may have happened: uncertain)."""
-        uncertain = list(self.record.uncertain)
-        if failure.uncertain and kind == "action" and step.name not in uncertain:
-            uncertain.append(step.name)
-        await self._commit(
-            Event.attempt_failed(kind),
-            step=step.name,
-            step_attempt=attempt,
-            uncertain=uncertain,
-            detail={"error": failure.error, "error_type": failure.error_type, "final": final},
-            **self.slot_changes(step, kind, Branch(attempt=attempt)),
-        )
-
-    def slot(self, step: Step, kind: Kind) -> Branch:
-        """Where ``step``'s ``kind`` call stands: attempts so far, whether one is in flight
-        (a parallel step keeps its own in the record's ``branches``)."""
-        rec = self.record
-        if step.group and kind == "action":
-            return rec.branches.get(step.name) or Branch()
-        if rec.current_step == step.name and rec.phase == kind:
-            return Branch(attempt=rec.attempt, in_flight=rec.in_flight, until=rec.wait_until)
-        return Branch()
-
-    def slot_changes(self, step: Step, kind: Kind, slot: Branch) -> dict[str, Any]:
-        """The record fields that say ``step`` now stands at ``slot``."""
-        if step.group and kind == "action":
-            return {"branches": {**self.record.branches, step.name: slot},
-                    "current_step": step.group, "phase": kind}
-        return {"current_step": step.name, "phase": kind, "attempt": slot.attempt,
-                "in_flight": slot.in_flight, "wait_until": slot.until}
-
-    async def _attempt(
-        self, step: Step, kind: Kind, attempt: int
-    ) -> tuple[dict[str, Any], Failure | None]:
-        rec = self.record
-        request = StepRequest.model_construct(  # typed fields; the participant validates
-            saga_id=rec.saga_id,
-            saga_type=rec.saga_type,
-            version=rec.version,
-            step=step.name,
-            kind=kind,
-            method=step.action if kind == "action" else step.compensation or "",
-            attempt=attempt,
-            data=rec.data,
-            action_output=rec.outputs.get(step.name) if kind == "compensation" else None,
-        )
-        timeout = step.timeout_s
-        if kind == "action" and rec.deadline_at is not None and not self._past_pivot():
-            timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
-        call = asyncio.ensure_future(self._gateway.call(step.participant, request, timeout))
-        if kind == "action":
-            self._calls.add(call)  # a cancel, the deadline or a failed sibling stops it
-        try:
-            reply = await call
-        except asyncio.CancelledError:
-            halt = self._halt_reason()
-            me = asyncio.current_task()
-            if halt is None or kind != "action" or (me is not None and me.cancelling()):
-                raise  # not ours: the whole instance is being cancelled
-            # A cancel, the deadline or a failed sibling arrived mid-call: stopped; its
-            # effect is unknown.
-            return {}, self._halted(halt, uncertain=True)
-        except (StepTimeoutError, ParticipantUnavailableError) as exc:
-            return {}, Failure.unknown(exc)
-        finally:
-            self._calls.discard(call)
-        if not reply.ok:
-            policy = step.policy(kind)
-            retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
-            return {}, Failure.refused(reply.error_type or "Error", reply.error or "",
-                                        retryable=retryable)
-        if kind == "compensation":
-            return reply.output, None
-        try:
-            output = checked_output(step, reply.output)
-            clash = sorted(set(output) & set(rec.data))
-            if clash:
-                raise ValueError(f"{clash} would overwrite the saga's data (its input or an "
-                                 "earlier step's output): outputs are merged into ctx.data")
-            return output, None
-        except ValueError as exc:
-            # The participant applied its effect but returned bad data: undo it.
-            return {}, Failure.bad_output(str(exc))
 
     # --- helpers --------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ class ParticipantShell:
         if namespace:  # after the subclass's own __init__, whatever its signature
             self.use_definitions(_lazy_lookup(namespace))
         self._recycler = Recycler(f"participant {self.participant_name}",  # type: ignore[attr-defined]
-                                  recycle_after, busy=lambda: bool(self._calls))  # type: ignore[attr-defined]
+                                  recycle_after, busy=self.busy)  # type: ignore[attr-defined]
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""

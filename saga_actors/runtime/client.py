@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import ray
@@ -15,42 +13,37 @@ from loguru import logger
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     POOLED,
-    participant_actor_name,
     pool_actor_name,
 )
-from saga_actors.engine.admission import admit, admit_async, admitted_before, build_record
+from saga_actors.engine.admission import admit, admit_async, admitted_before
+from saga_actors.engine.startable import start_record
 from saga_actors.errors import (
     InvalidSagaIdError,
     SagaConflictError,
-    SagaDefinitionError,
     SagaError,
     SagaUsageError,
     UnknownEventError,
-    UnknownParticipantError,
-    UnknownPlacementError,
     UnknownSagaTypeError,
 )
 from saga_actors.journal import open_journal
 from saga_actors.model.choreography import Choreography
-from saga_actors.model.definition import Saga, StepKind
+from saga_actors.model.definition import Saga
 from saga_actors.model.records import SagaRecord, first_transition, runner_name
-from saga_actors.model.state import SagaStatus
 from saga_actors.participant.base import Participant
 from saga_actors.participant.stores import check_reachable as check_store_reachable
 from saga_actors.ray.gateway import get_riding_restarts
 from saga_actors.ray.participants import deploy_participant, deploy_participants
 from saga_actors.ray.sagas import saga_hosts
 from saga_actors.ray.services import ensure_services
-from saga_actors.runtime.cluster import check_reachable, connect, pin_to_local_files
+from saga_actors.runtime.cluster import (
+    check_participants,
+    check_reachable,
+    connect,
+    pin_to_local_files,
+)
 from saga_actors.runtime.definitions import RuntimeDefinitions
 from saga_actors.runtime.queries import QueriesAndActions
 from saga_actors.services.host import by_shard, shard_of
-
-_SAGA_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_LIVE = [s for s in SagaStatus if not s.terminal]
-_SHAPE_CHECK_LIMIT = 10_000  # unfinished sagas read when a definition is registered
-
-Progress = Callable[[SagaRecord], None]
 
 
 def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
@@ -187,36 +180,6 @@ class SagaRuntime(QueriesAndActions):
         round-robin over the nodes."""
         return self._deployed.setdefault(name, len(self._deployed))
 
-    def _check_participants(self, saga: Saga) -> None:
-        roles_of = saga.roles()
-        for participant, methods in saga.participants.items():
-            roles = roles_of.get(participant, set())
-            if all((participant, m, r) in self._participants_ok for m, r in roles):
-                continue
-            try:
-                actor = ray.get_actor(participant_actor_name(participant), self.config.namespace)
-            except ValueError:
-                raise UnknownParticipantError(
-                    participant,
-                    reason=f"no actor {participant_actor_name(participant)!r} in namespace "
-                    f"{self.config.namespace!r}",
-                ) from None
-            described = get_riding_restarts(actor.describe.remote)
-            declared = set(described["actions"]) | set(described["compensations"])
-            for method in sorted(methods):
-                if method not in declared:
-                    raise UnknownParticipantError(
-                        participant, method, reason=f"declared: {sorted(declared)}"
-                    )
-            for method, role in sorted(roles):
-                kinds = ("actions" if role == "action" else "compensations")
-                if method not in described[kinds]:
-                    other = "a compensation" if role == "action" else "an action"
-                    raise UnknownParticipantError(
-                        participant, method, reason=f"it is {other}, but {saga.name!r} "
-                        f"calls it as {'an action' if role == 'action' else 'a compensation'}")
-            self._participants_ok.update((participant, m, r) for m, r in roles)
-
     # --- starting -------------------------------------------------------------------
 
     def start(
@@ -265,55 +228,23 @@ class SagaRuntime(QueriesAndActions):
         self, saga_type: str | Saga, payload: Any, saga_id: str | None, placement: str | None,
         version: int | None = None,
     ) -> tuple[Saga, SagaRecord]:
-        """Every check that must pass before anything is journaled."""
+        """Every check that must pass before anything is journaled
+        (:func:`~saga_actors.engine.startable.start_record`), then the participants."""
         saga = self.definition(saga_type, version)
-        if saga_id is None:
-            saga_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
-        elif not isinstance(saga_id, str) or not _SAGA_ID.match(saga_id):
-            raise InvalidSagaIdError(saga_id)
-        placement = placement or saga.placement
-        known = ("choreography",) if isinstance(saga, Choreography) else ("dedicated", "hosted")
-        if placement not in known:
-            raise UnknownPlacementError(placement, known)
-        record = build_record(
-            saga, saga_id, payload, now=time.time(), placement=placement,
-            definition_ref=self.definitions.ref(saga), max_bytes=self.config.max_input_bytes,
-        )
-        children = self._children_of(saga) if isinstance(saga, Saga) else {}
-        if children:  # the versions its child steps run are pinned with it
-            record = record.model_copy(update={"child_versions": {
-                name: child.version for name, child in children.items()}})
+        record, children = start_record(
+            saga, payload, saga_id, placement, lookup=self._newest, now=time.time(),
+            definition_ref=self.definitions.ref(saga), max_bytes=self.config.max_input_bytes)
         for definition in (saga, *children.values()):
             self.definitions.publish(definition)
-            self._check_participants(definition)
-            self._register(definition, placement)
+            check_participants(definition, self.config.namespace, self._participants_ok)
+            self._register(definition, record.placement)
         return saga, record
 
-    def _children_of(self, saga: Saga, path: tuple[str, ...] = ()) -> dict[str, Saga]:
-        """The saga types ``saga``'s child steps run (theirs too), newest versions; each
-        checked: registered, orchestrated, no cycle, and undoable where it must be."""
-        out: dict[str, Saga] = {}
-        path = (*path, saga.name)
-        for name, step in saga.children().items():
-            if name in path:
-                raise SagaDefinitionError(saga.name, f"step {step.name!r} runs {name!r} as a "
-                                          f"child, which runs it in turn ({' -> '.join(path)})")
-            try:
-                child = self.definition(name)
-            except UnknownSagaTypeError:
-                raise SagaDefinitionError(saga.name, f"step {step.name!r} runs child saga "
-                                          f"{name!r}, which is not registered (register it "
-                                          "too)") from None
-            if not isinstance(child, Saga):
-                raise SagaDefinitionError(saga.name, f"step {step.name!r}: {name!r} is a "
-                                          "choreography; a child step runs an orchestrated saga")
-            if step.undoable and any(s.kind is StepKind.PIVOT for s in child.steps):
-                raise SagaDefinitionError(saga.name, f"compensatable step {step.name!r} runs "
-                                          f"{name!r}, which has a pivot and cannot always be "
-                                          "undone: make the step retriable, after the pivot")
-            out[name] = child
-            out.update(self._children_of(child, path))
-        return out
+    def _newest(self, saga_type: str) -> Saga | Choreography | None:
+        try:
+            return self.definition(saga_type)
+        except UnknownSagaTypeError:
+            return None
 
     def _launch(self, saga: Saga, record: SagaRecord) -> str:
         """Hand a journaled saga to whatever runs it."""

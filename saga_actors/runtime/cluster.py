@@ -10,7 +10,12 @@ import ray
 from loguru import logger
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.errors import ClusterUnreachableError
+from saga_actors.constants import participant_actor_name
+from saga_actors.engine.startable import check_handlers
+from saga_actors.errors import ClusterUnreachableError, UnknownParticipantError
+from saga_actors.model.choreography import Choreography
+from saga_actors.model.definition import Saga
+from saga_actors.ray.gateway import get_riding_restarts
 
 
 def connect(config: RuntimeConfig, address: str | None = None, **init_kwargs: Any) -> None:
@@ -53,3 +58,24 @@ def pin_to_local_files(config: RuntimeConfig) -> RuntimeConfig:
                    "store_url) to let actors run on any node", len(alive), node,
                    " and ".join(files))
     return config.model_copy(update={"pin_node_id": node})
+
+
+def check_participants(saga: Saga | Choreography, namespace: str,
+                       checked: set[tuple[str, str, str]]) -> None:
+    """Each participant ``saga`` calls runs (an actor in ``namespace``) and has each method
+    in its role; what passed is added to ``checked`` and not asked again."""
+    roles_of = saga.roles()
+    for participant in saga.participants:
+        roles = roles_of.get(participant, set())
+        if all((participant, m, r) in checked for m, r in roles):
+            continue
+        try:
+            actor = ray.get_actor(participant_actor_name(participant), namespace)
+        except ValueError:
+            raise UnknownParticipantError(
+                participant,
+                reason=f"no actor {participant_actor_name(participant)!r} in namespace "
+                f"{namespace!r}",
+            ) from None
+        check_handlers(saga, participant, get_riding_restarts(actor.describe.remote))
+        checked.update((participant, m, r) for m, r in roles)

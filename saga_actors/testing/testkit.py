@@ -46,10 +46,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from saga_actors.engine.admission import admit, build_record
+from saga_actors.engine.admission import admit
 from saga_actors.engine.catalog import Catalog
 from saga_actors.engine.orchestration import SagaInstance
 from saga_actors.engine.signals import accept_signal
+from saga_actors.engine.startable import check_handlers, child_sagas, start_record
 from saga_actors.errors import SagaUsageError, StepTimeoutError
 from saga_actors.journal import open_journal
 from saga_actors.model.definition import Saga
@@ -123,25 +124,16 @@ class SagaTestKit:
             self.participants[name] = self._start(self._fake_class(name, handlers))
         for p in self.participants.values():
             p.use_definitions(self.definitions.lookup)  # for ctx.input, as on Ray
-        known = {c.name for c in self._sagas}
-        for one in self._sagas:
-            for name, step in one.children().items():
-                if name not in known:
-                    raise SagaUsageError(f"SagaTestKit({saga.name}): step {step.name!r} runs "
-                                         f"child saga {name!r}: give it in children=[...]")
+        # the runtime's own checks at start (engine.startable): children, participants
+        child_sagas(saga, {c.name: c for c in self._sagas}.get)
         missing = {s.participant for one in self._sagas for s in one.steps
                    if s.participant} - set(self.participants)
         if missing:
             raise SagaUsageError(f"SagaTestKit({saga.name}): no participant named "
                                  f"{sorted(missing)} (give its class, or fakes={{name: ...}})")
         for one in self._sagas:
-            for participant, roles in one.roles().items():  # as the runtime checks at start
-                declared = self.participants[participant].handlers()
-                for method, role in sorted(roles):
-                    if declared.get(method, ("",))[0] != role:
-                        raise SagaUsageError(
-                            f"SagaTestKit({one.name}): {participant} has no {role} "
-                            f"{method!r} (it declares {sorted(declared)})")
+            for participant in one.participants:
+                check_handlers(one, participant, self.participants[participant].describe())
         self._gateway = _KitGateway(self)
 
     # --- set-up -------------------------------------------------------------------------
@@ -169,8 +161,9 @@ class SagaTestKit:
     async def arun(self, payload: Any, saga_id: str | None = None, *,
                    signals: dict[str, Any] | None = None) -> SagaRecord:
         """:meth:`run`, from a test that already has an event loop."""
-        saga_id = saga_id or f"{self.saga.name}-{uuid.uuid4().hex[:8]}"
-        admit(self.journal, build_record(self.saga, saga_id, payload, now=self.clock.now()))
+        record, _ = start_record(self.saga, payload, saga_id, None, now=self.clock.now(),
+                                 lookup={c.name: c for c in self._sagas}.get)
+        saga_id = admit(self.journal, record).saga_id
         for name, data in (signals or {}).items():
             self.signal(saga_id, name, data)
         while True:

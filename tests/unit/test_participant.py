@@ -426,12 +426,12 @@ def test_a_blocking_handler_does_not_freeze_its_participant_and_a_late_effect_is
     served, read, cancelled = asyncio.run(scenario())
     assert served.ok and read.ok and read.output == {"rows": 1}
     assert not cancelled.ok and cancelled.error_type == "CallCancelled"
-    slow._pool().shutdown(wait=True)  # the thread has finished: its effect was refused
+    slow._engine._pool().shutdown(wait=True)  # the thread has finished: its effect was refused
     assert slow.sent() == {"s2": "async"}
     assert [e["method"] for e in slow.ledger()] == ["notify", "read"]  # no "post"
     # the saga sends the same key again: applied now, once
     Slow.outside.release.set()
-    slow._threads = None
+    slow._engine._threads = None
     again = call(slow, sreq("post", attempt=2))
     assert again.ok and not again.replayed and slow.sent()["s1"] == "blocking"
     assert Slow.outside.keys == ["s1/post/action", "s2/notify/action", "s1/post/action"]
@@ -572,7 +572,7 @@ def test_ctx_input_is_the_saga_input_as_its_typed_model(store):
     assert seen == [Order(by=3)]
 
 
-@pytest.mark.parametrize("clash", ["_write", "_calls", "db", "store", "_recycler", "_insert"])
+@pytest.mark.parametrize("clash", ["_engine", "db", "store", "_recycler", "busy"])
 def test_a_helper_or_attribute_may_not_shadow_the_machinery_either(clash):
     from saga_actors import SagaDefinitionError
 
@@ -583,6 +583,31 @@ def test_a_helper_or_attribute_may_not_shadow_the_machinery_either(clash):
     # the hooks a subclass is meant to set stay its own; and a helper of its own is fine
     type("Fine", (Participant,), {"name": "fine", "blocking_threads": 2,
                                   "setup": lambda self, db: None, "_my_write": lambda s: 1})
+
+
+def test_a_subclass_s_own_private_helpers_are_its_own(sqlite_store):
+    """The machinery lives in a private engine, not in the class users subclass: helpers
+    named like its internals (``_write``, ``_insert``, ``_calls``) are simply the user's."""
+
+    class Ledger(Counter):
+        name = "ledger"
+        _calls = "the user's own"
+
+        def _write(self, ctx, by):
+            ctx.db.execute("UPDATE total SET n = n + ?", (by,))
+
+        def _insert(self):
+            return "also the user's"
+
+        @action
+        def post(self, ctx: StepContext) -> dict:
+            self._write(ctx, ctx.data["by"])
+            return {"posted": ctx.data["by"]}
+
+    p = Ledger(store_path=sqlite_store)
+    reply = call(p, req(method="post"))
+    assert reply.ok and p.total() == 5 and p._insert() == "also the user's"
+    assert call(p, req(method="post")).replayed and p.total() == 5  # still exactly once
 
 
 def test_the_reserved_names_cover_every_attribute_a_participant_instance_holds(tmp_path):

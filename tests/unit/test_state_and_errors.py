@@ -263,3 +263,38 @@ def test_the_python_floor_is_said_the_same_everywhere_and_is_the_one_running():
     said = set(re.findall(r"Python (3\.\d+)\+", (root / "README.md").read_text()))
     assert said == {floor}
     assert sys.version_info >= tuple(map(int, floor.split("."))) >= (3, 11)
+
+
+def test_the_wheel_holds_saga_actors_only():
+    """The examples and the example participants stay in the checkout (importable from it
+    and from a Ray job's working dir): a top-level ``examples`` or ``participants`` in
+    site-packages would collide with other projects'."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[2]
+    found = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]
+    packages = find_packages(str(root), include=found["include"])
+    assert packages and all(p == "saga_actors" or p.startswith("saga_actors.")
+                            for p in packages), packages
+    assert "saga_actors.ops" in packages  # with its dashboard JSON (package data)
+
+
+def test_no_module_is_longer_than_400_lines_nor_any_function_than_60():
+    import ast
+
+    package = Path(saga_actors.__file__).parent
+    long_modules, long_functions = [], []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 400:
+            long_modules.append(f"{path.relative_to(package)}: {text.count(chr(10))}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long_functions.append(f"{path.relative_to(package)}:{node.name}: {lines}")
+    assert long_functions == []
+    assert long_modules == []

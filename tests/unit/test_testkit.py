@@ -64,7 +64,7 @@ def test_a_kit_set_up_wrong_says_what_is_wrong():
 
     wrong = TRANSFER.model_copy(update={"steps": (TRANSFER.steps[0].model_copy(
         update={"participant": "payment"}),)})
-    with pytest.raises(SagaUsageError, match="payment has no compensation 'credit_back'"):
+    with pytest.raises(SagaUsageError, match="unknown participant 'payment' method 'credit_back'"):
         SagaTestKit(wrong, [Payment])
     kit = SagaTestKit(TRANSFER, fakes={"ledger": {}, "crm": {}})
     with pytest.raises(SagaUsageError, match="'ship' is not a step of transfer"):
