@@ -131,7 +131,7 @@ class ChoreographyInstance(JournaledRun):
         else:
             outcome = await self._call_with_retries(event, reaction)
         if outcome.kind != "ok" and reaction.kind == "action" and outcome.uncertain:
-            outcome = await self._settle(reaction, outcome)
+            outcome = await self._settle_reaction(reaction, outcome)
             if outcome is None:
                 return  # parked
         if outcome.kind == "ok":
@@ -209,40 +209,19 @@ class ChoreographyInstance(JournaledRun):
                     "phase": reaction.kind, "outcome": outcome},
             **changes)
 
-    async def _settle(self, reaction: Reaction, outcome: _Outcome) -> _Outcome | None:
-        """A handler whose outcome is unknown (a timeout, a lost participant, a cancel
-        mid-call) is settled by its participant before anything is published: applied,
-        its recorded output (the saga goes on); not applied, it is fenced so that it never
-        will. Unknowable past the retry budget: STUCK (None)."""
-        policy = reaction.retry
-        reason = f"{reaction.name!r}: outcome unknown ({outcome.error})"
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                answer = await self._gateway.fence(reaction.participant, self.saga_id,
-                                                   reaction.step, reaction.timeout_s)
-            except (StepTimeoutError, ParticipantUnavailableError) as exc:
-                reason = f"{reaction.name!r}: outcome unknown ({exc})"
-                if attempt < policy.max_attempts:
-                    await self._pause(policy.backoff_s(attempt, self._rng))
-                continue
-            applied = bool(answer.get("applied"))
-            await self._commit(Event.PIVOT_SETTLED, step=reaction.step,
-                               detail={"applied": applied},
-                               uncertain=[s for s in self.record.uncertain
-                                          if s != reaction.step])
-            if applied:
-                return _Outcome("ok", output=answer.get("output") or {})
-            return _Outcome(outcome.kind, error=outcome.error, error_type=outcome.error_type)
-        await self._park(reason, outcome.error_type, step=reaction.step)
-        return None
-
-    async def _park(self, reason: str, error_type: str, *, step: str | None) -> None:
-        stuck_from = (SagaStatus.COMPENSATING if self.record.status is SagaStatus.COMPENSATING
-                      else SagaStatus.PENDING)
-        await self._commit(Event.SAGA_STUCK, status=SagaStatus.STUCK, stuck_from=stuck_from,
-                           step=step, error=reason, finished_at=self._clock.now(),
-                           in_flight=False, detail={"error": reason, "error_type": error_type})
-        logger.error("saga STUCK: {}", reason)
+    async def _settle_reaction(self, reaction: Reaction,
+                               outcome: _Outcome) -> _Outcome | None:
+        """A handler whose outcome is unknown is settled by its participant before anything
+        is published: applied, its recorded output (the saga goes on); not applied, fenced
+        so that it never will. Unknowable past the retry budget: STUCK (None)."""
+        answer = await self._settle(
+            reaction.participant, reaction.step, reaction.timeout_s, reaction.retry,
+            f"{reaction.name!r}", outcome.error, outcome.error_type)
+        if answer is None:
+            return None
+        if answer.get("applied"):
+            return _Outcome("ok", output=answer.get("output") or {})
+        return _Outcome(outcome.kind, error=outcome.error, error_type=outcome.error_type)
 
     # --- one reaction, with retries ---------------------------------------------------
 

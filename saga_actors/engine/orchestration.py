@@ -19,10 +19,6 @@ from saga_actors.engine.failures import SIGNAL_ID, Failure, checked_output
 from saga_actors.engine.runner import Gateway, JournaledRun
 from saga_actors.engine.signals import wait_for_signal
 from saga_actors.engine.step_calls import StepCalls
-from saga_actors.errors import (
-    ParticipantUnavailableError,
-    StepTimeoutError,
-)
 from saga_actors.journal.base import Journal
 from saga_actors.model.definition import Saga, Step, StepKind
 from saga_actors.model.events import Event
@@ -186,53 +182,24 @@ class SagaInstance(StepCalls, JournaledRun):
     async def _settle_pivot(
         self, step: Step, failure: Failure
     ) -> tuple[dict[str, Any], Failure | None] | None:
-        """A pivot whose outcome is unknown (a timeout, a crash, a cancel or the deadline
-        mid-call) can be neither compensated nor assumed done: its participant settles it
-        (:meth:`Gateway.fence`). Applied: its output, and the saga goes forward. Not applied
-        (and now never will be): a certain failure, and the saga compensates. Unknown past
-        the compensation retry budget, or applied with an invalid output: STUCK (None)."""
-        policy = step.policy("compensation")  # settling is as patient as undoing
-        reason = f"pivot {step.name!r}: outcome unknown ({failure.error})"
-        error_type = failure.error_type
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                answer = await self._gateway.fence(step.participant, self.saga_id, step.name,
-                                                   step.timeout_s)
-            except (StepTimeoutError, ParticipantUnavailableError) as exc:
-                logger.warning("settling pivot {} (try {}): {}", step.name, attempt, exc)
-                reason = f"pivot {step.name!r}: outcome unknown ({exc})"
-                error_type = type(exc).__name__
-                if attempt < policy.max_attempts:
-                    await self._pause(policy.backoff_s(attempt, self._rng))
-                continue
-            applied = bool(answer.get("applied"))
-            await self._commit(Event.PIVOT_SETTLED, step=step.name, detail={"applied": applied},
-                               uncertain=[s for s in self.record.uncertain if s != step.name])
-            if not applied:
-                return {}, failure.settled_not_applied()
-            try:
-                return checked_output(step, answer.get("output") or {}), None
-            except ValueError as exc:
-                reason = f"pivot {step.name!r} applied, but its output is invalid: {exc}"
-                error_type = "InvalidOutput"
-                break
-        await self._park(reason, error_type, step=step.name)
-        return None
-
-    async def _park(self, reason: str, error_type: str, *, step: str) -> None:
-        """Park a saga that may neither go forward nor back STUCK, for an operator to
-        ``retry`` (forward again, from this step) or ``resolve``."""
-        await self._commit(
-            Event.SAGA_STUCK,
-            status=SagaStatus.STUCK,
-            stuck_from=SagaStatus.PENDING,
-            step=step,
-            error=reason,
-            finished_at=self._clock.now(),
-            in_flight=False,
-            detail={"error": reason, "error_type": error_type},
-        )
-        logger.error("saga STUCK: {}", reason)
+        """A pivot whose outcome is unknown can be neither compensated nor assumed done:
+        its participant settles it (:meth:`JournaledRun._settle`, as patient as undoing).
+        Applied: its output, and the saga goes forward. Not applied (and now never will
+        be): a certain failure, and the saga compensates. Unknown past the budget, or
+        applied with an invalid output: STUCK (None)."""
+        answer = await self._settle(
+            step.participant, step.name, step.timeout_s, step.policy("compensation"),
+            f"pivot {step.name!r}", failure.error, failure.error_type)
+        if answer is None:
+            return None
+        if not answer.get("applied"):
+            return {}, failure.settled_not_applied()
+        try:
+            return checked_output(step, answer.get("output") or {}), None
+        except ValueError as exc:
+            await self._park(f"pivot {step.name!r} applied, but its output is invalid: {exc}",
+                             "InvalidOutput", step=step.name)
+            return None
 
     async def _begin_compensation(self, reason: str, error_type: str, *,
                                   in_doubt: list[str], step: str | None = None) -> None:
@@ -276,17 +243,8 @@ class SagaInstance(StepCalls, JournaledRun):
             else:
                 _, failure = await self._call_with_retries(step, "compensation")
             if failure is not None:
-                await self._commit(
-                    Event.SAGA_STUCK,
-                    status=SagaStatus.STUCK,
-                    stuck_from=SagaStatus.COMPENSATING,
-                    step=step.name,
-                    error=f"compensation of {step.name!r} failed: {failure.error}",
-                    detail={"error": failure.error, "error_type": failure.error_type},
-                    finished_at=self._clock.now(),
-                    in_flight=False,
-                )
-                logger.error("saga STUCK: {}", self.record.error)
+                await self._park(f"compensation of {step.name!r} failed: {failure.error}",
+                                 failure.error_type, step=step.name)
                 return
             await self._commit(
                 Event.STEP_COMPENSATED,

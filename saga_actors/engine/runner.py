@@ -18,7 +18,9 @@ from loguru import logger
 
 from saga_actors.clock import Clock, SystemClock
 from saga_actors.engine.transitions import prepare
+from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.journal.base import Journal
+from saga_actors.model.definition import RetryPolicy
 from saga_actors.model.events import Event
 from saga_actors.model.messages import StepReply, StepRequest
 from saga_actors.model.records import SagaRecord, Transition, first_transition
@@ -195,3 +197,41 @@ class JournaledRun:
                 self._on_transition(record, t)
             except Exception:  # a listener must never break the saga
                 logger.exception("transition listener failed")
+
+    # --- what both styles do the same way -----------------------------------------------
+
+    async def _park(self, reason: str, error_type: str, *, step: str | None) -> None:
+        """Park the saga STUCK with ``reason``, for an operator to ``retry`` (it resumes
+        where it stood: forward, or its compensations) or ``resolve``."""
+        stuck_from = (SagaStatus.COMPENSATING if self.record.status is SagaStatus.COMPENSATING
+                      else SagaStatus.PENDING)
+        await self._commit(Event.SAGA_STUCK, status=SagaStatus.STUCK, stuck_from=stuck_from,
+                           step=step, error=reason, finished_at=self._clock.now(),
+                           in_flight=False, detail={"error": reason, "error_type": error_type})
+        logger.error("saga STUCK: {}", reason)
+
+    async def _settle(self, participant: str, step: str, timeout_s: float,
+                      policy: RetryPolicy, what: str, error: str,
+                      error_type: str) -> dict[str, Any] | None:
+        """Settle an action whose outcome is unknown (a timeout, a lost participant, a
+        cancel or the deadline mid-call) by its participant (:meth:`Gateway.fence`): the
+        answer, ``{"applied": bool, "output": ...}``, journaled (an action reported as not
+        applied never will be). Asked again, with ``policy``'s backoff, while the
+        participant does not answer; past its budget the saga is parked STUCK (None), the
+        reason naming ``what`` ("pivot 'pay'", "'charge'")."""
+        reason = f"{what}: outcome unknown ({error})"
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                answer = await self._gateway.fence(participant, self.saga_id, step, timeout_s)
+            except (StepTimeoutError, ParticipantUnavailableError) as exc:
+                logger.warning("settling {} (try {}): {}", step, attempt, exc)
+                reason, error_type = f"{what}: outcome unknown ({exc})", type(exc).__name__
+                if attempt < policy.max_attempts:
+                    await self._pause(policy.backoff_s(attempt, self._rng))
+                continue
+            await self._commit(Event.PIVOT_SETTLED, step=step,
+                               detail={"applied": bool(answer.get("applied"))},
+                               uncertain=[s for s in self.record.uncertain if s != step])
+            return answer
+        await self._park(reason, error_type, step=step)
+        return None

@@ -64,17 +64,8 @@ class RuntimeDefinitions:
         return tuple(self._known)
 
     def register(self, saga: Saga | Choreography) -> None:
-        """Make ``saga`` startable by its name, and its definition reachable from every
-        process that may run or recover its sagas (also when it cannot be imported: a
-        saga defined in ``__main__`` or inside a function). Sagas that were waiting for
-        this definition (after a whole-cluster restart) recover now.
-
-        Several versions of one saga type may be registered side by side: new starts take
-        the newest unless ``version=`` says otherwise; each journaled saga runs on the
-        version (and shape) it started with. A definition whose version is already known
-        with another shape (registered here or in the cluster, or pinned by unfinished
-        sagas in the journal) is refused with :class:`SagaDefinitionError` naming what
-        changed."""
+        """Know ``saga`` by name and version (see :meth:`SagaRuntime.register`), after
+        checking its shape against the journal's unfinished sagas and the cluster's."""
         if not isinstance(saga, (Saga, Choreography)):
             raise SagaUsageError(f"register() takes a Saga or a Choreography, not "
                                  f"{type(saga).__name__}")
