@@ -25,6 +25,7 @@ from typing import Any
 
 from loguru import logger
 
+from saga_actors.engine.failures import Failure
 from saga_actors.engine.runner import JournaledRun
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.model.choreography import Choreography, Reaction, event_payload
@@ -76,20 +77,7 @@ def awaiting(c: Choreography, event: BusEvent) -> str | None:
     return text
 
 
-class _Outcome:
-    """How a delivery ended: ``ok`` (output), ``failed`` (error; ``uncertain``: the effect
-    may have happened), ``timed_out`` (the reaction's deadline), or ``aborted``."""
-
-    __slots__ = ("error", "error_type", "kind", "output", "retryable", "uncertain")
-
-    def __init__(self, kind: str, *, output: dict[str, Any] | None = None, error: str = "",
-                 error_type: str = "", uncertain: bool = False, retryable: bool = True) -> None:
-        self.kind = kind
-        self.output = output or {}
-        self.error = error
-        self.error_type = error_type
-        self.uncertain = uncertain
-        self.retryable = retryable
+Outcome = tuple[dict[str, Any], "Failure | None"]  # (output, None) or ({}, why not)
 
 
 class ChoreographyInstance(JournaledRun):
@@ -126,26 +114,27 @@ class ChoreographyInstance(JournaledRun):
             return
         abort = self._abort_reason() if reaction.kind == "action" else None
         if abort:
-            outcome = _Outcome("aborted", error=abort, error_type=self._abort_type(),
-                               uncertain=self._in_doubt(reaction))
+            output, failure = {}, Failure.aborted(self._abort_type(), abort,
+                                                  uncertain=self._in_doubt(reaction))
         else:
-            outcome = await self._call_with_retries(event, reaction)
-        if outcome.kind != "ok" and reaction.kind == "action" and outcome.uncertain:
-            outcome = await self._settle_reaction(reaction, outcome)
-            if outcome is None:
+            output, failure = await self._call_with_retries(event, reaction)
+        if failure is not None and reaction.kind == "action" and failure.uncertain:
+            settled = await self._settle_reaction(reaction, failure)
+            if settled is None:
                 return  # parked
-        if outcome.kind == "ok":
-            await self._succeeded(event, reaction, outcome.output)
+            output, failure = settled
+        if failure is None:
+            await self._succeeded(event, reaction, output)
         elif reaction.kind == "compensation":
-            await self._park(f"compensation {reaction.name!r} failed: {outcome.error}",
-                             outcome.error_type, step=reaction.step)
-        elif outcome.kind == "timed_out" and reaction.timeout_event:
-            await self._publish_failure(event, reaction, reaction.timeout_event, outcome)
+            await self._park(f"compensation {reaction.name!r} failed: {failure.error}",
+                             failure.error_type, step=reaction.step)
+        elif failure.deadline and reaction.timeout_event:
+            await self._publish_failure(event, reaction, reaction.timeout_event, failure)
         elif reaction.failure:
-            await self._publish_failure(event, reaction, reaction.failure, outcome)
+            await self._publish_failure(event, reaction, reaction.failure, failure)
         else:  # a poison event: parked with it, nothing else held up
-            await self._park(f"{reaction.name!r} failed on {event.type!r}: {outcome.error}",
-                             outcome.error_type, step=reaction.step)
+            await self._park(f"{reaction.name!r} failed on {event.type!r}: {failure.error}",
+                             failure.error_type, step=reaction.step)
 
     async def _succeeded(self, event: BusEvent, reaction: Reaction,
                          output: dict[str, Any]) -> None:
@@ -170,14 +159,14 @@ class ChoreographyInstance(JournaledRun):
                              outcome="succeeded", outputs=outputs, **done)
 
     async def _publish_failure(self, event: BusEvent, reaction: Reaction, event_type: str,
-                               outcome: _Outcome) -> None:
+                               failure: Failure) -> None:
         logger.warning("{} failed for good ({}): publishing {}", reaction.name,
-                       outcome.error, event_type)
+                       failure.error, event_type)
         payload = {**event.payload,
-                   "failure": {"step": reaction.step, "error": outcome.error,
-                               "error_type": outcome.error_type}}
+                   "failure": {"step": reaction.step, "error": failure.error,
+                               "error_type": failure.error_type}}
         await self._publish(event, reaction, event_type, payload, outcome="failed",
-                             error=outcome.error, uncertain=[s for s in self.record.uncertain
+                             error=failure.error, uncertain=[s for s in self.record.uncertain
                                         if s != reaction.step])
 
     async def _publish(self, cause: BusEvent, reaction: Reaction, event_type: str,
@@ -210,22 +199,22 @@ class ChoreographyInstance(JournaledRun):
             **changes)
 
     async def _settle_reaction(self, reaction: Reaction,
-                               outcome: _Outcome) -> _Outcome | None:
+                               failure: Failure) -> Outcome | None:
         """A handler whose outcome is unknown is settled by its participant before anything
         is published: applied, its recorded output (the saga goes on); not applied, fenced
         so that it never will. Unknowable past the retry budget: STUCK (None)."""
         answer = await self._settle(
             reaction.participant, reaction.step, reaction.timeout_s, reaction.retry,
-            f"{reaction.name!r}", outcome.error, outcome.error_type)
+            f"{reaction.name!r}", failure.error, failure.error_type)
         if answer is None:
             return None
         if answer.get("applied"):
-            return _Outcome("ok", output=answer.get("output") or {})
-        return _Outcome(outcome.kind, error=outcome.error, error_type=outcome.error_type)
+            return answer.get("output") or {}, None
+        return {}, failure.settled_not_applied()
 
     # --- one reaction, with retries ---------------------------------------------------
 
-    async def _call_with_retries(self, event: BusEvent, reaction: Reaction) -> _Outcome:
+    async def _call_with_retries(self, event: BusEvent, reaction: Reaction) -> Outcome:
         rec = self.record
         kind, step = reaction.kind, reaction.step
         resuming = rec.current_step == step and rec.phase == kind
@@ -234,13 +223,13 @@ class ChoreographyInstance(JournaledRun):
         deadline = event.at + reaction.deadline_s if reaction.deadline_s else None
         while True:
             if deadline is not None and self._clock.now() >= deadline:
-                return _Outcome("timed_out", error=f"no {reaction.publishes} within "
-                                f"{reaction.deadline_s:g}s", error_type="ReactionTimedOut",
-                                uncertain=attempt > 0)
+                return {}, Failure.past_deadline(
+                    "ReactionTimedOut", f"no {reaction.publishes} within "
+                    f"{reaction.deadline_s:g}s", uncertain=attempt > 0)
             abort = self._abort_reason() if kind == "action" and attempt else None
             if abort:
-                return _Outcome("aborted", error=abort, error_type=self._abort_type(),
-                                uncertain=resend or self._in_doubt(reaction))
+                return {}, Failure.aborted(self._abort_type(), abort,
+                                           uncertain=resend or self._in_doubt(reaction))
             if not resend:
                 attempt += 1
                 await self._commit(
@@ -249,24 +238,23 @@ class ChoreographyInstance(JournaledRun):
                     status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING)
             resend = False
             with logger.contextualize(step=step, attempt=attempt, kind=kind):
-                outcome = await self._attempt(event, reaction, attempt, deadline)
-                if outcome.kind == "ok":
-                    return outcome
-                give_up = (outcome.kind != "failed" or not outcome.retryable
-                           or attempt >= reaction.retry.max_attempts)
+                output, failure = await self._attempt(event, reaction, attempt, deadline)
+                if failure is None:
+                    return output, None
+                give_up = not failure.retryable or attempt >= reaction.retry.max_attempts
                 uncertain = list(self.record.uncertain)
-                if outcome.uncertain and kind == "action" and step not in uncertain:
+                if failure.uncertain and kind == "action" and step not in uncertain:
                     uncertain.append(step)
                 await self._commit(
                     Event.attempt_failed(kind), step=step, in_flight=False, uncertain=uncertain,
-                    detail={"error": outcome.error, "error_type": outcome.error_type,
+                    detail={"error": failure.error, "error_type": failure.error_type,
                             "final": give_up})
                 if give_up:
-                    return outcome
+                    return {}, failure
                 await self._pause(reaction.retry.backoff_s(attempt, self._rng))
 
     async def _attempt(self, event: BusEvent, reaction: Reaction, attempt: int,
-                       deadline: float | None) -> _Outcome:
+                       deadline: float | None) -> Outcome:
         rec = self.record
         request = StepRequest.model_construct(
             saga_id=rec.saga_id, saga_type=rec.saga_type, version=rec.version,
@@ -284,22 +272,20 @@ class ChoreographyInstance(JournaledRun):
             abort = self._abort_reason()
             if abort is None or (me is not None and me.cancelling()):
                 raise
-            return _Outcome("aborted", error=abort, error_type=self._abort_type(),
-                            uncertain=True)
+            return {}, Failure.aborted(self._abort_type(), abort, uncertain=True)
         except StepTimeoutError as exc:
-            past = deadline is not None and self._clock.now() >= deadline
-            return _Outcome("timed_out" if past else "failed", error=str(exc),
-                            error_type=type(exc).__name__, uncertain=True)
+            if deadline is not None and self._clock.now() >= deadline:
+                return {}, Failure.past_deadline(type(exc).__name__, str(exc), uncertain=True)
+            return {}, Failure.unknown(exc)
         except ParticipantUnavailableError as exc:
-            return _Outcome("failed", error=str(exc), error_type=type(exc).__name__,
-                            uncertain=True)
+            return {}, Failure.unknown(exc)
         finally:
             self._calls.discard(call)
         if reply.ok:
-            return _Outcome("ok", output=reply.output)
+            return reply.output, None
         retryable = reaction.retry.is_retryable(reply.error_type or "", reply.retryable)
-        return _Outcome("failed", error=f"{reply.error_type}: {reply.error}",
-                        error_type=reply.error_type or "Error", retryable=retryable)
+        return {}, Failure.refused(reply.error_type or "Error", reply.error or "",
+                                   retryable=retryable)
 
     # --- helpers --------------------------------------------------------------------
 

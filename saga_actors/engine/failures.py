@@ -15,18 +15,20 @@ SIGNAL_ID = "__signal_id__"  # in a wait step's output: the signal it took (jour
 
 
 class Failure:
-    """Why a call did not succeed (its error's type and message), whether retrying may
-    help, and whether its effect might have happened all the same."""
+    """Why a call (an orchestrated step's, or a choreographed reaction's) did not succeed:
+    its error's type and message, whether retrying may help, whether its effect might have
+    happened all the same, and whether it ran out of its reaction's deadline."""
 
-    __slots__ = ("error", "error_type", "park", "retryable", "uncertain")
+    __slots__ = ("deadline", "error", "error_type", "park", "retryable", "uncertain")
 
     def __init__(self, error_type: str, error: str, *, retryable: bool,
-                 uncertain: bool, park: bool = False) -> None:
+                 uncertain: bool, park: bool = False, deadline: bool = False) -> None:
         self.error_type = error_type
         self.error = error
         self.retryable = retryable
         self.uncertain = uncertain
         self.park = park  # neither forward nor back is known to be right: STUCK
+        self.deadline = deadline  # a reaction's deadline passed: its timeout event
 
     @classmethod
     def refused(cls, error_type: str, error: str, *, retryable: bool) -> Failure:
@@ -49,9 +51,15 @@ class Failure:
         return cls("InvalidOutput", f"invalid output: {problem}", retryable=False,
                    uncertain=True)
 
+    @classmethod
+    def past_deadline(cls, error_type: str, error: str, *, uncertain: bool) -> Failure:
+        """A reaction's deadline passed before the event it should lead to came."""
+        return cls(error_type, error, retryable=False, uncertain=uncertain, deadline=True)
+
     def settled_not_applied(self) -> Failure:
         """The same failure, once the participant fenced the effect: it never happened."""
-        return Failure(self.error_type, self.error, retryable=False, uncertain=False)
+        return Failure(self.error_type, self.error, retryable=False, uncertain=False,
+                       deadline=self.deadline)
 
 
 def checked_output(step: Step, output: Any) -> dict[str, Any]:
