@@ -242,13 +242,8 @@ class ChoreographyInstance(JournaledRun):
                 if failure is None:
                     return output, None
                 give_up = not failure.retryable or attempt >= reaction.retry.max_attempts
-                uncertain = list(self.record.uncertain)
-                if failure.uncertain and kind == "action" and step not in uncertain:
-                    uncertain.append(step)
-                await self._commit(
-                    Event.attempt_failed(kind), step=step, in_flight=False, uncertain=uncertain,
-                    detail={"error": failure.error, "error_type": failure.error_type,
-                            "final": give_up})
+                await self._journal_failed_attempt(step, kind, failure, final=give_up,
+                                                   in_flight=False)
                 if give_up:
                     return {}, failure
                 await self._pause(reaction.retry.backoff_s(attempt, self._rng))

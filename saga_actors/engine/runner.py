@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from saga_actors.clock import Clock, SystemClock
+from saga_actors.engine.failures import Failure
 from saga_actors.engine.transitions import prepare
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.journal.base import Journal
@@ -235,3 +236,16 @@ class JournaledRun:
             return answer
         await self._park(reason, error_type, step=step)
         return None
+
+    async def _journal_failed_attempt(self, step: str, kind: str, failure: Failure, *,
+                                      final: bool, **changes: Any) -> None:
+        """Journal a failed attempt of ``step``'s ``kind`` call (``final``: for good); an
+        action whose effect may have happened all the same is remembered as uncertain, so
+        that a compensation (or a fence) takes care of it."""
+        uncertain = list(self.record.uncertain)
+        if failure.uncertain and kind == "action" and step not in uncertain:
+            uncertain.append(step)
+        await self._commit(
+            Event.attempt_failed(kind), step=step, uncertain=uncertain,
+            detail={"error": failure.error, "error_type": failure.error_type, "final": final},
+            **changes)

@@ -73,18 +73,10 @@ class StepCalls:
 
     async def _attempt_failed(self, step: Step, kind: Kind, attempt: int, failure: Failure,
                               *, final: bool) -> None:
-        """Journal a failed attempt (a step whose effect may have happened: uncertain)."""
-        uncertain = list(self.record.uncertain)
-        if failure.uncertain and kind == "action" and step.name not in uncertain:
-            uncertain.append(step.name)
-        await self._commit(
-            Event.attempt_failed(kind),
-            step=step.name,
-            step_attempt=attempt,
-            uncertain=uncertain,
-            detail={"error": failure.error, "error_type": failure.error_type, "final": final},
-            **self.slot_changes(step, kind, Branch(attempt=attempt)),
-        )
+        """Journal a failed attempt (its own slot: a parallel step keeps its own)."""
+        await self._journal_failed_attempt(
+            step.name, kind, failure, final=final, step_attempt=attempt,
+            **self.slot_changes(step, kind, Branch(attempt=attempt)))
 
     def slot(self, step: Step, kind: Kind) -> Branch:
         """Where ``step``'s ``kind`` call stands: attempts so far, whether one is in flight
