@@ -26,7 +26,7 @@ from typing import Any
 from loguru import logger
 
 from saga_actors.engine.failures import Failure
-from saga_actors.engine.runner import JournaledRun
+from saga_actors.engine.runner import Call, JournaledRun, Outcome
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.model.choreography import Choreography, Reaction, event_payload
 from saga_actors.model.events import Event
@@ -75,9 +75,6 @@ def awaiting(c: Choreography, event: BusEvent) -> str | None:
     if after is not None and after.publishes:
         text += f"; next expected: {after.publishes}"
     return text
-
-
-Outcome = tuple[dict[str, Any], "Failure | None"]  # (output, None) or ({}, why not)
 
 
 class ChoreographyInstance(JournaledRun):
@@ -215,38 +212,31 @@ class ChoreographyInstance(JournaledRun):
     # --- one reaction, with retries ---------------------------------------------------
 
     async def _call_with_retries(self, event: BusEvent, reaction: Reaction) -> Outcome:
+        """``reaction``'s handler call through the runner's retry loop, within the
+        reaction's deadline (counted from the event it reacts to)."""
         rec = self.record
         kind, step = reaction.kind, reaction.step
         resuming = rec.current_step == step and rec.phase == kind
-        attempt = rec.attempt if resuming else 0
-        resend = resuming and rec.in_flight
         deadline = event.at + reaction.deadline_s if reaction.deadline_s else None
-        while True:
+
+        def stop(attempt: int, resend: bool) -> Failure | None:
             if deadline is not None and self._clock.now() >= deadline:
-                return {}, Failure.past_deadline(
+                return Failure.past_deadline(
                     "ReactionTimedOut", f"no {reaction.publishes} within "
                     f"{reaction.deadline_s:g}s", uncertain=attempt > 0)
             abort = self._abort_reason() if kind == "action" and attempt else None
             if abort:
-                return {}, Failure.aborted(self._abort_type(), abort,
-                                           uncertain=resend or self._in_doubt(reaction))
-            if not resend:
-                attempt += 1
-                await self._commit(
-                    Event.sent(kind), step=step, current_step=step, phase=kind,
-                    attempt=attempt, in_flight=True,
-                    status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING)
-            resend = False
-            with logger.contextualize(step=step, attempt=attempt, kind=kind):
-                output, failure = await self._attempt(event, reaction, attempt, deadline)
-                if failure is None:
-                    return output, None
-                give_up = not failure.retryable or attempt >= reaction.retry.max_attempts
-                await self._journal_failed_attempt(step, kind, failure, final=give_up,
-                                                   in_flight=False)
-                if give_up:
-                    return {}, failure
-                await self._pause(reaction.retry.backoff_s(attempt, self._rng))
+                return Failure.aborted(self._abort_type(), abort,
+                                       uncertain=resend or self._in_doubt(reaction))
+            return None
+
+        return await self._with_retries(Call(
+            step=step, kind=kind, policy=reaction.retry,
+            attempt=rec.attempt if resuming else 0, resend=resuming and rec.in_flight,
+            send=lambda attempt: self._attempt(event, reaction, attempt, deadline),
+            stop=stop, failed_changes=lambda attempt: {"in_flight": False},
+            sent_changes=lambda attempt: {"current_step": step, "phase": kind,
+                                          "attempt": attempt, "in_flight": True}))
 
     async def _attempt(self, event: BusEvent, reaction: Reaction, attempt: int,
                        deadline: float | None) -> Outcome:

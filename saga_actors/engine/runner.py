@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from loguru import logger
@@ -50,6 +51,26 @@ TransitionListener = Callable[[SagaRecord, Transition], None]
 # journal holds Event.sent(kind) and before the call goes out, and "<step>:<kind>:replied"
 # once the participant answered and before the journal holds it (see saga_actors.testing)
 FaultPoint = Callable[[str, str], None]
+
+Outcome = tuple[dict[str, Any], "Failure | None"]  # (output, None) or ({}, why not)
+
+
+@dataclass
+class Call:
+    """One step's or reaction's participant call, as the retry loop both styles share
+    (:meth:`JournaledRun._with_retries`) needs it: what differs between them is given."""
+
+    step: str
+    kind: str  # action | compensation
+    policy: RetryPolicy
+    attempt: int  # attempts so far
+    resend: bool  # the last was sent and its outcome never journaled (a crash): send again
+    send: Callable[[int], Awaitable[Outcome]]  # one attempt: the participant call
+    stop: Callable[[int, bool], Failure | None]  # before an attempt: a halt, a deadline
+    sent_changes: Callable[[int], dict[str, Any]]  # record fields of a sent attempt
+    failed_changes: Callable[[int], dict[str, Any]]  # ... of a failed one
+    forever: bool = False  # a retriable step, past the pivot: until it succeeds
+
 
 _RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
 
@@ -249,3 +270,37 @@ class JournaledRun:
             Event.attempt_failed(kind), step=step, uncertain=uncertain,
             detail={"error": failure.error, "error_type": failure.error_type, "final": final},
             **changes)
+
+    async def _with_retries(self, call: Call) -> Outcome:
+        """The one retry loop of steps and reactions: each attempt journaled before it is
+        sent (a resend after a crash uses the same attempt and key), a stop checked before
+        each (a cancel, the deadline, a failed sibling), each failure journaled, backoff
+        between attempts, until it succeeds or fails for good."""
+        attempt, resend = call.attempt, call.resend
+        while True:
+            stopped = call.stop(attempt, resend)
+            if stopped is not None:
+                return {}, stopped
+            if resend:
+                logger.info("re-sending {} {} attempt {} after a restart", call.kind,
+                            call.step, attempt)
+            else:
+                attempt += 1
+                await self._commit(
+                    Event.sent(call.kind), step=call.step,
+                    status=(SagaStatus.PENDING if call.kind == "action"
+                            else SagaStatus.COMPENSATING), **call.sent_changes(attempt))
+            resend = False
+            with logger.contextualize(step=call.step, attempt=attempt, kind=call.kind):
+                output, failure = await call.send(attempt)
+                if failure is None:
+                    return output, None
+                give_up = not failure.retryable or (
+                    not call.forever and attempt >= call.policy.max_attempts)
+                await self._journal_failed_attempt(call.step, call.kind, failure,
+                                                   final=give_up, **call.failed_changes(attempt))
+                logger.warning("{} {} attempt {} failed{}: {}", call.kind, call.step, attempt,
+                               " for good" if give_up else "", failure.error)
+                if give_up:
+                    return {}, failure
+                await self._pause(call.policy.backoff_s(attempt, self._rng))

@@ -6,17 +6,15 @@ flight, and where each step's call stands (a parallel step keeps its own). A par
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
 from saga_actors.engine.failures import Failure, checked_output
+from saga_actors.engine.runner import Call
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.model.definition import Step, StepKind
-from saga_actors.model.events import Event
 from saga_actors.model.messages import Kind, StepRequest
 from saga_actors.model.records import Branch
-from saga_actors.model.state import SagaStatus
 
 if TYPE_CHECKING:
     pass
@@ -28,52 +26,33 @@ class StepCalls:
     async def _call_with_retries(
         self, step: Step, kind: Kind
     ) -> tuple[dict[str, Any], Failure | None]:
-        policy = step.policy(kind)
-        forever = kind == "action" and step.kind is StepKind.RETRIABLE
+        """``step``'s ``kind`` call through the runner's retry loop."""
         slot = self.slot(step, kind)
-        attempt = slot.attempt
-        resend = slot.in_flight
-        while True:
+
+        def stop(attempt: int, resend: bool) -> Failure | None:
             halt = self._halt_reason() if kind == "action" and attempt else None
-            if halt:
-                return {}, self._halted(halt, uncertain=resend)
-            if resend:
-                logger.info("re-sending {} {} attempt {} after a restart", kind, step.name, attempt)
-            else:
-                attempt += 1
-                await self._commit(
-                    Event.sent(kind),
-                    status=SagaStatus.PENDING if kind == "action" else SagaStatus.COMPENSATING,
-                    step=step.name,
-                    step_attempt=attempt,
-                    **self.slot_changes(step, kind, Branch(attempt=attempt, in_flight=True)),
-                )
-            resend = False
-            with logger.contextualize(step=step.name, attempt=attempt, kind=kind):
-                self._at(f"{step.name}:{kind}:sent")
-                output, failure = await self._attempt(step, kind, attempt)
-                if failure is None:
-                    self._at(f"{step.name}:{kind}:replied")
-                    return output, None
-                give_up = not failure.retryable or (
-                    not forever and attempt >= policy.max_attempts
-                )
-                await self._attempt_failed(step, kind, attempt, failure, final=give_up)
-                logger.warning(
-                    "{} {} attempt {} failed{}: {}",
-                    kind,
-                    step.name,
-                    attempt,
-                    " for good" if give_up else "",
-                    failure.error,
-                )
-                if give_up:
-                    return {}, failure
-                await self._pause(policy.backoff_s(attempt, self._rng))
+            return self._halted(halt, uncertain=resend) if halt else None
+
+        async def send(attempt: int) -> tuple[dict[str, Any], Failure | None]:
+            self._at(f"{step.name}:{kind}:sent")
+            output, failure = await self._attempt(step, kind, attempt)
+            if failure is None:
+                self._at(f"{step.name}:{kind}:replied")
+            return output, failure
+
+        def changes(in_flight: bool) -> Callable[[int], dict[str, Any]]:
+            return lambda attempt: {"step_attempt": attempt, **self.slot_changes(
+                step, kind, Branch(attempt=attempt, in_flight=in_flight))}
+
+        return await self._with_retries(Call(
+            step=step.name, kind=kind, policy=step.policy(kind), attempt=slot.attempt,
+            resend=slot.in_flight, send=send, stop=stop, sent_changes=changes(True),
+            failed_changes=changes(False),
+            forever=kind == "action" and step.kind is StepKind.RETRIABLE))
 
     async def _attempt_failed(self, step: Step, kind: Kind, attempt: int, failure: Failure,
                               *, final: bool) -> None:
-        """Journal a failed attempt (its own slot: a parallel step keeps its own)."""
+        """Journal a failed attempt in ``step``'s own slot (a wait step's, a child's)."""
         await self._journal_failed_attempt(
             step.name, kind, failure, final=final, step_attempt=attempt,
             **self.slot_changes(step, kind, Branch(attempt=attempt)))
