@@ -19,7 +19,6 @@ runs instances in the bus actors ``saga_actors:bus:<i>``, sharded by saga id.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -27,7 +26,6 @@ from loguru import logger
 
 from saga_actors.engine.failures import Failure
 from saga_actors.engine.runner import Call, JournaledRun, Outcome
-from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.model.choreography import Choreography, Reaction, event_payload
 from saga_actors.model.events import Event
 from saga_actors.model.messages import NotJSONError, StepRequest, encode_json
@@ -248,29 +246,18 @@ class ChoreographyInstance(JournaledRun):
         timeout = reaction.timeout_s
         if deadline is not None:
             timeout = max(0.001, min(timeout, deadline - self._clock.now()))
-        call = asyncio.ensure_future(self._gateway.call(reaction.participant, request, timeout))
-        self._calls.add(call)
-        try:
-            reply = await call
-        except asyncio.CancelledError:
-            me = asyncio.current_task()
+
+        def halted() -> Failure | None:
             abort = self._abort_reason()
-            if abort is None or (me is not None and me.cancelling()):
-                raise
-            return {}, Failure.aborted(self._abort_type(), abort, uncertain=True)
-        except StepTimeoutError as exc:
-            if deadline is not None and self._clock.now() >= deadline:
-                return {}, Failure.past_deadline(type(exc).__name__, str(exc), uncertain=True)
-            return {}, Failure.unknown(exc)
-        except ParticipantUnavailableError as exc:
-            return {}, Failure.unknown(exc)
-        finally:
-            self._calls.discard(call)
-        if reply.ok:
-            return reply.output, None
-        retryable = reaction.retry.is_retryable(reply.error_type or "", reply.retryable)
-        return {}, Failure.refused(reply.error_type or "Error", reply.error or "",
-                                   retryable=retryable)
+            return Failure.aborted(self._abort_type(), abort, uncertain=True) if abort else None
+
+        def timed_out(exc: Exception) -> Failure | None:
+            if deadline is None or self._clock.now() < deadline:
+                return None
+            return Failure.past_deadline(type(exc).__name__, str(exc), uncertain=True)
+
+        return await self._send(reaction.participant, request, timeout, reaction.retry,
+                                stoppable=True, halted=halted, timed_out=timed_out)
 
     # --- helpers --------------------------------------------------------------------
 
@@ -284,9 +271,6 @@ class ChoreographyInstance(JournaledRun):
         rec = self.record
         return reaction.step in rec.uncertain or (
             rec.in_flight and rec.current_step == reaction.step and rec.phase == "action")
-
-    def _abort_type(self) -> str:
-        return "SagaCancelled" if self.record.cancel_reason else "DeadlineExceeded"
 
     def _abort_reason(self) -> str | None:
         rec = self.record

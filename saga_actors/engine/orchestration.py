@@ -282,10 +282,6 @@ class SagaInstance(StepCalls, JournaledRun):
     def _past_pivot(self) -> bool:
         return self.definition.past_pivot(self.record.completed)
 
-    def _abort_type(self) -> str:
-        """The error type of an abort: the saga's state says which it is."""
-        return "SagaCancelled" if self.record.cancel_reason else "DeadlineExceeded"
-
     def _abort_reason(self) -> str | None:
         rec = self.record
         if self._past_pivot():

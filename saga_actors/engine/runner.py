@@ -157,6 +157,10 @@ class JournaledRun:
         """Why the saga must stop going forward now (a cancel, its deadline), if it must."""
         return None
 
+    def _abort_type(self) -> str:
+        """The error type of an abort: the saga's state says which it is."""
+        return "SagaCancelled" if self.record.cancel_reason else "DeadlineExceeded"
+
     def _halt_reason(self) -> str | None:
         """Why the calls under way must stop now: an abort, or (subclasses) a sibling in a
         parallel group that failed for good."""
@@ -304,3 +308,35 @@ class JournaledRun:
                 if give_up:
                     return {}, failure
                 await self._pause(call.policy.backoff_s(attempt, self._rng))
+
+    async def _send(self, participant: str, request: StepRequest, timeout_s: float,
+                    policy: RetryPolicy, *, stoppable: bool,
+                    halted: Callable[[], Failure | None],
+                    timed_out: Callable[[Exception], Failure | None] = lambda exc: None,
+                    ) -> Outcome:
+        """One participant call. ``stoppable``: a halt (:meth:`nudge`) cancels it
+        mid-call, and ``halted()`` says why (its effect is then unknown). No answer in time
+        or a lost participant: an outcome unknown, worth retrying (or ``timed_out(exc)``,
+        a reaction's deadline). A refusal: retryable as ``policy`` says."""
+        call = asyncio.ensure_future(self._gateway.call(participant, request, timeout_s))
+        if stoppable:
+            self._calls.add(call)
+        try:
+            reply = await call
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            failure = halted() if stoppable else None
+            if failure is None or (me is not None and me.cancelling()):
+                raise  # not ours: the whole instance is being cancelled
+            return {}, failure
+        except StepTimeoutError as exc:
+            return {}, timed_out(exc) or Failure.unknown(exc)
+        except ParticipantUnavailableError as exc:
+            return {}, Failure.unknown(exc)
+        finally:
+            self._calls.discard(call)
+        if reply.ok:
+            return reply.output, None
+        retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
+        return {}, Failure.refused(reply.error_type or "Error", reply.error or "",
+                                   retryable=retryable)

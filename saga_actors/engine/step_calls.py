@@ -5,13 +5,11 @@ flight, and where each step's call stands (a parallel step keeps its own). A par
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from saga_actors.engine.failures import Failure, checked_output
 from saga_actors.engine.runner import Call
-from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.model.definition import Step, StepKind
 from saga_actors.model.messages import Kind, StepRequest
 from saga_actors.model.records import Branch
@@ -93,32 +91,19 @@ class StepCalls:
         timeout = step.timeout_s
         if kind == "action" and rec.deadline_at is not None and not self._past_pivot():
             timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
-        call = asyncio.ensure_future(self._gateway.call(step.participant, request, timeout))
-        if kind == "action":
-            self._calls.add(call)  # a cancel, the deadline or a failed sibling stops it
-        try:
-            reply = await call
-        except asyncio.CancelledError:
+
+        def halted() -> Failure | None:
             halt = self._halt_reason()
-            me = asyncio.current_task()
-            if halt is None or kind != "action" or (me is not None and me.cancelling()):
-                raise  # not ours: the whole instance is being cancelled
-            # A cancel, the deadline or a failed sibling arrived mid-call: stopped; its
-            # effect is unknown.
-            return {}, self._halted(halt, uncertain=True)
-        except (StepTimeoutError, ParticipantUnavailableError) as exc:
-            return {}, Failure.unknown(exc)
-        finally:
-            self._calls.discard(call)
-        if not reply.ok:
-            policy = step.policy(kind)
-            retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
-            return {}, Failure.refused(reply.error_type or "Error", reply.error or "",
-                                        retryable=retryable)
-        if kind == "compensation":
-            return reply.output, None
+            # a cancel, the deadline or a failed sibling arrived mid-call: its effect unknown
+            return self._halted(halt, uncertain=True) if halt else None
+
+        output, failure = await self._send(step.participant, request, timeout,
+                                           step.policy(kind), stoppable=kind == "action",
+                                           halted=halted)
+        if failure is not None or kind == "compensation":
+            return output, failure
         try:
-            output = checked_output(step, reply.output)
+            output = checked_output(step, output)
             clash = sorted(set(output) & set(rec.data))
             if clash:
                 raise ValueError(f"{clash} would overwrite the saga's data (its input or an "
