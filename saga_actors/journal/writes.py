@@ -76,6 +76,9 @@ def commit_args(record: SagaRecord, transitions: tuple[Transition, ...]) -> Comm
 Apply = Callable[[Any, Any], Any]
 
 
+
+STOP_WAIT_S = 10.0  # a closing journal waits this long for its writer thread to finish
+
 class GroupCommitted:
     """Mixin of a journal backend with a writer thread. The backend provides ``url``,
     ``connect()``, ``begin(db)``, ``end(db, commit=...)`` and ``failure(exc)``: None for an
@@ -172,8 +175,9 @@ class GroupCommitter:
         self._queue.put((apply, args, future))
 
     def stop(self) -> None:
+        """Let the writer commit what it holds, waiting for it up to ``STOP_WAIT_S``."""
         self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=STOP_WAIT_S)
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
