@@ -84,19 +84,19 @@ class Cluster:
              timeout_s: float) -> Any:
         """One call to the supervisor (0) or the registry (1); a saga_actors error it raises
         comes back as itself; no answer is :class:`ServiceUnavailable`."""
-        import ray
+        from saga_actors.ray import calls
 
         actor = self.services()[which]
         if actor is None:
             raise ServiceUnavailable("not running")
         try:
-            return ray.get(getattr(actor, method).remote(*args, **kwargs), timeout=timeout_s)
-        except ray.exceptions.GetTimeoutError:
+            return calls.get(getattr(actor, method).remote(*args, **kwargs), timeout_s=timeout_s)
+        except calls.GetTimeoutError:
             raise ServiceUnavailable(f"no answer within {timeout_s:g}s") from None
-        except ray.exceptions.RayActorError as exc:  # died, or unreachable (its node)
+        except calls.RayActorError as exc:  # died, or unreachable (its node)
             raise ServiceUnavailable(f"{type(exc).__name__}: its node may be down, and Ray "
                                      "restarts it on another") from None
-        except ray.exceptions.RayTaskError as exc:
+        except calls.RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             if isinstance(cause, SagaError):
                 raise cause from None
@@ -138,18 +138,15 @@ def safe_url(url: str) -> str:
 def connect(address: str, namespace: str) -> None:
     """Attach this process to the cluster at ``address``; a clear error if it does not
     answer."""
-    from saga_actors.runtime import check_reachable
+    from saga_actors.ray import calls
+    from saga_actors.ray.cluster import check_reachable
 
     try:
         check_reachable(address)
     except SagaError as exc:
         raise click.ClickException(str(exc)) from None
-    import ray
-
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 local clusters use tokens
-    if not ray.is_initialized():  # (already attached when run in-process, as in tests)
-        ray.init(address=address, namespace=namespace, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False)
+    calls.attach(address, namespace)
 
 
 def attach(address: str | None, namespace: str) -> tuple[Any, Any]:
@@ -174,19 +171,15 @@ def attach(address: str | None, namespace: str) -> tuple[Any, Any]:
 def service_rows(cluster: Cluster) -> list[dict[str, Any]]:
     """The namespace's long-lived actors, from Ray's state API, with their nodes."""
     cluster.services()  # attached, and the runtime is there
-    import ray
-    from ray.util.state import list_actors
+    from saga_actors.ray import calls
 
     try:
-        actors = list_actors(address=ray.get_runtime_context().gcs_address,
-                             limit=STATE_API_LIMIT, raise_on_missing_output=False,
-                             filters=[("ray_namespace", "=", cluster.namespace),
-                                      ("state", "!=", "DEAD")])
+        actors = calls.namespace_actors(cluster.namespace, STATE_API_LIMIT)
     except Exception as exc:  # the state API lives in the dashboard
         raise click.ClickException(f"Ray's state API did not answer ({type(exc).__name__}: "
                                    f"{str(exc)[:300]}); it needs Ray's dashboard on the head "
                                    "node") from None
-    nodes = {n["NodeID"]: n for n in ray.nodes()}
+    nodes = calls.nodes()
     rows = []
     for a in actors:
         if not a.name or a.name.startswith(SAGA_ACTOR_PREFIX) or a.state == "DEAD":
@@ -216,6 +209,6 @@ def kind_of(name: str) -> str:
 def session_dir(cluster: Cluster) -> str:
     """The session folder of the cluster this command attaches to."""
     connect(cluster.address, cluster.namespace)
-    import ray
+    from saga_actors.ray import calls
 
-    return ray._private.worker._global_node.get_session_dir_path()
+    return calls.session_dir()

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import ray
 from loguru import logger
 
 from saga_actors.config import RuntimeConfig
@@ -31,16 +30,17 @@ from saga_actors.model.definition import Saga
 from saga_actors.model.records import SagaRecord, first_transition, runner_name
 from saga_actors.participant.base import Participant
 from saga_actors.participant.stores import check_reachable as check_store_reachable
-from saga_actors.ray.gateway import get_riding_restarts
-from saga_actors.ray.participants import deploy_participant, deploy_participants
-from saga_actors.ray.sagas import saga_hosts
-from saga_actors.ray.services import ensure_services
-from saga_actors.runtime.cluster import (
+from saga_actors.ray import calls
+from saga_actors.ray.cluster import (
     check_participants,
     check_reachable,
     connect,
     pin_to_local_files,
 )
+from saga_actors.ray.gateway import get_riding_restarts
+from saga_actors.ray.participants import deploy_participant, deploy_participants
+from saga_actors.ray.sagas import saga_hosts
+from saga_actors.ray.services import ensure_services
 from saga_actors.runtime.definitions import RuntimeDefinitions
 from saga_actors.runtime.queries import QueriesAndActions
 from saga_actors.services.host import by_shard, shard_of
@@ -75,7 +75,7 @@ class SagaRuntime(QueriesAndActions):
             namespace=namespace, data_dir=data_dir, journal_url=journal_url,
             log_level=log_level, **settings,
         )
-        if address and not ray.is_initialized():
+        if address and not calls.is_initialized():
             check_reachable(address)  # before the journal is created: a typo changes nothing
         if self.config.store_url:  # a participant that cannot open its store never serves
             check_store_reachable(self.config.store_url)
@@ -311,7 +311,7 @@ class SagaRuntime(QueriesAndActions):
             args = ([r.saga_id for r in group], [r.model_dump(mode="json") for r in group])
             try:
                 self._ask_host(placement, index, "start", *args)
-            except (ray.exceptions.RayError, SagaError) as exc:
+            except (calls.RayError, SagaError) as exc:
                 logger.warning("{} did not take {} journaled saga(s) now ({}); the "
                                "supervisor will start them", pool_actor_name(placement, index),
                                len(group), exc)
@@ -325,7 +325,7 @@ class SagaRuntime(QueriesAndActions):
             try:
                 return get_riding_restarts(lambda h=host: getattr(h, method).remote(*args),
                                            timeout_s=timeout_s)
-            except ray.exceptions.RayActorError:
+            except calls.RayActorError:
                 self._pools.pop(placement, None)  # dead handles: look them up again
                 if attempt == 2:
                     raise
@@ -367,7 +367,7 @@ class SagaRuntime(QueriesAndActions):
                     admitted = _admitted(record)
                     await self._host_of(saga_id, record.placement).run.remote(
                         saga_id, admitted and admitted[0])
-                except ray.exceptions.RayError:
+                except calls.RayError:
                     self._pools.pop(record.placement, None)  # its host died: look it up again
             else:
                 self._launch(saga, record)

@@ -9,12 +9,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import ray
-
 from saga_actors.constants import OPERATOR_CALL_TIMEOUT_S, POOLED
 from saga_actors.errors import SagaError, SagaNotFoundError, SagaWaitTimeoutError
 from saga_actors.model.records import SagaRecord, Transition
 from saga_actors.model.state import SagaStatus
+from saga_actors.ray import calls
 from saga_actors.services.host import by_shard
 
 Progress = Callable[[SagaRecord], None]
@@ -115,10 +114,9 @@ class QueriesAndActions:
                          for i, group in by_shard(pooled, self.config.hosts).items()]
         if not refs:
             return
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         try:
-            ray.get(ready)
-        except ray.exceptions.RayError:
+            calls.get_ready(refs, timeout_s=timeout_s)
+        except calls.RayError:
             self._pools.clear()  # a host died: look the hosts up again next time
 
     # --- operator actions -----------------------------------------------------------
@@ -160,9 +158,9 @@ class QueriesAndActions:
         """An operator's request; a saga_actors error the supervisor raises (the saga is
         not STUCK, its host did not answer) comes back as itself."""
         try:
-            return ray.get(getattr(self.supervisor, method).remote(*args),
-                           timeout=OPERATOR_CALL_TIMEOUT_S)
-        except ray.exceptions.RayTaskError as exc:
+            return calls.get(getattr(self.supervisor, method).remote(*args),
+                             timeout_s=OPERATOR_CALL_TIMEOUT_S)
+        except calls.RayTaskError as exc:
             if isinstance(exc.cause, SagaError):
                 raise exc.cause from None
             raise

@@ -181,6 +181,24 @@ def package_modules() -> list[str]:
                   for p in package.rglob("*.py") if p != top)
 
 
+def test_no_module_outside_the_ray_package_imports_ray():
+    """Ray is imported by ``saga_actors.ray`` alone: what stands above it (the client, the
+    CLI, the test kit) goes through it."""
+    import ast
+
+    package = Path(saga_actors.__file__).parent
+    found = []
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).parts[0] == "ray":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "ray" or n.startswith("ray.") for n in names):
+                found.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert found == []
+
+
 def test_nothing_below_the_ray_package_imports_ray():
     """Every module but the Ray package and what stands above it imports in a fresh
     interpreter where ``import ray`` fails, and loads no part of Ray."""
