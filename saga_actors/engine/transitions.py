@@ -43,19 +43,11 @@ def prepare(
     return new, transition
 
 
-def advance(journal: Journal, record: SagaRecord, event: Event, **kwargs: Any) -> SagaRecord:
-    """Journal one transition of ``record`` synchronously (for tools outside an event
-    loop); raises :class:`JournalConflictError` when another writer advanced the saga
-    first."""
-    new, transition = prepare(record, event, **kwargs)
-    journal.commit(new, transition)
-    return new
-
-
 async def advance_async(journal: Journal, record: SagaRecord, event: Event,
                         **kwargs: Any) -> SagaRecord:
-    """:func:`advance`, awaited: for every actor's event loop, which a lock wait of the
-    journal must never freeze (another process holding SQLite's write lock, say)."""
+    """Journal one transition of ``record``, awaited (an actor's event loop must never
+    wait on the journal's lock); raises :class:`JournalConflictError` when another writer
+    advanced the saga first."""
     new, transition = prepare(record, event, **kwargs)
     await journal.write(new, transition)
     return new

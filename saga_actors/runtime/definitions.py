@@ -60,9 +60,6 @@ class RuntimeDefinitions:
                 self._check_shape_in_cluster(saga)
                 self.publish(saga)
 
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._known)
-
     def register(self, saga: Saga | Choreography) -> None:
         """Know ``saga`` by name and version (see :meth:`SagaRuntime.register`), after
         checking its shape against the journal's unfinished sagas and the cluster's."""
