@@ -62,7 +62,8 @@ def _cluster_options(fn: Any) -> Any:
               show_default=True, help="The runtime's Ray namespace.")
 @click.pass_context
 def main(ctx: click.Context, address: str | None, namespace: str) -> None:
-    """See and act on sagas: list, show, watch, cancel, retry, resolve."""
+    """See and act on sagas: list, show, watch, cancel, retry, resolve, signal; where the
+    services run (services); the journal without a cluster (journal); Grafana (dashboard)."""
     ctx.obj = Cluster(address, namespace)
     # Ray prints what it hears from the cluster (a node's death) on sys.stdout, from a
     # thread of its own and as late as the process's exit: from here on that is stderr,
