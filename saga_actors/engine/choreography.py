@@ -222,10 +222,8 @@ class ChoreographyInstance(JournaledRun):
                 return Failure.past_deadline(
                     "ReactionTimedOut", f"no {reaction.publishes} within "
                     f"{reaction.deadline_s:g}s", uncertain=attempt > 0)
-            abort = self._abort_reason() if kind == "action" and attempt else None
-            if abort:
-                return Failure.aborted(self._abort_type(), abort,
-                                       uncertain=resend or self._in_doubt(reaction))
+            if kind == "action" and attempt:
+                return self._halted(uncertain=resend or self._in_doubt(reaction))
             return None
 
         return await self._with_retries(Call(
@@ -247,17 +245,13 @@ class ChoreographyInstance(JournaledRun):
         if deadline is not None:
             timeout = max(0.001, min(timeout, deadline - self._clock.now()))
 
-        def halted() -> Failure | None:
-            abort = self._abort_reason()
-            return Failure.aborted(self._abort_type(), abort, uncertain=True) if abort else None
-
         def timed_out(exc: Exception) -> Failure | None:
             if deadline is None or self._clock.now() < deadline:
                 return None
             return Failure.past_deadline(type(exc).__name__, str(exc), uncertain=True)
 
         return await self._send(reaction.participant, request, timeout, reaction.retry,
-                                stoppable=True, halted=halted, timed_out=timed_out)
+                                stoppable=True, timed_out=timed_out)
 
     # --- helpers --------------------------------------------------------------------
 

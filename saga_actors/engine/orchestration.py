@@ -264,12 +264,6 @@ class SagaInstance(StepCalls, JournaledRun):
     def _halt_reason(self) -> str | None:
         return self._abort_reason() or self._stop_group
 
-    def _halted(self, reason: str, *, uncertain: bool) -> Failure:
-        """The failure of a call stopped by :meth:`_halt_reason`."""
-        abort = self._abort_reason()
-        error_type = self._abort_type() if abort else "StoppedByGroup"
-        return Failure.aborted(error_type, abort or reason, uncertain=uncertain)
-
     def _at(self, point: str) -> None:
         if self._fault_point is not None:
             self._fault_point(self.record.saga_id, point)

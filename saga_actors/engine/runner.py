@@ -166,6 +166,16 @@ class JournaledRun:
         parallel group that failed for good."""
         return self._abort_reason()
 
+    def _halted(self, *, uncertain: bool) -> Failure | None:
+        """The failure of a call stopped by :meth:`_halt_reason` (None: nothing stops it);
+        ``uncertain``: it was sent, so its effect may have happened."""
+        halt = self._halt_reason()
+        if halt is None:
+            return None
+        abort = self._abort_reason()
+        error_type = self._abort_type() if abort else "StoppedByGroup"
+        return Failure.aborted(error_type, abort or halt, uncertain=uncertain)
+
     def nudge(self) -> None:
         """Wake the saga so it re-checks its deadline, cancel requests and signals now; the
         calls in flight that must not go on are stopped."""
@@ -311,11 +321,10 @@ class JournaledRun:
 
     async def _send(self, participant: str, request: StepRequest, timeout_s: float,
                     policy: RetryPolicy, *, stoppable: bool,
-                    halted: Callable[[], Failure | None],
                     timed_out: Callable[[Exception], Failure | None] = lambda exc: None,
                     ) -> Outcome:
         """One participant call. ``stoppable``: a halt (:meth:`nudge`) cancels it
-        mid-call, and ``halted()`` says why (its effect is then unknown). No answer in time
+        mid-call, and :meth:`_halted` says why (its effect is then unknown). No answer in time
         or a lost participant: an outcome unknown, worth retrying (or ``timed_out(exc)``,
         a reaction's deadline). A refusal: retryable as ``policy`` says."""
         call = asyncio.ensure_future(self._gateway.call(participant, request, timeout_s))
@@ -325,7 +334,7 @@ class JournaledRun:
             reply = await call
         except asyncio.CancelledError:
             me = asyncio.current_task()
-            failure = halted() if stoppable else None
+            failure = self._halted(uncertain=True) if stoppable else None
             if failure is None or (me is not None and me.cancelling()):
                 raise  # not ours: the whole instance is being cancelled
             return {}, failure

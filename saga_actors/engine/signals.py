@@ -94,9 +94,9 @@ async def wait_for_signal(run: SagaInstance, step: Step) -> tuple[dict[str, Any]
                                    retryable=False, uncertain=False)
             logger.info("took signal {!r} ({})", step.signal, signal.signal_id)
             return {**output, SIGNAL_ID: signal.signal_id}, None
-        halt = run._halt_reason()
-        if halt:
-            return {}, run._halted(halt, uncertain=False)
+        halted = run._halted(uncertain=False)
+        if halted is not None:
+            return {}, halted
         left = until - run._clock.now()
         if left <= 0:
             failure = Failure("SignalTimeout", f"no {step.signal!r} signal came within "

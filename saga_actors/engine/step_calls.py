@@ -28,8 +28,7 @@ class StepCalls:
         slot = self.slot(step, kind)
 
         def stop(attempt: int, resend: bool) -> Failure | None:
-            halt = self._halt_reason() if kind == "action" and attempt else None
-            return self._halted(halt, uncertain=resend) if halt else None
+            return self._halted(uncertain=resend) if kind == "action" and attempt else None
 
         async def send(attempt: int) -> tuple[dict[str, Any], Failure | None]:
             self._at(f"{step.name}:{kind}:sent")
@@ -91,15 +90,9 @@ class StepCalls:
         timeout = step.timeout_s
         if kind == "action" and rec.deadline_at is not None and not self._past_pivot():
             timeout = max(0.001, min(timeout, rec.deadline_at - self._clock.now()))
-
-        def halted() -> Failure | None:
-            halt = self._halt_reason()
-            # a cancel, the deadline or a failed sibling arrived mid-call: its effect unknown
-            return self._halted(halt, uncertain=True) if halt else None
-
+        # a cancel, the deadline or a failed sibling mid-call stops an action's call
         output, failure = await self._send(step.participant, request, timeout,
-                                           step.policy(kind), stoppable=kind == "action",
-                                           halted=halted)
+                                           step.policy(kind), stoppable=kind == "action")
         if failure is not None or kind == "compensation":
             return output, failure
         try:
