@@ -96,11 +96,6 @@ class Cluster:
         except calls.RayActorError as exc:  # died, or unreachable (its node)
             raise ServiceUnavailable(f"{type(exc).__name__}: its node may be down, and Ray "
                                      "restarts it on another") from None
-        except calls.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            if isinstance(cause, SagaError):
-                raise cause from None
-            raise
 
     def _journal_registry(self, why: str) -> Any:
         """A registry of this process's own on the namespace's journal (where the runtime

@@ -8,6 +8,8 @@ from typing import Any
 
 import ray
 
+from saga_actors.errors import SagaError
+
 RayError = ray.exceptions.RayError
 RayActorError = ray.exceptions.RayActorError  # its actor died or is out of reach
 RayTaskError = ray.exceptions.RayTaskError  # the actor's method raised (``.cause``)
@@ -19,8 +21,15 @@ def is_initialized() -> bool:
 
 
 def get(refs: Any, *, timeout_s: float | None = None) -> Any:
-    """The result of a Ray call (or of several); :data:`GetTimeoutError` past ``timeout_s``."""
-    return ray.get(refs, timeout=timeout_s)
+    """The result of a Ray call (or of several); :data:`GetTimeoutError` past ``timeout_s``.
+    A saga_actors error the actor raised (a saga not STUCK, a host that did not answer)
+    comes back as itself, not wrapped in Ray's :data:`RayTaskError`."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except RayTaskError as exc:
+        if isinstance(exc.cause, SagaError):
+            raise exc.cause from None
+        raise
 
 
 def get_ready(refs: list[Any], *, timeout_s: float) -> list[Any]:

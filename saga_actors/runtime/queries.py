@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from saga_actors.constants import OPERATOR_CALL_TIMEOUT_S, POOLED
-from saga_actors.errors import SagaError, SagaNotFoundError, SagaWaitTimeoutError
+from saga_actors.errors import SagaNotFoundError, SagaWaitTimeoutError
 from saga_actors.model.records import SagaRecord, Transition
 from saga_actors.model.state import SagaStatus
 from saga_actors.ray import calls
@@ -157,10 +157,5 @@ class QueriesAndActions:
     def _ask_supervisor(self, method: str, *args: Any) -> Any:
         """An operator's request; a saga_actors error the supervisor raises (the saga is
         not STUCK, its host did not answer) comes back as itself."""
-        try:
-            return calls.get(getattr(self.supervisor, method).remote(*args),
-                             timeout_s=OPERATOR_CALL_TIMEOUT_S)
-        except calls.RayTaskError as exc:
-            if isinstance(exc.cause, SagaError):
-                raise exc.cause from None
-            raise
+        return calls.get(getattr(self.supervisor, method).remote(*args),
+                         timeout_s=OPERATOR_CALL_TIMEOUT_S)
