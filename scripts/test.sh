@@ -4,4 +4,5 @@
 # arguments go to pytest; `-n 0` runs in this process alone.
 source "$(dirname "$0")/_venv.sh"
 source "$(dirname "$0")/_prometheus.sh"
+source "$(dirname "$0")/_chromium.sh"
 exec python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@"

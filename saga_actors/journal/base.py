@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from saga_actors.errors import JournalError
 from saga_actors.model.records import SagaRecord, Signal, Transition
@@ -66,6 +67,8 @@ class Journal(abc.ABC):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        version: int | None = None,
+        id_prefix: str | None = None,
         placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -74,8 +77,9 @@ class Journal(abc.ABC):
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[SagaRecord]:
-        """Snapshots filtered by status, type, placement, creation time and last update;
-        oldest first (``newest_first``: the other way), paged."""
+        """Snapshots filtered by status, type, definition version, id prefix, placement,
+        creation time and last update; oldest first (``newest_first``: the other way),
+        paged."""
 
     @abc.abstractmethod
     def put_signal(self, signal: Signal) -> bool:
@@ -108,3 +112,24 @@ class Journal(abc.ABC):
         for rec in self.query():
             out[rec.status.value] += 1
         return out
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        """Sagas by type, then by status (only the statuses a type has)."""
+        out: dict[str, dict[str, int]] = {}
+        for rec in self.query():
+            by_status = out.setdefault(rec.saga_type, {})
+            by_status[rec.status.value] = by_status.get(rec.status.value, 0) + 1
+        return out
+
+    def activity(self, *, since: float, bucket_s: float, buckets: int) -> dict[str, Any]:
+        """How many sagas started, and how many ended (COMPLETED or FAILED: by their last
+        update), in each of ``buckets`` intervals of ``bucket_s`` seconds from ``since``."""
+        series = {"starts": [0] * buckets, "ends": [0] * buckets}
+        ended = {SagaStatus.COMPLETED, SagaStatus.FAILED}
+        for rec in self.query(updated_since=since):
+            for name, at in (("starts", rec.created_at),
+                             ("ends", rec.updated_at if rec.status in ended else None)):
+                b = None if at is None or at < since else int((at - since) // bucket_s)
+                if b is not None and b < buckets:
+                    series[name][b] += 1
+        return {"since": since, "bucket_s": bucket_s, **series}

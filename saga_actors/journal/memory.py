@@ -57,6 +57,8 @@ class MemoryJournal(Journal):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        version: int | None = None,
+        id_prefix: str | None = None,
         placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -73,6 +75,8 @@ class MemoryJournal(Journal):
             for r in sorted(recs, key=lambda r: (r.created_at, r.saga_id), reverse=newest_first)
             if (wanted is None or r.status in wanted)
             and (saga_type is None or r.saga_type == saga_type)
+            and (version is None or r.version == version)
+            and (not id_prefix or r.saga_id.startswith(id_prefix))
             and (placement is None or r.placement == placement)
             and (since is None or r.created_at >= since)
             and (until is None or r.created_at < until)

@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from saga_actors.errors import JournalError
+from saga_actors.journal import reads
 from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
 from saga_actors.journal.writes import (
     CommitArgs,
@@ -28,7 +29,6 @@ from saga_actors.journal.writes import (
     GroupCommitted,
     commit_args,
     create_args,
-    records_query,
 )
 from saga_actors.model.records import SagaRecord, Signal, Transition
 from saga_actors.model.state import SagaStatus
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS {s}.sagas (
 CREATE INDEX IF NOT EXISTS sagas_status ON {s}.sagas (status, placement, created_at);
 CREATE INDEX IF NOT EXISTS sagas_created ON {s}.sagas (created_at);
 CREATE INDEX IF NOT EXISTS sagas_updated ON {s}.sagas (updated_at);
+CREATE INDEX IF NOT EXISTS sagas_type ON {s}.sagas (saga_type, status);
 CREATE TABLE IF NOT EXISTS {s}.transitions (
     saga_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -218,6 +219,8 @@ class PostgresJournal(GroupCommitted, Journal):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        version: int | None = None,
+        id_prefix: str | None = None,
         placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -226,10 +229,10 @@ class PostgresJournal(GroupCommitted, Journal):
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[SagaRecord]:
-        found = records_query(f'"{self.schema}".sagas', "%s", None, statuses=statuses,
-                              saga_type=saga_type, placement=placement, since=since,
-                              until=until, updated_since=updated_since, limit=limit,
-                              offset=offset, newest_first=newest_first)
+        found = reads.records_query(
+            self._sagas, reads.POSTGRES, statuses=statuses, saga_type=saga_type, version=version,
+            id_prefix=id_prefix, placement=placement, since=since, until=until,
+            updated_since=updated_since, limit=limit, offset=offset, newest_first=newest_first)
         if found is None:
             return []
         return [SagaRecord.model_validate_json(r[0])
@@ -242,6 +245,17 @@ class PostgresJournal(GroupCommitted, Journal):
     def signals(self, saga_id: str) -> list[Signal]:
         return [Signal.model_validate_json(r[0])
                 for r in self._read(self._q["signals"], (saga_id,))]
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        return reads.counts_by_type(self._read, self._sagas)
+
+    def activity(self, *, since: float, bucket_s: float, buckets: int) -> dict[str, Any]:
+        return reads.activity(self._read, self._sagas, reads.POSTGRES, since=since,
+                              bucket_s=bucket_s, buckets=buckets)
+
+    @property
+    def _sagas(self) -> str:
+        return f'"{self.schema}".sagas'
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in SagaStatus}

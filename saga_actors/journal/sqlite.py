@@ -20,10 +20,12 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
 from saga_actors.errors import JournalError
+from saga_actors.journal import reads
 from saga_actors.journal.base import SCHEMA_VERSION, Journal, JournalConflictError
 from saga_actors.journal.sqlite_file import (
     WriterConnection,
@@ -39,7 +41,6 @@ from saga_actors.journal.writes import (
     GroupCommitted,
     commit_args,
     create_args,
-    records_query,
 )
 from saga_actors.model.records import SagaRecord, Signal, Transition
 from saga_actors.model.state import SagaStatus
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS sagas (
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status, placement, created_at);
 CREATE INDEX IF NOT EXISTS sagas_created ON sagas (created_at);
 CREATE INDEX IF NOT EXISTS sagas_updated ON sagas (updated_at);
+CREATE INDEX IF NOT EXISTS sagas_type ON sagas (saga_type, status);
 CREATE TABLE IF NOT EXISTS transitions (
     saga_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -218,6 +220,8 @@ class SqliteJournal(GroupCommitted, Journal):
         *,
         statuses: Iterable[SagaStatus] | None = None,
         saga_type: str | None = None,
+        version: int | None = None,
+        id_prefix: str | None = None,
         placement: str | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -226,10 +230,10 @@ class SqliteJournal(GroupCommitted, Journal):
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[SagaRecord]:
-        found = records_query("sagas", "?", -1, statuses=statuses, saga_type=saga_type,
-                              placement=placement, since=since, until=until,
-                              updated_since=updated_since, limit=limit, offset=offset,
-                              newest_first=newest_first)
+        found = reads.records_query(
+            "sagas", reads.SQLITE, statuses=statuses, saga_type=saga_type, version=version,
+            id_prefix=id_prefix, placement=placement, since=since, until=until,
+            updated_since=updated_since, limit=limit, offset=offset, newest_first=newest_first)
         if found is None:
             return []
         return [SagaRecord.model_validate_json(r[0])
@@ -244,6 +248,13 @@ class SqliteJournal(GroupCommitted, Journal):
         rows = self._read("SELECT body FROM signals WHERE saga_id=? ORDER BY at, signal_id",
                           (saga_id,))
         return [Signal.model_validate_json(r[0]) for r in rows]
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        return reads.counts_by_type(self._read, "sagas")
+
+    def activity(self, *, since: float, bucket_s: float, buckets: int) -> dict[str, Any]:
+        return reads.activity(self._read, "sagas", reads.SQLITE, since=since,
+                              bucket_s=bucket_s, buckets=buckets)
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in SagaStatus}

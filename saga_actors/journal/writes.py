@@ -1,5 +1,4 @@
-"""What the SQL journal backends write (and the one query they filter records with), and
-the one group committer they share. No Ray.
+"""What the SQL journal backends write, and the one group committer they share. No Ray.
 
 A backend (SQLite, PostgreSQL) says how to open a connection, begin and end a transaction
 and explain a failure of its database; :class:`GroupCommitted` gives it ``_grouped``: many
@@ -13,13 +12,12 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from saga_actors.errors import JournalError
 from saga_actors.journal.base import JournalConflictError
 from saga_actors.model.records import SagaRecord, Transition
-from saga_actors.model.state import SagaStatus
 
 CommitArgs = tuple[tuple, list[tuple]]
 CreateArgs = tuple[tuple, tuple]
@@ -29,35 +27,6 @@ def row(record: SagaRecord) -> tuple:
     """A saga's row: id, type, placement, status, seq, created, updated, record JSON."""
     return (record.saga_id, record.saga_type, record.placement, record.status.value,
             record.seq, record.created_at, record.updated_at, record.model_dump_json())
-
-
-def records_query(
-    table: str, mark: str, no_limit: Any, *,
-    statuses: Iterable[SagaStatus] | None, saga_type: str | None, placement: str | None,
-    since: float | None, until: float | None, updated_since: float | None,
-    limit: int | None, offset: int, newest_first: bool,
-) -> tuple[str, list[Any]] | None:
-    """:meth:`Journal.query` as SQL with ``mark`` placeholders (``?``, ``%s``) and its
-    arguments (``no_limit``: the LIMIT meaning none); None when no status is asked for."""
-    where, args = [], []
-    if statuses is not None:
-        values = [SagaStatus(s).value for s in statuses]
-        if not values:
-            return None
-        where.append(f"status IN ({', '.join([mark] * len(values))})")
-        args += values
-    for condition, value in (("saga_type =", saga_type), ("placement =", placement),
-                             ("created_at >=", since), ("created_at <", until),
-                             ("updated_at >=", updated_since)):
-        if value is not None:
-            where.append(f"{condition} {mark}")
-            args.append(value)
-    text = f"SELECT record FROM {table}"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    order = "DESC" if newest_first else "ASC"
-    text += f" ORDER BY created_at {order}, saga_id {order} LIMIT {mark} OFFSET {mark}"
-    return text, [*args, no_limit if limit is None else limit, offset]
 
 
 def create_args(record: SagaRecord, transition: Transition) -> CreateArgs:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,11 @@ from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
     DEFAULT_NAMESPACE,
 )
-from saga_actors.errors import SagaError, SagaNotFoundError
+from saga_actors.errors import SagaError
 from saga_actors.model.state import SagaStatus
+from saga_actors.ops import actions
 from saga_actors.ops.cluster import Cluster, service_rows, session_dir
+from saga_actors.ops.console.commands import console
 from saga_actors.ops.views import (
     LIST_COLUMNS,
     STDOUT,
@@ -63,7 +64,8 @@ def _cluster_options(fn: Any) -> Any:
 @click.pass_context
 def main(ctx: click.Context, address: str | None, namespace: str) -> None:
     """See and act on sagas: list, show, watch, cancel, retry, resolve, signal; where the
-    services run (services); the journal without a cluster (journal); Grafana (dashboard)."""
+    services run (services); the journal without a cluster (journal); Grafana (dashboard);
+    the saga console in a browser (console)."""
     ctx.obj = Cluster(address, namespace)
     # Ray prints what it hears from the cluster (a node's death) on sys.stdout, from a
     # thread of its own and as late as the process's exit: from here on that is stderr,
@@ -76,14 +78,17 @@ def main(ctx: click.Context, address: str | None, namespace: str) -> None:
 @_cluster_options
 @click.option("--status", type=click.Choice(STATUSES, case_sensitive=False))
 @click.option("--type", "saga_type", help="Only sagas of this type.")
+@click.option("--version", type=click.IntRange(1), help="Only sagas of this definition version.")
+@click.option("--prefix", "id_prefix", help="Only sagas whose id starts with this.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
 @click.pass_obj
-def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit: int,
-             as_json: bool) -> None:
+def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, version: int | None,
+             id_prefix: str | None, limit: int, as_json: bool) -> None:
     """Sagas, newest first."""
     entries = cluster.query("list", status=status.upper() if status else None,
-                           saga_type=saga_type, limit=limit)
+                           saga_type=saga_type, version=version, id_prefix=id_prefix,
+                           limit=limit)
     if as_json:
         out(json.dumps(entries))
     else:
@@ -98,16 +103,9 @@ def list_cmd(cluster: Cluster, status: str | None, saga_type: str | None, limit:
 @click.pass_obj
 def show(cluster: Cluster, saga_id: str, as_json: bool, timeline: str | None) -> None:
     """One saga: state, steps with attempts and timings, history, last error."""
-    info = _get(cluster, saga_id)
+    info = actions.get_saga(cluster, saga_id)
     write_timeline(info, timeline)
     out(json.dumps(info)) if as_json else emit(show_view(info))
-
-
-def _get(cluster: Cluster, saga_id: str) -> dict[str, Any]:
-    try:
-        return cluster.query("get", saga_id)
-    except SagaNotFoundError:
-        raise click.ClickException(f"no saga with id {saga_id!r}") from None
 
 
 @main.command()
@@ -122,7 +120,7 @@ def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | N
         title = Text(f"saga-actors watch  {datetime.now():%H:%M:%S}  (Ctrl-C to stop)\n",
                      style="bold")
         if saga_id:
-            return Group(title, show_view(_get(cluster, saga_id)))
+            return Group(title, show_view(actions.get_saga(cluster, saga_id)))
         counts = cluster.query("counts")
         line = Text("  ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
         return Group(title, line, table(list_rows(cluster.query("list", limit=20)),
@@ -155,11 +153,7 @@ def watch(cluster: Cluster, saga_id: str | None, interval: float, count: int | N
 @click.pass_obj
 def cancel(cluster: Cluster, saga_id: str, reason: str) -> None:
     """Abort a running saga: it compensates and ends FAILED."""
-    _get(cluster, saga_id)
-    refusal = _operator(cluster.act, "cancel_refusal", saga_id, reason)
-    if refusal:
-        raise click.ClickException(f"saga {saga_id} cannot be cancelled: {refusal}")
-    out(f"cancel requested: {saga_id} will compensate and end FAILED")
+    out(actions.cancel(cluster, saga_id, reason))
 
 
 @main.command()
@@ -177,11 +171,7 @@ def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str 
         payload = json.loads(data)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
-    _get(cluster, saga_id)
-    signal_id = signal_id or uuid.uuid4().hex
-    fresh = _operator(cluster.act, "signal", saga_id, name, payload, signal_id)
-    out(f"signal {name!r} {'sent' if fresh else 'was sent before'}: {saga_id} "
-               f"(signal id {signal_id})")
+    out(actions.signal(cluster, saga_id, name, payload, signal_id))
 
 
 @main.command()
@@ -190,9 +180,7 @@ def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str 
 @click.pass_obj
 def retry(cluster: Cluster, saga_id: str) -> None:
     """Re-drive a STUCK saga's pending work (its compensations, usually)."""
-    _get(cluster, saga_id)
-    resumes = _operator(cluster.act, "retry", saga_id)
-    out(f"retrying {saga_id}: it resumes in {resumes}")
+    out(actions.retry(cluster, saga_id))
 
 
 @main.command()
@@ -202,16 +190,7 @@ def retry(cluster: Cluster, saga_id: str) -> None:
 @click.pass_obj
 def resolve(cluster: Cluster, saga_id: str, note: str) -> None:
     """Mark a STUCK saga resolved by hand: it ends FAILED with the note in its history."""
-    _get(cluster, saga_id)
-    _operator(cluster.act, "resolve", saga_id, note)
-    out(f"resolved {saga_id}")
-
-
-def _operator(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except SagaError as exc:  # RunnerUnavailableError too: the host did not answer
-        raise click.ClickException(str(exc)) from None
+    out(actions.resolve(cluster, saga_id, note))
 
 
 @main.command("services")
@@ -324,6 +303,8 @@ def dashboard_install(cluster: Cluster, folder: str | None) -> None:
                                    f"{getattr(exc, 'strerror', None) or exc}") from None
     out(f"dashboard written to {written}")
 
+
+main.add_command(console)
 
 if __name__ == "__main__":
     main()

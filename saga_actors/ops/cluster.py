@@ -44,6 +44,7 @@ class Cluster:
         self.namespace = namespace
         self._services: tuple[Any, Any] | None = None
         self._fallback: Any = None  # a Registry on the journal, once the registry failed us
+        self._fallback_at = 0.0  # (when: a long-lived caller, the console, asks it again)
 
     def services(self) -> tuple[Any, Any]:
         if self._services is None:
@@ -54,11 +55,15 @@ class Cluster:
         """Ask the registry (``list``, ``get``, ``counts``); while it does not answer
         within ``REGISTRY_READ_TIMEOUT_S``, the same question is answered from the journal
         (the source of truth the registry caches), with a note on stderr."""
-        if self._fallback is None:
+        if self._fallback is None or time.monotonic() - self._fallback_at > REGISTRY_RETRY_S:
             try:
-                return self._ask(1, method, args, kwargs, REGISTRY_READ_TIMEOUT_S)
+                answer = self._ask(1, method, args, kwargs, REGISTRY_READ_TIMEOUT_S)
+                self._fallback = None
+                return answer
             except ServiceUnavailable as exc:
-                self._fallback = self._journal_registry(exc.why)
+                if self._fallback is None:
+                    self._fallback = self._journal_registry(exc.why)
+                self._fallback_at = time.monotonic()
         return getattr(self._fallback, method)(*args, **kwargs)
 
     def act(self, method: str, *args: Any) -> Any:
@@ -145,12 +150,18 @@ def connect(address: str, namespace: str) -> None:
 
 
 def attach(address: str | None, namespace: str) -> tuple[Any, Any]:
-    if not address:
-        raise click.ClickException(
-            "no cluster address: pass --address HOST:PORT or set RAY_ADDRESS "
-            "(to read the journal without a cluster: saga-actors journal list)"
-        )
-    connect(address, namespace)
+    """The namespace's supervisor and registry, attaching to the cluster at ``address``
+    first (no address: this process runs in the cluster, as the console's Serve app)."""
+    if address:
+        connect(address, namespace)
+    else:
+        from saga_actors.ray import calls
+
+        if not calls.is_initialized():
+            raise click.ClickException(
+                "no cluster address: pass --address HOST:PORT or set RAY_ADDRESS "
+                "(to read the journal without a cluster: saga-actors journal list)")
+        address = calls.gcs_address()
     from saga_actors.ray.definitions import runtime_info
     from saga_actors.ray.services import find_services
 
@@ -187,6 +198,7 @@ def service_rows(cluster: Cluster) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (KINDS.index(r["kind"]), r["name"]))
 
 
+REGISTRY_RETRY_S = 30.0  # once answered from the journal, the registry is asked again after
 STATE_API_LIMIT = 10_000  # the most Ray's state API returns by default (dedicated sagas count)
 KINDS = ["participant", "host", "bus", "supervisor", "registry", "other"]
 

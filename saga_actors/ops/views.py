@@ -130,6 +130,9 @@ def show_view(info: dict[str, Any]) -> RenderableType:
         facts.add_row("children", ", ".join(info["children"]))
     if info.get("waiting_for"):
         facts.add_row("waiting", f"for {info['waiting_for']}")
+    for wait in info.get("signals_awaited", ()):
+        facts.add_row("waiting", f"for signal {wait['signal']!r} (step {wait['step']}, "
+                      f"until {when(wait['until'])})")
     if info.get("awaiting"):
         waited = f" for {info['awaiting_s']:.0f} s" if info.get("awaiting_s") is not None else ""
         head, _, rest = info["awaiting"].partition("; ")

@@ -123,6 +123,12 @@ class RegistryActorImpl:
     async def counts(self) -> dict[str, int]:
         return self.registry.counts()
 
+    async def overview(self, **options: Any) -> dict[str, Any]:
+        return self.registry.overview(**options)
+
+    async def saga_input(self, saga_id: str) -> dict[str, Any]:
+        return self.registry.saga_input(saga_id)
+
     def __repr__(self) -> str:
         return f"Registry({REGISTRY_ACTOR_NAME})"
 

@@ -65,6 +65,9 @@ OPEN = frozenset(SagaStatus) - {SagaStatus.COMPLETED, SagaStatus.FAILED}
 # comes late (older than the one that finished the saga) cannot bring it back as open
 RECENTLY_FINISHED = 10_000
 
+# an overview is computed at most this often (every open console asks for it)
+OVERVIEW_TTL_S = 2.0
+
 # a resync looks this far before the last one: a write journaled just before it may be
 # committed just after it
 RESYNC_MARGIN_S = 2.0
@@ -100,6 +103,7 @@ class Registry:
         self._entries: dict[str, RegistryEntry] = {}
         self._finished: OrderedDict[str, int] = OrderedDict()  # the latest few: id -> seq
         self._synced_at = 0.0
+        self._overview: dict[tuple, tuple[float, dict[str, Any]]] = {}
         self.rebuild()
 
     # --- feeding --------------------------------------------------------------------
@@ -200,23 +204,27 @@ class Registry:
         *,
         status: str | None = None,
         saga_type: str | None = None,
+        version: int | None = None,
+        id_prefix: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Entries, newest first, filtered and paged: open sagas from memory, the rest
-        from the journal."""
+        """Entries, newest first, filtered (status, type, definition version, id prefix,
+        creation time) and paged: open sagas from memory, the rest from the journal."""
         wanted = SagaStatus(status) if status else None
-        if wanted is None or wanted not in OPEN:
+        if wanted is None or wanted not in OPEN or version is not None:
             records = self._journal.query(
-                statuses=[wanted] if wanted else None, saga_type=saga_type, since=since,
-                until=until, limit=limit, offset=offset, newest_first=True)
+                statuses=[wanted] if wanted else None, saga_type=saga_type, version=version,
+                id_prefix=id_prefix, since=since, until=until, limit=limit, offset=offset,
+                newest_first=True)
             return [RegistryEntry.of(r).model_dump(mode="json") for r in records]
         rows = [
             e for e in self._entries.values()
             if e.status is wanted
             and (saga_type is None or e.saga_type == saga_type)
+            and (not id_prefix or e.saga_id.startswith(id_prefix))
             and (since is None or e.created_at >= since)
             and (until is None or e.created_at < until)
         ]
@@ -226,6 +234,40 @@ class Registry:
     def counts(self) -> dict[str, int]:
         """Sagas by status, every status present (from the journal's index)."""
         return self._journal.counts()
+
+    def overview(self, *, window_s: float = 3600.0, bucket_s: float = 60.0,
+                 stuck_limit: int = 50) -> dict[str, Any]:
+        """What an operator looks at first, in one answer: counts by status and by saga
+        type, starts and ends per ``bucket_s`` over the last ``window_s``, and the STUCK
+        sagas (newest first, with their reasons). Computed at most once per
+        ``OVERVIEW_TTL_S``: however many consoles are open, the journal is asked once."""
+        key = (window_s, bucket_s, stuck_limit)
+        now = self._clock()
+        cached = self._overview.get(key)
+        if cached is not None and now - cached[0] < OVERVIEW_TTL_S:
+            return cached[1]
+        since = now - window_s
+        stuck = sorted((e for e in self._entries.values() if e.status is SagaStatus.STUCK),
+                       key=lambda e: (e.updated_at, e.saga_id), reverse=True)
+        answer = {
+            "at": now, "counts": self._journal.counts(),
+            "by_type": self._journal.counts_by_type(),
+            "activity": self._journal.activity(since=since, bucket_s=bucket_s,
+                                               buckets=max(1, int(window_s // bucket_s))),
+            "stuck": [e.model_dump(mode="json") for e in stuck[:stuck_limit]],
+            "stuck_total": len(stuck),
+        }
+        self._overview = {key: (now, answer)}
+        return answer
+
+    def saga_input(self, saga_id: str) -> dict[str, Any]:
+        """A saga's type, version and input as journaled (secrets in the clear: the
+        caller masks them with the input model before anyone sees them)."""
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        return {"saga_type": record.saga_type, "version": record.version,
+                "input": record.input}
 
     def __len__(self) -> int:
         """How many sagas the registry holds in memory (the open ones)."""
@@ -258,10 +300,24 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
         "awaiting": record.awaiting,
         "awaiting_s": (round(time.time() - record.updated_at, 1)
                        if record.awaiting and not record.status.terminal else None),
+        "signals_awaited": awaited_signals(record, history),
         "events": [e.model_dump(mode="json", exclude={"payload"}) for e in record.events],
         "steps": steps_from_history(history),
         "history": [t.model_dump(mode="json") for t in history],
     }
+
+
+def awaited_signals(record: SagaRecord, history: list[Transition]) -> list[dict[str, Any]]:
+    """The signals a running saga waits for now: each wait step whose latest transition
+    is its start, with the signal's name and until when it waits."""
+    if record.status.terminal:
+        return []
+    latest: dict[str, Transition] = {}
+    for t in history:
+        if t.step:
+            latest[t.step] = t
+    return [{"step": step, "signal": t.detail.get("signal"), "until": t.detail.get("until")}
+            for step, t in latest.items() if t.event is Event.WAIT_STARTED]
 
 
 def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:

@@ -1,0 +1,88 @@
+"""What the SQL journal backends read beyond one saga: the one query they filter records
+with, and the summaries an operator's overview shows (counts by saga type, starts and ends
+over time). Each backend names its dialect; the SQL is written once. No Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from saga_actors.model.state import SagaStatus
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL backends' reads."""
+
+    mark: str  # a placeholder: ``?`` or ``%s``
+    no_limit: Any  # the LIMIT meaning none
+    version: str  # the record's definition version, as an integer expression
+    bucket: str  # ``{col}``'s bucket number: ({col} - since) / width, rounded down
+
+
+SQLITE = Dialect("?", -1, "json_extract(record, '$.version')",
+                 "CAST(({col} - ?) / ? AS INTEGER)")  # (col >= since: truncation is floor)
+POSTGRES = Dialect("%s", None, "CAST(record::json->>'version' AS INTEGER)",
+                   "CAST(FLOOR(({col} - %s) / %s) AS INTEGER)")
+
+
+def records_query(
+    table: str, dialect: Dialect, *,
+    statuses: Iterable[SagaStatus] | None, saga_type: str | None, version: int | None,
+    id_prefix: str | None, placement: str | None, since: float | None, until: float | None,
+    updated_since: float | None, limit: int | None, offset: int, newest_first: bool,
+) -> tuple[str, list[Any]] | None:
+    """:meth:`Journal.query` as SQL and its arguments; None when no status is asked for."""
+    mark = dialect.mark
+    where, args = [], []
+    if statuses is not None:
+        values = [SagaStatus(s).value for s in statuses]
+        if not values:
+            return None
+        where.append(f"status IN ({', '.join([mark] * len(values))})")
+        args += values
+    for condition, value in (("saga_type =", saga_type), (f"{dialect.version} =", version),
+                             ("placement =", placement), ("created_at >=", since),
+                             ("created_at <", until), ("updated_at >=", updated_since)):
+        if value is not None:
+            where.append(f"{condition} {mark}")
+            args.append(value)
+    if id_prefix:
+        where.append(f"substr(saga_id, 1, {mark}) = {mark}")
+        args += [len(id_prefix), id_prefix]
+    text = f"SELECT record FROM {table}"
+    if where:
+        text += " WHERE " + " AND ".join(where)
+    order = "DESC" if newest_first else "ASC"
+    text += f" ORDER BY created_at {order}, saga_id {order} LIMIT {mark} OFFSET {mark}"
+    return text, [*args, dialect.no_limit if limit is None else limit, offset]
+
+
+def counts_by_type(read: Callable[[str, tuple], list[tuple]], table: str) -> dict[str, dict]:
+    """Sagas by type, then by status (the statuses a type has)."""
+    out: dict[str, dict[str, int]] = {}
+    for saga_type, status, n in read(
+            f"SELECT saga_type, status, COUNT(*) FROM {table} GROUP BY saga_type, status", ()):
+        out.setdefault(saga_type, {})[status] = n
+    return out
+
+
+def activity(read: Callable[[str, tuple], list[tuple]], table: str, dialect: Dialect, *,
+             since: float, bucket_s: float, buckets: int) -> dict[str, Any]:
+    """How many sagas started, and how many ended (COMPLETED or FAILED), in each of
+    ``buckets`` intervals of ``bucket_s`` from ``since``."""
+    mark, ended = dialect.mark, [SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]
+    series = {}
+    for name, col, extra in (("starts", "created_at", ""),
+                             ("ends", "updated_at",
+                              f" AND status IN ({', '.join([mark] * len(ended))})")):
+        bucket = dialect.bucket.format(col=col)
+        rows = read(f"SELECT {bucket} AS b, COUNT(*) FROM {table} WHERE {col} >= {mark}"
+                    f"{extra} GROUP BY b", (since, bucket_s, since, *(ended if extra else ())))
+        counts = [0] * buckets
+        for b, n in rows:
+            if 0 <= b < buckets:
+                counts[b] += n
+        series[name] = counts
+    return {"since": since, "bucket_s": bucket_s, **series}

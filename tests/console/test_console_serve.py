@@ -1,0 +1,65 @@
+"""``saga-actors console deploy`` on a ``ray start`` cluster: the console is a Ray Serve
+application that Ray's dashboard lists, reached through Serve's proxy."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import BIN, LocalCluster, free_port
+from tests.conftest import poll
+
+TOKEN = "serve-console-token"
+
+
+def _get(url: str, token: str | None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                     if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def cluster():
+    c = LocalCluster().start()
+    yield c
+    c.stop()
+
+
+def test_console_deploy_serves_it_through_ray_serve_and_the_dashboard_lists_it(
+        cluster, tmp_path):
+    launched = cluster.run(sys.executable, "scripts/launch_sagas.py", "--address",
+                           cluster.address, "--count", "2", "--json", "--placement", "hosted",
+                           "--data-dir", str(tmp_path / "data"))
+    ids = [s["saga_id"] for s in json.loads(launched.stdout)["sagas"]]
+    port = free_port()
+    deployed = cluster.run(str(BIN / "saga-actors"), "console", "deploy", "--port", str(port),
+                           "--route-prefix", "/sagas", SAGA_ACTORS_CONSOLE_TOKEN=TOKEN)
+    base = f"http://127.0.0.1:{port}/sagas"
+    assert f"saga_actors_console is RUNNING: {base}/" in deployed.stdout, deployed.stderr
+    # through Serve's proxy: the same registry the CLI asks
+    overview = poll(lambda: _get(f"{base}/api/overview", TOKEN), what="the console to answer")
+    assert overview[0] == 200, overview
+    assert json.loads(overview[1])["counts"]["COMPLETED"] == 2
+    status, page = _get(f"{base}/sagas/{ids[0]}", TOKEN)
+    assert status == 200 and ids[0] in page and 'href="/sagas/sagas?status=' not in page
+    assert 'href="/sagas/static/console.css"' in page  # links know the route prefix
+    assert _get(f"{base}/api/overview", None)[0] == 401
+    assert _get(f"{base}/api/overview", "wrong")[0] == 401
+    # Ray's dashboard (its Serve view reads this REST API) lists the application
+    ray_token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    status, apps = _get(f"http://127.0.0.1:{cluster.dashboard_port}/api/serve/applications/",
+                        ray_token)
+    assert status == 200, apps
+    app = json.loads(apps)["applications"]["saga_actors_console"]
+    assert app["status"] == "RUNNING" and app["route_prefix"] == "/sagas"
+    removed = cluster.run(str(BIN / "saga-actors"), "console", "remove")
+    assert "saga_actors_console removed" in removed.stdout
