@@ -123,6 +123,34 @@ class TestJournalContract:
         assert journal.counts()["STARTED"] == 4 and journal.counts()["COMPLETED"] == 1
         assert journal.counts()["STUCK"] == 0
 
+    def test_query_by_definition_version_and_id_prefix(self, journal):
+        for i, (saga_id, version) in enumerate([("ab-1", 1), ("ab-2", 2), ("ac-3", 2),
+                                               ("b%_4", 1)]):
+            journal.create(rec(saga_id, created=float(i)).model_copy(
+                update={"version": version}), tr(saga_id))
+        ids = lambda **kw: [r.saga_id for r in journal.query(newest_first=True, **kw)]  # noqa: E731
+        assert ids(version=2) == ["ac-3", "ab-2"]
+        assert ids(id_prefix="ab-") == ["ab-2", "ab-1"]
+        assert ids(id_prefix="ab-2") == ["ab-2"]  # an exact id is its own prefix
+        assert ids(id_prefix="b%") == ["b%_4"]  # no wildcard in a prefix
+        assert ids(id_prefix="a", version=1) == ["ab-1"]
+        assert ids(id_prefix="zz") == []
+
+    def test_counts_by_type_and_activity_over_time(self, journal):
+        rows = [("o1", "order", SagaStatus.COMPLETED, 100.0, 130.0),
+                ("o2", "order", SagaStatus.FAILED, 110.0, 250.0),
+                ("o3", "order", SagaStatus.PENDING, 200.0, 200.0),
+                ("t1", "trip", SagaStatus.COMPLETED, 50.0, 60.0)]  # before the window
+        for saga_id, saga_type, status, created, updated in rows:
+            journal.create(rec(saga_id, saga_type=saga_type, status=status, created=created)
+                           .model_copy(update={"updated_at": updated}), tr(saga_id))
+        assert journal.counts_by_type() == {
+            "order": {"COMPLETED": 1, "FAILED": 1, "PENDING": 1}, "trip": {"COMPLETED": 1}}
+        seen = journal.activity(since=100.0, bucket_s=60.0, buckets=3)
+        # starts at 100, 110 (bucket 0), 200 (1); ends at 130 (0), 250 (2); t1 is older
+        assert seen == {"since": 100.0, "bucket_s": 60.0, "starts": [2, 1, 0],
+                        "ends": [1, 0, 1]}
+
     def test_write_groups_commits_and_fails_only_the_conflicting_one(self, journal):
         for i in range(50):
             journal.create(rec(f"s{i}"), tr(f"s{i}"))

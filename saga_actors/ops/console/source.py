@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from pydantic import BaseModel
 
 from saga_actors.ops import actions
 from saga_actors.ops.cluster import Cluster
@@ -68,9 +69,14 @@ class Source:
             raise ConsoleError(f"the input is not shown: no definition of {what} is "
                                "registered, so which of its fields are secret cannot be "
                                "told", 409)
-        try:
-            return definition.input_model.model_validate(raw["input"]).model_dump(mode="json")
-        except Exception as exc:
-            raise ConsoleError(f"the input is not shown: it no longer validates against "
-                               f"{what}'s input model ({type(exc).__name__}), so which of "
-                               "its fields are secret cannot be told", 409) from None
+        return mask_input(definition.input_model, raw["input"], what)
+
+
+def mask_input(model: type[BaseModel], data: dict[str, Any], what: str) -> dict[str, Any]:
+    """``data`` through ``model``: every ``SecretStr`` (``SecretBytes``) field masked."""
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except Exception as exc:
+        raise ConsoleError(f"the input is not shown: it no longer validates against "
+                           f"{what}'s input model ({type(exc).__name__}), so which of its "
+                           "fields are secret cannot be told", 409) from None
