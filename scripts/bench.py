@@ -1,6 +1,7 @@
 """Throughput, latency and memory of saga_actors beside its floors, in ONE process and run.
 
     python scripts/bench.py [--quick] [--json] [--scale N] [--markdown] [--postgres URL]
+        [--console]
 
 Rows, all on the same 3-step order saga (reserve_inventory, process_payment,
 create_shipment), at several concurrencies:
@@ -22,6 +23,8 @@ Ray task per participant call, measured in the same rounds. "hosted_postgres" (w
 --postgres URL): hosted at 100 in flight with the journal AND the participants' stores in
 PostgreSQL (a schema each, dropped after the run), same rounds. "dbos_postgres" (with
 --dbos PYTHON too): the same order as a DBOS workflow on that server, same run.
+--console: hosted at 100 in flight with no console open and with 10 browser tabs on live
+saga pages (scripts/bench_console.py), round by round.
 --scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
 the host memory per in-flight saga.
 """
@@ -450,6 +453,16 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     for actor in floor_parts.values():
         ray.kill(actor)
 
+    console = None
+    if args.console:
+        from scripts.bench_console import console_rows
+
+        say("hosted at 100 in flight with no console open, and with browser tabs on live "
+            "saga pages, round by round")
+        console = await console_rows(
+            rt, lambda i: runtime_saga(i, "hosted", False), measure, _median,
+            n=max(sizes[100], 1200), rounds=rounds, say=say)  # ~5 s a round
+
     scale = None
     if args.scale:
         scale = await scale_test(rt, args.scale)
@@ -475,7 +488,10 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     if dbos:
         out["hosted_postgres_vs_dbos_postgres_at_100"] = round(
             hosted_postgres["sagas_per_s"] / dbos[1]["sagas_per_s"], 3)
+    if console:
+        out["console_open_vs_closed_at_100"] = console["ratio"]
     return {"rows": rows, "scale": scale, "derived": out, "hosted_unbatched": hosted_unbatched,
+            "console": console,
             "hosted_postgres": hosted_postgres, "dbos_postgres": dbos}
 
 
@@ -704,6 +720,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{busy['sagas_per_s']} sagas/s at 100 in flight (`hosted` on "
                      f"PostgreSQL: **{d.get('hosted_postgres_vs_dbos_postgres_at_100')}x** "
                      f"that), p50 {one['p50_ms']} ms one at a time.")
+    con = report.get("console")
+    if con:
+        lines.append(f"With the console open ({con['tabs']} browser tabs on live saga pages, "
+                     f"{con['refreshes_per_s']} refreshes/s), same rounds: "
+                     f"{con['open']['sagas_per_s']} sagas/s at 100 in flight against "
+                     f"{con['closed']['sagas_per_s']} with none open: **{con['ratio']}**.")
     if report.get("scale"):
         sc = report["scale"]
         lines.append(f"Scale: {sc['sagas']} hosted sagas in flight at once ({sc['max_in_flight']} "
@@ -725,6 +747,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dbos", metavar="PYTHON", default=None,
                    help="with --postgres: also run the same order as a DBOS workflow on that "
                         "server, with this interpreter (one that has `pip install dbos`)")
+    p.add_argument("--console", action="store_true",
+                   help="also measure hosted at 100 in flight with 10 browser tabs (Debian's "
+                        "chromium) on live saga pages of the console, round by round")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also hold N hosted sagas in flight at once (e.g. 10000)")
     p.add_argument("--plot", metavar="FILE.png",

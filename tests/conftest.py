@@ -69,6 +69,8 @@ SLOW_FIRST = (
     "tests/integration/test_cluster.py",
     "tests/chaos/test_chaos.py",
     "tests/integration/test_launch_script.py",
+    "tests/console/test_console_browser.py",
+    "tests/console/test_console_serve.py",
     "tests/integration/test_services.py",
     "tests/integration/test_definitions.py",
     "tests/faults/test_actor_crashes.py",

@@ -126,6 +126,9 @@ class RegistryActorImpl:
     async def overview(self, **options: Any) -> dict[str, Any]:
         return self.registry.overview(**options)
 
+    async def seq(self, saga_id: str) -> int:
+        return self.registry.seq(saga_id)
+
     async def saga_input(self, saga_id: str) -> dict[str, Any]:
         return self.registry.saga_input(saga_id)
 

@@ -246,19 +246,31 @@ class Registry:
         cached = self._overview.get(key)
         if cached is not None and now - cached[0] < OVERVIEW_TTL_S:
             return cached[1]
-        since = now - window_s
+        buckets = max(1, int(window_s // bucket_s))
+        since = (now // bucket_s + 1 - buckets) * bucket_s  # whole buckets: stable bars
         stuck = sorted((e for e in self._entries.values() if e.status is SagaStatus.STUCK),
                        key=lambda e: (e.updated_at, e.saga_id), reverse=True)
         answer = {
             "at": now, "counts": self._journal.counts(),
             "by_type": self._journal.counts_by_type(),
             "activity": self._journal.activity(since=since, bucket_s=bucket_s,
-                                               buckets=max(1, int(window_s // bucket_s))),
+                                               buckets=buckets),
             "stuck": [e.model_dump(mode="json") for e in stuck[:stuck_limit]],
             "stuck_total": len(stuck),
         }
         self._overview = {key: (now, answer)}
         return answer
+
+    def seq(self, saga_id: str) -> int:
+        """The number of a saga's last transition: whether anything happened since a
+        page showed it (an open saga's from memory; a finished one's from the journal)."""
+        entry = self._entries.get(saga_id)
+        if entry is not None:
+            return entry.seq
+        record = self._journal.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(saga_id)
+        return record.seq
 
     def saga_input(self, saga_id: str) -> dict[str, Any]:
         """A saga's type, version and input as journaled (secrets in the clear: the

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,7 @@ from saga_actors import (
 )
 from saga_actors.ops.console import ConsoleSettings, build_app
 from saga_actors.ops.console.settings import token_hash
+from tests.cluster import free_port
 from tests.conftest import RuntimeHarness, poll
 from tests.console.browser import launch
 from tests.console.server import ConsoleServer
@@ -275,3 +279,44 @@ def _screenshots_named_in_the_readme(rig):
         assert names == ["console-list.png", "console-overview.png", "console-saga.png"]
     else:
         shutil.rmtree(rig["shots"], ignore_errors=True)
+
+
+def test_saga_actors_console_serves_the_same_pages_from_its_own_process(rig, tmp_path):
+    """The command a person runs on a laptop: its own process, attached by address."""
+    saga_id = _start(rig, QUICK, "from-the-cli")
+    assert rig["rt"].wait(saga_id, timeout_s=60).status is SagaStatus.COMPLETED
+    port = free_port()
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+           "RAY_AUTH_MODE": "token", "SAGA_ACTORS_CONSOLE_TOKEN": TOKEN}
+    cli = str(Path(sys.executable).parent / "saga-actors")
+    nobody = subprocess.run([cli, "--namespace", rig["rt"].config.namespace, "console",
+                             "--port", str(port)], capture_output=True, text=True, timeout=60,
+                            env={**env, "SAGA_ACTORS_CONSOLE_TOKEN": "", "RAY_AUTH_TOKEN": "",
+                                 "RAY_AUTH_TOKEN_PATH": str(tmp_path / "none"),
+                                 "HOME": str(tmp_path)})
+    assert nobody.returncode != 0 and "the console has no token" in nobody.stderr
+    served = subprocess.Popen([cli, "--namespace", rig["rt"].config.namespace, "console",
+                               "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        page = poll(lambda: _fetch(f"http://127.0.0.1:{port}/sagas/{saga_id}"), timeout_s=60,
+                    every_s=0.2, what="saga-actors console to answer")
+        assert "COMPLETED" in page and saga_id in page
+        with rig["browser"].new_context() as context:
+            tab = context.new_page()
+            tab.goto(f"http://127.0.0.1:{port}/sagas/{saga_id}")
+            expect(tab.locator("h1")).to_have_text("Sign in")
+            tab.fill("input[name=token]", TOKEN)
+            tab.click("form.login button")  # back to the saga's page, signed in
+            expect(tab.locator('dd[data-fact="status"]')).to_have_text("COMPLETED")
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+
+
+def _fetch(url: str) -> str | None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.read().decode()
+    except OSError:
+        return None

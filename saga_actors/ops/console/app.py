@@ -4,12 +4,13 @@ build step. The same app runs in a Ray Serve replica and in ``saga-actors consol
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from saga_actors.ops.console import forms, pages
-from saga_actors.ops.console.layout import flash, frame
+from saga_actors.ops.console.layout import STATUSES, flash, frame
 from saga_actors.ops.console.security import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
@@ -77,9 +78,10 @@ class Console:
                 request.url.path:
             return JSONResponse({"error": "sign in with the console's token"}, 401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"{self._base(request)}/login?next={_q(target)}", 303)
+        return RedirectResponse(f"{self._base(request)}/login?next={quote(target, safe='')}", 303)
 
-    async def _read(self, request: Request, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _ask(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A blocking call to the registry or the supervisor, off the event loop."""
         return await run_in_threadpool(fn, *args, **kwargs)
 
     def _error(self, request: Request, exc: ConsoleError) -> HTMLResponse:
@@ -91,20 +93,23 @@ class Console:
         if (refused := self._must_read(request)) is not None:
             return refused
         try:
-            ov = await self._read(request, self.source.overview)
+            ov = await self._ask(self.source.overview)
         except ConsoleError as exc:
             return self._error(request, exc)
-        body = pages.overview(self._base(request), ov, self.settings.overview_every_s)
+        live = pages.overview_live(self._base(request), ov)
+        body = pages.overview(live, self._base(request), self.settings.overview_every_s,
+                              tag=tag_of(live))
         return self._page(request, "Overview", body, "overview")
 
     async def overview_live(self, request: Request) -> Response:
         if (refused := self._must_read(request)) is not None:
             return refused
         try:
-            ov = await self._read(request, self.source.overview)
+            ov = await self._ask(self.source.overview)
         except ConsoleError as exc:
             return HTMLResponse(flash(("error", exc.message)), exc.status)
-        return HTMLResponse(pages.overview_live(self._base(request), ov))
+        html = pages.overview_live(self._base(request), ov)
+        return live_answer(request, html, tag_of(html))
 
     async def saga_list(self, request: Request) -> Response:
         if (refused := self._must_read(request)) is not None:
@@ -120,7 +125,7 @@ class Console:
             return self._page(request, "Sagas", body, "list", status=400)
         size = self.settings.page_size
         try:
-            rows = await self._read(request, self.source.sagas, **filters, limit=size + 1,
+            rows = await self._ask(self.source.sagas, **filters, limit=size + 1,
                                     offset=page * size)
         except ConsoleError as exc:
             return self._error(request, exc)
@@ -134,18 +139,18 @@ class Console:
             return refused
         saga_id = request.path_params["saga_id"]
         try:
-            info = await self._read(request, self.source.saga, saga_id)
+            info = await self._ask(self.source.saga, saga_id)
         except ConsoleError as exc:
             return self._error(request, exc)
         shown = refusal = None
         if request.query_params.get("input") == "1":
             try:
-                shown = await self._read(request, self.source.saga_input, saga_id)
+                shown = await self._ask(self.source.saga_input, saga_id)
             except ConsoleError as exc:
                 refusal = exc.message
         base = self._base(request)
         body = flash(message) + pages.saga_page(
-            base, info, every_s=self.settings.live_every_s,
+            base, info, every_s=self.settings.live_every_s, tag=str(info["seq"]),
             actions=forms.actions(base, info, csrf=self.guard.csrf_token(request),
                                   signed_in=self.guard.signed_in(request),
                                   enabled=self.guard.has_token),
@@ -153,14 +158,20 @@ class Console:
         return self._page(request, f"Saga {saga_id}", body, status=status)
 
     async def saga_live(self, request: Request) -> Response:
+        """The saga's live part; nothing (204) if it has not moved since the page's copy
+        (its last transition's number: a cheap question to the registry)."""
         if (refused := self._must_read(request)) is not None:
             return refused
+        saga_id, have = request.path_params["saga_id"], request.query_params.get("have")
         try:
-            info = await self._read(request, self.source.saga, request.path_params["saga_id"])
+            if have is not None and str(await self._ask(self.source.seq, saga_id)) == have:
+                return Response(status_code=204, headers={"x-live-tag": have})
+            info = await self._ask(self.source.saga, saga_id)
         except ConsoleError as exc:
             return HTMLResponse(flash(("error", exc.message)), exc.status)
-        final = {"x-saga-final": "1"} if info["status"] in pages.FINAL else {}
-        return HTMLResponse(pages.saga_live(self._base(request), info), headers=final)
+        html = pages.saga_live(self._base(request), info)
+        return live_answer(request, html, str(info["seq"]),
+                           final=info["status"] in pages.FINAL)
 
     # --- actions ------------------------------------------------------------------------
 
@@ -183,7 +194,7 @@ class Console:
                 self._base(request), action, saga_id, form))
         try:
             fields = action_fields(action, form)
-            answer = await self._read(request, self.source.act, action, saga_id, **fields)
+            answer = await self._ask(self.source.act, action, saga_id, **fields)
         except (ConsoleError, ValueError) as exc:
             message, code = (exc.message, exc.status) if isinstance(exc, ConsoleError) \
                 else (str(exc), 400)
@@ -245,7 +256,7 @@ class Console:
         if (refused := self._must_read(request)) is not None:
             return refused
         try:
-            return JSONResponse(await self._read(request, fn, *args, **kwargs))
+            return JSONResponse(await self._ask(fn, *args, **kwargs))
         except ConsoleError as exc:
             return JSONResponse({"error": exc.message}, exc.status)
 
@@ -258,10 +269,23 @@ class Console:
                         headers={"cache-control": "public, max-age=300"})
 
 
+def tag_of(html: str) -> str:
+    """What a live part's copy is: the same tag, the same content."""
+    return hashlib.sha1(html.encode()).hexdigest()[:16]
+
+
+def live_answer(request: Request, html: str, tag: str, *, final: bool = False) -> Response:
+    """A live part's new content with its tag; nothing (204) if the page holds this very
+    copy already (so neither the browser nor the page redraws). ``final``: the page may
+    stop asking."""
+    headers = {"x-live-tag": tag, **({"x-saga-final": "1"} if final else {})}
+    if request.query_params.get("have") == tag:
+        return Response(status_code=204, headers=headers)
+    return HTMLResponse(html, headers=headers)
+
+
 def list_filters(q: Any) -> dict[str, Any]:
     """The list's query string as registry filters; ValueError says which one is wrong."""
-    from saga_actors.ops.console.layout import STATUSES
-
     out: dict[str, Any] = {}
     status = (q.get("status") or "").strip().upper()
     if status:
@@ -315,9 +339,3 @@ def safe_next(base: str, target: str | None) -> str:
             and "\\" not in target:
         return target
     return f"{base}/"
-
-
-def _q(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")

@@ -42,8 +42,7 @@ def overview_live(base: str, ov: dict[str, Any]) -> str:
         + table(["saga", "type", "stuck since", "reason"], stuck_rows,
                 empty="no saga is STUCK") + more + "</section>"
         + f'<section><h2>By status</h2><div class="counts">{counts}</div>'
-        f'<p class="total">{sum(ov["counts"].values())} sagas in all, at '
-        f'{e(when(ov["at"]))}</p></section>'
+        f'<p class="total">{sum(ov["counts"].values())} sagas in all</p></section>'
         + f'<section><h2>Starts and ends, last hour</h2>{activity_chart(ov["activity"])}'
         "</section>"
         + "<section><h2>By saga type</h2>"
@@ -51,9 +50,10 @@ def overview_live(base: str, ov: dict[str, Any]) -> str:
         + "</section>")
 
 
-def overview(base: str, ov: dict[str, Any], every_s: float) -> str:
+def overview(live: str, base: str, every_s: float, *, tag: str) -> str:
+    """The overview page around its live part (``live``: :func:`overview_live`)."""
     return (f'<h1>Overview</h1><div id="live" data-live="{e(base)}/live/overview" '
-            f'data-every="{int(every_s * 1000)}">{overview_live(base, ov)}</div>')
+            f'data-every="{int(every_s * 1000)}" data-tag="{e(tag)}">{live}</div>')
 
 
 def saga_list(base: str, rows: list[dict[str, Any]], filters: dict[str, Any], *,
@@ -155,12 +155,13 @@ def _waiting(info: dict[str, Any]) -> str:
     return "; ".join(f'<span class="waiting">{e(w)}</span>' for w in found) or "-"
 
 
-def saga_page(base: str, info: dict[str, Any], *, every_s: float, actions: str,
+def saga_page(base: str, info: dict[str, Any], *, every_s: float, tag: str, actions: str,
               saga_input: str) -> str:
     saga_id = info["saga_id"]
     final = info["status"] in FINAL
     live = (f'data-live="{e(base)}/live/sagas/{e(quoted(saga_id))}" '
-            f'data-every="{int(every_s * 1000)}"' if not final else 'data-final="1"')
+            f'data-every="{int(every_s * 1000)}" data-tag="{e(tag)}"' if not final
+            else 'data-final="1"')
     return (f'<h1>Saga <code class="saga-id">{e(saga_id)}</code></h1>'
             f'<div id="live" {live}>{saga_live(base, info)}</div>'
             f"{actions}{saga_input}")

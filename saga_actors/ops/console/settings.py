@@ -14,6 +14,9 @@ from saga_actors.constants import DEFAULT_NAMESPACE
 CONSOLE_APP_NAME = "saga_actors_console"  # the Ray Serve application's name
 DEFAULT_PORT = 8265 + 100  # beside Ray's dashboard (8265), unused by Ray itself
 TOKEN_ENV = "SAGA_ACTORS_CONSOLE_TOKEN"
+NO_TOKEN = ("the console has no token, so nothing could open it: pass --token, set "
+            f"{TOKEN_ENV}, run Ray with token authentication (its token is then used), or "
+            "choose --open-read to let anyone who reaches it read (never act)")
 
 
 class ConsoleSettings(BaseModel):
@@ -36,10 +39,7 @@ class ConsoleSettings(BaseModel):
     @model_validator(mode="after")
     def _something_opens_it(self) -> ConsoleSettings:
         if self.token_sha256 is None and not self.open_read:
-            raise ValueError(
-                "the console has no token, so nothing could open it: pass --token, set "
-                f"{TOKEN_ENV}, run Ray with token authentication (its token is then used), "
-                "or choose --open-read to let anyone who reaches it read (never act)")
+            raise ValueError(NO_TOKEN)
         return self
 
 

@@ -47,6 +47,10 @@ class Source:
     def saga(self, saga_id: str) -> dict[str, Any]:
         return self._call(actions.get_saga, self.cluster, saga_id)
 
+    def seq(self, saga_id: str) -> int:
+        """How far the saga has gone (its last transition's number): a cheap question."""
+        return self._call(self.cluster.query, "seq", saga_id)
+
     def act(self, action: str, saga_id: str, **fields: Any) -> str:
         """Run one of :data:`forms.ACTIONS`; what happened, in the CLI's words."""
         return self._call(getattr(actions, action), self.cluster, saga_id, **fields)
