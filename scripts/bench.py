@@ -722,10 +722,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"that), p50 {one['p50_ms']} ms one at a time.")
     con = report.get("console")
     if con:
-        lines.append(f"With the console open ({con['tabs']} browser tabs on live saga pages, "
-                     f"{con['refreshes_per_s']} refreshes/s), same rounds: "
-                     f"{con['open']['sagas_per_s']} sagas/s at 100 in flight against "
-                     f"{con['closed']['sagas_per_s']} with none open: **{con['ratio']}**.")
+        lines.append(f"With the console open ({con['tabs']} browser tabs on live saga pages), "
+                     f"same rounds: {con['open']['sagas_per_s']} sagas/s at 100 in flight "
+                     f"against {con['closed']['sagas_per_s']} with none open: "
+                     f"**{con['ratio']}**; while measuring ({con['measured_s']} s) the browser "
+                     f"used {con['browser_cpu_s']} CPU-s and the console "
+                     f"{con['console_cpu_s']}.")
     if report.get("scale"):
         sc = report["scale"]
         lines.append(f"Scale: {sc['sagas']} hosted sagas in flight at once ({sc['max_in_flight']} "

@@ -3,15 +3,18 @@ browser tabs on live saga pages, round by round in the same run.
 
 The console runs as `saga-actors console` does, in a process of its own, at the priority
 Ray gives its workers (nice 15: where `saga-actors console deploy` runs it, as a Serve
-replica). The tabs are Debian's chromium (scripts/console_tabs.py, another process) at the
-lowest priority (nice 19: a person's browser runs on their own machine, not the cluster's;
-here it may only take what the cluster leaves). Each tab is on the page of a saga that
-waits for a signal all through the run, so every tab asks the console for news each
-second (the page's default) all through its rounds.
+replica). The tabs are Debian's chromium (scripts/console_tabs.py, another process) in Linux's idle
+scheduling class (SCHED_IDLE: a person's browser runs on their own machine, not the
+cluster's; here it may only take what the cluster leaves). Each tab is on the page of a
+saga that waits for a signal all through the run: every tab keeps a request open to the
+console, which asks the registry every second (the page's default) whether the saga
+moved. The CPU seconds the browser and the console used while measuring are reported
+beside the figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import ray
 from pydantic import BaseModel
 
@@ -68,11 +72,29 @@ def _console(rt: SagaRuntime, port: int) -> subprocess.Popen:
 def _tabs(url: str, saga_ids: list[str]) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "console_tabs.py"), url,
                              TOKEN, *saga_ids], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=ROOT, preexec_fn=lambda: os.nice(19 - os.nice(0)))
+                            text=True, cwd=ROOT, preexec_fn=_idle)
     line = proc.stdout.readline()
     if line.strip() != "READY":
         raise RuntimeError(f"the browser tabs did not open: {line!r}")
     return proc
+
+
+def _idle() -> None:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and every process under it."""
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+    except psutil.Error:
+        return 0.0
 
 
 def _close(tabs: subprocess.Popen) -> int:
@@ -90,15 +112,18 @@ async def console_rows(rt: SagaRuntime, hosted: Any, measure: Any, median: Any, 
     port = 18000 + os.getpid() % 1000 + 500
     console = _console(rt, port)
     closed_runs, open_runs, refreshes, seconds = [], [], 0, 0.0
+    browser_cpu = console_cpu = 0.0
     try:
         for _ in range(rounds):
             closed_runs.append(await measure("console_closed", hosted, n, 100, "success"))
             tabs = _tabs(f"http://127.0.0.1:{port}", held)
-            started = time.monotonic()
+            started, cpu = time.monotonic(), (_cpu_s(tabs.pid), _cpu_s(console.pid))
             try:
                 open_runs.append(await measure("console_open", hosted, n, 100, "success"))
             finally:
                 seconds += time.monotonic() - started
+                browser_cpu += _cpu_s(tabs.pid) - cpu[0]
+                console_cpu += _cpu_s(console.pid) - cpu[1]
                 refreshes += _close(tabs)
     finally:
         console.terminate()
@@ -107,7 +132,10 @@ async def console_rows(rt: SagaRuntime, hosted: Any, measure: Any, median: Any, 
             rt.cancel(saga_id, reason="bench over")
     closed, opened = median(closed_runs), median(open_runs)
     ratio = round(opened["sagas_per_s"] / closed["sagas_per_s"], 3)
-    say(f"  console_open / console_closed: {ratio} ({TABS} tabs, {refreshes} live refreshes "
-        f"in {seconds:.0f} s of measuring)")
+    say(f"  console_open / console_closed: {ratio} ({TABS} tabs, {refreshes} live answers in "
+        f"{seconds:.0f} s of measuring; CPU s: browser {browser_cpu:.1f}, console "
+        f"{console_cpu:.1f})")
     return {"closed": closed, "open": opened, "ratio": ratio, "tabs": TABS,
-            "live_refreshes": refreshes, "refreshes_per_s": round(refreshes / seconds, 1)}
+            "live_answers": refreshes,
+            "measured_s": round(seconds, 1), "browser_cpu_s": round(browser_cpu, 1),
+            "console_cpu_s": round(console_cpu, 1)}

@@ -5,8 +5,8 @@ driver's).
     python scripts/console_tabs.py URL TOKEN SAGA_ID [SAGA_ID ...]
 
 It signs in, opens one tab per saga on its page (each refreshes itself, as a person's
-would), prints READY once every tab has asked for news at least once, and keeps them open
-until its stdin closes; then it prints REFRESHES N (live refreshes answered in all).
+would), prints READY once every tab's live part has asked the console for news, and keeps
+them open until its stdin closes; then it prints REFRESHES N (answers to those requests).
 """
 
 from __future__ import annotations
@@ -49,9 +49,8 @@ def main(url: str, token: str, saga_ids: list[str]) -> int:
         tabs = [first, *(context.new_page() for _ in saga_ids[1:])]
         for tab, saga_id in zip(tabs, saga_ids, strict=True):
             tab.on("response", count)
-            tab.goto(f"{url}/sagas/{saga_id}")
-        for tab in tabs:
-            tab.wait_for_selector("#live[data-checked]", timeout=30_000)
+            with tab.expect_request(lambda r: "/live/" in r.url, timeout=30_000):
+                tab.goto(f"{url}/sagas/{saga_id}")  # (and its live part asks for news)
         print("READY", flush=True)
         while not select.select([sys.stdin], [], [], 0)[0]:
             first.wait_for_timeout(200)  # Playwright delivers its events meanwhile

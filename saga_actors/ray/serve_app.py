@@ -28,7 +28,8 @@ def deploy_asgi(build: Callable[[], Any], *, app_name: str, route_prefix: str, h
     def build_on_the_replica() -> Any:  # (Serve takes a builder only if it is a function)
         return build()
 
-    @serve.deployment(name=DEPLOYMENT_NAME, num_replicas=1,
+    # (a live page's request is held until something changes: many at once)
+    @serve.deployment(name=DEPLOYMENT_NAME, num_replicas=1, max_ongoing_requests=1000,
                       ray_actor_options={"num_cpus": 0, "memory": 1 << 20})
     @serve.ingress(build_on_the_replica)
     class SagaConsole:

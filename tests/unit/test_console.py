@@ -64,6 +64,10 @@ class FakeSource:
             raise ConsoleError("no saga with id 'missing'", 404)
         return info(saga_id, "PENDING" if saga_id.startswith("run") else "FAILED")
 
+    def seq(self, saga_id: str) -> int:
+        self.seq_asked = getattr(self, "seq_asked", 0) + 1
+        return self.saga(saga_id)["seq"]
+
     def act(self, action: str, saga_id: str, **fields) -> str:
         self.acted.append((action, saga_id, fields))
         if fields.get("reason") == "refuse":
@@ -219,3 +223,40 @@ def test_secret_fields_are_masked_in_the_input_shown():
                      "card": {"number": "**********", "holder": "Ada"}}
     with pytest.raises(ConsoleError, match="no longer validates"):
         mask_input(Order, {"ref": "r-1"}, "'order' v1")
+
+
+def test_a_choreography_s_page_shows_its_event_chain_and_what_it_waits_for():
+    from saga_actors.ops.console.pages import saga_live
+
+    chor = {**info("c-1", "PENDING"), "placement": "choreography",
+            "awaiting": "PaymentAuthorized from payment.authorize", "awaiting_s": 4.0,
+            "events": [{"id": "e1", "type": "OrderPlaced", "producer": "client",
+                        "consumer": "inventory.reserve", "causation_id": None, "at": 1.0},
+                       {"id": "e2", "type": f"Reserved{EVIL}", "producer": "inventory.reserve",
+                        "consumer": "payment.authorize", "causation_id": "e1", "at": 2.0}],
+            "signals_awaited": [{"step": "approve", "signal": "approval", "until": 9.0}]}
+    html = saga_live("", chor)
+    chain = html.split("<h2>Event chain</h2>", 1)[1].split("<h2>History</h2>")[0]
+    assert chain.count("<tr>") == 3  # the header and the two events, in order
+    assert chain.index("OrderPlaced") < chain.index("Reserved&lt;script&gt;")
+    assert "payment.authorize" in chain and ">e1<" in chain  # consumer; cause
+    waiting = html.split('data-fact="waiting for">', 1)[1].split("</dd>")[0]
+    assert "signal &#x27;approval&#x27; (step approve" in waiting
+    assert "PaymentAuthorized from payment.authorize (for 4 s)" in waiting
+
+
+def test_a_live_part_is_held_until_it_changes_and_then_sent_once():
+    c, source = client(live_every_s=0.05, overview_every_s=0.05)
+    signed_in(c)
+    first = c.get("/live/sagas/run-1")
+    assert first.status_code == 200 and first.headers["x-live-tag"] == "3"  # its seq
+    started = time.monotonic()
+    same = c.get("/live/sagas/run-1?have=3&wait=0.3")  # nothing new: held, then 204
+    assert same.status_code == 204 and time.monotonic() - started >= 0.3
+    assert source.seq_asked >= 3  # asked again while it held the request
+    moved = c.get("/live/sagas/run-1?have=2&wait=20")  # the page's copy is older: at once
+    assert moved.status_code == 200 and "run-1" in moved.text
+    tag = c.get("/live/overview").headers["x-live-tag"]
+    assert c.get(f"/live/overview?have={tag}&wait=0.1").status_code == 204
+    assert c.get("/live/overview?have=old").status_code == 200
+    assert c.get("/live/sagas/run-1?have=3&wait=soon").status_code == 204  # bad wait: none

@@ -4,6 +4,7 @@ build step. The same app runs in a Ray Serve replica and in ``saga-actors consol
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -31,6 +32,7 @@ from saga_actors.ops.console.settings import ConsoleSettings
 from saga_actors.ops.console.source import ConsoleError, Source
 
 STATIC = {"console.js": "text/javascript", "console.css": "text/css"}
+LONG_POLL_S = 20.0  # the longest a live part's request is held while nothing changes
 
 
 def build_app(settings: ConsoleSettings, source: Source | None = None) -> Starlette:
@@ -102,14 +104,17 @@ class Console:
         return self._page(request, "Overview", body, "overview")
 
     async def overview_live(self, request: Request) -> Response:
+        """The overview's live part, once it differs from the page's copy (long-polled:
+        see :meth:`_until_changed`)."""
         if (refused := self._must_read(request)) is not None:
             return refused
-        try:
-            ov = await self._ask(self.source.overview)
-        except ConsoleError as exc:
-            return HTMLResponse(flash(("error", exc.message)), exc.status)
-        html = pages.overview_live(self._base(request), ov)
-        return live_answer(request, html, tag_of(html))
+
+        async def current() -> tuple[str, str, bool]:
+            html = pages.overview_live(self._base(request), await self._ask(
+                self.source.overview))
+            return tag_of(html), html, False
+
+        return await self._until_changed(request, current, self.settings.overview_every_s)
 
     async def saga_list(self, request: Request) -> Response:
         if (refused := self._must_read(request)) is not None:
@@ -158,20 +163,46 @@ class Console:
         return self._page(request, f"Saga {saga_id}", body, status=status)
 
     async def saga_live(self, request: Request) -> Response:
-        """The saga's live part; nothing (204) if it has not moved since the page's copy
-        (its last transition's number: a cheap question to the registry)."""
+        """The saga's live part, once it has moved past the page's copy: its last
+        transition's number, a cheap question to the registry, says whether it has."""
         if (refused := self._must_read(request)) is not None:
             return refused
         saga_id, have = request.path_params["saga_id"], request.query_params.get("have")
-        try:
-            if have is not None and str(await self._ask(self.source.seq, saga_id)) == have:
-                return Response(status_code=204, headers={"x-live-tag": have})
+
+        async def current() -> tuple[str, str | None, bool]:
+            seq = str(await self._ask(self.source.seq, saga_id))
+            if seq == have:
+                return seq, None, False
             info = await self._ask(self.source.saga, saga_id)
+            return (str(info["seq"]), pages.saga_live(self._base(request), info),
+                    info["status"] in pages.FINAL)
+
+        return await self._until_changed(request, current, self.settings.live_every_s)
+
+    async def _until_changed(self, request: Request, current: Any, every_s: float) -> Response:
+        """Long polling: ``current()`` every ``every_s`` until its tag differs from the
+        page's (``have``), for up to ``wait`` seconds (at most ``LONG_POLL_S``); then the
+        new content, or nothing (204). A tab watching a saga that waits asks once in
+        ``LONG_POLL_S`` instead of every second."""
+        have = request.query_params.get("have")
+        try:
+            wait = min(float(request.query_params.get("wait") or 0), LONG_POLL_S)
+        except ValueError:
+            wait = 0.0
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                tag, html, final = await current()
+                if tag != have or time.monotonic() >= deadline or \
+                        await request.is_disconnected():
+                    break
+                await asyncio.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
         except ConsoleError as exc:
             return HTMLResponse(flash(("error", exc.message)), exc.status)
-        html = pages.saga_live(self._base(request), info)
-        return live_answer(request, html, str(info["seq"]),
-                           final=info["status"] in pages.FINAL)
+        headers = {"x-live-tag": tag, **({"x-saga-final": "1"} if final else {})}
+        if tag == have or html is None:
+            return Response(status_code=204, headers=headers)
+        return HTMLResponse(html, headers=headers)
 
     # --- actions ------------------------------------------------------------------------
 
@@ -272,16 +303,6 @@ class Console:
 def tag_of(html: str) -> str:
     """What a live part's copy is: the same tag, the same content."""
     return hashlib.sha1(html.encode()).hexdigest()[:16]
-
-
-def live_answer(request: Request, html: str, tag: str, *, final: bool = False) -> Response:
-    """A live part's new content with its tag; nothing (204) if the page holds this very
-    copy already (so neither the browser nor the page redraws). ``final``: the page may
-    stop asking."""
-    headers = {"x-live-tag": tag, **({"x-saga-final": "1"} if final else {})}
-    if request.query_params.get("have") == tag:
-        return Response(status_code=204, headers=headers)
-    return HTMLResponse(html, headers=headers)
 
 
 def list_filters(q: Any) -> dict[str, Any]:
