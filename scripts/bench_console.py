@@ -32,6 +32,7 @@ from saga_actors import Saga, SagaRuntime, Step, Wait
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-console"
 TABS = 10
+SETTLE_S = 3.0  # after the tabs opened, before measuring
 RAY_WORKER_NICE = 15  # what `ps -o ni` shows for Ray's worker processes here
 
 
@@ -117,6 +118,7 @@ async def console_rows(rt: SagaRuntime, hosted: Any, measure: Any, median: Any, 
         for _ in range(rounds):
             closed_runs.append(await measure("console_closed", hosted, n, 100, "success"))
             tabs = _tabs(f"http://127.0.0.1:{port}", held)
+            time.sleep(SETTLE_S)  # tabs that sit open, not ten being opened
             started, cpu = time.monotonic(), (_cpu_s(tabs.pid), _cpu_s(console.pid))
             try:
                 open_runs.append(await measure("console_open", hosted, n, 100, "success"))

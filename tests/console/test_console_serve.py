@@ -3,11 +3,13 @@ application that Ray's dashboard lists, reached through Serve's proxy."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -52,6 +54,20 @@ def test_console_deploy_serves_it_through_ray_serve_and_the_dashboard_lists_it(
     status, page = _get(f"{base}/sagas/{ids[0]}", TOKEN)
     assert status == 200 and ids[0] in page and 'href="/sagas/sagas?status=' not in page
     assert 'href="/sagas/static/console.css"' in page  # links know the route prefix
+    # signing in knows the route prefix too: back to the page asked for, a cookie for it
+    page_path = f"/sagas/sagas/{ids[0]}"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", page_path)
+    asked = conn.getresponse()
+    asked.read()
+    assert asked.status == 303
+    assert asked.getheader("location") == f"/sagas/login?next={quote(page_path, safe='')}"
+    conn.request("POST", "/sagas/login", body=urlencode({"token": TOKEN, "next": page_path}),
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    signed = conn.getresponse()
+    signed.read()
+    assert signed.status == 303 and signed.getheader("location") == page_path
+    assert "Path=/sagas" in signed.getheader("set-cookie")
     assert _get(f"{base}/api/overview", None)[0] == 401
     assert _get(f"{base}/api/overview", "wrong")[0] == 401
     # Ray's dashboard (its Serve view reads this REST API) lists the application

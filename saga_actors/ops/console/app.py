@@ -76,8 +76,8 @@ class Console:
     def _must_read(self, request: Request) -> Response | None:
         if self.guard.may_read(request):
             return None
-        if request.url.path.startswith(f"{self._base(request)}/live/") or "/api/" in \
-                request.url.path:
+        base = self._base(request)
+        if request.url.path.startswith((f"{base}/live/", f"{base}/api/")):
             return JSONResponse({"error": "sign in with the console's token"}, 401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"{self._base(request)}/login?next={quote(target, safe='')}", 303)

@@ -147,9 +147,8 @@ def _waiting(info: dict[str, Any]) -> str:
         return "-"
     found = [f"signal {w['signal']!r} (step {w['step']}, until {when(w['until'])})"
              for w in info.get("signals_awaited", ())]
-    if info.get("awaiting"):
-        since = f" (for {info['awaiting_s']:g} s)" if info.get("awaiting_s") is not None else ""
-        found.append(f"{info['awaiting']}{since}")
+    if info.get("awaiting"):  # (since when, not for how long: the part is redrawn on news)
+        found.append(f"{info['awaiting']} (since {when(info['updated_at'])})")
     if info.get("waiting_for"):
         found.append(f"its definition: {info['waiting_for']}")
     return "; ".join(f'<span class="waiting">{e(w)}</span>' for w in found) or "-"
