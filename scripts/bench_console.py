@@ -14,6 +14,7 @@ beside the figures.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -118,7 +119,7 @@ async def console_rows(rt: SagaRuntime, hosted: Any, measure: Any, median: Any, 
         for _ in range(rounds):
             closed_runs.append(await measure("console_closed", hosted, n, 100, "success"))
             tabs = _tabs(f"http://127.0.0.1:{port}", held)
-            time.sleep(SETTLE_S)  # tabs that sit open, not ten being opened
+            await asyncio.sleep(SETTLE_S)  # tabs that sit open, not ten being opened
             started, cpu = time.monotonic(), (_cpu_s(tabs.pid), _cpu_s(console.pid))
             try:
                 open_runs.append(await measure("console_open", hosted, n, 100, "success"))
