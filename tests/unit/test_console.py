@@ -260,3 +260,17 @@ def test_a_live_part_is_held_until_it_changes_and_then_sent_once():
     assert c.get(f"/live/overview?have={tag}&wait=0.1").status_code == 204
     assert c.get("/live/overview?have=old").status_code == 200
     assert c.get("/live/sagas/run-1?have=3&wait=soon").status_code == 204  # bad wait: none
+
+
+def test_a_child_saga_s_id_with_a_slash_is_one_id_in_every_route():
+    c, source = client()
+    signed_in(c)
+    child = "trip-1/issue_eticket"
+    page = c.get(f"/sagas/{child}")
+    assert page.status_code == 200 and f'data-live="/live/sagas/{child}"' in page.text
+    assert c.get(f"/live/sagas/{child}").status_code == 200
+    assert c.get(f"/api/sagas/{child}").json()["saga_id"] == child
+    bearer = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
+    assert c.post(f"/act/retry/{child}", headers=bearer).status_code == 200
+    assert source.acted == [("retry", child, {})]
+    assert c.get("/sagas/missing").status_code == 404

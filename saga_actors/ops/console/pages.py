@@ -34,7 +34,7 @@ def overview_live(base: str, ov: dict[str, Any]) -> str:
         f'<a class="count" data-status="{e(s)}" href="{e(base)}/sagas?status={e(s)}">'
         f'<b data-count="{e(s)}">{ov["counts"].get(s, 0)}</b>{badge(s)}</a>' for s in STATUSES)
     types = sorted(ov["by_type"].items())
-    type_rows = [[f'<a href="{e(base)}/sagas?type={e(t)}">{e(t)}</a>',
+    type_rows = [[f'<a href="{e(base)}/sagas?{e(urlencode({"type": t}))}">{e(t)}</a>',
                   *(e(by.get(s, 0)) for s in STATUSES), e(sum(by.values()))]
                  for t, by in types]
     return (
