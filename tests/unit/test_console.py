@@ -265,7 +265,7 @@ def test_a_live_part_is_held_until_it_changes_and_then_sent_once():
 def test_a_child_saga_s_id_with_a_slash_is_one_id_in_every_route():
     c, source = client()
     signed_in(c)
-    child = "trip-1/issue_eticket"
+    child = "run-1/issue_eticket"  # (the fake answers PENDING for run-*)
     page = c.get(f"/sagas/{child}")
     assert page.status_code == 200 and f'data-live="/live/sagas/{child}"' in page.text
     assert c.get(f"/live/sagas/{child}").status_code == 200
