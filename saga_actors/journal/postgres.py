@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS {s}.sagas (
 CREATE INDEX IF NOT EXISTS sagas_status ON {s}.sagas (status, placement, created_at);
 CREATE INDEX IF NOT EXISTS sagas_created ON {s}.sagas (created_at);
 CREATE INDEX IF NOT EXISTS sagas_updated ON {s}.sagas (updated_at);
+CREATE INDEX IF NOT EXISTS sagas_status_created ON {s}.sagas (status, created_at);
 CREATE INDEX IF NOT EXISTS sagas_type ON {s}.sagas (saga_type, created_at);
 CREATE INDEX IF NOT EXISTS sagas_type_status ON {s}.sagas (saga_type, status, created_at);
 CREATE TABLE IF NOT EXISTS {s}.transitions (

@@ -74,15 +74,19 @@ def activity(read: Callable[[str, tuple], list[tuple]], table: str, dialect: Dia
     ``buckets`` intervals of ``bucket_s`` from ``since``."""
     mark, ended = dialect.mark, [SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]
     series = {}
-    for name, col, extra in (("starts", "created_at", ""),
-                             ("ends", "updated_at",
-                              f" AND status IN ({', '.join([mark] * len(ended))})")):
+    for name, col, counted in (
+            ("starts", "created_at", "COUNT(*)"),
+            # (the status is tested per row, not in WHERE: there SQLite would pick the
+            # status index and count every finished saga ever, not the last hour's)
+            ("ends", "updated_at", f"SUM(CASE WHEN status IN ({', '.join([mark] * 2)}) "
+                                   "THEN 1 ELSE 0 END)")):
         bucket = dialect.bucket.format(col=col)
-        rows = read(f"SELECT {bucket} AS b, COUNT(*) FROM {table} WHERE {col} >= {mark}"
-                    f"{extra} GROUP BY b", (since, bucket_s, since, *(ended if extra else ())))
+        args = (since, bucket_s, *(ended if name == "ends" else ()), since)
+        rows = read(f"SELECT {bucket} AS b, {counted} FROM {table} WHERE {col} >= {mark} "
+                    "GROUP BY b", args)
         counts = [0] * buckets
         for b, n in rows:
             if 0 <= b < buckets:
-                counts[b] += n
+                counts[b] += int(n or 0)
         series[name] = counts
     return {"since": since, "bucket_s": bucket_s, **series}

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS sagas (
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status, placement, created_at);
 CREATE INDEX IF NOT EXISTS sagas_created ON sagas (created_at);
 CREATE INDEX IF NOT EXISTS sagas_updated ON sagas (updated_at);
+CREATE INDEX IF NOT EXISTS sagas_status_created ON sagas (status, created_at);
 CREATE INDEX IF NOT EXISTS sagas_type ON sagas (saga_type, created_at);
 CREATE INDEX IF NOT EXISTS sagas_type_status ON sagas (saga_type, status, created_at);
 CREATE TABLE IF NOT EXISTS transitions (
