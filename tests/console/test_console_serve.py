@@ -54,6 +54,11 @@ def test_console_deploy_serves_it_through_ray_serve_and_the_dashboard_lists_it(
     status, page = _get(f"{base}/sagas/{ids[0]}", TOKEN)
     assert status == 200 and ids[0] in page and 'href="/sagas/sagas?status=' not in page
     assert 'href="/sagas/static/console.css"' in page  # links know the route prefix
+    # a live part is long-polled through Serve's proxy too: held, then nothing new (204)
+    seq = json.loads(_get(f"{base}/api/sagas/{ids[0]}", TOKEN)[1])["seq"]
+    assert _get(f"{base}/live/sagas/{ids[0]}?have={seq}&wait=1", TOKEN)[0] == 204
+    status, fresh = _get(f"{base}/live/sagas/{ids[0]}?have=0", TOKEN)
+    assert status == 200 and "COMPLETED" in fresh
     # signing in knows the route prefix too: back to the page asked for, a cookie for it
     page_path = f"/sagas/sagas/{ids[0]}"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
