@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import time
 from datetime import datetime
 from importlib import resources
@@ -186,9 +187,10 @@ class Console:
         ``LONG_POLL_S`` instead of every second."""
         have = request.query_params.get("have")
         try:
-            wait = min(float(request.query_params.get("wait") or 0), LONG_POLL_S)
+            wait = float(request.query_params.get("wait") or 0)
         except ValueError:
             wait = 0.0
+        wait = min(wait, LONG_POLL_S) if math.isfinite(wait) and wait > 0 else 0.0
         deadline = time.monotonic() + wait
         try:
             while True:
