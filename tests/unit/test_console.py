@@ -126,6 +126,8 @@ def test_without_the_token_nothing_is_read_and_nothing_done():
                    headers={"Authorization": "Bearer not-it"})
     assert wrong.status_code == 401
     assert c.post("/login", data={"token": "not-it"}).status_code == 401
+    forged = {"cookie": "saga_console_session=\xe9.\xe9".encode("latin-1")}  # any bytes
+    assert c.get("/", headers=forged).status_code == 303  # not signed in, never a crash
     assert source.acted == []
 
 
@@ -149,6 +151,8 @@ def test_a_browser_session_needs_the_csrf_token_a_confirmation_and_this_site():
     assert c.post("/act/cancel/run-1", data={"confirm": "yes"}).status_code == 403
     assert c.post("/act/cancel/run-1", data={"confirm": "yes", "csrf": "0" * 32}
                   ).status_code == 403
+    assert c.post("/act/cancel/run-1", data={"confirm": "yes", "csrf": "é" * 32}
+                  ).status_code == 403  # any text: refused, never a crash
     other_site = c.post("/act/cancel/run-1", data={"confirm": "yes", "csrf": csrf},
                         headers={"Sec-Fetch-Site": "cross-site"})
     assert other_site.status_code == 403 and "another site" in other_site.text

@@ -80,8 +80,7 @@ class Guard:
     def _nonce(self, request: Request) -> str | None:
         value = request.cookies.get(SESSION_COOKIE, "")
         nonce, _, mac = value.partition(".")
-        if self._key is None or not nonce or not hmac.compare_digest(
-                mac, self._sign("session", nonce)):
+        if self._key is None or not nonce or not same(mac, self._sign("session", nonce)):
             return None
         return nonce
 
@@ -111,9 +110,14 @@ class Guard:
             return "refused: sign in with the console's token to act on sagas"
         if not same_origin(request):
             return "refused: the request came from another site"
-        if not form_csrf or not hmac.compare_digest(form_csrf, self.csrf_token(request)):
+        if not form_csrf or not same(form_csrf, self.csrf_token(request)):
             return "refused: the form's CSRF token is missing or wrong (reload the page)"
         return None
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time equality of what a client sent (any text) and what we expect."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
 def same_origin(request: Request) -> bool:
