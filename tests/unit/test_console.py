@@ -197,6 +197,13 @@ def test_list_filters_are_checked_and_a_bad_one_says_which():
         with pytest.raises(ValueError, match=says):
             list_filters(bad)
     c = signed_in(client()[0])
+    for bad, says in (("page=-1", "page &#x27;-1&#x27; is not a whole number"),
+                      ("page=x", "page &#x27;x&#x27;")):
+        answer = c.get(f"/sagas?{bad}")
+        assert answer.status_code == 400 and says in answer.text
+    for bad in ("limit=0", "limit=5000", "offset=-3", "offset=y"):
+        answer = c.get(f"/api/sagas?{bad}")
+        assert answer.status_code == 400 and bad.split("=")[0] in answer.json()["error"]
     answer = c.get("/sagas?version=two")
     assert answer.status_code == 400 and "version &#x27;two&#x27; is not a whole number" in \
         answer.text
@@ -205,7 +212,8 @@ def test_list_filters_are_checked_and_a_bad_one_says_which():
 def test_after_signing_in_it_goes_back_to_this_console_only():
     assert safe_next("", "/sagas?status=FAILED") == "/sagas?status=FAILED"
     assert safe_next("/sagas", "/sagas/sagas/x") == "/sagas/sagas/x"
-    for evil in ("//evil.example/", "https://evil.example/", "/\\evil", None, "sagas"):
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil", None, "sagas",
+                 "/\t/evil.example/"):
         assert safe_next("", evil) == "/"
 
 

@@ -124,7 +124,7 @@ class Console:
         shown = {k: q.get(k, "").strip() for k in ("q", "status", "type", "version", "within",
                                                    "since", "until")}
         try:
-            filters, page = list_filters(q), int(q.get("page") or 0)
+            filters, page = list_filters(q), whole(q, "page", 0, 1_000_000)
         except ValueError as exc:
             body = flash(("error", str(exc))) + pages.saga_list(
                 self._base(request), [], shown, page=0, more=False)
@@ -276,11 +276,12 @@ class Console:
         q = request.query_params
         try:
             filters = list_filters(q)
-            limit = min(int(q.get("limit") or self.settings.page_size), 1000)
+            limit = whole(q, "limit", 1, 1000, default=self.settings.page_size)
+            offset = whole(q, "offset", 0, 100_000_000)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         return await self._api(request, self.source.sagas, **filters, limit=limit,
-                               offset=int(q.get("offset") or 0))
+                               offset=offset)
 
     async def api_saga(self, request: Request) -> Response:
         return await self._api(request, self.source.saga, request.path_params["saga_id"])
@@ -338,6 +339,16 @@ def list_filters(q: Any) -> dict[str, Any]:
     return out
 
 
+def whole(q: Any, name: str, low: int, high: int, *, default: int = 0) -> int:
+    """A whole-number query parameter within [low, high]; ValueError says which."""
+    text = (q.get(name) or "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name} {text!r} is not a whole number from {low} to {high:,}")
+    return int(text)
+
+
 def action_fields(action: str, form: dict[str, str]) -> dict[str, Any]:
     """A form's fields as the action's arguments; ValueError for a bad one."""
     if action == "cancel":
@@ -359,6 +370,6 @@ def action_fields(action: str, form: dict[str, str]) -> dict[str, Any]:
 def safe_next(base: str, target: str | None) -> str:
     """Where to go after signing in: a path of this console only (no open redirect)."""
     if target and target.startswith(f"{base}/") and not target.startswith("//") \
-            and "\\" not in target:
+            and "\\" not in target and all(ch >= " " for ch in target):
         return target
     return f"{base}/"
