@@ -289,3 +289,20 @@ def test_a_child_saga_s_id_with_a_slash_is_one_id_in_every_route():
     assert c.post(f"/act/retry/{child}", headers=bearer).status_code == 200
     assert source.acted == [("retry", child, {})]
     assert c.get("/sagas/missing").status_code == 404
+
+
+def test_saga_actors_console_on_a_taken_port_is_a_clear_error_before_anything_else():
+    import socket
+
+    from click.testing import CliRunner
+
+    from saga_actors.ops.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        answer = CliRunner().invoke(main, ["--address", "127.0.0.1:1", "console", "--port",
+                                           str(port), "--token", "t"])
+    assert answer.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in answer.output  # (Ray never attached)

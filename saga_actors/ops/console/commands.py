@@ -4,6 +4,7 @@ as the Ray Serve application ``saga_actors_console`` (``deploy``)."""
 from __future__ import annotations
 
 import functools
+import socket
 from typing import Any
 
 import click
@@ -62,11 +63,23 @@ def console(ctx: click.Context, host: str, token: str | None, open_read: bool,
 
     cluster: Cluster = ctx.find_object(Cluster)
     settings = _settings(cluster, cluster.address, token, open_read)
+    _check_free(host, port)
     cluster.services()  # attached, and the runtime is there: a clear error if not
     click.echo(f"saga console on http://{host}:{port}/ (namespace {cluster.namespace}; "
                f"token: {settings.token_source}{'; pages open to read' if open_read else ''})"
                "; Ctrl-C to stop", err=True)
     uvicorn.run(build_app(settings), host=host, port=port, log_level="warning")
+
+
+def _check_free(host: str, port: int) -> None:
+    """A clear error, before anything else, when the address cannot be listened on."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror or exc}): "
+                                   "pass another --port or --host") from None
 
 
 @console.command("deploy")
