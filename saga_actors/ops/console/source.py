@@ -35,7 +35,8 @@ class Source:
         try:
             return fn(*args, **kwargs)
         except click.ClickException as exc:
-            status = 404 if exc.message.startswith("no saga with id") else 409
+            status = (404 if exc.message.startswith("no saga with id") else
+                      503 if " did not answer" in exc.message else 409)
             raise ConsoleError(exc.message, status) from None
 
     def overview(self) -> dict[str, Any]:
