@@ -19,10 +19,11 @@ from saga_actors.ops.console.source import ConsoleError, mask_input
 
 TOKEN = "unit-token"
 EVIL = "<script>window.evil=1</script>"
+NOW = time.time()  # the fake's clock stands still: a live part changes only when told
 
 
 def entry(saga_id: str, status: str = "FAILED", **more) -> dict:
-    now = time.time()
+    now = NOW
     return {"saga_id": saga_id, "saga_type": f"order{EVIL}", "status": status,
             "placement": "hosted", "current_step": f"pay{EVIL}", "attempt": 1, "restarts": 0,
             "seq": 3, "created_at": now - 5, "updated_at": now, "finished_at": None,
@@ -30,7 +31,7 @@ def entry(saga_id: str, status: str = "FAILED", **more) -> dict:
 
 
 def info(saga_id: str, status: str = "FAILED") -> dict:
-    now = time.time()
+    now = NOW
     return {**entry(saga_id, status), "runner": "saga_host:0", "parent_id": None,
             "children": [], "version": 1, "shape": None, "pivot": None,
             "completed_steps": [], "compensated_steps": [], "awaiting": None,
@@ -50,7 +51,7 @@ class FakeSource:
         self.acted: list[tuple] = []
 
     def overview(self) -> dict:
-        return {"at": time.time(), "counts": {"FAILED": 1, "STUCK": 1},
+        return {"at": NOW, "counts": {"FAILED": 1, "STUCK": 1},
                 "by_type": {f"order{EVIL}": {"FAILED": 1}},
                 "activity": {"since": 0.0, "bucket_s": 60.0, "starts": [1, 0], "ends": [0, 1]},
                 "stuck": [entry("s-stuck", "STUCK")], "stuck_total": 1}
