@@ -1,141 +1,233 @@
 """The event bus of choreographed sagas: each saga's event log, delivered in order. No Ray.
 
 A :class:`ChoreographyInstance` keeps one saga's log (``SagaRecord.events``, journaled with
-every transition, so the log lives in the journal's store) and delivers its events, one
-at a time and in order, to the participant that reacts to each: the same idempotent
-participant call as an orchestrated step, keyed ``<saga_id>/<step>/<action|compensation>``.
-The participant commits its effect and its idempotency record (its inbox) in one
-transaction, and the recorded outcome is what the published event is made of (its outbox):
-a handler run again (a redelivery after a crash) returns the recorded outcome, and the
-event it leads to has the same id (derived from its cause), so nothing is published twice.
+every transition, so the log lives in the journal's store) and delivers its events to the
+reactions that wait for them: the same idempotent participant call as an orchestrated step,
+keyed ``<saga_id>/<step>/<action|compensation>``. Several reactions on one event run side
+by side (a fan-out), each with its own retries and deadline; a join runs once all of its
+events are in the log; events from outside (``external``) enter the log when the bus takes
+them from the journal, where their sender put them. The participant commits its effect and
+its idempotency record (its inbox) in one transaction, and the recorded outcome is what the
+published event is made of (its outbox): a handler run again (a redelivery after a crash)
+returns the recorded outcome, and the event it leads to has the same id (derived from its
+cause), so nothing is published twice.
 
-Delivery is at least once; effects are applied once. A handler that fails for good
-publishes its declared failure event, which starts the compensating reactions; with none
-declared the saga is parked STUCK with the event (it holds up no other saga), and
-``retry`` delivers it again. A reaction's deadline publishes its timeout event after
-fencing the late handler, so its effect never lands afterwards. :mod:`saga_actors.ray.actors`
-runs instances in the bus actors ``saga_actors:bus:<i>``, sharded by saga id.
+A reaction that fails for good publishes its failure event (its timeout event past its
+deadline); the other branches are stopped and settled, and the compensations run as
+orchestration's ``Parallel`` does: newest first, each step's compensating reaction being
+the one the failure event leads to. With no failure event declared the saga is parked
+STUCK (it holds up no other saga), and ``retry`` delivers it again.
+:mod:`saga_actors.ray.actors` runs instances in the bus actors ``saga_actors:bus:<i>``.
 """
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from typing import Any
 
 from loguru import logger
 
-from saga_actors.engine.failures import Failure
-from saga_actors.engine.runner import Call, JournaledRun, Outcome
+from saga_actors.engine import bus_log
+from saga_actors.engine.bus_log import event_id, start_event, track
+from saga_actors.engine.failures import Failure, compensation_order
+from saga_actors.engine.reaction_calls import ReactionCalls
+from saga_actors.engine.runner import JournaledRun, Outcome
 from saga_actors.model.choreography import Choreography, Reaction, event_payload
 from saga_actors.model.events import Event
-from saga_actors.model.messages import NotJSONError, StepRequest, encode_json
-from saga_actors.model.records import BusEvent
+from saga_actors.model.messages import NotJSONError, encode_json
+from saga_actors.model.records import Branch, BusEvent
 from saga_actors.model.state import SagaStatus
 
-_IDS = uuid.UUID("6f0c7c8e-2a52-4c8e-9a57-0b8f6f1d6a11")  # namespace of derived event ids
+__all__ = ["ChoreographyInstance", "event_id", "start_event", "track"]
+
+Running = dict["asyncio.Future[Outcome]", tuple[Reaction, list[BusEvent]]]
+Failed = tuple[Reaction, list[BusEvent], Failure]
 
 
-def event_id(saga_id: str, causation_id: str | None, reaction: str, event_type: str) -> str:
-    """The id of an event: the same whenever the same cause leads to it again."""
-    return str(uuid.uuid5(_IDS, f"{saga_id}/{causation_id}/{reaction}/{event_type}"))
-
-
-def start_event(c: Choreography, saga_id: str, payload: dict[str, Any], now: float) -> BusEvent:
-    """The event that starts a saga: its input."""
-    return BusEvent(id=event_id(saga_id, None, "start", c.start), saga_id=saga_id,
-                    version=c.version, type=c.start,
-                    payload=payload, producer="start", consumer=_consumer(c, c.start), at=now)
-
-
-def track(c: Choreography, events: list[BusEvent]) -> SagaStatus:
-    """A choreographed saga's state, derived from its events against the declared graph:
-    a success terminal event COMPLETED, a failure terminal event (after a failure)
-    FAILED, any failure or timeout event COMPENSATING, else PENDING (STARTED: only the
-    start event). STUCK is not an event: the bus parks a saga."""
-    if not events:
-        return SagaStatus.STARTED
-    failed = c.failure_events()
-    if events[-1].type in c.completes_on:
-        return SagaStatus.COMPLETED
-    if any(e.type in failed for e in events):
-        return SagaStatus.FAILED if events[-1].type in c.fails_on else SagaStatus.COMPENSATING
-    return SagaStatus.STARTED if len(events) == 1 else SagaStatus.PENDING
-
-
-def awaiting(c: Choreography, event: BusEvent) -> str | None:
-    """What a saga waits for after ``event``: "PaymentProcessed from payment; next
-    expected: ShipmentCreated"."""
-    reaction = c.reaction_on(event.type)
-    if reaction is None or not reaction.publishes:
-        return None
-    text = f"{reaction.publishes} from {reaction.participant}"
-    after = c.reaction_on(reaction.publishes)
-    if after is not None and after.publishes:
-        text += f"; next expected: {after.publishes}"
-    return text
-
-
-class ChoreographyInstance(JournaledRun):
-    """Delivers one choreographed saga's events, in order, until it is terminal."""
+class ChoreographyInstance(ReactionCalls, JournaledRun):
+    """Delivers one choreographed saga's events until it is terminal."""
 
     definition: Choreography
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._news = True  # events from outside may wait in the journal
+
+    def nudge(self) -> None:
+        self._news = True
+        super().nudge()
 
     # --- what JournaledRun asks ----------------------------------------------------
 
     def _cancel_refusal(self) -> str | None:
-        """A cancel publishes the failure event of the reaction under way (its compensation
-        chain follows): only a forward reaction that declares one can be cancelled."""
-        reaction = self._current()
-        if reaction is None:
+        """A cancel publishes the failure event of a reaction under way (the compensations
+        follow): one must declare a failure event."""
+        under_way = self._under_way()
+        if not under_way:
             return "no reaction is under way"
-        if reaction.kind != "action" or not reaction.failure:
-            return (f"the reaction under way, {reaction.name!r}, declares no failure event "
+        if not any(r.failure for r, _ in under_way):
+            names = ", ".join(repr(r.name) for r, _ in under_way)
+            return (f"the reaction under way, {names}, declares no failure event "
                     "(nothing would start the compensations)")
         return None
 
     async def _advance(self) -> None:
-        await self._deliver_next()
-
-    async def _deliver_next(self) -> None:
-        rec, c = self.record, self.definition
-        event = rec.events[rec.cursor]
-        if event.type in c.fails_on:
-            await self._commit(Event.SAGA_FAILED, status=SagaStatus.FAILED, awaiting=None,
-                               finished_at=self._clock.now())
-            return
-        reaction = c.reaction_on(event.type)
-        if reaction is None:  # the graph check makes this a bug, not a user error
-            await self._park(f"no reaction to {event.type!r}", "NoReaction", step=None)
-            return
-        abort = self._abort_reason() if reaction.kind == "action" else None
-        if abort:
-            output, failure = {}, Failure.aborted(self._abort_type(), abort,
-                                                  uncertain=self._in_doubt(reaction))
+        if self.record.status is SagaStatus.COMPENSATING:
+            await self._compensate()
         else:
-            output, failure = await self._call_with_retries(event, reaction)
-        if failure is not None and reaction.kind == "action" and failure.uncertain:
-            settled = await self._settle_reaction(reaction, failure)
-            if settled is None:
-                return  # parked
-            output, failure = settled
-        if failure is None:
-            await self._succeeded(event, reaction, output)
-        elif reaction.kind == "compensation":
-            await self._park(f"compensation {reaction.name!r} failed: {failure.error}",
-                             failure.error_type, step=reaction.step)
-        elif failure.deadline and reaction.timeout_event:
-            await self._publish_failure(event, reaction, reaction.timeout_event, failure)
-        elif reaction.failure:
-            await self._publish_failure(event, reaction, reaction.failure, failure)
-        else:  # a poison event: parked with it, nothing else held up
-            await self._park(f"{reaction.name!r} failed on {event.type!r}: {failure.error}",
-                             failure.error_type, step=reaction.step)
+            await self._forward()
 
-    async def _succeeded(self, event: BusEvent, reaction: Reaction,
-                         output: dict[str, Any]) -> None:
+    # --- forward: the due reactions side by side --------------------------------------
+
+    async def _forward(self) -> None:
+        running: Running = {}
+        failed: Failed | None = None
+        try:
+            while True:
+                self._wake.clear()  # a nudge from here on wakes the wait below
+                if failed is None:
+                    await self._take_outside_events()
+                    if not running and self._completed():
+                        await self._commit(Event.SAGA_COMPLETED, status=SagaStatus.COMPLETED,
+                                           awaiting=None, expects=[],
+                                           finished_at=self._clock.now())
+                        return
+                    failed = self._due_failure()
+                    if failed is not None:
+                        self.stop_branches(f"reaction {failed[0].name!r} failed")
+                    else:
+                        for reaction, causes in bus_log.due(
+                                self.definition, self.record.events,
+                                {r.name for r, _ in running.values()}):
+                            call = asyncio.ensure_future(self._call_with_retries(reaction,
+                                                                                 causes))
+                            running[call] = (reaction, causes)
+                if not running:
+                    if failed is not None:
+                        break
+                    if not await self._wait_for_events():
+                        return  # parked
+                    continue
+                failed, go_on = await self._next_outcome(running, failed)
+                if not go_on:
+                    return  # parked
+        finally:
+            self.stop_branches(None)
+            for call in running:  # only when parked, or this task itself is cancelled
+                call.cancel()
+        await self._fail(*failed)
+
+    async def _next_outcome(self, running: Running,
+                            failed: Failed | None) -> tuple[Failed | None, bool]:
+        """Wait for a reaction under way to end (or a nudge) and journal how it ended: its
+        event, or (the first that fails for good) the failure that stops the others."""
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:  # (a join's deadline may pass while what it waits for is under way)
+            done, _ = await asyncio.wait({*running, waker}, timeout=self._until_due(),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+        for call in done:
+            if call is waker:
+                continue
+            reaction, causes = running.pop(call)
+            output, failure = call.result()
+            if failure is not None and failure.uncertain:
+                settled = await self._settle_reaction(reaction, failure)
+                if settled is None:
+                    return failed, False
+                output, failure = settled
+            if failure is None:
+                if not await self._succeeded(causes, reaction, output):
+                    return failed, False
+            elif failed is None:
+                failed = (reaction, causes, failure)
+                self.stop_branches(f"reaction {reaction.name!r} failed")
+        return failed, True
+
+    async def _wait_for_events(self) -> bool:
+        """Nothing is under way: wait for an event from outside, a join's other events, or
+        a deadline. Nothing that could come: parked STUCK (False)."""
+        rec = self.record
+        expects = bus_log.waiting(self.definition, rec)
+        if not expects:
+            last = rec.events[-1].type if rec.events else None
+            await self._park(f"nothing reacts to what the saga has (last event {last!r})",
+                             "NoReaction", step=None)
+            return False
+        await self._pause(self._until_due() or 3600.0)
+        return True
+
+    def _until_due(self) -> float | None:
+        """Seconds until the next deadline of a join or of the saga (None: none)."""
+        rec = self.record
+        due = [x.since + x.deadline_s for x in bus_log.waiting(self.definition, rec)
+               if x.deadline_s is not None]
+        if rec.deadline_at is not None:
+            due.append(rec.deadline_at)
+        return max(0.0, min(due) - self._clock.now()) if due else None
+
+    def _completed(self) -> bool:
+        return any(e.type in self.definition.completes_on for e in self.record.events)
+
+    def _due_failure(self) -> Failed | None:
+        """A cancel or the saga's deadline (the failure of a reaction under way that
+        declares one), or a join whose deadline passed before all its events came."""
+        abort = self._abort_reason()
+        if abort:
+            reaction, causes = next((r, e) for r, e in self._under_way() if r.failure)
+            return reaction, causes, Failure.aborted(self._abort_type(), abort, uncertain=False)
+        now = self._clock.now()
+        for expect in bus_log.waiting(self.definition, self.record):
+            if expect.deadline_s is not None and now >= expect.since + expect.deadline_s:
+                reaction = self.definition.reaction(expect.reaction)
+                first = bus_log.first_of_each(self.record.events)
+                return reaction, [first[t] for t in expect.has], Failure.past_deadline(
+                    "JoinTimedOut", f"no {' and '.join(expect.waits_for)} within "
+                    f"{expect.deadline_s:g}s of {expect.has[0]}", uncertain=False)
+        return None
+
+    async def _take_outside_events(self) -> None:
+        """Events from outside that the journal holds for this saga and its log does not:
+        into the log, in the order they are taken."""
+        if not self._news or not self.definition.external():
+            return
+        self._news = False
         rec, c = self.record, self.definition
-        clash = sorted(set(output) & set(event.payload))
-        payload = {**event.payload, **output}
+        taken = {e.external_id for e in rec.events if e.external_id}
+        fresh = [s for s in self._journal.signals(rec.saga_id)
+                 if s.name in c.external() and s.signal_id not in taken]
+        for signal in fresh:
+            new = bus_log.outside_event(c, rec.saga_id, signal.name, signal.payload,
+                                        signal.signal_id, self._clock.now())
+            logger.info("took {} from outside ({})", signal.name, signal.signal_id)
+            await self._commit(
+                Event.EVENT_RECEIVED, defer=signal is not fresh[-1],
+                detail={"event": new.type, "event_id": new.id, "external_id": signal.signal_id,
+                        "consumer": new.consumer},
+                **self._log_changes([*self.record.events, new]))
+
+    def _log_changes(self, events: list[BusEvent], **more: Any) -> dict[str, Any]:
+        """The record fields that go with a new log: what the saga now waits for (the
+        reactions under way or due, the joins and the events from outside)."""
+        c = self.definition
+        record = self.record.updated(events=events, **more)
+        running = [c.reaction(name) for name in record.branches]
+        running += [r for r, _ in bus_log.due(c, events, set(record.branches))]
+        if record.status is SagaStatus.COMPENSATING:
+            running = []
+        expects = bus_log.waiting(c, record)
+        return {"events": events, "expects": expects, "cursor": len(events) - 1,
+                "awaiting": bus_log.awaiting_text(c, running, expects)}
+
+    async def _succeeded(self, causes: list[BusEvent], reaction: Reaction,
+                         output: dict[str, Any]) -> bool:
+        """Publish the event a reaction leads to; False if its output is invalid (parked)."""
+        rec, c = self.record, self.definition
+        forward = reaction.kind == "action"
+        seen = bus_log.merged(causes) if forward else bus_log.data_of(rec.events)
+        clash = sorted(set(output) & set(seen)) if forward else []
+        payload = {**seen, **output}
         try:
             if clash:
                 raise ValueError(f"{clash} would overwrite the saga's data")
@@ -145,141 +237,137 @@ class ChoreographyInstance(JournaledRun):
             await self._park(f"{reaction.name!r} applied, but its output is invalid for "
                              f"{reaction.publishes!r}: {exc}", "InvalidOutput",
                              step=reaction.step)
-            return
-        done = {"completed": [*rec.completed, reaction.step]} if reaction.kind == "action" \
-            else {"compensated": [*rec.compensated, reaction.step]}
-        outputs = ({**rec.outputs, reaction.step: output} if reaction.kind == "action"
-                   else rec.outputs)
-        await self._publish(event, reaction, reaction.publishes or "", payload,
-                             outcome="succeeded", outputs=outputs, **done)
+            return False
+        if forward:
+            done = {"completed": [*rec.completed, reaction.step],
+                    "outputs": {**rec.outputs, reaction.step: output},
+                    "branches": {k: v for k, v in rec.branches.items() if k != reaction.step}}
+        else:
+            done = {"compensated": [*rec.compensated, reaction.step],
+                    "to_compensate": rec.to_compensate[1:]}
+        await self._publish(causes, reaction, reaction.publishes or "", payload,
+                            outcome="succeeded", **done)
+        return True
 
-    async def _publish_failure(self, event: BusEvent, reaction: Reaction, event_type: str,
-                               failure: Failure) -> None:
+    # --- a failure, and the compensations ---------------------------------------------
+
+    async def _fail(self, reaction: Reaction, causes: list[BusEvent], failure: Failure) -> None:
+        """Publish the failure (or timeout) event of the reaction that failed for good and
+        start the compensations; with none declared, park the saga with its event."""
+        rec, c = self.record, self.definition
+        event_type = (reaction.timeout_event if failure.deadline and reaction.timeout_event
+                      else reaction.failure)
+        if not event_type:  # a poison event: parked with it, nothing else held up
+            await self._park(f"{reaction.name!r} failed on {'+'.join(reaction.triggers)!r}: "
+                             f"{failure.error}", failure.error_type, step=reaction.step)
+            return
         logger.warning("{} failed for good ({}): publishing {}", reaction.name,
                        failure.error, event_type)
-        payload = {**event.payload,
+        uncertain = [s for s in rec.uncertain if s != reaction.step]
+        todo = compensation_order(rec.completed, uncertain,
+                                  lambda step: c.compensation_for(step, event_type) is not None)
+        payload = {**bus_log.merged(causes),
                    "failure": {"step": reaction.step, "error": failure.error,
                                "error_type": failure.error_type}}
-        await self._publish(event, reaction, event_type, payload, outcome="failed",
-                             error=failure.error, uncertain=[s for s in self.record.uncertain
-                                        if s != reaction.step])
+        await self._publish(causes, reaction, event_type, payload, outcome="failed",
+                            status=SagaStatus.COMPENSATING, error=failure.error,
+                            uncertain=uncertain, to_compensate=todo, branches={},
+                            detail_more={"to_compensate": todo})
 
-    async def _publish(self, cause: BusEvent, reaction: Reaction, event_type: str,
-                       payload: dict[str, Any], *, outcome: str, **changes: Any) -> None:
-        """Append the next event to the log (journaled) and move the cursor to it;
-        ``outcome`` (succeeded, failed) is how the reaction that published it ended."""
+    async def _compensate(self) -> None:
+        """Each step to compensate, newest first, by the compensating reaction that the
+        failure event leads to; then FAILED."""
+        c = self.definition
+        failure = next((e.type for e in self.record.events if e.type in c.failure_events()),
+                       None)
+        while self.record.to_compensate and failure is not None:
+            step = self.record.to_compensate[0]
+            reaction = c.compensation_for(step, failure)
+            if reaction is None:  # the graph check makes this a bug, not a user error
+                await self._park(f"no compensation of {step!r} after {failure!r}",
+                                 "NoReaction", step=step)
+                return
+            causes = [self.record.events[-1]]
+            output, fault = await self._call_with_retries(reaction, causes)
+            if fault is not None:
+                await self._park(f"compensation {reaction.name!r} failed: {fault.error}",
+                                 fault.error_type, step=reaction.step)
+                return
+            if not await self._succeeded(causes, reaction, output):
+                return
+        await self._commit(Event.SAGA_FAILED, status=SagaStatus.FAILED, awaiting=None,
+                           expects=[], finished_at=self._clock.now())
+
+    async def _publish(self, causes: list[BusEvent], reaction: Reaction, event_type: str,
+                       payload: dict[str, Any], *, outcome: str,
+                       detail_more: dict[str, Any] | None = None, **changes: Any) -> None:
+        """Append the event ``reaction`` leads to (journaled); ``outcome`` (succeeded,
+        failed) is how the reaction that published it ended."""
         rec, c = self.record, self.definition
-        new = BusEvent(id=event_id(rec.saga_id, cause.id, reaction.name, event_type),
-                       saga_id=rec.saga_id, version=c.version,
-                       type=event_type, payload=payload, causation_id=cause.id,
+        cause_id = ",".join(e.id for e in causes)
+        new = BusEvent(id=event_id(rec.saga_id, cause_id, reaction.name, event_type),
+                       saga_id=rec.saga_id, version=c.version, type=event_type,
+                       payload=payload, causation_id=cause_id,
                        producer=f"{reaction.participant}.{reaction.handler}",
-                       consumer=_consumer(c, event_type), at=self._clock.now())
-        events = [*rec.events, new]
-        status = track(c, events)
-        if status is SagaStatus.FAILED:
-            status = SagaStatus.COMPENSATING  # FAILED once the terminal event is delivered
-        if status is SagaStatus.STARTED:
-            status = SagaStatus.PENDING
+                       consumer=bus_log.consumer(c, event_type), reaction=reaction.name,
+                       at=self._clock.now())
+        status = changes.pop("status", None) or (
+            SagaStatus.COMPENSATING if rec.status is SagaStatus.COMPENSATING
+            else SagaStatus.PENDING)
         # an event that something reacts to is journaled with that delivery's first write:
         # nothing acts on it before then, and a crash before it redelivers its cause
         await self._commit(
-            Event.EVENT_PUBLISHED, step=reaction.step, status=status, events=events,
-            defer=c.reaction_on(event_type) is not None and not status.terminal,
-            cursor=len(events) - 1, data=payload, current_step=None, phase=None, attempt=0,
-            in_flight=False, awaiting=awaiting(c, new),
-            finished_at=self._clock.now() if status.terminal else None,
-            detail={"event": event_type, "event_id": new.id, "causation_id": cause.id,
+            Event.EVENT_PUBLISHED, step=reaction.step, status=status,
+            defer=bool(c.reactions_on(event_type)) and status is SagaStatus.PENDING,
+            data=bus_log.data_of([*rec.events, new]),
+            **_where(changes.get("branches", rec.branches)),
+            detail={"event": event_type, "event_id": new.id, "causation_id": cause_id,
                     "producer": new.producer, "consumer": new.consumer,
-                    "phase": reaction.kind, "outcome": outcome},
+                    "phase": reaction.kind, "outcome": outcome, **(detail_more or {})},
+            **self._log_changes([*rec.events, new], status=status, **{
+                k: v for k, v in changes.items() if k == "branches"}),
             **changes)
-
-    async def _settle_reaction(self, reaction: Reaction,
-                               failure: Failure) -> Outcome | None:
-        """A handler whose outcome is unknown is settled by its participant before anything
-        is published: applied, its recorded output (the saga goes on); not applied, fenced
-        so that it never will. Unknowable past the retry budget: STUCK (None)."""
-        answer = await self._settle(
-            reaction.participant, reaction.step, reaction.timeout_s, reaction.retry,
-            f"{reaction.name!r}", failure.error, failure.error_type)
-        if answer is None:
-            return None
-        if answer.get("applied"):
-            return answer.get("output") or {}, None
-        return {}, failure.settled_not_applied()
-
-    # --- one reaction, with retries ---------------------------------------------------
-
-    async def _call_with_retries(self, event: BusEvent, reaction: Reaction) -> Outcome:
-        """``reaction``'s handler call through the runner's retry loop, within the
-        reaction's deadline (counted from the event it reacts to)."""
-        rec = self.record
-        kind, step = reaction.kind, reaction.step
-        resuming = rec.current_step == step and rec.phase == kind
-        deadline = event.at + reaction.deadline_s if reaction.deadline_s else None
-
-        def stop(attempt: int, resend: bool) -> Failure | None:
-            if deadline is not None and self._clock.now() >= deadline:
-                return Failure.past_deadline(
-                    "ReactionTimedOut", f"no {reaction.publishes} within "
-                    f"{reaction.deadline_s:g}s", uncertain=attempt > 0)
-            if kind == "action" and attempt:
-                return self._halted(uncertain=resend or self._in_doubt(reaction))
-            return None
-
-        return await self._with_retries(Call(
-            step=step, kind=kind, policy=reaction.retry,
-            attempt=rec.attempt if resuming else 0, resend=resuming and rec.in_flight,
-            send=lambda attempt: self._attempt(event, reaction, attempt, deadline),
-            stop=stop, failed_changes=lambda attempt: {"in_flight": False},
-            sent_changes=lambda attempt: {"current_step": step, "phase": kind,
-                                          "attempt": attempt, "in_flight": True}))
-
-    async def _attempt(self, event: BusEvent, reaction: Reaction, attempt: int,
-                       deadline: float | None) -> Outcome:
-        rec = self.record
-        request = StepRequest.model_construct(
-            saga_id=rec.saga_id, saga_type=rec.saga_type, version=rec.version,
-            step=reaction.step, kind=reaction.kind, method=reaction.handler, attempt=attempt,
-            data=event.payload, action_output=None, event=event.type)
-        timeout = reaction.timeout_s
-        if deadline is not None:
-            timeout = max(0.001, min(timeout, deadline - self._clock.now()))
-
-        def timed_out(exc: Exception) -> Failure | None:
-            if deadline is None or self._clock.now() < deadline:
-                return None
-            return Failure.past_deadline(type(exc).__name__, str(exc), uncertain=True)
-
-        return await self._send(reaction.participant, request, timeout, reaction.retry,
-                                stoppable=True, timed_out=timed_out)
 
     # --- helpers --------------------------------------------------------------------
 
-    def _current(self) -> Reaction | None:
-        rec = self.record
-        if rec.cursor >= len(rec.events):
-            return None
-        return self.definition.reaction_on(rec.events[rec.cursor].type)
+    def _under_way(self) -> list[tuple[Reaction, list[BusEvent]]]:
+        """The forward reactions running or due now, and those waiting for a join's other
+        events or an event from outside."""
+        rec, c = self.record, self.definition
+        if rec.status is SagaStatus.COMPENSATING or rec.status.terminal:
+            return []
+        found = bus_log.due(c, rec.events, set())
+        first = bus_log.first_of_each(rec.events)
+        names = {r.name for r, _ in found}
+        for expect in bus_log.waiting(c, rec):
+            if expect.reaction not in names:
+                found.append((c.reaction(expect.reaction),
+                              [first[t] for t in expect.has] or rec.events[-1:]))
+        return found
 
     def _in_doubt(self, reaction: Reaction) -> bool:
         rec = self.record
-        return reaction.step in rec.uncertain or (
-            rec.in_flight and rec.current_step == reaction.step and rec.phase == "action")
+        slot = rec.branches.get(reaction.step)
+        return reaction.step in rec.uncertain or bool(slot and slot.in_flight)
 
     def _abort_reason(self) -> str | None:
         rec = self.record
-        if rec.status is SagaStatus.COMPENSATING or rec.status.terminal:
+        if not (rec.cancel_reason or rec.deadline_at is not None):
             return None
-        reaction = self._current()
-        if reaction is None or reaction.kind != "action" or not reaction.failure:
+        if not any(r.failure for r, _ in self._under_way()):
             return None  # nothing declared to publish: it goes on
         if rec.cancel_reason:
             return f"cancelled: {rec.cancel_reason}"
-        if rec.deadline_at is not None and self._clock.now() >= rec.deadline_at:
+        if self._clock.now() >= rec.deadline_at:
             return f"deadline of {self.definition.deadline_s:g}s exceeded"
         return None
 
 
-def _consumer(c: Choreography, event_type: str) -> str | None:
-    reaction = c.reaction_on(event_type)
-    return f"{reaction.participant}.{reaction.handler}" if reaction else None
+def _where(branches: dict[str, Branch]) -> dict[str, Any]:
+    """The record's one-call fields (``current_step``, ``in_flight``...) from the branches
+    under way: the latest of them (the supervisor's stall limit, ``list``'s STEP)."""
+    if not branches:
+        return {"current_step": None, "phase": None, "attempt": 0, "in_flight": False}
+    step, slot = list(branches.items())[-1]
+    return {"current_step": step, "phase": "action", "attempt": slot.attempt,
+            "in_flight": any(b.in_flight for b in branches.values())}

@@ -3,6 +3,7 @@ No Ray."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -73,3 +74,13 @@ def checked_output(step: Step, output: Any) -> dict[str, Any]:
             raise ValueError(validation_brief(exc)) from None
     return output
 
+
+
+def compensation_order(completed: list[str], uncertain: list[str],
+                       undoable: Callable[[str], bool]) -> list[str]:
+    """What a failure undoes, and in which order: newest first, the steps (reactions) whose
+    outcome is unknown, then the completed ones in reverse order of completion (parallel
+    branches too, then what came before them). The one rule of orchestration's
+    ``Parallel`` and a choreography's fan-out."""
+    order = [*completed, *[s for s in uncertain if s not in completed]]
+    return [name for name in reversed(order) if undoable(name)]

@@ -15,7 +15,7 @@ from loguru import logger
 
 from saga_actors.engine.catalog import Catalog
 from saga_actors.engine.children import nudge_child, run_child, undo_child
-from saga_actors.engine.failures import SIGNAL_ID, Failure, checked_output
+from saga_actors.engine.failures import SIGNAL_ID, Failure, checked_output, compensation_order
 from saga_actors.engine.runner import Gateway, JournaledRun
 from saga_actors.engine.signals import wait_for_signal
 from saga_actors.engine.step_calls import StepCalls
@@ -33,7 +33,6 @@ class SagaInstance(StepCalls, JournaledRun):
                  gateway: Gateway, *, definitions: Catalog | None = None,
                  **options: Any) -> None:
         super().__init__(definition, record, journal, gateway, **options)
-        self._stop_group: str | None = None  # set while a failed group stops its others
         self.definitions = definitions  # where child steps find their sagas' definitions
         self.children: dict[str, SagaInstance] = {}  # child sagas running now, by id
 
@@ -148,10 +147,9 @@ class SagaInstance(StepCalls, JournaledRun):
                         await self._succeeded(step, output, started_at, last=last)
                     elif failed is None:
                         failed = (step, failure)
-                        self._stop_group = f"step {step.name!r} of the group failed"
-                        self.nudge()  # stops the calls of the others
+                        self.stop_branches(f"step {step.name!r} of the group failed")
         finally:
-            self._stop_group = None
+            self.stop_branches(None)
             for call in branches:  # only when this task itself is cancelled
                 call.cancel()
         if failed is None:
@@ -215,10 +213,8 @@ class SagaInstance(StepCalls, JournaledRun):
             return
         uncertain = list(rec.uncertain)
         uncertain += [s for s in in_doubt if s not in uncertain]
-        # newest first: the steps whose outcome is unknown, then the completed ones in
-        # reverse order of completion (a parallel group's too)
-        order = [*rec.completed, *[s for s in uncertain if s not in rec.completed]]
-        todo = [name for name in reversed(order) if self.definition.step(name).undoable]
+        todo = compensation_order(rec.completed, uncertain,
+                                  lambda name: self.definition.step(name).undoable)
         logger.warning("compensating {} step(s): {}", len(todo), reason)
         await self._commit(
             Event.COMPENSATION_STARTED,
@@ -260,9 +256,6 @@ class SagaInstance(StepCalls, JournaledRun):
                            finished_at=self._clock.now())
 
     # --- helpers --------------------------------------------------------------------
-
-    def _halt_reason(self) -> str | None:
-        return self._abort_reason() or self._stop_group
 
     def _at(self, point: str) -> None:
         if self._fault_point is not None:

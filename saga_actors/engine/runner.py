@@ -103,6 +103,7 @@ class JournaledRun:
         self._wake = asyncio.Event()
         self._held: list[Transition] = []  # deferred transitions, journaled with the next
         self._calls: set[asyncio.Future] = set()  # action calls under way (a halt stops them)
+        self._stop_branches: str | None = None  # set while a failed branch stops the others
 
     @property
     def saga_id(self) -> str:
@@ -162,9 +163,17 @@ class JournaledRun:
         return "SagaCancelled" if self.record.cancel_reason else "DeadlineExceeded"
 
     def _halt_reason(self) -> str | None:
-        """Why the calls under way must stop now: an abort, or (subclasses) a sibling in a
-        parallel group that failed for good."""
-        return self._abort_reason()
+        """Why the calls under way must stop now: an abort, or a parallel branch (a step of
+        a ``Parallel`` group, a reaction of a fan-out) that failed for good."""
+        return self._abort_reason() or self._stop_branches
+
+    def stop_branches(self, reason: str | None) -> None:
+        """The parallel rule both styles share: the first branch that fails for good stops
+        the others (their calls in flight are cancelled; what is then unknown is settled
+        or compensated with the rest). None: no longer stopping."""
+        self._stop_branches = reason
+        if reason is not None:
+            self.nudge()
 
     def _halted(self, *, uncertain: bool) -> Failure | None:
         """The failure of a call stopped by :meth:`_halt_reason` (None: nothing stops it);
@@ -173,7 +182,7 @@ class JournaledRun:
         if halt is None:
             return None
         abort = self._abort_reason()
-        error_type = self._abort_type() if abort else "StoppedByGroup"
+        error_type = self._abort_type() if abort else "StoppedByBranch"
         return Failure.aborted(error_type, abort or halt, uncertain=uncertain)
 
     def nudge(self) -> None:

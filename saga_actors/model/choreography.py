@@ -1,10 +1,12 @@
 """Choreographed sagas as data: events, reactions, terminal events; the flow graph is
-checked when the definition is built. No Ray.
+checked when the definition is built (:mod:`saga_actors.model.flow`). No Ray.
 
-There is no coordinator in the definition: each :class:`Reaction` says "on event E,
-participant P runs handler H, and publishes event X (or, failing for good, event F)".
-Compensating reactions undo an earlier reaction's effect when a failure event reaches
-them. The bus (:mod:`saga_actors.engine.choreography`) delivers each saga's events in order.
+There is no coordinator in the definition: each :class:`Reaction` says "on event E (or
+once all of events E1, E2... came: a join), participant P runs handler H, and publishes
+event X (or, failing for good, event F)". Several reactions on one event run side by side
+(a fan-out). Compensating reactions undo an earlier reaction's effect after a failure
+event. Events marked ``external`` enter a running saga from outside (a webhook). The bus
+(:mod:`saga_actors.engine.choreography`) delivers each saga's events in order.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ class Reaction(_Data):
     it fails for good, ``failure`` is published instead. A compensating reaction
     (``compensates``) undoes the effect of the reaction named so."""
 
-    on: str = Field(description="The event type it reacts to.")
+    on: str = Field("", description="The event type it reacts to (or `on_all`).")
+    on_all: tuple[str, ...] = Field((), description="A join: it runs once, when every one "
+                                    "of these events came, and sees all their payloads.")
     participant: str = Field(min_length=1, description="Name of the participant actor.")
     handler: str = Field(pattern=_NAME, description="The participant's method: an @action, "
                          "or for a compensating reaction the @compensation of the action.")
@@ -41,15 +45,31 @@ class Reaction(_Data):
     deadline_s: float | None = Field(None, gt=0, description="The event it leads to must come "
                                      "within this; else `timeout_event` is published.")
     timeout_event: str | None = Field(None, description="Published past `deadline_s` (the late "
-                                      "handler is fenced: its effect never lands).")
+                                      "handler is fenced: its effect never lands). A "
+                                      "join's deadline counts from the first of its events.")
 
     @model_validator(mode="after")
     def _shape(self) -> Reaction:
         if not self.name:
             object.__setattr__(self, "name", self.handler)
+        if bool(self.on) == bool(self.on_all):
+            raise ValueError(f"reaction {self.name!r}: give one of on= (an event) or on_all= "
+                             "(a join of events)")
+        if self.on_all and (len(set(self.on_all)) < 2 or len(set(self.on_all)) != len(
+                self.on_all)):
+            raise ValueError(f"reaction {self.name!r}: a join (on_all) waits for two or more "
+                             f"different events, not {list(self.on_all)}")
+        if self.on_all and self.compensates:
+            raise ValueError(f"reaction {self.name!r}: a compensating reaction reacts to one "
+                             "failure event (on=), not a join")
         if (self.deadline_s is None) != (self.timeout_event is None):
             raise ValueError(f"reaction {self.name!r}: deadline_s and timeout_event go together")
         return self
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """The events it waits for: ``(on,)``, or a join's ``on_all``."""
+        return self.on_all or (self.on,)
 
     @property
     def kind(self) -> Phase:
@@ -98,6 +118,8 @@ class Choreography(_Data):
 
     @model_validator(mode="after")
     def _graph(self) -> Choreography:
+        from saga_actors.model.flow import check_graph
+
         check_graph(self)
         return self
 
@@ -118,8 +140,30 @@ class Choreography(_Data):
         return [m.__name__ for m in self.events]
 
     def reaction_on(self, event_type: str) -> Reaction | None:
-        """The reaction to ``event_type`` (there is at most one), if any."""
-        return next((r for r in self.reactions if r.on == event_type), None)
+        """The first reaction to ``event_type`` (alone or in a join), if any."""
+        return next((r for r in self.reactions if event_type in r.triggers), None)
+
+    def reactions_on(self, event_type: str) -> list[Reaction]:
+        """Every reaction that waits for ``event_type`` (a fan-out has several)."""
+        return [r for r in self.reactions if event_type in r.triggers]
+
+    def external(self) -> dict[str, str | None]:
+        """The events that enter a running saga from outside (their model says
+        ``external = True``), each with the field it is correlated by, if any."""
+        return {m.__name__: getattr(m, "correlate_by", None) for m in self.events
+                if getattr(m, "external", False) is True}
+
+    def compensation_for(self, step: str, failure_event: str) -> Reaction | None:
+        """The compensating reaction that undoes ``step`` after ``failure_event``: the one
+        nearest to it on the events that follow it (the graph check makes sure there is one
+        for every step with a compensation that may have completed)."""
+        from saga_actors.model.flow import reachable_from
+
+        for name in reachable_from(self, failure_event):
+            r = self.reaction(name)
+            if r.compensates == step:
+                return r
+        return None
 
     def reaction(self, name: str) -> Reaction:
         for r in self.reactions:
@@ -169,93 +213,6 @@ class Choreography(_Data):
         for r in self.reactions:
             out.setdefault(r.participant, set()).add(r.handler)
         return out
-
-
-def check_graph(c: Choreography) -> None:
-    """Raise ValueError (a :class:`SagaDefinitionError` when the definition is built)
-    naming the event or reaction that breaks the flow."""
-    declared = set(c.event_types())
-    if len(declared) != len(c.events):
-        raise ValueError("two event models share a name")
-    mentioned = [c.start, *c.completes_on, *c.fails_on,
-                 *(e for r in c.reactions for e in (r.on, *r.emits()))]
-    for event in mentioned:
-        if event not in declared:
-            raise ValueError(f"event {event!r} is not declared (events: {sorted(declared)})")
-    names = [r.name for r in c.reactions]
-    for name in names:
-        if names.count(name) > 1:
-            raise ValueError(f"two reactions are named {name!r}; give one a name")
-    by_event: dict[str, Reaction] = {}
-    for r in c.reactions:
-        if r.on in by_event:
-            raise ValueError(f"event {r.on!r} has two reactions ({by_event[r.on].name!r}, "
-                             f"{r.name!r}); one reaction per event")
-        by_event[r.on] = r
-        if r.compensates and r.compensates not in names:
-            raise ValueError(f"reaction {r.name!r} compensates {r.compensates!r}, which is "
-                             "not a reaction")
-    terminal = set(c.completes_on) | set(c.fails_on)
-    for r in c.reactions:
-        if r.on in terminal:
-            raise ValueError(f"event {r.on!r} is terminal (its saga ends there), but "
-                             f"{r.name!r} reacts to it")
-    for r in c.reactions:
-        if not r.publishes:
-            raise ValueError(f"reaction {r.name!r} publishes nothing: its saga would never "
-                             "end (set publishes=...)")
-    published = {e for r in c.reactions for e in r.emits()}
-    for r in c.reactions:
-        if r.on != c.start and r.on not in published:
-            raise ValueError(f"event {r.on!r} is consumed by {r.name!r} but neither the start "
-                             "event nor published by any reaction")
-    for event in published | {c.start}:
-        if event not in by_event and event not in terminal:
-            raise ValueError(f"event {event!r} is published but nothing consumes it and it "
-                             "is not terminal")
-    reachable = _reachable_reactions(c, by_event, [c.start])
-    for r in c.reactions:
-        if r.name not in reachable:
-            raise ValueError(f"reaction {r.name!r} (on {r.on!r}) is unreachable from "
-                             f"{c.start!r}")
-    _check_compensations(c, by_event)
-
-
-def _check_compensations(c: Choreography, by_event: dict[str, Reaction]) -> None:
-    """After a reaction that has a compensation succeeded, every failure or timeout event
-    further on must lead to one of its compensations."""
-    undone_by: dict[str, set[str]] = {}
-    for r in c.reactions:
-        if r.compensates:
-            undone_by.setdefault(r.compensates, set()).add(r.name)
-    for r in c.reactions:
-        if r.kind != "action" or r.name not in undone_by or not r.publishes:
-            continue
-        # after r succeeded, every failure further on must lead to r's compensation
-        for later in _reachable_reactions(c, by_event, [r.publishes], success_only=True):
-            reaction = c.reaction(later)
-            for event in (reaction.failure, reaction.timeout_event):
-                if event and not undone_by[r.name] & _reachable_reactions(
-                        c, by_event, [event]):
-                    raise ValueError(
-                        f"failure event {event!r} (of {later!r}, after {r.name!r} succeeded) "
-                        f"never leads to a compensation of {r.name!r} "
-                        f"({sorted(undone_by[r.name])})")
-
-
-def _reachable_reactions(c: Choreography, by_event: dict[str, Reaction], start: list[str],
-                         *, success_only: bool = False) -> set[str]:
-    seen: set[str] = set()
-    todo = list(start)
-    while todo:
-        r = by_event.get(todo.pop())
-        if r is None or r.name in seen:
-            continue
-        seen.add(r.name)
-        todo += [r.publishes] if success_only and r.publishes else []
-        if not success_only:
-            todo += r.emits()
-    return seen
 
 
 def event_payload(c: Choreography, event_type: str, payload: dict[str, Any]) -> dict[str, Any]:

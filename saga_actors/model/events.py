@@ -40,6 +40,9 @@ class Event(str, enum.Enum):
     """A pivot of unknown outcome was settled by its participant (``detail.applied``)."""
     EVENT_PUBLISHED = enum.auto()
     """A choreographed saga's event entered its log (``detail``: type, id, causation)."""
+    EVENT_RECEIVED = enum.auto()
+    """An event from outside entered a running choreographed saga's log (``detail``: type,
+    id, the sender's event id)."""
     COMPENSATION_STARTED = enum.auto()
     COMPENSATION_SENT = enum.auto()
     COMPENSATION_ATTEMPT_FAILED = enum.auto()

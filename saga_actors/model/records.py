@@ -26,7 +26,59 @@ class BusEvent(BaseModel):
     causation_id: str | None = Field(None, description="The event whose handling made it.")
     producer: str | None = Field(None, description="participant.handler, or who started it.")
     consumer: str | None = Field(None, description="participant.handler that reacts to it.")
+    reaction: str | None = Field(None, description="The reaction that published it (none: "
+                                 "the start event, or one from outside).")
+    external_id: str | None = Field(None, description="An event from outside: the id its "
+                                    "sender gave it (the same id sent again is taken once).")
     at: float = 0.0
+
+
+class Expect(BaseModel):
+    """What a running choreographed saga waits for: an event from outside, or the rest of a
+    join's events (``rt.get(...).expects``, ``saga-actors show``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reaction: str = Field(description="The reaction that waits.")
+    waits_for: list[str] = Field(description="The events it still needs.")
+    has: list[str] = Field(default_factory=list, description="A join: the events it has.")
+    external: list[str] = Field(default_factory=list,
+                                description="Of those it needs, the ones from outside.")
+    correlation: str | None = Field(None, description="How an outside event finds the saga: "
+                                    "`order_id=o-42`.")
+    since: float = Field(description="When it started to wait (a join: its first event).")
+    deadline_s: float | None = Field(None, description="Its deadline, from `since`.")
+    timeout_event: str | None = None
+
+    def text(self, now: float | None = None) -> str:
+        """"PaymentCaptured (external, correlated by order_id=o-42) for 3 min of 15" or
+        "join 'ship' has InventoryReserved, waits for PaymentAuthorized"."""
+        names = []
+        for event in self.waits_for:
+            if event in self.external:
+                how = f", correlated by {self.correlation}" if self.correlation else ""
+                names.append(f"{event} (external{how})")
+            else:
+                names.append(event)
+        text = " and ".join(names)
+        if self.has:
+            text = f"join {self.reaction!r} has {', '.join(self.has)}, waits for {text}"
+        if now is not None:
+            text += f" for {_span(now - self.since)}"
+            if self.deadline_s is not None:
+                text += f" of {_span(self.deadline_s)}"
+        elif self.deadline_s is not None:
+            text += f" (within {_span(self.deadline_s)}, else {self.timeout_event})"
+        return text
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class Branch(BaseModel):
@@ -91,6 +143,9 @@ class SagaRecord(BaseModel):
         default_factory=list, description="A choreographed saga's event log, in order.")
     awaiting: str | None = Field(
         None, description="A choreographed saga: the event it waits for, from whom.")
+    expects: list[Expect] = Field(
+        default_factory=list, description="A choreographed saga: the events from outside and "
+        "the rest of the joins it waits for.")
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None

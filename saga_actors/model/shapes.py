@@ -28,7 +28,10 @@ def shape_of(definition: Any) -> dict[str, Any]:
         out["steps"] = [_step_shape(s) for s in definition.steps]
     if hasattr(definition, "reactions"):
         out["reactions"] = [{k: getattr(r, k) for k in _REACTION_SHAPE}
+                            | ({"on_all": list(r.on_all)} if r.on_all else {})
                             for r in definition.reactions]
+        if definition.external():  # only when there are: older flows hash as they did
+            out["external"] = definition.external()
         out["events"] = {m.__name__: _model(m) for m in definition.events}
         out["ends"] = [definition.start, list(definition.completes_on),
                        list(definition.fails_on)]

@@ -116,7 +116,7 @@ def test_a_valid_flow_and_what_each_broken_graph_says():
          "'ChargeTimedOut' is consumed by 'charge' but neither the start event nor published"),
         ((reserve, charge), "'ChargeFailed' is published but nothing consumes it"),
         ((reserve, charge, release, release.model_copy(update={"name": "again"})),
-         "event 'ChargeFailed' has two reactions"),
+         "event 'ChargeFailed' has two compensations of 'reserve'"),
         ((reserve,  # a timeout releases the reservation, a plain failure only notifies
           Reaction(on="Reserved", participant="pay", handler="charge", publishes="Charged",
                    failure="ChargeFailed", deadline_s=1, timeout_event="ChargeTimedOut"),
