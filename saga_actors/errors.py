@@ -184,15 +184,44 @@ class SignalPayloadError(SignalError):
 
 
 class SagaFinishedError(SignalError):
-    """The saga has ended: nothing waits for a signal any more."""
+    """The saga has ended: nothing waits for a signal (or an event from outside) any more."""
 
-    def __init__(self, saga_id: str, status: str) -> None:
-        super().__init__(saga_id, status)
+    def __init__(self, saga_id: str, status: str, what: str = "signals") -> None:
+        super().__init__(saga_id, status, what)
         self.saga_id = saga_id
         self.status = status
+        self.what = what
 
     def __str__(self) -> str:
-        return f"saga {self.saga_id} is {self.status}: it takes no more signals"
+        return f"saga {self.saga_id} is {self.status}: it takes no more {self.what}"
+
+
+class EventPayloadError(SignalError):
+    """An event from outside whose payload does not validate against its event model."""
+
+    def __init__(self, event_type: str, saga_id: str, details: str) -> None:
+        super().__init__(event_type, saga_id, details)
+        self.event_type = event_type
+        self.saga_id = saga_id
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"invalid payload for event {self.event_type!r} of saga {self.saga_id}: " \
+            f"{self.details}"
+
+
+class UncorrelatedEventError(SignalError):
+    """An event from outside that finds no saga: its correlation value matches none (or
+    more than one running), or its event declares no correlation and no saga id was given."""
+
+    def __init__(self, event_type: str, choreography: str, reason: str) -> None:
+        super().__init__(event_type, choreography, reason)
+        self.event_type = event_type
+        self.choreography = choreography
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"event {self.event_type!r} of {self.choreography!r}: {self.reason}"
 
 
 class JournalError(SagaError):

@@ -113,6 +113,16 @@ class Journal(abc.ABC):
             out[rec.status.value] += 1
         return out
 
+    def correlated(self, saga_type: str, field: str, value: Any, *,
+                   limit: int = 20) -> list[SagaRecord]:
+        """The sagas of ``saga_type`` whose input's ``field`` is ``value``, newest first (how
+        an event from outside finds its saga by a field it carries). Default: a scan."""
+        from saga_actors.journal.reads import as_text
+
+        found = [r for r in self.query(saga_type=saga_type, newest_first=True)
+                 if field in r.input and as_text(r.input[field]) == as_text(value)]
+        return found[:limit]
+
     def counts_by_type(self) -> dict[str, dict[str, int]]:
         """Sagas by type, then by status (only the statuses a type has)."""
         out: dict[str, dict[str, int]] = {}

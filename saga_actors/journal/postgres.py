@@ -248,6 +248,12 @@ class PostgresJournal(GroupCommitted, Journal):
         return [Signal.model_validate_json(r[0])
                 for r in self._read(self._q["signals"], (saga_id,))]
 
+    def correlated(self, saga_type: str, field: str, value: Any, *,
+                   limit: int = 20) -> list[SagaRecord]:
+        return [SagaRecord.model_validate_json(r) for r in reads.correlated(
+            self._read, self._sagas, reads.POSTGRES, saga_type=saga_type, field=field, value=value,
+            limit=limit)]
+
     def counts_by_type(self) -> dict[str, dict[str, int]]:
         return reads.counts_by_type(self._read, self._sagas)
 

@@ -19,12 +19,16 @@ class Dialect:
     no_limit: Any  # the LIMIT meaning none
     version: str  # the record's definition version, as an integer expression
     bucket: str  # ``{col}``'s bucket number: ({col} - since) / width, rounded down
+    input_field: str  # a field of the record's input as text; its one argument: field_arg
+    field_arg: Callable[[str], str]  # the field's name -> that argument
 
 
 SQLITE = Dialect("?", -1, "json_extract(record, '$.version')",
-                 "CAST(({col} - ?) / ? AS INTEGER)")  # (col >= since: truncation is floor)
+                 "CAST(({col} - ?) / ? AS INTEGER)",  # (col >= since: truncation is floor)
+                 "CAST(json_extract(record, ?) AS TEXT)", lambda f: f'$.input."{f}"')
 POSTGRES = Dialect("%s", None, "CAST(record::json->>'version' AS INTEGER)",
-                   "CAST(FLOOR(({col} - %s) / %s) AS INTEGER)")
+                   "CAST(FLOOR(({col} - %s) / %s) AS INTEGER)",
+                   "record::json->'input'->>%s", lambda f: f)
 
 
 def records_query(
@@ -57,6 +61,24 @@ def records_query(
     order = "DESC" if newest_first else "ASC"
     text += f" ORDER BY created_at {order}, saga_id {order} LIMIT {mark} OFFSET {mark}"
     return text, [*args, dialect.no_limit if limit is None else limit, offset]
+
+
+def correlated(read: Callable[[str, tuple], list[tuple]], table: str, dialect: Dialect, *,
+               saga_type: str, field: str, value: Any, limit: int) -> list[str]:
+    """:meth:`Journal.correlated`: the records (JSON) of the sagas of ``saga_type`` whose
+    input's ``field`` is ``value`` (compared as text), newest first."""
+    mark = dialect.mark
+    return [row[0] for row in read(
+        f"SELECT record FROM {table} WHERE saga_type = {mark} AND "
+        f"{dialect.input_field} = {mark} ORDER BY created_at DESC LIMIT {mark}",
+        (saga_type, dialect.field_arg(field), as_text(value), limit))]
+
+
+def as_text(value: Any) -> str:
+    """A correlation value as both backends give a JSON scalar as text."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 def counts_by_type(read: Callable[[str, tuple], list[tuple]], table: str) -> dict[str, dict]:

@@ -251,6 +251,12 @@ class SqliteJournal(GroupCommitted, Journal):
                           (saga_id,))
         return [Signal.model_validate_json(r[0]) for r in rows]
 
+    def correlated(self, saga_type: str, field: str, value: Any, *,
+                   limit: int = 20) -> list[SagaRecord]:
+        return [SagaRecord.model_validate_json(r) for r in reads.correlated(
+            self._read, "sagas", reads.SQLITE, saga_type=saga_type, field=field, value=value,
+            limit=limit)]
+
     def counts_by_type(self) -> dict[str, dict[str, int]]:
         return reads.counts_by_type(self._read, "sagas")
 

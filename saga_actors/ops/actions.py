@@ -40,6 +40,17 @@ def signal(cluster: Cluster, saga_id: str, name: str, payload: Any,
             f"(signal id {signal_id})")
 
 
+def publish(cluster: Cluster, choreography: str, event_type: str, payload: Any, *,
+            saga_id: str | None, event_id: str | None, version: int | None) -> str:
+    """Send an event from outside into a running choreographed saga (by id, or found by
+    the event's correlation field)."""
+    event_id = event_id or uuid.uuid4().hex
+    found, fresh = _operator(cluster.act, "publish", choreography, version, event_type,
+                             payload, event_id, saga_id)
+    return (f"event {event_type!r} {'taken' if fresh else 'was sent before'}: {found} "
+            f"(event id {event_id})")
+
+
 def retry(cluster: Cluster, saga_id: str) -> str:
     """Re-drive a STUCK saga's pending work."""
     get_saga(cluster, saga_id)

@@ -176,6 +176,30 @@ def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str 
 
 @main.command()
 @_cluster_options
+@click.argument("choreography")
+@click.argument("event")
+@click.option("--data", "data", default="{}", show_default=True,
+              help="The event's payload, as JSON.")
+@click.option("--saga-id", default=None,
+              help="The saga it is for (default: found by the event's correlation field).")
+@click.option("--id", "event_id", default=None,
+              help="The sender's event id (default: a new one); the same id sent again is "
+                   "kept once.")
+@click.option("--version", type=int, default=None, help="Of the choreography (default: newest).")
+@click.pass_obj
+def publish(cluster: Cluster, choreography: str, event: str, data: str, saga_id: str | None,
+            event_id: str | None, version: int | None) -> None:
+    """Send EVENT from outside into a running saga of CHOREOGRAPHY (a webhook's event)."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    out(actions.publish(cluster, choreography, event, payload, saga_id=saga_id,
+                        event_id=event_id, version=version))
+
+
+@main.command()
+@_cluster_options
 @click.argument("saga_id")
 @click.pass_obj
 def retry(cluster: Cluster, saga_id: str) -> None:

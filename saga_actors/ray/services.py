@@ -44,6 +44,7 @@ class SupervisorActorImpl:
         self.supervisor = Supervisor(open_journal(config.journal, create=False), fleet,
                                      settings=settings, definitions=cluster_catalog(config))
         self._max_signal_bytes = config.max_input_bytes
+        self._namespace = config.namespace
         self._loop = asyncio.get_running_loop().create_task(
             self.supervisor.run_forever(config.supervisor_tick_s)
         )
@@ -73,6 +74,30 @@ class SupervisorActorImpl:
     async def signal(self, saga_id: str, name: str, payload: Any, signal_id: str) -> bool:
         return await self.supervisor.signal(saga_id, name, payload, signal_id,
                                             self._max_signal_bytes)
+
+    async def publish(self, saga_type: str, version: int | None, event_type: str, payload: Any,
+                      event_id: str, saga_id: str | None) -> tuple[str, bool]:
+        """An event from outside for a running choreographed saga; the registry counts
+        the duplicates dropped and the events refused because their saga had finished."""
+        from saga_actors.errors import SagaFinishedError
+
+        try:
+            found, fresh = await self.supervisor.publish(
+                saga_type, version, event_type, payload, event_id, saga_id,
+                self._max_signal_bytes)
+        except SagaFinishedError:
+            self._count(saga_type, "refused_finished")
+            raise
+        if not fresh:
+            self._count(saga_type, "duplicate_dropped")
+        return found, fresh
+
+    def _count(self, saga_type: str, what: str) -> None:
+        try:
+            registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=self._namespace)
+            registry.count_outside.remote(saga_type, what)  # (fire and forget)
+        except Exception as exc:  # noqa: BLE001 - a count must not fail the publish
+            logger.warning("cannot count {} for {}: {}", what, saga_type, exc)
 
     async def status(self) -> dict[str, Any]:
         return self.supervisor.status()
@@ -128,6 +153,12 @@ class RegistryActorImpl:
 
     async def seq(self, saga_id: str) -> int:
         return self.registry.seq(saga_id)
+
+    async def count_outside(self, saga_type: str, what: str) -> None:
+        self.registry.count_outside(saga_type, what)
+
+    async def outside_events(self) -> dict[str, dict[str, int]]:
+        return self.registry.outside_events()
 
     async def saga_input(self, saga_id: str) -> dict[str, Any]:
         return self.registry.saga_input(saga_id)

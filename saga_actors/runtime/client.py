@@ -17,11 +17,9 @@ from saga_actors.constants import (
 from saga_actors.engine.admission import admit, admit_async, admitted_before
 from saga_actors.engine.startable import start_record
 from saga_actors.errors import (
-    InvalidSagaIdError,
     SagaConflictError,
     SagaError,
     SagaUsageError,
-    UnknownEventError,
     UnknownSagaTypeError,
 )
 from saga_actors.journal import open_journal
@@ -200,29 +198,6 @@ class SagaRuntime(QueriesAndActions):
         """
         saga, record = self._prepare(saga_type, input, saga_id, placement, version)
         return self._launch(saga, admit(self.journal, record))
-
-    def publish(self, choreography: str | Choreography, event_type: str, payload: Any, *,
-                saga_id: str) -> str:
-        """Publish a choreography's start event: a new saga (``saga_id`` is its correlation
-        id, required) whose reactions follow. Checked before anything enters the log: an
-        undeclared event or one the choreography does not take from outside raises
-        :class:`UnknownEventError`, a payload that fails the event's model
-        :class:`SagaInputError`, a missing or bad saga id :class:`InvalidSagaIdError`.
-        Publishing the same start event again (same id, same payload) is that saga."""
-        c = self.definition(choreography)
-        if not isinstance(c, Choreography):
-            raise UnknownEventError(event_type, c.name, "it is an orchestrated saga, not a "
-                                    "choreography: start it with start()")
-        if event_type not in c.event_types():
-            raise UnknownEventError(event_type, c.name, "not declared (events: "
-                                    f"{', '.join(c.event_types())})")
-        if event_type != c.start:
-            raise UnknownEventError(event_type, c.name, f"only the start event {c.start!r} "
-                                    "is published from outside; the rest come from its "
-                                    "reactions")
-        if not saga_id:
-            raise InvalidSagaIdError(saga_id)
-        return self.start(c, payload, saga_id=saga_id)
 
     def _prepare(
         self, saga_type: str | Saga, payload: Any, saga_id: str | None, placement: str | None,

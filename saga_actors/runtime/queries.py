@@ -1,6 +1,6 @@
 """What :class:`~saga_actors.runtime.client.SagaRuntime` answers and does for
-operators: where a saga stands, its history, waiting for it, and cancel, retry, resolve
-and signals."""
+operators: where a saga stands, its history, waiting for it, and cancel, retry, resolve,
+signals and a choreography's events from outside."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from saga_actors.constants import OPERATOR_CALL_TIMEOUT_S, POOLED
-from saga_actors.errors import SagaNotFoundError, SagaWaitTimeoutError
+from saga_actors.engine.outside_events import check_outside_event
+from saga_actors.errors import (
+    InvalidSagaIdError,
+    SagaNotFoundError,
+    SagaWaitTimeoutError,
+    UnknownEventError,
+)
+from saga_actors.model.choreography import Choreography
 from saga_actors.model.records import SagaRecord, Transition
 from saga_actors.model.state import SagaStatus
 from saga_actors.ray import calls
@@ -153,6 +160,42 @@ class QueriesAndActions:
             payload = payload.model_dump(mode="json")
         self._ask_supervisor("signal", saga_id, name, payload or {}, signal_id)
         return signal_id
+
+    def publish(self, choreography: str | Choreography, event_type: str, payload: Any, *,
+                saga_id: str | None = None, event_id: str | None = None) -> str:
+        """Publish an event of a choreography from outside; returns the saga id it went to.
+
+        - Its **start event** starts a saga (``saga_id``, its correlation id, is required).
+          Publishing the same start event again (same id, same payload) is that saga.
+        - An **event from outside** (its model says ``external = True``) enters a running
+          saga: the one named by ``saga_id``, or the one its correlation field finds (the
+          model's ``correlate_by``: the running saga whose input has the same value). It is
+          journaled before this returns, and deduplicated by ``event_id`` (give the id your
+          sender gave it: the same id sent again is kept once; default: a new one).
+
+        Checked before anything is journaled: an undeclared event, or one that neither
+        starts a saga nor comes from outside, :class:`UnknownEventError`; a payload that
+        fails the event's model :class:`SagaInputError` (a start) or
+        :class:`EventPayloadError`; no such saga :class:`SagaNotFoundError`, a correlation
+        value that finds none :class:`UncorrelatedEventError`; a finished saga
+        :class:`SagaFinishedError`; a missing or bad start saga id
+        :class:`InvalidSagaIdError`."""
+        c = self.definition(choreography)
+        if not isinstance(c, Choreography):
+            raise UnknownEventError(event_type, c.name, "it is an orchestrated saga, not a "
+                                    "choreography: start it with start()")
+        if event_type == c.start:
+            if not saga_id:
+                raise InvalidSagaIdError(saga_id or "")
+            return self.start(c, payload, saga_id=saga_id)
+        check_outside_event(c, event_type)  # (an undeclared or inside-only event: raises)
+        if hasattr(payload, "model_dump"):
+            payload = payload.model_dump(mode="json")
+        self.definitions.publish(c)
+        self._register(c, "choreography")
+        found, _ = self._ask_supervisor("publish", c.name, c.version, event_type, payload,
+                                        event_id or uuid.uuid4().hex, saga_id)
+        return found
 
     def _ask_supervisor(self, method: str, *args: Any) -> Any:
         """An operator's request; a saga_actors error the supervisor raises (the saga is

@@ -15,35 +15,12 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from pydantic import BaseModel
-
 from saga_actors.errors import SagaNotFoundError
 from saga_actors.journal.base import Journal
 from saga_actors.model.events import TIMEOUT_ERROR_TYPES, Event
-from saga_actors.model.records import SagaRecord, Transition, runner_name
+from saga_actors.model.records import Transition
 from saga_actors.model.state import SagaStatus
-
-
-class RegistryEntry(BaseModel):
-    """What the registry knows of one saga."""
-
-    saga_id: str
-    saga_type: str
-    status: SagaStatus
-    placement: str
-    current_step: str | None
-    attempt: int
-    restarts: int
-    seq: int
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-    error: str | None
-    waiting_for: str | None = None
-
-    @classmethod
-    def of(cls, record: SagaRecord) -> RegistryEntry:
-        return cls(**{name: getattr(record, name) for name in cls.model_fields})
+from saga_actors.services.describe import RegistryEntry, describe
 
 
 class Metrics(Protocol):
@@ -104,6 +81,7 @@ class Registry:
         self._finished: OrderedDict[str, int] = OrderedDict()  # the latest few: id -> seq
         self._synced_at = 0.0
         self._overview: dict[tuple, tuple[float, dict[str, Any]]] = {}
+        self._outside: Counter[tuple[str, str]] = Counter()  # events from outside, by fate
         self.rebuild()
 
     # --- feeding --------------------------------------------------------------------
@@ -156,9 +134,11 @@ class Registry:
     def _count(self, entry: RegistryEntry, tally: Counter[tuple[str, ...]], event: str,
                status: str, error_type: str | None, latency_s: float | None,
                final: bool = True) -> None:
+        event, status = Event(event), SagaStatus(status)
+        if event is Event.EVENT_RECEIVED:
+            self._outside[entry.saga_type, "external_taken"] += 1
         if self._metrics is None:
             return
-        event, status = Event(event), SagaStatus(status)
         kind_outcome = _OUTCOMES.get(event)
         if kind_outcome:
             kind, outcome = kind_outcome
@@ -175,7 +155,8 @@ class Registry:
         if entry.placement == "choreography":
             what = ("delivered" if event.is_sent else "published"
                     if event is Event.EVENT_PUBLISHED else "parked"
-                    if event is Event.SAGA_STUCK else None)
+                    if event is Event.SAGA_STUCK else "external_taken"
+                    if event is Event.EVENT_RECEIVED else None)
             if what:
                 tally["choreography", entry.saga_type, what] += 1
         if event is Event.STEP_SUCCEEDED and latency_s is not None:
@@ -183,6 +164,22 @@ class Registry:
         if status.terminal and entry.finished_at is not None:
             self._metrics.saga_latency(entry.saga_type, status.value,
                                        entry.finished_at - entry.created_at)
+
+    def count_outside(self, saga_type: str, what: str) -> None:
+        """An event from outside that the supervisor did not journal: a duplicate dropped
+        (``duplicate_dropped``), or one refused because its saga had finished
+        (``refused_finished``)."""
+        self._outside[saga_type, what] += 1
+        if self._metrics is not None:
+            self._metrics.choreography(saga_type, what)
+
+    def outside_events(self) -> dict[str, dict[str, int]]:
+        """Events from outside by saga type: taken into a saga's log, duplicates dropped,
+        refused for finished sagas (since this registry started)."""
+        out: dict[str, dict[str, int]] = {}
+        for (saga_type, what), n in sorted(self._outside.items()):
+            out.setdefault(saga_type, {})[what] = n
+        return out
 
     def publish(self) -> None:
         """Re-set the by-status gauges (Ray drops a gauge not re-set for ~30 s)."""
@@ -293,91 +290,3 @@ def feed_event(transition: Transition) -> tuple[str, str, str | None, float | No
     detail = transition.detail
     return (Event(transition.event).value, transition.status.value, detail.get("error_type"),
             detail.get("latency_s"), bool(detail.get("final", True)))
-
-
-def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> dict[str, Any]:
-    """One saga as ``show`` presents it: entry, the actor that runs it (``saga:<id>`` or
-    its host), steps with timings, full history."""
-    return {
-        **RegistryEntry.of(record).model_dump(mode="json"),
-        "runner": runner_name(record, hosts),
-        "parent_id": record.parent_id,
-        "children": list(dict.fromkeys(t.detail["child_id"] for t in history
-                                       if t.event is Event.CHILD_STARTED)),
-        "version": record.version,
-        "shape": record.shape,
-        "pivot": record.pivot,
-        "completed_steps": record.completed,
-        "compensated_steps": record.compensated,
-        "awaiting": record.awaiting,
-        "awaiting_s": (round(time.time() - record.updated_at, 1)
-                       if record.awaiting and not record.status.terminal else None),
-        "signals_awaited": awaited_signals(record, history),
-        "events": [e.model_dump(mode="json", exclude={"payload"}) for e in record.events],
-        "steps": steps_from_history(history),
-        "history": [t.model_dump(mode="json") for t in history],
-    }
-
-
-def awaited_signals(record: SagaRecord, history: list[Transition]) -> list[dict[str, Any]]:
-    """The signals a running saga waits for now: each wait step whose latest transition
-    is its start, with the signal's name and until when it waits."""
-    if record.status.terminal:
-        return []
-    latest: dict[str, Transition] = {}
-    for t in history:
-        if t.step:
-            latest[t.step] = t
-    return [{"step": step, "signal": t.detail.get("signal"), "until": t.detail.get("until")}
-            for step, t in latest.items() if t.event is Event.WAIT_STARTED]
-
-
-def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
-    """Per step and phase: attempts, first sent, ended, outcome (``in flight``,
-    ``succeeded``, ``compensated``, ``failed``) and last error. The same rows for both
-    styles: a choreographed reaction ends with the event it published (``succeeded`` or
-    ``compensated``; a failure event after its last failed attempt leaves it ``failed``)."""
-    steps: dict[tuple[str, str], dict[str, Any]] = {}
-    latest: dict[str, str] = {}  # step -> the phase of its latest call
-    for t in history:
-        if not t.step:
-            continue
-        if t.event is Event.EVENT_PUBLISHED:
-            _close_reaction(steps, t, t.detail.get("phase") or latest.get(t.step))
-            continue
-        phase = t.event.phase
-        if phase is None:
-            continue
-        latest[t.step] = phase
-        row = steps.setdefault((t.step, phase), {
-            "step": t.step, "phase": phase, "attempts": 0, "started_at": None,
-            "ended_at": None, "outcome": "in flight", "last_error": None,
-        })
-        if t.event.is_sent:
-            row["attempts"] = max(row["attempts"], t.attempt)
-            row["started_at"] = row["started_at"] or t.at
-        elif t.event.is_attempt_failure:
-            row["last_error"] = t.detail.get("error")
-            if t.detail.get("final"):
-                row["outcome"], row["ended_at"] = "failed", t.at
-        elif t.event.is_step_success:
-            row["outcome"], row["ended_at"] = _DONE[phase], t.at
-    for row in steps.values():
-        if row["started_at"] and row["ended_at"]:
-            row["duration_s"] = round(row["ended_at"] - row["started_at"], 6)
-    return list(steps.values())
-
-
-_DONE = {"action": "succeeded", "compensation": "compensated"}  # a step phase that ended well
-
-
-def _close_reaction(steps: dict[tuple[str, str], dict[str, Any]], t: Transition,
-                    phase: str | None) -> None:
-    """A reaction's event is out: the reaction ended well, unless it failed for good (a
-    journal from before events carried their outcome: unless its row already says so)."""
-    row = steps.get((t.step or "", phase or ""))
-    if row is None:
-        return
-    outcome = t.detail.get("outcome")
-    if outcome == "succeeded" or (outcome is None and row["outcome"] == "in flight"):
-        row["outcome"], row["ended_at"] = _DONE[row["phase"]], t.at

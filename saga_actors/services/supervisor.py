@@ -21,7 +21,6 @@ from saga_actors.constants import POOLED
 from saga_actors.engine.catalog import Catalog, mark_waiting
 from saga_actors.engine.children import child_id
 from saga_actors.engine.restarts import count_restart, reopen_stuck, restart_backoff, stall_limit_s
-from saga_actors.engine.signals import accept_signal
 from saga_actors.engine.transitions import advance_async
 from saga_actors.errors import (
     DefinitionStoreError,
@@ -35,6 +34,7 @@ from saga_actors.model.definition import RetryPolicy, Saga
 from saga_actors.model.events import Event
 from saga_actors.model.records import SagaRecord
 from saga_actors.model.state import SagaStatus
+from saga_actors.services.deliveries import Deliveries
 
 
 class Fleet(Protocol):
@@ -100,7 +100,7 @@ class _Live:
     nudged_at: float = 0.0
 
 
-class Supervisor:
+class Supervisor(Deliveries):
     """Keeps every accepted, non-terminal saga running until it is terminal."""
 
     def __init__(
@@ -346,27 +346,6 @@ class Supervisor:
         self._not_before.pop(saga_id, None)
         self.wake.set()
         return back.value
-
-    async def signal(self, saga_id: str, name: str, payload: Any, signal_id: str,
-                     max_bytes: int) -> bool:
-        """Journal a signal for ``saga_id`` (checked: see :func:`accept_signal`) and wake
-        the saga's runner; False when the same signal id was sent before."""
-        record = self._journal.load(saga_id)
-        if record is None:
-            raise SagaNotFoundError(saga_id)
-        definition = self.definitions.resolve(record)
-        if definition is None:
-            raise SagaUsageError(f"saga {saga_id} waits for its definition: "
-                                 f"{record.waiting_for or record.saga_type}")
-        fresh = accept_signal(self._journal, definition, record, name, payload,
-                              signal_id=signal_id, now=self._clock.now(), max_bytes=max_bytes)
-        root = saga_id.split("/", 1)[0]  # a child saga runs inside its root's runner
-        if fresh and record.placement in POOLED:
-            with contextlib.suppress(RunnerUnavailableError):  # a new host finds it
-                await self._fleet.hosted(root, "nudge", placement=record.placement)
-        elif fresh and (live := self._live.get(root)) is not None:
-            await self._fleet.nudge(live.handle, self.settings.answer_timeout_s)
-        return fresh
 
     async def resolve(self, saga_id: str, note: str) -> None:
         """An operator fixed a STUCK saga by hand: it ends FAILED, the note in its history."""

@@ -14,6 +14,11 @@ with a journal in memory. Faults are injected at a chosen step, kind and attempt
   and the supervisor do, and it carries on;
 - ``duplicate``: the request is delivered twice (a resend): the participant applies it once.
 
+A choreography runs in the kit too (its reactions are its steps: inject at a reaction's
+name, or at the step a compensating reaction undoes with ``kind="compensation"``); events
+from outside are sent with :meth:`SagaTestKit.publish` (before :meth:`SagaTestKit.run`, as
+``events=[(type, payload)]``, or from a task beside :meth:`SagaTestKit.arun`).
+
 Child steps run their child sagas (give their definitions as ``children=``) in the same
 kit, and their steps take injections too. A wait step takes the signals given to
 :meth:`SagaTestKit.run` (``signals={"approval": {...}}``, journaled before the saga starts,
@@ -48,11 +53,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from saga_actors.engine.admission import admit
 from saga_actors.engine.catalog import Catalog
+from saga_actors.engine.choreography import ChoreographyInstance
 from saga_actors.engine.orchestration import SagaInstance
+from saga_actors.engine.outside_events import accept_outside_event, find_saga
 from saga_actors.engine.signals import accept_signal
 from saga_actors.engine.startable import check_handlers, child_sagas, start_record
 from saga_actors.errors import SagaUsageError, StepTimeoutError
 from saga_actors.journal import open_journal
+from saga_actors.model.choreography import Choreography
 from saga_actors.model.definition import Saga
 from saga_actors.model.messages import MAX_PAYLOAD_BYTES, StepReply, StepRequest
 from saga_actors.model.records import SagaRecord, Transition
@@ -101,7 +109,8 @@ class SagaTestKit:
     """One saga definition, its participants (real classes, instances, or fakes), a fake
     clock and an in-memory journal. See the module docstring."""
 
-    def __init__(self, saga: Saga, participants: Iterable[type[Participant] | Participant] = (),
+    def __init__(self, saga: Saga | Choreography,
+                 participants: Iterable[type[Participant] | Participant] = (),
                  *, fakes: dict[str, dict[str, FakeHandler]] | None = None,
                  children: Iterable[Saga] = (),
                  store_dir: str | Path | None = None) -> None:
@@ -116,6 +125,7 @@ class SagaTestKit:
         self.crashes = 0
         self._injections: list[Injection] = []
         self._fired: set[tuple[int, str, str, int]] = set()  # injection, saga, kind, attempt
+        self._running: dict[str, Any] = {}  # saga id -> its instance now (to nudge)
         self.participants: dict[str, Participant] = {}
         for p in participants:
             instance = p if isinstance(p, Participant) else self._start(p)
@@ -141,7 +151,8 @@ class SagaTestKit:
     def inject(self, step: str, **fault: Any) -> None:
         """Add a fault at ``step`` (see :class:`Injection`: ``kind``, ``attempt``, ``fail``,
         ``retryable``, ``timeout``, ``crash``, ``duplicate``)."""
-        names = [s.name for one in self._sagas for s in one.steps]
+        names = list(dict.fromkeys(n for one in self._sagas for s in one.steps
+                                   for n in (s.name, getattr(s, "step", s.name))))
         if step not in names:
             raise SagaUsageError(f"inject: {step!r} is not a step of {self.saga.name} or "
                                  f"its children (steps: {', '.join(names)})")
@@ -153,24 +164,27 @@ class SagaTestKit:
     # --- running ------------------------------------------------------------------------
 
     def run(self, payload: Any, saga_id: str | None = None, *,
-            signals: dict[str, Any] | None = None) -> SagaRecord:
+            signals: dict[str, Any] | None = None,
+            events: Iterable[tuple[str, Any]] = ()) -> SagaRecord:
         """Run one saga to its end (crashes included) and return its last record.
-        ``signals``: name -> payload, sent once the saga is journaled (before it runs)."""
-        return asyncio.run(self.arun(payload, saga_id, signals=signals))
+        ``signals``: name -> payload, sent once the saga is journaled (before it runs);
+        ``events``: (event type, payload) from outside, sent then too (a choreography)."""
+        return asyncio.run(self.arun(payload, saga_id, signals=signals, events=events))
 
     async def arun(self, payload: Any, saga_id: str | None = None, *,
-                   signals: dict[str, Any] | None = None) -> SagaRecord:
+                   signals: dict[str, Any] | None = None,
+                   events: Iterable[tuple[str, Any]] = ()) -> SagaRecord:
         """:meth:`run`, from a test that already has an event loop."""
         record, _ = start_record(self.saga, payload, saga_id, None, now=self.clock.now(),
                                  lookup={c.name: c for c in self._sagas}.get)
         saga_id = admit(self.journal, record).saga_id
         for name, data in (signals or {}).items():
             self.signal(saga_id, name, data)
+        for event_type, data in events:
+            self.publish(event_type, data, saga_id=saga_id)
         while True:
-            instance = SagaInstance(self.saga, self.journal.load(saga_id), self.journal,
-                                    self._gateway, clock=self.clock, rng=random.Random(0),
-                                    fault_point=self._crash_point,
-                                    definitions=self.definitions)
+            instance = self._instance(saga_id)
+            self._running[saga_id] = instance
             try:
                 return await instance.run()
             except _Crash:
@@ -191,6 +205,27 @@ class SagaTestKit:
                       now=self.clock.now(), max_bytes=MAX_PAYLOAD_BYTES)
         return signal_id
 
+    def publish(self, event_type: str, payload: Any, *, saga_id: str | None = None,
+                event_id: str | None = None) -> str:
+        """Send an event from outside to a choreographed saga (``saga_id``, or found by the
+        event's correlation field), checked as :meth:`SagaRuntime.publish` checks it (same
+        errors), and wake the saga if it runs; returns the saga id. The same ``event_id``
+        sent again is kept once."""
+        c = self.saga
+        if not isinstance(c, Choreography):
+            raise SagaUsageError(f"publish: {c.name} is not a choreography")
+        record = (self.journal.load(saga_id) if saga_id is not None
+                  else find_saga(self.journal, c, event_type, payload))
+        if record is None:
+            raise SagaUsageError(f"publish: no saga {saga_id!r} in this kit")
+        accept_outside_event(self.journal, c, record, event_type, payload,
+                             event_id=event_id or uuid.uuid4().hex, now=self.clock.now(),
+                             max_bytes=MAX_PAYLOAD_BYTES)
+        running = self._running.get(record.saga_id)
+        if running is not None:
+            running.nudge()
+        return record.saga_id
+
     # --- what to assert on ----------------------------------------------------------------
 
     def history(self, saga_id: str) -> list[Transition]:
@@ -207,6 +242,16 @@ class SagaTestKit:
 
     # --- inside -------------------------------------------------------------------------
 
+    def _instance(self, saga_id: str) -> SagaInstance | ChoreographyInstance:
+        options = {"clock": self.clock, "rng": random.Random(0),
+                   "fault_point": self._crash_point}
+        record = self.journal.load(saga_id)
+        if isinstance(self.saga, Choreography):
+            return ChoreographyInstance(self.saga, record, self.journal, self._gateway,
+                                        **options)
+        return SagaInstance(self.saga, record, self.journal, self._gateway,
+                            definitions=self.definitions, **options)
+
     def _start(self, cls: type[Participant]) -> Participant:
         name = cls.name or cls.__name__.lower()
         return cls(store=self.store_dir / f"{name}.sqlite")
@@ -215,13 +260,20 @@ class SagaTestKit:
         """A participant named ``name`` with the saga's methods for it: each runs the
         given function (or answers ``{}``) with the real idempotency store."""
         attrs: dict[str, Any] = {"name": name}
-        for step in (s for one in self._sagas for s in one.steps):
-            if step.participant != name:
-                continue
-            attrs[step.action] = action(_runs(handlers.get(step.action), step.action))
-            if step.compensation:
-                attrs[step.compensation] = compensation(step.action)(
-                    _runs(handlers.get(step.compensation), step.compensation))
+        for one in self._sagas:
+            for step in one.steps:
+                if step.participant != name:
+                    continue
+                undoes = getattr(step, "compensates", None)  # a compensating reaction
+                if undoes:
+                    method = step.handler
+                    attrs[method] = compensation(one.reaction(undoes).handler)(
+                        _runs(handlers.get(method), method))
+                    continue
+                attrs[step.action] = action(_runs(handlers.get(step.action), step.action))
+                if getattr(step, "compensation", None):
+                    attrs[step.compensation] = compensation(step.action)(
+                        _runs(handlers.get(step.compensation), step.compensation))
         unknown = set(handlers) - set(attrs)
         if unknown:
             raise SagaUsageError(f"SagaTestKit fakes for {name!r}: {sorted(unknown)} are not "

@@ -106,6 +106,8 @@ def test_public_names_are_frozen():
         # sagas as users write them: parallel groups, child sagas, waits for signals
         "Child", "Parallel", "Wait", "Signal", "SignalError", "UnknownSignalError",
         "SignalPayloadError", "SagaFinishedError",
+        # events from outside into a running choreographed saga
+        "EventPayloadError", "UncorrelatedEventError",
     }
     from saga_actors import testing
     assert testing.__all__ == ["Fault", "FakeClock", "Injection", "SagaTestKit", "crash_points"]
@@ -133,6 +135,7 @@ def test_the_error_tree_is_frozen():
         "UnknownSignalError": "SignalError",
         "SignalPayloadError": "SignalError",
         "SagaFinishedError": "SignalError",
+        "EventPayloadError": "SignalError", "UncorrelatedEventError": "SignalError",
         "JournalError": "SagaError",
         "ParticipantStoreError": "SagaError",
         "StoreUnavailableError": "ParticipantStoreError",
