@@ -40,6 +40,7 @@ from saga_actors.model.state import SagaStatus
 
 __all__ = ["ChoreographyInstance", "event_id", "start_event", "track"]
 
+OUTSIDE_LOOK_S = 60.0  # a saga waiting for events from outside looks in the journal this often
 Running = dict["asyncio.Future[Outcome]", tuple[Reaction, list[BusEvent]]]
 Failed = tuple[Reaction, list[BusEvent], Failure]
 
@@ -155,7 +156,9 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
             await self._park(f"nothing reacts to what the saga has (last event {last!r})",
                              "NoReaction", step=None)
             return False
-        await self._pause(self._until_due() or 3600.0)
+        await self._flush()
+        await self._pause(self._until_due() or OUTSIDE_LOOK_S)
+        self._news = True  # (a nudge may have been lost: look in the journal again)
         return True
 
     def _until_due(self) -> float | None:
@@ -318,7 +321,9 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         # nothing acts on it before then, and a crash before it redelivers its cause
         await self._commit(
             Event.EVENT_PUBLISHED, step=reaction.step, status=status,
-            defer=bool(c.reactions_on(event_type)) and status is SagaStatus.PENDING,
+            defer=status is SagaStatus.PENDING and any(
+                event_type in r.triggers for r, _ in bus_log.due(c, [*rec.events, new],
+                                                               set(rec.branches))),
             data=bus_log.data_of([*rec.events, new]),
             **_where(changes.get("branches", rec.branches)),
             detail={"event": event_type, "event_id": new.id, "causation_id": cause_id,

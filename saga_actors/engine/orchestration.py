@@ -257,10 +257,6 @@ class SagaInstance(StepCalls, JournaledRun):
 
     # --- helpers --------------------------------------------------------------------
 
-    def _at(self, point: str) -> None:
-        if self._fault_point is not None:
-            self._fault_point(self.record.saga_id, point)
-
     def _in_doubt(self, step: Step) -> bool:
         """Whether ``step``'s action may have applied without the saga knowing: an attempt
         ended uncertain, or one was sent and the process died before its answer."""

@@ -69,10 +69,17 @@ class ReactionCalls:
                         "in_flight": any(b.in_flight for b in branches.values())}
             return fields
 
+        async def send(attempt: int) -> Outcome:
+            self._at(f"{step}:{kind}:sent")
+            output, failure = await self._attempt(causes, reaction, attempt, deadline)
+            if failure is None:
+                self._at(f"{step}:{kind}:replied")
+            return output, failure
+
         return await self._with_retries(Call(
             step=step, kind=kind, policy=reaction.retry, attempt=slot.attempt,
             resend=slot.in_flight,
-            send=lambda attempt: self._attempt(causes, reaction, attempt, deadline),
+            send=send,
             stop=stop, failed_changes=changes(False), sent_changes=changes(True)))
 
     async def _attempt(self, causes: list[BusEvent], reaction: Reaction, attempt: int,

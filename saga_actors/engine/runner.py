@@ -234,6 +234,19 @@ class JournaledRun:
         await self._journal.write(new, *held)
         self._notify(new, held)
 
+    def _at(self, point: str) -> None:
+        """A crash point (``<step>:<kind>:sent|replied``): the test kit may crash here."""
+        if self._fault_point is not None:
+            self._fault_point(self.record.saga_id, point)
+
+    async def _flush(self) -> None:
+        """Journal the transitions held back (``defer``) now: before a wait of unknown
+        length, so that what the saga has is seen while it waits."""
+        if self._held:
+            held, self._held = self._held, []
+            await self._journal.write(self.record, *held)
+            self._notify(self.record, held)
+
     def _notify(self, record: SagaRecord, transitions: list[Transition]) -> None:
         if self._on_transition is None:
             return

@@ -135,7 +135,8 @@ class SagaTestKit:
         for p in self.participants.values():
             p.use_definitions(self.definitions.lookup)  # for ctx.input, as on Ray
         # the runtime's own checks at start (engine.startable): children, participants
-        child_sagas(saga, {c.name: c for c in self._sagas}.get)
+        if isinstance(saga, Saga):
+            child_sagas(saga, {c.name: c for c in self._sagas}.get)
         missing = {s.participant for one in self._sagas for s in one.steps
                    if s.participant} - set(self.participants)
         if missing:
