@@ -4,10 +4,9 @@ clock, no Ray): fan-out, joins, events from outside, and the graph checks for th
 from __future__ import annotations
 
 import asyncio
-
-import pytest
 from typing import ClassVar
 
+import pytest
 from pydantic import BaseModel
 
 from examples.order_choreography_parallel import (
