@@ -145,6 +145,7 @@ def capture(n: int) -> dict:
 
 
 EXTERNAL = {"PaymentCaptured": capture}  # what a webhook sends, per sample order
+with_window = order_choreography_parallel  # (the launcher's --confirm-within)
 
 __all__ = ["EXTERNAL", "ORDER_CHOREOGRAPHY_PARALLEL", "PARTICIPANTS",
            "order_choreography_parallel", "sample_input"]

@@ -1,7 +1,7 @@
 """Launch example sagas and report how they ended.
 
     python scripts/launch_sagas.py [EXAMPLE] [--count N] [--fail-step STEP]
-        [--crash-step STEP] [--no-approve] [--address ADDR] [--journal URL]
+        [--crash-step STEP] [--no-approve] [--no-confirm] [--address ADDR] [--journal URL]
         [--store-url URL] [--json] [--verbose]
 
 Without --address it starts an embedded local Ray and uses the SQLite journal under
@@ -11,6 +11,10 @@ participant of step S fail that step non-retryably; --crash-step S kills each sa
 actor once while step S is in flight (Ray restarts it and it resumes from the journal).
 An example whose saga waits for signals (business_trip: a manager's approval) gets them
 --approve-after seconds after launch; --no-approve withholds them (the waits time out).
+An example whose choreography takes events from outside (order_choreography_parallel: the
+payment provider's capture webhook) gets them --confirm-after seconds after launch, sent
+by a separate process (scripts/webhook.py) and found by their correlation field;
+--no-confirm withholds them (the capture window, --confirm-within, passes).
 With --json, stdout holds exactly one JSON object.
 """
 
@@ -21,6 +25,7 @@ import contextlib
 import importlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -28,7 +33,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import ray  # noqa: E402
 from rich import box  # noqa: E402
@@ -59,6 +65,8 @@ EXAMPLES = {
     "trip_booking": ("examples.trip_booking", "TRIP_BOOKING"),
     "order_choreography": ("examples.order_choreography", "ORDER_CHOREOGRAPHY"),
     "business_trip": ("examples.business_trip", "BUSINESS_TRIP"),
+    "order_choreography_parallel": ("examples.order_choreography_parallel",
+                                    "ORDER_CHOREOGRAPHY_PARALLEL"),
 }
 CRASH_DELAY_S = 1.5  # how long the crash step stays in flight, so the kill lands mid-call
 
@@ -101,6 +109,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "launch (default 1)")
     p.add_argument("--no-approve", action="store_true",
                    help="never send them: each wait times out and the saga compensates")
+    p.add_argument("--confirm-after", type=float, default=1.0, metavar="S",
+                   help="send the events from outside (a payment capture) S seconds after "
+                        "launch, from a separate process (default 1)")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="never send them: the capture window passes and every saga "
+                        "compensates")
+    p.add_argument("--confirm-within", type=float, default=None, metavar="S",
+                   help="the window the events from outside must come in (default: the "
+                        "example's; 5 with --no-confirm)")
     p.add_argument("--resume", action="store_true",
                    help="launch nothing; (re)deploy participants and services and wait for "
                         "every unfinished saga in the journal (after a cluster restart)")
@@ -140,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     saga = getattr(module, attr)
     children = tuple(getattr(module, "CHILDREN", ()))
     waits = list(saga.signals()) if hasattr(saga, "signals") else []  # a choreography: none
+    outside = list(getattr(module, "EXTERNAL", {}))
+    if not outside and (args.no_confirm or args.confirm_within is not None):
+        flag = "--no-confirm" if args.no_confirm else "--confirm-within"
+        print(f"error: {flag} applies to examples that take events from outside "
+              f"(order_choreography_parallel); {args.example} takes none", file=sys.stderr)
+        return 2
+    window = args.confirm_within or (5.0 if args.no_confirm else None)
+    if outside and window is not None:
+        saga = module.with_window(window)
     child_steps = list(saga.children().values()) if hasattr(saga, "children") else []
     steps = {s.name: s for one in (saga, *children) for s in one.steps}
     if not waits and (args.no_approve or args.approve_after is not None):
@@ -213,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                             (runtime, module, ids, waits, say)).start()
         elif waits:
             say(f"withholding {', '.join(waits)}: the waits will time out")
+        if outside and not args.no_confirm:
+            threading.Timer(args.confirm_after, send_outside_events,
+                            (runtime, module, saga.name, ids, say)).start()
+        elif outside:
+            say(f"withholding {', '.join(outside)}: the window will pass")
 
     if args.no_wait:
         report = {"sagas": [{"saga_id": i, "saga_type": saga.name, "status": "LAUNCHED"}
@@ -307,6 +338,29 @@ def send_signals(runtime: SagaRuntime, module: Any, ids: list[str], names: list[
             except SagaError as exc:  # the saga ended before (it failed, it was cancelled)
                 say(f"  {name} for {saga_id} not sent: {exc}")
     say(f"sent {', '.join(names)} to {len(ids)} saga(s)")
+
+
+def send_outside_events(runtime: SagaRuntime, module: Any, choreography: str, ids: list[str],
+                        say: Any) -> None:
+    """Send the events from outside (``module.EXTERNAL``: event -> payload of the n-th
+    saga) from a separate process, as a webhook would: scripts/webhook.py, attached to this
+    cluster. Each has a fixed id (sent again, it is kept once) and no saga id: the saga is
+    found by the event's correlation field."""
+    lines = [json.dumps({"event": event, "payload": payload(n), "id": f"{saga_id}:{event}"})
+             for n, saga_id in enumerate(ids) for event, payload in module.EXTERNAL.items()]
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "webhook.py"), choreography,
+         "--address", ray.get_runtime_context().gcs_address,
+         "--namespace", runtime.config.namespace],
+        input="\n".join(lines), capture_output=True, text=True, env=env, timeout=120)
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    refused = [a for a in answers if not a["ok"]]
+    for a in refused:  # the saga ended before (it failed, it was cancelled)
+        say(f"  {a['id']} not taken: {a['error']}")
+    if proc.returncode != 0:
+        say(f"  the webhook process failed: {proc.stderr[-500:]}")
+    say(f"webhook sent {len(answers)} event(s) from outside, {len(refused)} refused")
 
 
 def store_url(args: argparse.Namespace) -> str | None:

@@ -115,12 +115,48 @@ def test_the_order_choreography_from_the_launch_script(attached, args, statuses,
         assert len(out["crashed"]) == 3  # the participant was killed mid-handler, per saga
 
 
+BRANCHES = ["authorize_payment", "reserve_inventory"]
+UNDONE = {"inventory.reserve_inventory": 3, "inventory.release_inventory": 3,
+          "payment.process_payment": 3, "payment.refund_payment": 3}
+PARALLEL = [
+    ([], "COMPLETED", {*BRANCHES, "create_shipment"}, {name: 3 for name in FORWARD}),
+    (["--fail-step", "authorize_payment"], "FAILED", {"reserve_inventory"},
+     {"inventory.reserve_inventory": 3, "inventory.release_inventory": 3}),
+    (["--crash-step", "create_shipment"], "COMPLETED", {*BRANCHES, "create_shipment"},
+     {name: 3 for name in FORWARD}),
+    (["--no-confirm"], "FAILED", set(BRANCHES), UNDONE),
+]
+
+
+@pytest.mark.parametrize(("args", "status", "completed", "effects"), PARALLEL,
+                         ids=["captured", "payment-fails", "crash-shipment", "no-capture"])
+def test_the_parallel_order_choreography_from_the_launch_script(attached, args, status,
+                                                                completed, effects):
+    """Two branches side by side, a join with the provider's capture webhook (sent by a
+    separate process, found by order id): the same contract as the other examples."""
+    out = attached("order_choreography_parallel", "--count", "3", *args)
+    assert [s["status"] for s in out["sagas"]] == [status] * 3
+    for s in out["sagas"]:
+        assert set(s["completed_steps"]) == completed
+        if status == "FAILED":  # every branch that completed undone, newest first
+            assert s["compensated_steps"] == s["completed_steps"][::-1]
+    assert out["effects"] == effects  # from the participants' own ledgers
+    before, after = out["participants"]["before"], out["participants"]["after"]
+    if status == "FAILED":
+        assert after["stock"] == before["stock"]
+        assert after["payment"]["net_cents"] == before["payment"]["net_cents"]
+    if "--crash-step" in args:
+        assert len(out["crashed"]) == 3
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--fail-step", "nope"], "--fail-step 'nope' is not a step of order_fulfillment"),
     (["--count", "0"], "--count must be at least 1"),
     (["trip_booking", "--no-approve"], "--no-approve applies to examples whose sagas wait "
      "for a signal (business_trip); trip_booking has none"),
     (["order_choreography", "--approve-after", "2"], "--approve-after applies to examples"),
+    (["order_choreography", "--no-confirm"], "--no-confirm applies to examples that take "
+     "events from outside (order_choreography_parallel); order_choreography takes none"),
 ])
 def test_bad_arguments_are_clear(tmp_path, args, message):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "launch_sagas.py"), *args],
