@@ -72,6 +72,15 @@ class Expect(BaseModel):
         return text
 
 
+def awaited_apart(awaiting: str | None, expects: list[Expect]) -> str:
+    """``awaiting`` without the ``expects`` it also says (which a view says apart, each
+    with how long it has waited): the reactions under way."""
+    text = awaiting or ""
+    for x in expects:
+        text = text.replace(x.text(), "")
+    return "; ".join(p for p in text.split("; ") if p.strip())
+
+
 def _span(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 120:

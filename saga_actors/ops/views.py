@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from saga_actors.model.records import Expect, awaited_apart
 
 
 def check_svg(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -133,10 +136,18 @@ def show_view(info: dict[str, Any]) -> RenderableType:
     for wait in info.get("signals_awaited", ()):
         facts.add_row("waiting", f"for signal {wait['signal']!r} (step {wait['step']}, "
                       f"until {when(wait['until'])})")
-    if info.get("awaiting"):
+    expects = [Expect(**x) for x in info.get("expects", ())]
+    running = awaited_apart(info.get("awaiting"), expects)  # (each expect said below)
+    if running:
         waited = f" for {info['awaiting_s']:.0f} s" if info.get("awaiting_s") is not None else ""
-        head, _, rest = info["awaiting"].partition("; ")
+        head, _, rest = running.partition("; ")
         facts.add_row("waiting", f"for {head}{waited}" + (f"; {rest}" if rest else ""))
+    if info["status"] not in ("COMPLETED", "FAILED"):
+        for x in expects:
+            facts.add_row("waiting", f"for {x.text(now=time.time())}")
+    if len(info.get("branches") or {}) > 1:
+        facts.add_row("branches", ", ".join(f"{step} {state}" for step, state
+                                            in info["branches"].items()))
     facts.add_row("started", f"{when(info['created_at'])}   updated {when(info['updated_at'])}"
                   f"   finished {when(info.get('finished_at'))}")
     if info.get("restarts"):

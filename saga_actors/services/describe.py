@@ -51,6 +51,8 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
         "completed_steps": record.completed,
         "compensated_steps": record.compensated,
         "awaiting": record.awaiting,
+        "expects": [x.model_dump(mode="json") for x in record.expects],
+        "branches": branch_states(record),
         "awaiting_s": (round(time.time() - record.updated_at, 1)
                        if record.awaiting and not record.status.terminal else None),
         "signals_awaited": awaited_signals(record, history),
@@ -122,3 +124,16 @@ def _close_reaction(steps: dict[tuple[str, str], dict[str, Any]], t: Transition,
     outcome = t.detail.get("outcome")
     if outcome == "succeeded" or (outcome is None and row["outcome"] == "in flight"):
         row["outcome"], row["ended_at"] = _DONE[row["phase"]], t.at
+
+
+def branch_states(record: SagaRecord) -> dict[str, str]:
+    """Where each forward step (reaction) stands: ``done``, ``in flight``, ``compensated``
+    (a choreography's branches; an orchestrated parallel group's too)."""
+    out = {step: "done" for step in record.completed}
+    for step, slot in record.branches.items():
+        out.setdefault(step, "in flight" if slot.in_flight else "retrying")
+    for step in record.compensated:
+        out[step] = "compensated"
+    for step in record.to_compensate:
+        out[step] = "to compensate"
+    return out

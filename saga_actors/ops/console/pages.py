@@ -7,6 +7,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+from saga_actors.model.records import Expect, awaited_apart
 from saga_actors.ops.console.layout import (
     STATUSES,
     activity_chart,
@@ -147,8 +148,11 @@ def _waiting(info: dict[str, Any]) -> str:
         return "-"
     found = [f"signal {w['signal']!r} (step {w['step']}, until {when(w['until'])})"
              for w in info.get("signals_awaited", ())]
-    if info.get("awaiting"):  # (since when, not for how long: the part is redrawn on news)
-        found.append(f"{info['awaiting']} (since {when(info['updated_at'])})")
+    expects = [Expect(**x) for x in info.get("expects", ())]
+    running = awaited_apart(info.get("awaiting"), expects)
+    if running:  # (since when, not for how long: the part is redrawn on news)
+        found.append(f"{running} (since {when(info['updated_at'])})")
+    found += [f"{x.text()} (since {when(x.since)})" for x in expects]
     if info.get("waiting_for"):
         found.append(f"its definition: {info['waiting_for']}")
     return "; ".join(f'<span class="waiting">{e(w)}</span>' for w in found) or "-"
