@@ -146,7 +146,7 @@ def show_view(info: dict[str, Any]) -> RenderableType:
         for x in expects:
             facts.add_row("waiting", f"for {x.text(now=time.time())}")
     if len(info.get("branches") or {}) > 1:
-        facts.add_row("branches", ", ".join(f"{step} {state}" for step, state
+        facts.add_row("steps", ", ".join(f"{step} {state}" for step, state
                                             in info["branches"].items()))
     facts.add_row("started", f"{when(info['created_at'])}   updated {when(info['updated_at'])}"
                   f"   finished {when(info.get('finished_at'))}")
