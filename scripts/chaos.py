@@ -3,9 +3,10 @@
     python scripts/chaos.py [--sagas N] [--seed S] [--dedicated SHARE] [--json]
                             [--no-ray-restart] [--keep] [--journal URL] [--store-url URL]
 
-Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed, and the
-order as a choreography on the event bus) on an
-embedded Ray with the SQLite journal (or --journal postgresql://..., with the stores
+Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed, the
+order as a choreography on the event bus, and the parallel order choreography whose
+payment capture comes from outside: early, on time, twice, never, or after its saga ended)
+on an embedded Ray with the SQLite journal (or --journal postgresql://..., with the stores
 beside it) while injecting, at random from the seed:
 declined payments (non-retryable), transient participant failures (retryable), slow
 participants beyond their step timeout, kills of saga actors, SagaHosts, participant
@@ -19,6 +20,8 @@ from what the runtime reports:
                      applied step left uncompensated, a compensation of nothing, or a pivot
   unbalanced         stock or money that does not add up to the ledgers
   mismatched         the registry disagrees with the journal
+  outside            an event from outside taken twice, taken after its saga ended, or a
+                     parallel order COMPLETED without its capture (or with it withheld)
 
 --json prints one JSON object; the exit code is 1 if any invariant breaks, and then the
 journal and the stores are kept (their folder is in the report as data_dir).
@@ -43,9 +46,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray  # noqa: E402
 
-from examples import order_choreography, order_fulfillment, trip_booking  # noqa: E402
+from examples import (  # noqa: E402
+    order_choreography,
+    order_choreography_parallel,
+    order_fulfillment,
+    trip_booking,
+)
 from saga_actors import (  # noqa: E402
     RuntimeConfig,
+    SagaError,
+    SagaFinishedError,
     SagaRuntime,
     SagaStatus,
     configure_logging,
@@ -62,24 +72,27 @@ from saga_actors.ray.services import find_services  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
 from scripts.plots import chaos_plot, require_matplotlib  # noqa: E402
 
+PARALLEL = "order_choreography_parallel"
+CAPTURE_WINDOW_S = 30.0  # a withheld capture compensates its order this long after it began
 EXAMPLES = {"order_fulfillment": order_fulfillment, "trip_booking": trip_booking,
-            "order_choreography": order_choreography}
+            "order_choreography": order_choreography, PARALLEL: order_choreography_parallel}
 DEFINITIONS = [order_fulfillment.ORDER_FULFILLMENT, trip_booking.TRIP_BOOKING,
-               order_choreography.ORDER_CHOREOGRAPHY]
+               order_choreography.ORDER_CHOREOGRAPHY,
+               order_choreography_parallel.with_window(CAPTURE_WINDOW_S)]
 FORWARD = {name: [(s.participant, s.action, s.compensation, s.kind.value) for s in m_saga.steps]
            for name, m_saga in (("order_fulfillment", order_fulfillment.ORDER_FULFILLMENT),
                                 ("trip_booking", trip_booking.TRIP_BOOKING))}
-# the choreography's forward reactions: the last (shipping) has no compensation, so a
+# a choreography's forward reactions: the last (shipping) has no compensation, so a
 # FAILED choreographed saga must never have shipped (like a pivot)
-FORWARD["order_choreography"] = [
-    (r.participant, r.handler,
-     next((c.handler for c in order_choreography.ORDER_CHOREOGRAPHY.reactions
-           if c.compensates == r.name), None),
-     "compensatable" if any(c.compensates == r.name
-                            for c in order_choreography.ORDER_CHOREOGRAPHY.reactions)
-     else "pivot")
-    for r in order_choreography.ORDER_CHOREOGRAPHY.reactions if r.kind == "action"]
+for c in DEFINITIONS[2:]:
+    FORWARD[c.name] = [
+        (r.participant, r.handler,
+         next((x.handler for x in c.reactions if x.compensates == r.name), None),
+         "compensatable" if any(x.compensates == r.name for x in c.reactions) else "pivot")
+        for r in c.reactions if r.kind == "action"]
 PARTICIPANTS = {cls.name: cls for m in EXAMPLES.values() for cls in m.PARTICIPANTS}
+INVARIANTS = ("lost", "duplicate_effects", "wrong_effects", "unbalanced", "mismatched",
+              "outside")
 
 
 def say(*args: Any) -> None:
@@ -95,6 +108,7 @@ class Chaos:
         self.injected: Counter[str] = Counter()
         self.when: list[tuple[float, str]] = []  # (wall time, kind) of every fault, to plot
         self.rt: SagaRuntime | None = None
+        self.webhook = Webhook(self.rng)
 
     # --- the cluster --------------------------------------------------------------------
 
@@ -123,14 +137,14 @@ class Chaos:
         out = []
         for i in range(n):
             pick = self.rng.random()
-            name = ("order_fulfillment" if pick < 0.45 else "trip_booking" if pick < 0.8
-                    else "order_choreography")
+            name = ("order_fulfillment" if pick < 0.4 else "trip_booking" if pick < 0.7
+                    else "order_choreography" if pick < 0.85 else PARALLEL)
             payload = EXAMPLES[name].sample_input(i)
             if self.rng.random() < 0.15:
                 payload["customer_id"] = "declined"  # the payment fails for good
                 self.injected["declined_payment"] += 1
             placement = "dedicated" if self.rng.random() < self.args.dedicated else "hosted"
-            out.append((name, payload, None if name == "order_choreography" else placement))
+            out.append((name, payload, None if "choreography" in name else placement))
         return out
 
     # --- faults ---------------------------------------------------------------------------
@@ -199,6 +213,9 @@ class Chaos:
         for i in range(0, len(batches), step):
             for name, payload, placement in batches[i:i + step]:
                 ids.append(rt.start(name, payload, placement=placement))
+                if name == PARALLEL:
+                    self.webhook.schedule(ids[-1], payload["order_id"], self.injected)
+            self.webhook.send_due(rt)
             live = [r.saga_id for r in rt.journal.non_terminal()]
             for _ in range(self.rng.randint(0, 2)):
                 self.inject_fault()
@@ -220,12 +237,14 @@ class Chaos:
                             for r in left)
             say(f"  {len(left)} saga(s) still running"
                 + (f": {', '.join(f'{n} {k}' for k, n in where.most_common(4))}" if left else ""))
+            self.webhook.send_due(rt)
             if not left:
                 break
             time.sleep(0.5)
+        self.webhook.send_late(rt, self.injected)
         registry = self._registry_statuses()
         self.down()
-        report = check(self.rt.config, ids, registry)
+        report = check(self.rt.config, ids, registry, self.webhook)
         self.ids = ids
         report.update(seed=self.args.seed, faults=dict(sorted(self.injected.items())),
                       seconds=round(time.monotonic() - started, 1))
@@ -251,6 +270,61 @@ class Chaos:
             time.sleep(1)
 
 
+class Webhook:
+    """The payment provider's capture webhook for the parallel orders: each order's
+    capture is sent early (as its saga starts), on time, twice (the same event id), or
+    never; and after the run, one more for finished orders, which must be refused."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.pending: list[tuple[float, str, str, str]] = []  # due, saga, order, event id
+        self.withheld: set[str] = set()
+        self.late_taken: list[str] = []
+
+    def schedule(self, saga_id: str, order_id: str, injected: Counter) -> None:
+        pick = self.rng.random()
+        if pick < 0.1:
+            self.withheld.add(saga_id)
+            injected["capture_withheld"] += 1
+            return
+        due = time.monotonic() + (0.0 if pick < 0.4 else self.rng.uniform(0.5, 5.0))
+        injected["capture_early" if pick < 0.4 else "capture_on_time"] += 1
+        self.pending.append((due, saga_id, order_id, f"{saga_id}:capture"))
+        if self.rng.random() < 0.3:
+            injected["capture_duplicate"] += 1
+            self.pending.append((due + self.rng.uniform(0, 3), saga_id, order_id,
+                                 f"{saga_id}:capture"))
+
+    def _send(self, rt: SagaRuntime, order_id: str, event_id: str) -> None:
+        payload = {"order_id": order_id, "capture_id": f"cap-{order_id}",
+                   "captured_cents": 1999}
+        rt.publish(PARALLEL, "PaymentCaptured", payload, event_id=event_id)
+
+    def send_due(self, rt: SagaRuntime) -> None:
+        now, left = time.monotonic(), []
+        for due, saga_id, order_id, event_id in self.pending:
+            if due > now:
+                left.append((due, saga_id, order_id, event_id))
+                continue
+            try:
+                self._send(rt, order_id, event_id)
+            except SagaFinishedError:
+                pass  # its saga ended first (a declined payment, a failure)
+            except (SagaError, ray.exceptions.RayError):
+                left.append((now + 1.0, saga_id, order_id, event_id))  # a restart: again
+        self.pending = left
+
+    def send_late(self, rt: SagaRuntime, injected: Counter) -> None:
+        ended = [r.saga_id for r in rt.journal.query(saga_type=PARALLEL) if r.status.terminal]
+        for saga_id in ended[:10]:
+            record = rt.journal.load(saga_id)
+            try:
+                self._send(rt, record.input["order_id"], f"{saga_id}:late")
+                self.late_taken.append(saga_id)
+            except SagaFinishedError:
+                injected["capture_late_refused"] += 1
+
+
 # --- invariants, from the evidence ------------------------------------------------------
 
 
@@ -268,7 +342,8 @@ class Stores:
             db.close()
 
 
-def check(config: RuntimeConfig, ids: list[str], registry: dict[str, str]) -> dict[str, Any]:
+def check(config: RuntimeConfig, ids: list[str], registry: dict[str, str],
+          webhook: Webhook) -> dict[str, Any]:
     from saga_actors.journal import open_journal
 
     journal = open_journal(config.journal, read_only=True)
@@ -307,14 +382,22 @@ def check(config: RuntimeConfig, ids: list[str], registry: dict[str, str]) -> di
                     problems["wrong_effects"].append(
                         f"{saga_id} FAILED: {act}={did} {comp}={undone}")
 
+    problems["outside"] += [f"{i}: a capture taken after it ended" for i in webhook.late_taken]
+    for saga_id, rec in records.items():
+        if rec is None or rec.saga_type != PARALLEL:
+            continue
+        taken = [e.external_id for e in rec.events if e.producer == "external"]
+        if len(taken) != len(set(taken)):
+            problems["outside"].append(f"{saga_id}: the same capture taken twice {taken}")
+        if rec.status is SagaStatus.COMPLETED and (not taken or saga_id in webhook.withheld):
+            problems["outside"].append(f"{saga_id}: COMPLETED, captures taken {taken}")
     problems["unbalanced"] += balance(stores, records, applied)
     for saga_id, rec in records.items():
         if rec is not None and registry.get(saga_id) != rec.status.value:
             problems["mismatched"].append(f"{saga_id}: registry {registry.get(saga_id)} "
                                           f"journal {rec.status.value}")
     journal.close()
-    counts = {k: len(problems.get(k, [])) for k in
-              ("lost", "duplicate_effects", "wrong_effects", "unbalanced", "mismatched")}
+    counts = {k: len(problems.get(k, [])) for k in INVARIANTS}
     return {"sagas": len(ids), "terminal": sum(1 for r in records.values()
                                                if r and r.status.terminal),
             **counts, "by_status": dict(sorted(by_status.items())),
@@ -409,8 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("chaos", "ERROR")
     chaos = Chaos(args)
     report = chaos.run()
-    ok = not any(report[k] for k in ("lost", "duplicate_effects", "wrong_effects",
-                                     "unbalanced", "mismatched"))
+    ok = not any(report[k] for k in INVARIANTS)
     report["ok"] = ok
     if args.plot:
         plot_run(chaos, report, args.plot)

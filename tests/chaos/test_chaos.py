@@ -19,7 +19,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-INVARIANTS = ("lost", "duplicate_effects", "wrong_effects", "unbalanced", "mismatched")
+INVARIANTS = ("lost", "duplicate_effects", "wrong_effects", "unbalanced", "mismatched",
+              "outside")
 
 
 @pytest.mark.timeout(240)
@@ -42,3 +43,7 @@ def test_seeded_chaos_run_keeps_every_invariant():
     assert faults["declined_payment"] and faults["slow_participant"]
     assert sum(n for k, n in faults.items() if k.startswith("kill_")) >= 5
     assert report["by_status"]["COMPLETED"] and report["by_status"]["FAILED"]
+    # the parallel orders' captures came early, on time, twice, never, and too late
+    for kind in ("capture_early", "capture_on_time", "capture_duplicate", "capture_withheld",
+                 "capture_late_refused"):
+        assert faults[kind], (kind, faults)
