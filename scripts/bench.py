@@ -18,6 +18,8 @@ create_shipment), at several concurrencies:
               idempotency logic, no validation (what `hosted` at 1 could at best be)
 Mix "failing": the last step fails for good and the first two are compensated.
   choreography  (at 100 in flight) the same steps as reactions on the event bus
+  choreography_parallel  (at 100 in flight, same rounds) the first two steps as a fan-out
+              on the start event, side by side, and the third as a join on both
 "hosted_unbatched" (outside the rows): hosted at 100 in flight with batch_calls=False, one
 Ray task per participant call, measured in the same rounds. "hosted_postgres" (with
 --postgres URL): hosted at 100 in flight with the journal AND the participants' stores in
@@ -251,6 +253,37 @@ def _bench_choreography() -> Choreography:
 BENCH_CHOREOGRAPHY = _bench_choreography()
 
 
+def _bench_choreography_parallel() -> Choreography:
+    """The first two steps side by side (a fan-out on the start event), the third a join
+    on both; whatever fails undoes what completed."""
+    names = ["Started", "Step1Done", "Step2Done", "Done", "Step1Failed", "Step2Failed",
+             "Step3Failed", "Undone"]
+    models = {n: type(n, (BenchInput,), {"__module__": __name__}) for n in names}
+    (p1, a1, c1), (p2, a2, c2), (p3, a3, _) = STEPS
+
+    def undo(n: int, on: str) -> Reaction:
+        p, a, c = STEPS[n - 1]
+        return Reaction(name=f"undo{n}_after_{on}", on=on, participant=f"bench_{p}",
+                        handler=c, compensates=a, publishes="Undone", timeout_s=60)
+
+    return Choreography(
+        name="bench_choreography_parallel", events=tuple(models.values()), start="Started",
+        reactions=(
+            Reaction(on="Started", participant=f"bench_{p1}", handler=a1, timeout_s=60,
+                     publishes="Step1Done", failure="Step1Failed"),
+            Reaction(on="Started", participant=f"bench_{p2}", handler=a2, timeout_s=60,
+                     publishes="Step2Done", failure="Step2Failed"),
+            Reaction(on_all=("Step1Done", "Step2Done"), participant=f"bench_{p3}",
+                     handler=a3, timeout_s=60, publishes="Done", failure="Step3Failed"),
+            undo(2, "Step1Failed"), undo(1, "Step2Failed"),
+            undo(1, "Step3Failed"), undo(2, "Step3Failed"),
+        ),
+        completes_on=("Done",), fails_on=("Undone",))
+
+
+BENCH_CHOREOGRAPHY_PARALLEL = _bench_choreography_parallel()
+
+
 # --- measuring ------------------------------------------------------------------------
 
 
@@ -370,8 +403,8 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                          batch_calls=False)
 
     async def runtime_saga(i: int, placement: str, fail: bool, on: SagaRuntime = rt) -> str:
-        if placement == "choreography":
-            rec = await on.execute("bench_choreography", {"order_id": f"c{i}", "fail": fail})
+        if placement in ("choreography", "choreography_parallel"):
+            rec = await on.execute(f"bench_{placement}", {"order_id": f"c{i}", "fail": fail})
         else:
             rec = await on.execute("bench_order", {"order_id": f"o{i}", "fail": fail},
                                    placement=placement)
@@ -379,6 +412,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
 
     await runtime_saga(-1, "hosted", False)  # warm: hosts up, definitions registered
     await runtime_saga(-1, "choreography", False)  # and the buses
+    await runtime_saga(-1, "choreography_parallel", False)
     await runtime_saga(-1, "hosted", False, unbatched)
     # the same runtime with its journal and stores in PostgreSQL (--postgres URL)
     pg = None
@@ -394,6 +428,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         "(this runtime, SQLite journal, durable), round by round")
     pairs = [(c, n, "success") for c, n in sizes.items()] + [(100, fail_n, "failing")]
     unbatched_runs, choreography_runs, pg_runs, durable_runs = [], [], [], []
+    parallel_runs: list[dict[str, Any]] = []
     pg_work: list[tuple[int, dict, dict]] = []  # sagas, server counters before and after
     for c, n, mix in pairs:
         fail = mix == "failing"
@@ -415,6 +450,9 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                 choreography_runs.append(await measure(
                     "choreography", lambda i: runtime_saga(i, "choreography", False), n, c,
                     mix))
+                parallel_runs.append(await measure(
+                    "choreography_parallel",
+                    lambda i: runtime_saga(i, "choreography_parallel", False), n, c, mix))
                 if pg is not None:
                     before = _pg_counters(args.postgres)
                     pg_runs.append(await measure(
@@ -425,7 +463,7 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         if c == 1:
             rows.append(_median(durable_runs))
         if (c, mix) == (100, "success"):
-            rows.append(_median(choreography_runs))
+            rows += [_median(choreography_runs), _median(parallel_runs)]
     for actor in [orch, *bare_parts.values(), durable, *durable_parts.values()]:
         ray.kill(actor)
     unbatched.close()
@@ -585,7 +623,8 @@ def _drop_schema(url: str, schema: str) -> None:
 
 
 def _runtime(data_dir: str, namespace: str, **settings: Any) -> SagaRuntime:
-    rt = SagaRuntime(sagas=[BENCH_SAGA, BENCH_CHOREOGRAPHY], data_dir=data_dir, namespace=namespace,
+    rt = SagaRuntime(sagas=[BENCH_SAGA, BENCH_CHOREOGRAPHY, BENCH_CHOREOGRAPHY_PARALLEL],
+                     data_dir=data_dir, namespace=namespace,
                      log_level="WARNING", participant_max_concurrency=20_000, **settings)
     rt.deploy_many(BENCH_PARTICIPANTS)
     return rt
@@ -660,6 +699,10 @@ def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if chor and hosted:
         out["choreography_vs_hosted_at_100"] = round(
             chor["sagas_per_s"] / hosted["sagas_per_s"], 3)
+    par = get("choreography_parallel", 100)
+    if par and chor:
+        out["choreography_parallel_vs_choreography_at_100"] = round(
+            par["sagas_per_s"] / chor["sagas_per_s"], 3)
     h1, b1 = get("hosted", 1), get("bare_ray", 1)
     if h1 and b1:
         out["overhead_per_step_ms_at_1"] = round((h1["p50_ms"] - b1["p50_ms"]) / len(STEPS), 3)
@@ -703,6 +746,10 @@ def markdown(report: dict[str, Any]) -> str:
     if d.get("choreography_vs_hosted_at_100") is not None:
         lines.append(f"choreography / hosted at 100 in flight, same rounds: "
                      f"**{d['choreography_vs_hosted_at_100']}**.")
+    if d.get("choreography_parallel_vs_choreography_at_100") is not None:
+        lines.append(f"choreography_parallel (two branches, a join) / choreography at 100 in "
+                     f"flight, same rounds: "
+                     f"**{d['choreography_parallel_vs_choreography_at_100']}**.")
     if u:
         lines.append(f"With `batch_calls=False` (one Ray task per call), same rounds: "
                      f"{u['sagas_per_s']} sagas/s, p50 {u['p50_ms']} ms: "
