@@ -97,9 +97,16 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
                     if failed is not None:
                         self.stop_branches(f"reaction {failed[0].name!r} failed")
                     else:
-                        for reaction, causes in bus_log.due(
-                                self.definition, self.record.events,
-                                {r.name for r, _ in running.values()}):
+                        due = bus_log.due(self.definition, self.record.events,
+                                          {r.name for r, _ in running.values()})
+                        if not running and len(due) == 1 and not self.definition.waits:
+                            # a chain's one reaction: awaited here, as no other can come
+                            outcome = await self._call_with_retries(*due[0])
+                            failed, go_on = await self._ended(*due[0], outcome, failed)
+                            if not go_on:
+                                return  # parked
+                            continue
+                        for reaction, causes in due:
                             call = asyncio.ensure_future(self._call_with_retries(reaction,
                                                                                  causes))
                             running[call] = (reaction, causes)
@@ -132,18 +139,28 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
             if call is waker:
                 continue
             reaction, causes = running.pop(call)
-            output, failure = call.result()
-            if failure is not None and failure.uncertain:
-                settled = await self._settle_reaction(reaction, failure)
-                if settled is None:
-                    return failed, False
-                output, failure = settled
-            if failure is None:
-                if not await self._succeeded(causes, reaction, output):
-                    return failed, False
-            elif failed is None:
-                failed = (reaction, causes, failure)
-                self.stop_branches(f"reaction {reaction.name!r} failed")
+            failed, go_on = await self._ended(reaction, causes, call.result(), failed)
+            if not go_on:
+                return failed, False
+        return failed, True
+
+    async def _ended(self, reaction: Reaction, causes: list[BusEvent], outcome: Outcome,
+                     failed: Failed | None) -> tuple[Failed | None, bool]:
+        """Journal how a reaction ended (settled first if its outcome is unknown): its
+        event, or (the first that fails for good) the failure that stops the others.
+        False: the saga was parked."""
+        output, failure = outcome
+        if failure is not None and failure.uncertain:
+            settled = await self._settle_reaction(reaction, failure)
+            if settled is None:
+                return failed, False
+            output, failure = settled
+        if failure is None:
+            if not await self._succeeded(causes, reaction, output):
+                return failed, False
+        elif failed is None:
+            failed = (reaction, causes, failure)
+            self.stop_branches(f"reaction {reaction.name!r} failed")
         return failed, True
 
     async def _wait_for_events(self) -> bool:
@@ -164,8 +181,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
     def _until_due(self) -> float | None:
         """Seconds until the next deadline of a join or of the saga (None: none)."""
         rec = self.record
-        due = [x.since + x.deadline_s for x in bus_log.waiting(self.definition, rec)
-               if x.deadline_s is not None]
+        due = [x.since + x.deadline_s for x in self._waiting() if x.deadline_s is not None]
         if rec.deadline_at is not None:
             due.append(rec.deadline_at)
         return max(0.0, min(due) - self._clock.now()) if due else None
@@ -181,7 +197,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
             reaction, causes = next((r, e) for r, e in self._under_way() if r.failure)
             return reaction, causes, Failure.aborted(self._abort_type(), abort, uncertain=False)
         now = self._clock.now()
-        for expect in bus_log.waiting(self.definition, self.record):
+        for expect in self._waiting():
             if expect.deadline_s is not None and now >= expect.since + expect.deadline_s:
                 reaction = self.definition.reaction(expect.reaction)
                 first = bus_log.first_of_each(self.record.events)
@@ -214,12 +230,12 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         """The record fields that go with a new log: what the saga now waits for (the
         reactions under way or due, the joins and the events from outside)."""
         c = self.definition
-        record = self.record.updated(events=events, **more)
+        record = self.record.model_copy(update={"events": events, **more})  # (unvalidated)
         running = [c.reaction(name) for name in record.branches]
         running += [r for r, _ in bus_log.due(c, events, set(record.branches))]
         if record.status is SagaStatus.COMPENSATING:
             running = []
-        expects = bus_log.waiting(c, record)
+        expects = bus_log.waiting(c, record) if c.waits else []
         return {"events": events, "expects": expects, "cursor": len(events) - 1,
                 "awaiting": bus_log.awaiting_text(c, running, expects)}
 
@@ -344,11 +360,14 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         found = bus_log.due(c, rec.events, set())
         first = bus_log.first_of_each(rec.events)
         names = {r.name for r, _ in found}
-        for expect in bus_log.waiting(c, rec):
+        for expect in self._waiting():
             if expect.reaction not in names:
                 found.append((c.reaction(expect.reaction),
                               [first[t] for t in expect.has] or rec.events[-1:]))
         return found
+
+    def _waiting(self) -> list:
+        return bus_log.waiting(self.definition, self.record) if self.definition.waits else []
 
     def _in_doubt(self, reaction: Reaction) -> bool:
         rec = self.record

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from saga_actors.model.definition import RetryPolicy, _Data
 from saga_actors.model.validation import validation_brief
@@ -115,13 +115,26 @@ class Choreography(_Data):
     fails_on: tuple[str, ...] = Field((), description="A finished compensation: FAILED.")
     deadline_s: float | None = Field(None, gt=0, description="Whole-saga time limit.")
     placement: Literal["choreography"] = "choreography"
+    _external: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _on: dict[str, list[Reaction]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _graph(self) -> Choreography:
         from saga_actors.model.flow import check_graph
 
+        self._external = {m.__name__: getattr(m, "correlate_by", None) for m in self.events
+                          if getattr(m, "external", False) is True}
+        for r in self.reactions:
+            for event in r.triggers:
+                self._on.setdefault(event, []).append(r)
         check_graph(self)
         return self
+
+    @property
+    def waits(self) -> bool:
+        """Whether a saga of it can wait for something no reaction under way publishes: a
+        join, or an event from outside."""
+        return bool(self._external) or any(r.on_all for r in self.reactions)
 
     # --- what the runtime and the bus ask ------------------------------------------
 
@@ -141,17 +154,17 @@ class Choreography(_Data):
 
     def reaction_on(self, event_type: str) -> Reaction | None:
         """The first reaction to ``event_type`` (alone or in a join), if any."""
-        return next((r for r in self.reactions if event_type in r.triggers), None)
+        found = self._on.get(event_type)
+        return found[0] if found else None
 
     def reactions_on(self, event_type: str) -> list[Reaction]:
         """Every reaction that waits for ``event_type`` (a fan-out has several)."""
-        return [r for r in self.reactions if event_type in r.triggers]
+        return list(self._on.get(event_type, ()))
 
     def external(self) -> dict[str, str | None]:
         """The events that enter a running saga from outside (their model says
         ``external = True``), each with the field it is correlated by, if any."""
-        return {m.__name__: getattr(m, "correlate_by", None) for m in self.events
-                if getattr(m, "external", False) is True}
+        return dict(self._external)
 
     def compensation_for(self, step: str, failure_event: str) -> Reaction | None:
         """The compensating reaction that undoes ``step`` after ``failure_event``: the one
