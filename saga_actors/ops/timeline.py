@@ -4,9 +4,11 @@ record and history, through :func:`saga_actors.services.registry.describe`), so 
 An orchestrated saga gets one lane per step: each attempt, its retries and timeouts, the
 pivot, the compensation, and a lane for the saga itself with its final status. A
 choreographed saga gets one lane per service, with each event drawn as an arrow from the
-service that published it to the one that reacts to it. Marks carry a class (``attempt``,
-``retry``, ``timeout``, ``failed``, ``succeeded``, ``compensation``, ``pivot``,
-``status``, ``event``) and a tooltip. Hand-written SVG: no plotting library needed.
+service that published it to each one that reacts to it: a fan-out's branches leave one
+event side by side, on their services' lanes, and a join is marked where the events it
+waited for meet. Marks carry a class (``attempt``, ``retry``, ``timeout``, ``failed``,
+``succeeded``, ``compensation``, ``pivot``, ``status``, ``event``, ``fanout``, ``join``)
+and a tooltip. Hand-written SVG: no plotting library needed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ WIDTH, LABEL_W, LANE_H, TOP, RIGHT = 980, 200, 38, 56, 130
 COLOURS = {
     "attempt": "#4c78a8", "retry": "#f58518", "timeout": "#e45756", "failed": "#b22222",
     "succeeded": "#54a24b", "compensation": "#8e6bbf", "pivot": "#222222",
-    "event": "#4c78a8", "COMPLETED": "#54a24b", "FAILED": "#e45756", "STUCK": "#b279a2",
+    "event": "#4c78a8", "fanout": "#1f77b4", "join": "#d62728", "COMPLETED": "#54a24b",
+    "FAILED": "#e45756", "STUCK": "#b279a2",
     "PENDING": "#4c78a8", "COMPENSATING": "#8e6bbf", "STARTED": "#999999",
 }
 
@@ -122,16 +125,26 @@ def _choreography(info: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
     lanes: list[str] = []
     marks: list[dict[str, Any]] = []
     first = info["events"][0]["at"]
+    index = {e["id"]: i for i, e in enumerate(info["events"])}
     for i, e in enumerate(info["events"]):
         src = (e.get("producer") or "start").split(".")[0]
-        dst = (e.get("consumer") or "end").split(".")[0]
-        for lane in (src, dst):
+        targets = [c.split(".")[0] for c in (e.get("consumer") or "end").split(", ")]
+        for lane in (src, *targets):
             if lane not in lanes:
                 lanes.append(lane)
-        marks.append(dict(kind="event", shape="arrow", lane=src, to=dst, at=i + 0.1,
-                          end=i + 0.9, text=f"{e['type']} +{e['at'] - first:.3f}s",
-                          tip=f"{e['type']}: {e.get('producer') or 'start'} -> "
-                          f"{e.get('consumer') or 'end'}"))
+        for n, dst in enumerate(targets):  # a fan-out: one arrow per branch
+            marks.append(dict(kind="fanout" if len(targets) > 1 else "event", shape="arrow",
+                              lane=src, to=dst, at=i + 0.1, end=i + 0.9,
+                              text=f"{e['type']} +{e['at'] - first:.3f}s" if n == 0 else "",
+                              tip=f"{e['type']}: {e.get('producer') or 'start'} -> "
+                              f"{e.get('consumer') or 'end'}"))
+        causes = [index[c] for c in (e.get("causation_id") or "").split(",") if c in index]
+        if len(causes) > 1:  # a join: where the events it waited for meet
+            marks.append(dict(kind="join", shape="join", lane=src, at=i + 0.05, step=src,
+                              froms=[(k + 0.9, src) for k in causes],
+                              text=f"join ({len(causes)})", tip="join of "
+                              + ", ".join(info["events"][k]["type"] for k in causes)
+                              + f" -> {e.get('producer')}"))
     marks += _reaction_outcomes(info, lanes)
     order = ["start", *[lane for lane in lanes if lane not in ("start", "end")], "end"]
     lanes[:] = [lane for lane in order if lane in lanes]
@@ -195,6 +208,12 @@ def _draw(m: dict[str, Any], x: Any, y: Any) -> str:
         body = (f'<line x1="{cx}" y1="{cy - 10}" x2="{cx}" y2="{cy + 10}" stroke="{colour}"/>'
                 f'<text x="{cx + 3}" y="{cy + 14}" fill="#555" font-size="10">'
                 f'{escape(m["text"])}</text>')
+    elif shape == "join":
+        lines = "".join(f'<line x1="{x(a)}" y1="{y(lane)}" x2="{cx}" y2="{cy}" '
+                        f'stroke="{colour}" stroke-dasharray="3,2"/>' for a, lane in m["froms"])
+        body = (f'{lines}<path d="M{cx},{cy - 8}L{cx + 8},{cy}L{cx},{cy + 8}L{cx - 8},{cy}Z" '
+                f'fill="{colour}"/><text x="{cx}" y="{cy + 20}" text-anchor="middle" '
+                f'font-size="10" fill="{colour}">{escape(m["text"])}</text>')
     elif shape == "arrow":
         x0, y0, x1, y1 = x(m["at"]), y(m["lane"]), x(m["end"]), y(m["to"])
         body = (f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="{colour}" '

@@ -51,3 +51,21 @@ def test_a_completed_saga_marks_its_pivot_and_every_step_succeeded():
     assert marks[("pivot", "capture_payment")] == 1
     assert not any(kind in ("retry", "timeout", "failed", "compensation")
                    for kind, _ in marks)
+
+
+def test_a_choreography_draws_its_branches_side_by_side_and_marks_its_join():
+    from examples.order_choreography_parallel import ORDER_CHOREOGRAPHY_PARALLEL, capture
+    from examples.order_choreography_parallel import PARTICIPANTS as ORDER_PARTICIPANTS
+    from examples.order_fulfillment import sample_input as order
+
+    kit = SagaTestKit(ORDER_CHOREOGRAPHY_PARALLEL, ORDER_PARTICIPANTS)
+    rec = kit.run(order(1), "p1", events=[("PaymentCaptured", capture(1))])
+    assert rec.status is SagaStatus.COMPLETED
+    svg = render_svg(describe(rec, kit.history("p1"), hosts=1))
+    lanes, marks = timeline_lanes_and_marks(svg)
+    assert {"start", "external", "inventory", "payment", "shipping"} <= set(lanes)
+    # OrderCreated leaves the start for both branches at once, each on its own lane
+    assert marks[("fanout", "start")] == 2
+    # the join: where InventoryReserved, PaymentAuthorized and PaymentCaptured meet
+    assert marks[("join", "shipping")] == 1
+    assert "join of InventoryReserved, PaymentAuthorized, PaymentCaptured" in svg
