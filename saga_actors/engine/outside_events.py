@@ -37,6 +37,10 @@ def check_outside_event(c: Choreography, event_type: str) -> str | None:
         raise UnknownEventError(event_type, c.name, "not declared (events: "
                                 f"{', '.join(c.event_types())})")
     outside = c.external()
+    if event_type == c.start:
+        raise UnknownEventError(event_type, c.name, "it is the start event: it starts a new "
+                                "saga (rt.publish(..., saga_id=...) or rt.start), it does not "
+                                "enter a running one")
     if event_type not in outside:
         takes = ", ".join(sorted(outside)) or "none"
         raise UnknownEventError(event_type, c.name, "it does not enter a running saga from "
