@@ -30,12 +30,12 @@ from loguru import logger
 from saga_actors.engine import bus_log
 from saga_actors.engine.bus_log import event_id, start_event, track
 from saga_actors.engine.failures import Failure, compensation_order
-from saga_actors.engine.reaction_calls import ReactionCalls
+from saga_actors.engine.reaction_calls import ReactionCalls, where_fields
 from saga_actors.engine.runner import JournaledRun, Outcome
 from saga_actors.model.choreography import Choreography, Reaction, event_payload
 from saga_actors.model.events import Event
 from saga_actors.model.messages import NotJSONError, encode_json
-from saga_actors.model.records import Branch, BusEvent
+from saga_actors.model.records import BusEvent
 from saga_actors.model.state import SagaStatus
 
 __all__ = ["ChoreographyInstance", "event_id", "start_event", "track"]
@@ -53,6 +53,8 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._news = True  # events from outside may wait in the journal
+        self._waits_of: tuple[int, list] = (-1, [])  # (log length, what it waits for)
+        self._waker: asyncio.Future | None = None  # set when a nudge comes
 
     def nudge(self) -> None:
         self._news = True
@@ -123,20 +125,22 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
             self.stop_branches(None)
             for call in running:  # only when parked, or this task itself is cancelled
                 call.cancel()
+            if self._waker is not None:
+                self._waker.cancel()
+                self._waker = None
         await self._fail(*failed)
 
     async def _next_outcome(self, running: Running,
                             failed: Failed | None) -> tuple[Failed | None, bool]:
         """Wait for a reaction under way to end (or a nudge) and journal how it ended: its
         event, or (the first that fails for good) the failure that stops the others."""
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:  # (a join's deadline may pass while what it waits for is under way)
-            done, _ = await asyncio.wait({*running, waker}, timeout=self._until_due(),
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waker.cancel()
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.ensure_future(self._wake.wait())
+        # (a join's deadline may pass while what it waits for is under way)
+        done, _ = await asyncio.wait({*running, self._waker}, timeout=self._until_due(),
+                                     return_when=asyncio.FIRST_COMPLETED)
         for call in done:
-            if call is waker:
+            if call is self._waker:
                 continue
             reaction, causes = running.pop(call)
             failed, go_on = await self._ended(reaction, causes, call.result(), failed)
@@ -341,7 +345,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
                 event_type in r.triggers for r, _ in bus_log.due(c, [*rec.events, new],
                                                                set(rec.branches))),
             data=bus_log.data_of([*rec.events, new]),
-            **_where(changes.get("branches", rec.branches)),
+            **where_fields(changes.get("branches", rec.branches)),
             detail={"event": event_type, "event_id": new.id, "causation_id": cause_id,
                     "producer": new.producer, "consumer": new.consumer,
                     "phase": reaction.kind, "outcome": outcome, **(detail_more or {})},
@@ -367,7 +371,13 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         return found
 
     def _waiting(self) -> list:
-        return bus_log.waiting(self.definition, self.record) if self.definition.waits else []
+        """:func:`bus_log.waiting` of the log as it is (kept until the log grows)."""
+        if not self.definition.waits:
+            return []
+        size = len(self.record.events)
+        if self._waits_of[0] != size:
+            self._waits_of = (size, bus_log.waiting(self.definition, self.record))
+        return self._waits_of[1]
 
     def _in_doubt(self, reaction: Reaction) -> bool:
         rec = self.record
@@ -386,12 +396,3 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
             return f"deadline of {self.definition.deadline_s:g}s exceeded"
         return None
 
-
-def _where(branches: dict[str, Branch]) -> dict[str, Any]:
-    """The record's one-call fields (``current_step``, ``in_flight``...) from the branches
-    under way: the latest of them (the supervisor's stall limit, ``list``'s STEP)."""
-    if not branches:
-        return {"current_step": None, "phase": None, "attempt": 0, "in_flight": False}
-    step, slot = list(branches.items())[-1]
-    return {"current_step": step, "phase": "action", "attempt": slot.attempt,
-            "in_flight": any(b.in_flight for b in branches.values())}

@@ -102,3 +102,13 @@ class ReactionCalls:
 
         return await self._send(reaction.participant, request, timeout, reaction.retry,
                                 stoppable=reaction.kind == "action", timed_out=timed_out)
+
+
+def where_fields(branches: dict[str, Branch]) -> dict[str, Any]:
+    """The record's one-call fields (``current_step``, ``in_flight``...) from the branches
+    under way: the latest of them (the supervisor's stall limit, ``list``'s STEP)."""
+    if not branches:
+        return {"current_step": None, "phase": None, "attempt": 0, "in_flight": False}
+    step, slot = list(branches.items())[-1]
+    return {"current_step": step, "phase": "action", "attempt": slot.attempt,
+            "in_flight": any(b.in_flight for b in branches.values())}
