@@ -31,9 +31,10 @@ def saga_actor_name(saga_id: str) -> str:
     return f"{SAGA_ACTOR_PREFIX}{saga_id}"
 
 
-def participant_actor_name(name: str) -> str:
-    """``participant:<name>``."""
-    return f"{PARTICIPANT_ACTOR_PREFIX}{name}"
+def participant_actor_name(name: str, replica: int = 0) -> str:
+    """``participant:<name>`` (its first replica), ``participant:<name>:<i>`` (the others)."""
+    base = f"{PARTICIPANT_ACTOR_PREFIX}{name}"
+    return base if replica == 0 else f"{base}:{replica}"
 
 
 def host_actor_name(index: int) -> str:

@@ -4,9 +4,8 @@ One root, :class:`SagaError`. Using the library wrong (a malformed definition, b
 an unknown saga type) is the :class:`SagaUsageError` family and is raised before anything
 is journaled. A saga failing at run time is the :class:`SagaRuntimeError` family.
 
-Every error pickles (Ray ships exceptions between processes): each class passes all of
-its constructor arguments to ``Exception.__init__`` so the default ``__reduce__`` rebuilds
-it, and keeps its data as attributes.
+Every error pickles (Ray ships exceptions between processes): each class passes all of its
+constructor arguments to ``Exception.__init__`` (the default ``__reduce__`` rebuilds it).
 """
 
 from __future__ import annotations
@@ -74,6 +73,18 @@ class UnknownParticipantError(SagaUsageError):
         if self.method:
             what += f" method {self.method!r}"
         return f"unknown {what}" + (f": {self.reason}" if self.reason else "")
+
+
+class ParticipantPlacementError(SagaUsageError):
+    """A participant no node can hold (the resources or labels it asks Ray for)."""
+
+    def __init__(self, participant: str, reason: str) -> None:
+        super().__init__(participant, reason)
+        self.participant = participant
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"participant {self.participant!r} cannot be placed: {self.reason}"
 
 
 class SagaConflictError(SagaUsageError):
@@ -154,7 +165,7 @@ class SagaNotFoundError(SagaUsageError):
 
 
 class SignalError(SagaUsageError):
-    """A signal that cannot be sent: nothing was journaled."""
+    """A signal (or an event from outside) that cannot be sent: nothing was journaled."""
 
 
 class UnknownSignalError(SignalError):
@@ -197,7 +208,7 @@ class SagaFinishedError(SignalError):
 
 
 class EventPayloadError(SignalError):
-    """An event from outside whose payload does not validate against its event model."""
+    """An event from outside whose payload fails its event's model."""
 
     def __init__(self, event_type: str, saga_id: str, details: str) -> None:
         super().__init__(event_type, saga_id, details)
@@ -206,22 +217,11 @@ class EventPayloadError(SignalError):
         self.details = details
 
     def __str__(self) -> str:
-        return f"invalid payload for event {self.event_type!r} of saga {self.saga_id}: " \
-            f"{self.details}"
+        return f"invalid event {self.event_type!r} for saga {self.saga_id}: {self.details}"
 
 
-class UncorrelatedEventError(SignalError):
-    """An event from outside that finds no saga: its correlation value matches none (or
-    more than one running), or its event declares no correlation and no saga id was given."""
-
-    def __init__(self, event_type: str, choreography: str, reason: str) -> None:
-        super().__init__(event_type, choreography, reason)
-        self.event_type = event_type
-        self.choreography = choreography
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"event {self.event_type!r} of {self.choreography!r}: {self.reason}"
+class UncorrelatedEventError(UnknownEventError):
+    """An event from outside whose correlation value finds no saga (or several running)."""
 
 
 class JournalError(SagaError):

@@ -51,6 +51,15 @@ def publish(cluster: Cluster, choreography: str, event_type: str, payload: Any, 
             f"(event id {event_id})")
 
 
+def scale(cluster: Cluster, participant: str, replicas: int) -> str:
+    """Change how many replicas of a deployed participant run."""
+    from saga_actors.ray.participants import scale_participant
+
+    cluster.services()  # attached (its errors are the CLI's)
+    before = _operator(scale_participant, cluster.namespace, participant, replicas)
+    return f"{participant}: {before} -> {replicas} replica(s)"
+
+
 def retry(cluster: Cluster, saga_id: str) -> str:
     """Re-drive a STUCK saga's pending work."""
     get_saga(cluster, saga_id)

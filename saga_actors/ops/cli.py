@@ -200,6 +200,16 @@ def publish(cluster: Cluster, choreography: str, event: str, data: str, saga_id:
 
 @main.command()
 @_cluster_options
+@click.argument("participant")
+@click.argument("replicas", type=int)
+@click.pass_obj
+def scale(cluster: Cluster, participant: str, replicas: int) -> None:
+    """Run REPLICAS actors of PARTICIPANT while sagas run (its class must be importable)."""
+    out(actions.scale(cluster, participant, replicas))
+
+
+@main.command()
+@_cluster_options
 @click.argument("saga_id")
 @click.pass_obj
 def retry(cluster: Cluster, saga_id: str) -> None:

@@ -38,6 +38,17 @@ class Participant:
     blocking_threads: ClassVar[int] = 8
     """Threads for blocking handlers (each participant has its own pool; calls beyond it
     queue, and a call cancelled while queued never runs)."""
+    replicas: ClassVar[int] = 1
+    """Actors of this participant (``participant:<name>``, ``participant:<name>:<i>``),
+    sharing its store; a saga's calls all go to one of them (``deploy(replicas=)``)."""
+    # what the participant's actors ask Ray for (None / empty: Ray's defaults); the same
+    # names are deploy() arguments
+    num_cpus: ClassVar[float | None] = None
+    num_gpus: ClassVar[float | None] = None
+    memory: ClassVar[int | None] = None  # bytes
+    resources: ClassVar[dict[str, float]] = {}  # custom resources: {"licence": 1}
+    runtime_env: ClassVar[dict[str, Any] | None] = None
+    label_selector: ClassVar[dict[str, str]] = {}  # node labels: {"zone": "eu-1"}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A handler may not shadow a method the runtime calls, and a compensation must
@@ -164,11 +175,12 @@ class Participant:
 
 
 # what a subclass is meant to set or override
-OVERRIDABLE = frozenset({"name", "blocking_threads", "setup"})
+OVERRIDABLE = frozenset({"name", "blocking_threads", "setup", "replicas", "num_cpus",
+                         "num_gpus", "memory", "resources", "runtime_env", "label_selector"})
 # attributes every participant instance holds (a test checks this against a real one), and
 # what the Ray actor shell adds
 INSTANCE_ATTRIBUTES = frozenset({"participant_name", "store", "store_path", "db", "_engine"})
-SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler"})
+SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler", "_replica", "replica"})
 
 
 @functools.cache

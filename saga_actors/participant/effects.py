@@ -39,12 +39,18 @@ def recorded_reply(db: Any, key: str) -> StepReply | None:
     ).fetchone()
     return reply_of(key, row)
 
+def keys_of(reqs: list[StepRequest]) -> list[str]:
+    """The idempotency keys the requests touch: their own and, for compensations, their
+    actions' (a tombstone), sorted."""
+    return sorted({k for r in reqs for k in (
+        (r.key, idempotency_key(r.saga_id, r.step, "action")) if r.kind == "compensation"
+        else (r.key,))})
+
+
 def rows_for(db: Any, reqs: list[StepRequest]) -> dict[str, tuple[str, str, str]]:
     """key -> (kind, status, output JSON) recorded for the requests' keys and, for
     compensations, their actions' keys."""
-    keys = sorted({k for r in reqs for k in (
-        (r.key, idempotency_key(r.saga_id, r.step, "action")) if r.kind == "compensation"
-        else (r.key,))})
+    keys = keys_of(reqs)
     rows: dict[str, tuple[str, str, str]] = {}
     for i in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[i:i + KEYS_PER_QUERY]

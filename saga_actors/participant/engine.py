@@ -249,7 +249,7 @@ class ParticipantEngine(GroupCommit, OutsideHandlers):
             if row is not None:
                 applied = row[0] == "applied"
                 return {"applied": applied, "output": json.loads(row[1]) if applied else None}
-            self.db.begin()
+            self.db.begin([key])
             try:
                 write(self.db, key, saga_id, step, "action", "fence", "tombstone", "{}")
                 self.db.end(keep=True)

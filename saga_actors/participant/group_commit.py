@@ -19,6 +19,7 @@ from saga_actors.participant.effects import (
     applied_reply,
     checked,
     insert,
+    keys_of,
     reply_of,
     rows_for,
 )
@@ -45,7 +46,7 @@ class GroupCommit:
         db = self.db
         replies: list[StepReply] = []
         try:
-            db.begin()
+            db.begin(keys_of([req for req, _, _ in batch]))
             rows = rows_for(db, [req for req, _, _ in batch])
             for req, handler, _ in batch:
                 recorded = reply_of(req.key, rows.get(req.key))

@@ -102,8 +102,9 @@ class EffectDB:
     _REFUSED = frozenset({"commit", "rollback", "close", "isolation_level", "executescript",
                           "end"})
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, keys: list[str] | None = None) -> None:
         self._conn = conn
+        self._keys = keys  # the idempotency keys its transaction locks (PostgreSQL)
         self.begun = False
         self.closed = False
 
@@ -112,7 +113,7 @@ class EffectDB:
         if self.closed:
             raise NonRetryableError("ctx.db is closed: the handler's call is over")
         if not self.begun:
-            self._conn.begin()
+            self._conn.begin(self._keys)
             self.begun = True
 
     def execute(self, sql: str, parameters: Any = ()) -> Any:

@@ -22,6 +22,7 @@ from saga_actors.participant.effects import (
     call_cancelled,
     checked,
     insert,
+    keys_of,
     recorded_reply,
 )
 from saga_actors.participant.handlers import EffectDB, StepContext, run_async_handler
@@ -59,7 +60,7 @@ class OutsideHandlers:
                 return await self._apply(req, handler)
             action_output = action_output if action_output is not None else applied
         if mode == "async":
-            db = EffectDB(self.db)
+            db = EffectDB(self.db, keys_of([req]))
             try:
                 output = await run_async_handler(
                     handler, self._context(req, action_output, db), db)
@@ -86,7 +87,7 @@ class OutsideHandlers:
         with self._running_lock:
             self._running += 1
         try:
-            db = EffectDB(self._thread_connection())
+            db = EffectDB(self._thread_connection(), keys_of([req]))
             try:
                 output = handler(self._context(req, action_output, db))
             except Exception as exc:

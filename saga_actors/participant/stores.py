@@ -4,10 +4,14 @@ Handlers write SQL once, in the sqlite3 dialect's parameter styles (``?`` or ``:
 and it runs on both: on PostgreSQL the placeholders become psycopg's. Keep the SQL itself
 portable (``INSERT ... ON CONFLICT DO NOTHING``, ``TEXT``/``INTEGER``/``DOUBLE PRECISION``).
 
-Both connections add ``begin()`` and ``end(keep)``: ``begin`` takes the store's write lock
-(SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock of the
-schema), so the effects of one participant are applied one transaction at a time on both,
-and two processes of the same participant (a restart racing its zombie) never interleave.
+Both connections add ``begin(keys)`` and ``end(keep)``. On SQLite ``begin`` takes the
+file's write lock (``BEGIN IMMEDIATE``): one transaction at a time, whichever process (a
+participant's replicas share the file; a restart racing its zombie never interleaves). On
+PostgreSQL it takes a transaction-scoped advisory lock per idempotency key it is given
+(else, setting up, one of the schema): the replicas of a participant commit side by side,
+and two that are given the same key at once apply it once (the second finds the first's
+record). Effects on the same business rows are then ordered by the server's own row locks:
+write them with single statements (``UPDATE ... SET qty = qty - ? WHERE qty >= ?``).
 
 No Ray here.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -98,8 +103,8 @@ class Store:
 class SqliteConnection(sqlite3.Connection):
     """sqlite3's own connection, with the store's transaction calls."""
 
-    def begin(self) -> None:
-        self.execute("BEGIN IMMEDIATE")
+    def begin(self, keys: Iterable[str] | None = None) -> None:
+        self.execute("BEGIN IMMEDIATE")  # (one writer at a time: the keys need no lock)
 
     def end(self, keep: bool) -> None:
         if self.in_transaction:
@@ -253,11 +258,17 @@ class PgConnection:
     def cursor(self) -> PgCursor:
         return PgCursor(self._conn.cursor())
 
-    def begin(self) -> None:
-        # one writer per store at a time, as SQLite's BEGIN IMMEDIATE (see the module doc);
-        # one round trip (the schema is a plain SQL name, checked)
-        self.execute("BEGIN; SELECT pg_advisory_xact_lock(hashtext("
-                     f"'saga_actors.store:{self._schema}'))")
+    def begin(self, keys: Iterable[str] | None = None) -> None:
+        if keys is None:  # setting up: one writer per store (the schema is a checked name)
+            self.execute("BEGIN; SELECT pg_advisory_xact_lock(hashtext("
+                         f"'saga_actors.store:{self._schema}'))")
+            return
+        # one lock per idempotency key, taken in one order (two batches never deadlock)
+        ordered = sorted({f"saga_actors.key:{self._schema}:{k}" for k in keys})
+        self.execute("BEGIN")
+        if ordered:
+            self.execute("SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtext(k) AS h "
+                         "FROM unnest(?::text[]) AS k ORDER BY h) AS locks", (ordered,))
 
     def end(self, keep: bool) -> None:
         if self.in_transaction and not self._conn.broken:

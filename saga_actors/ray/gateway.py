@@ -25,9 +25,10 @@ from ray.exceptions import (
     TaskCancelledError,
 )
 
-from saga_actors.constants import participant_actor_name
+from saga_actors.constants import participant_actor_name, shard_of
 from saga_actors.errors import ParticipantUnavailableError, StepTimeoutError
 from saga_actors.model.messages import StepReply, StepRequest
+from saga_actors.ray.deployments import ReplicaCounts
 
 RESEND_EVERY_S = 0.2  # while an actor restarts: often enough to lose little time, rarely
 # enough that a restart of a few seconds costs a handful of calls
@@ -82,24 +83,41 @@ class RayGateway:
         self._namespace = namespace
         self._name_tasks = name_tasks
         self._batch = batch
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, Any] = {}  # by actor name (a replica's own)
         self._seeded: set[str] = set()  # handles given, not looked up here
-        self._queues: dict[str, list[_Pending]] = {}
+        self._queues: dict[str, list[_Pending]] = {}  # by actor name
+        self._replicas = ReplicaCounts(namespace)
         self.sent = {"ray_calls": 0, "requests": 0}  # how well batching does
 
-    def _handle(self, participant: str) -> Any:
-        handle = self._handles.get(participant)
+    def actor_name(self, participant: str, saga_id: str) -> str:
+        """The replica that serves ``saga_id``'s calls to ``participant``: the same one
+        for every call of the saga (a stable hash of its id), while the count holds."""
+        n = self._replicas.of(participant)
+        # (salted by the participant: not the same split as the hosts' shards)
+        return participant_actor_name(
+            participant, shard_of(f"{participant}/{saga_id}", n) if n > 1 else 0)
+
+    def _handle(self, participant: str, saga_id: str) -> tuple[str, Any]:
+        name = self.actor_name(participant, saga_id)
+        handle = self._handles.get(name)
         if handle is None:
-            handle = get_actor(participant_actor_name(participant), self._namespace)
+            handle = get_actor(name, self._namespace)
             if handle is None:
-                raise ParticipantUnavailableError(participant, "no such actor")
-            self._handles[participant] = handle
-        return handle
+                self._replicas.forget(participant)
+                raise ParticipantUnavailableError(participant, f"no actor {name}")
+            self._handles[name] = handle
+        return name, handle
+
+    def _drop(self, participant: str, name: str) -> None:
+        """A replica's actor is gone (died, or scaled away): look both up again."""
+        self._handles.pop(name, None)
+        self._replicas.forget(participant)
 
     def seed(self, handles: dict[str, Any]) -> None:
         """Participant handles someone already looked up (saves a GCS lookup each)."""
-        self._handles.update(handles)
-        self._seeded.update(handles)
+        named = {participant_actor_name(p): h for p, h in handles.items()}
+        self._handles.update(named)
+        self._seeded.update(named)
 
     async def call(self, participant: str, request: StepRequest, timeout_s: float) -> StepReply:
         """One attempt. While Ray restarts the participant (ActorUnavailableError: outcome
@@ -120,16 +138,17 @@ class RayGateway:
                 raise ParticipantUnavailableError(participant, "ActorUnavailableError: "
                                                   "restarting past the step timeout") from None
             except ParticipantUnavailableError:
-                dropped = participant not in self._handles  # its actor is gone
-                if participant not in self._seeded or not dropped or loop.time() >= deadline:
+                name = self.actor_name(participant, request.saga_id)
+                dropped = name not in self._handles  # its actor is gone
+                if name not in self._seeded or not dropped or loop.time() >= deadline:
                     raise
-                self._seeded.discard(participant)  # look it up by name, and send again
+                self._seeded.discard(name)  # look it up by name, and send again
 
     async def _call_once(self, participant: str, request: StepRequest, payload: dict,
                          deadline: float, timeout_s: float) -> StepReply:
         loop = asyncio.get_running_loop()
-        handle = self._handle(participant)
-        reply, stop = (self._enqueue(participant, handle, request, payload) if self._batch
+        name, handle = self._handle(participant, request.saga_id)
+        reply, stop = (self._enqueue(name, handle, request, payload) if self._batch
                        else self._send(handle, request, payload))
         # a bare future and a timer: no Task per call (cheaper than asyncio.wait)
         expired: list[bool] = []
@@ -146,7 +165,7 @@ class RayGateway:
         except (RayActorError, GetTimeoutError) as exc:
             if isinstance(exc, ActorUnavailableError):
                 raise  # restarting: ride_restarts sends it again
-            self._handles.pop(participant, None)
+            self._drop(participant, name)
             raise ParticipantUnavailableError(participant, type(exc).__name__) from None
         except TaskCancelledError as exc:
             raise ParticipantUnavailableError(participant, f"call cancelled: {exc}") from None
@@ -165,7 +184,7 @@ class RayGateway:
         deadline = loop.time() + timeout_s
 
         async def once() -> dict[str, Any]:
-            handle = self._handle(participant)
+            _, handle = self._handle(participant, saga_id)
             if not hasattr(handle, "fence"):
                 raise ParticipantUnavailableError(participant, "it has no fence (deployed by an "
                                                   "older saga_actors)")
@@ -183,7 +202,7 @@ class RayGateway:
             raise ParticipantUnavailableError(participant, "ActorUnavailableError: restarting "
                                               "past the timeout") from None
         except (RayActorError, GetTimeoutError, TaskCancelledError, RayTaskError) as exc:
-            self._handles.pop(participant, None)
+            self._drop(participant, self.actor_name(participant, saga_id))
             raise ParticipantUnavailableError(participant, f"fence: {type(exc).__name__}") \
                 from None
 
@@ -205,7 +224,8 @@ class RayGateway:
 
     def _enqueue(self, participant: str, handle: Any, request: StepRequest,
                  payload: dict) -> tuple[asyncio.Future, Callable[[], None]]:
-        """Queue a request for this loop turn's batch to ``participant``."""
+        """Queue a request for this loop turn's batch to ``participant`` (the actor name
+        of one replica)."""
         loop = asyncio.get_running_loop()
         pending = _Pending(request, payload, loop.create_future(), handle)
         queue = self._queues.setdefault(participant, [])

@@ -36,7 +36,11 @@ from saga_actors.ray.cluster import (
     pin_to_local_files,
 )
 from saga_actors.ray.gateway import get_riding_restarts
-from saga_actors.ray.participants import deploy_participant, deploy_participants
+from saga_actors.ray.participants import (
+    deploy_participant,
+    deploy_participants,
+    scale_participant,
+)
 from saga_actors.ray.sagas import saga_hosts
 from saga_actors.ray.services import ensure_services
 from saga_actors.runtime.definitions import RuntimeDefinitions
@@ -156,14 +160,37 @@ class SagaRuntime(QueriesAndActions):
         *,
         name: str | None = None,
         faults: dict | None = None,
+        replicas: int | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        memory: int | None = None,
+        resources: dict[str, float] | None = None,
+        runtime_env: dict[str, Any] | None = None,
+        label_selector: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Start (or find) a participant actor with this runtime's store settings and
-        namespace; ``kwargs`` go to its constructor (``store=URL_OR_FILE`` gives it a
-        store of its own instead of the runtime's)."""
+        """Start (or find) a participant's actors with this runtime's store settings and
+        namespace; returns the first replica's. ``replicas`` actors share its store (a
+        saga's calls all go to one); the rest is what they ask Ray for (over the class's
+        attributes of the same names); ``kwargs`` go to its constructor (``store=URL``
+        gives it a store of its own instead of the runtime's). One that no node can hold
+        raises :class:`ParticipantPlacementError`."""
         name = name or cls.name or cls.__name__.lower()
+        placement = {k: v for k, v in (
+            ("num_cpus", num_cpus), ("num_gpus", num_gpus), ("memory", memory),
+            ("resources", resources), ("runtime_env", runtime_env),
+            ("label_selector", label_selector)) if v is not None}
         return deploy_participant(cls, self.config, name=name, faults=faults,
-                                  index=self._spread_index(name), **kwargs)
+                                  index=self._spread_index(name), replicas=replicas,
+                                  placement=placement, **kwargs)
+
+    def scale(self, participant: str, replicas: int,
+              cls: type[Participant] | None = None) -> int:
+        """Run ``replicas`` actors of a deployed participant, while sagas run; returns how
+        many ran before. Nothing is lost or applied twice: a call to a replica that stops
+        is sent again, with the same key, to one that stays. ``cls`` where its class
+        cannot be imported by name (defined in ``__main__``)."""
+        return scale_participant(self.config, participant, replicas, cls)
 
     def deploy_many(
         self, classes: Iterable[type[Participant]], *, faults: dict[str, dict | None] | None = None

@@ -58,7 +58,7 @@ def request(saga_id: str) -> StepRequest:
 
 def run_together(handle: FakeHandle, ids: list[str], *, cancel: set[str] = frozenset()):
     gw = RayGateway("ns", batch=True)
-    gw._handles["p"] = handle
+    gw._handles["participant:p"] = handle
 
     async def scenario():
         calls = {i: asyncio.ensure_future(gw.call("p", request(i), 30)) for i in ids}

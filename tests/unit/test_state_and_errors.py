@@ -108,6 +108,8 @@ def test_public_names_are_frozen():
         "SignalPayloadError", "SagaFinishedError",
         # events from outside into a running choreographed saga
         "EventPayloadError", "UncorrelatedEventError",
+        # participants that ask Ray for what no node has
+        "ParticipantPlacementError",
     }
     from saga_actors import testing
     assert testing.__all__ == ["Fault", "FakeClock", "Injection", "SagaTestKit", "crash_points"]
@@ -135,7 +137,8 @@ def test_the_error_tree_is_frozen():
         "UnknownSignalError": "SignalError",
         "SignalPayloadError": "SignalError",
         "SagaFinishedError": "SignalError",
-        "EventPayloadError": "SignalError", "UncorrelatedEventError": "SignalError",
+        "EventPayloadError": "SignalError", "UncorrelatedEventError": "UnknownEventError",
+        "ParticipantPlacementError": "SagaUsageError",
         "JournalError": "SagaError",
         "ParticipantStoreError": "SagaError",
         "StoreUnavailableError": "ParticipantStoreError",
