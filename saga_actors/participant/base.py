@@ -180,7 +180,8 @@ OVERRIDABLE = frozenset({"name", "blocking_threads", "setup", "replicas", "num_c
 # attributes every participant instance holds (a test checks this against a real one), and
 # what the Ray actor shell adds
 INSTANCE_ATTRIBUTES = frozenset({"participant_name", "store", "store_path", "db", "_engine"})
-SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler", "_replica", "replica"})
+SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler", "_replica", "replica",
+                              "_served", "served"})
 
 
 @functools.cache

@@ -39,6 +39,7 @@ class ParticipantShell:
         settle_gc()
         super().__init__(*args, **kwargs)
         self._replica = replica
+        self._served = 0  # requests answered by this actor (since it started)
         if namespace:  # after the subclass's own __init__, whatever its signature
             self.use_definitions(_lazy_lookup(namespace))
         self._recycler = Recycler(f"participant {self.participant_name}",  # type: ignore[attr-defined]
@@ -47,17 +48,24 @@ class ParticipantShell:
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""
         self._recycler.count()
+        self._served += 1
         return (await self.handle_call(request)).model_dump()  # type: ignore[attr-defined]
 
     async def call_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`Participant.handle_many`: a host's batch, one reply per request."""
         self._recycler.count()
+        self._served += len(requests)
         replies = await self.handle_many(requests)  # type: ignore[attr-defined]
         return [r.model_dump() for r in replies]
 
     def replica(self) -> int:
         """Which of the participant's replicas this actor is."""
         return self._replica
+
+    def served(self) -> dict[str, Any]:
+        """This replica, its node, and the requests it answered since it started."""
+        return {"replica": self._replica, "requests": self._served,
+                "node": ray.get_runtime_context().get_node_id()}
 
     def __repr__(self) -> str:
         name = participant_actor_name(self.participant_name, self._replica)  # type: ignore[attr-defined]
