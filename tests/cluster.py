@@ -77,11 +77,14 @@ class LocalCluster:
                     raise RuntimeError("ray start did not open its port") from None
                 time.sleep(0.2)
 
-    def add_worker(self, timeout_s: float = 90) -> LocalCluster:
-        """A second node (another raylet on this machine), joined to the head."""
+    def add_worker(self, timeout_s: float = 90,
+                   resources: dict[str, float] | None = None) -> LocalCluster:
+        """A second node (another raylet on this machine), joined to the head; with
+        ``resources``, custom resources only it has."""
+        extra = ["--resources", json.dumps(resources)] if resources else []
         proc = subprocess.Popen(
             [str(BIN / "ray"), "start", "--address", self.address, "--block",
-             "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+             "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *extra,
              "--dashboard-agent-listen-port", str(free_port()),
              "--dashboard-agent-grpc-port", str(free_port()),
              "--metrics-export-port", str(free_port()),
