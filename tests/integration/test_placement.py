@@ -49,8 +49,8 @@ def test_a_participant_lands_where_its_resource_is_and_one_no_node_can_hold_is_r
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
         result = json.loads(line.removeprefix("RESULT "))
         assert result["nodes"] == [licensed, licensed]  # both replicas, on its node
-        assert "participant 'gpu_payment' cannot be placed: it asks for GPU=1, and none " \
-               "of the 2 alive node(s) has that" == result["refused"]
+        assert result["refused"] == ("participant 'gpu_payment' cannot be placed: it asks "
+                                     "for GPU=1, and none of the 2 alive node(s) has that")
         assert result["took"] < 5 and result["pending"] is False
     finally:
         cluster.stop()
