@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from saga_actors.constants import DEFAULT_NAMESPACE
@@ -20,6 +20,7 @@ from saga_actors.errors import ConfigError
 from saga_actors.urls import is_postgres, participant_store_url
 
 ENV_PREFIX = "SAGA_ACTORS_"
+AUTO_CPUS_PER_HOST = 2.0  # hosts="auto": one host (and one bus) per this many CPUs
 
 
 class RuntimeConfig(BaseSettings):
@@ -27,6 +28,16 @@ class RuntimeConfig(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=ENV_PREFIX,
                                       env_ignore_empty=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_hosts(cls, data: Any) -> Any:
+        """``hosts="auto"``: the count follows the cluster (it starts at 1, the supervisor
+        sets it from the cluster's CPUs)."""
+        if isinstance(data, dict) and data.get("hosts") == "auto":
+            data = {**data, "hosts": 1}
+            data["cpus_per_host"] = data.get("cpus_per_host") or AUTO_CPUS_PER_HOST
+        return data
 
     namespace: str = Field(DEFAULT_NAMESPACE, min_length=1, description="Ray namespace.")
     data_dir: str = Field(".saga_actors", description="Local folder for SQLite files.")
@@ -37,7 +48,11 @@ class RuntimeConfig(BaseSettings):
         "(`participant_<name>`; `?prefix=` changes `participant_`).")
     log_level: str = Field("INFO", description="loguru level for every component.")
     max_dedicated: int = Field(64, ge=1, description="Dedicated saga actors alive at once.")
-    hosts: int = Field(2, ge=1, description="SagaHost actors for `hosted` placement (~1 per core).")
+    hosts: int = Field(2, ge=1, description="SagaHost actors for `hosted` placement (~1 per "
+                       "core); `\"auto\"`: one per `cpus_per_host` CPUs of the cluster.")
+    cpus_per_host: float | None = Field(
+        None, gt=0, description="Set (by hosts=\"auto\", default 2): the hosts and buses "
+        "follow the cluster, one per this many CPUs, re-checked as nodes join and leave.")
     name_tasks: bool = Field(
         True, description="Name each participant call `<saga_id>/<step>` for the dashboard. "
         "Ray keeps ~7.5 KB per distinct task name in the participant's process (measured on "

@@ -48,12 +48,12 @@ def cluster_catalog(config: RuntimeConfig) -> Catalog:
     return Catalog(KVDefinitions(config.namespace))
 
 
-def put_runtime_info(config: RuntimeConfig) -> None:
+def put_runtime_info(config: RuntimeConfig, hosts: int | None = None) -> None:
     """Say, in the GCS, where the namespace's journal is and how many hosts it runs: the
     CLI reads the journal directly while the registry is restarting (a node loss)."""
     from ray.experimental import internal_kv
 
-    info = {"journal": config.journal, "hosts": config.hosts}
+    info = {"journal": config.journal, "hosts": hosts or config.hosts}
     internal_kv._internal_kv_put(f"{config.namespace}/runtime", json.dumps(info),
                                  namespace=_KV_NAMESPACE)
 

@@ -6,6 +6,7 @@ fleet its two factories."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from ray.exceptions import ActorDiedError, RayActorError
 
 from saga_actors.config import RuntimeConfig
 from saga_actors.constants import (
+    POOLED,
     participant_actor_name,
     pool_actor_name,
     saga_actor_name,
@@ -24,6 +26,7 @@ from saga_actors.constants import (
 from saga_actors.errors import RunnerUnavailableError, SagaActorLost
 from saga_actors.model.definition import Saga
 from saga_actors.ray.gateway import get_actor, ride_restarts
+from saga_actors.ray.host_count import current_hosts
 from saga_actors.services.host import by_shard
 
 SpawnSaga = Callable[[Saga, str, RuntimeConfig, dict[str, Any]], Any]
@@ -90,7 +93,7 @@ class RayFleet:
 
     async def hosted(self, saga_id: str, method: str, *args: Any,
                      placement: str = "hosted") -> Any:
-        index = shard_of(saga_id, self._config.hosts)
+        index = shard_of(saga_id, current_hosts(self._config))
         try:
             return await self._host_call(placement, index, method, saga_id, *args)
         except (TimeoutError, RayActorError) as exc:
@@ -98,8 +101,37 @@ class RayFleet:
                                          _why(exc, self._config.runner_answer_timeout_s)) \
                 from None
 
+    async def follow_cluster(self) -> int | None:
+        """With hosts="auto": the count of hosts (and buses) for the cluster as it is now;
+        when it changed, the new count is published, hosts are started or stopped, and
+        each host gives up and takes sagas by the new shards. Returns the new count."""
+        from saga_actors.ray.host_count import desired_hosts, publish_hosts
+        from saga_actors.ray.sagas import saga_host
+
+        config = self._config
+        if config.cpus_per_host is None:
+            return None
+        have, want = current_hosts(config, fresh=True), desired_hosts(config)
+        if want == have:
+            return None
+        logger.warning("the cluster has {} CPUs: {} -> {} hosts and buses",
+                       ray.cluster_resources().get("CPU", 0), have, want)
+        publish_hosts(config, want)
+        for placement in POOLED:
+            for i in range(want, have):  # fewer: stop the last ones first
+                with contextlib.suppress(ValueError):
+                    ray.kill(ray.get_actor(pool_actor_name(placement, i), config.namespace),
+                             no_restart=True)
+            kept = [get_actor(pool_actor_name(placement, i), config.namespace)
+                    for i in range(min(have, want))]
+            await asyncio.gather(*(h.resize.remote(want) for h in kept if h is not None),
+                                 return_exceptions=True)
+            for i in range(have, want):  # more: each recovers its shard as it starts
+                saga_host(i, config, placement)
+        return want
+
     async def ensure_hosted(self, saga_ids: list[str], placement: str = "hosted") -> None:
-        groups = by_shard(saga_ids, self._config.hosts)
+        groups = by_shard(saga_ids, current_hosts(self._config))
         outcomes = await asyncio.gather(*(self._host_call(placement, i, "ensure", ids)
                                           for i, ids in groups.items()), return_exceptions=True)
         for index, outcome in zip(groups, outcomes, strict=True):

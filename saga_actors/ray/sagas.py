@@ -23,6 +23,7 @@ from saga_actors.ray.actors import (
     settle_gc,
     where,
 )
+from saga_actors.ray.host_count import current_hosts
 
 # Each actor is a new process that imports this module: what only one kind of actor needs
 # is imported in that actor's constructor (about 0.1 s of CPU per actor start here).
@@ -191,6 +192,9 @@ class SagaHostImpl:
     async def nudge(self, saga_id: str) -> bool:
         return self.host.nudge(saga_id)
 
+    async def resize(self, count: int) -> int:
+        return self.host.resize(count)
+
     async def restart(self, saga_id: str) -> bool:
         return self.host.restart(saga_id)
 
@@ -215,11 +219,11 @@ def saga_host(index: int, config: RuntimeConfig, placement: str = "hosted") -> A
     return SagaHostActor.options(
         name=pool_actor_name(placement, index), namespace=config.namespace,
         max_concurrency=100_000, **SERVICE, **where(config, spread=(placement, index)),
-    ).remote(index, config.hosts, config, placement)
+    ).remote(index, current_hosts(config), config, placement)
 
 
 def saga_hosts(config: RuntimeConfig, placement: str = "hosted") -> list[Any]:
     """Every host (or bus) of the pool, started if need be."""
-    hosts = [saga_host(i, config, placement) for i in range(config.hosts)]
+    hosts = [saga_host(i, config, placement) for i in range(current_hosts(config))]
     ray.get([h.stats.remote() for h in hosts])
     return hosts

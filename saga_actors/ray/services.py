@@ -111,6 +111,7 @@ class RegistryActorImpl:
 
     def __init__(self, config: RuntimeConfig) -> None:
         from saga_actors.journal import open_journal
+        from saga_actors.ray.host_count import current_hosts
         from saga_actors.ray.metrics import RayMetrics
         from saga_actors.services.registry import Registry
 
@@ -118,7 +119,8 @@ class RegistryActorImpl:
         settle_gc()
 
         self.registry = Registry(open_journal(config.journal, create=False),
-                                 metrics=RayMetrics(config.namespace), hosts=config.hosts)
+                                 metrics=RayMetrics(config.namespace),
+                                 hosts=lambda: current_hosts(config))
         self._config = config
         self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
 
@@ -174,8 +176,11 @@ RegistryActor = ray.remote(RegistryActorImpl)
 def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
     """Start (or find) the supervisor and the registry in the runtime's namespace."""
     from saga_actors.ray.definitions import put_runtime_info
+    from saga_actors.ray.host_count import current_hosts, publish_hosts
 
     put_runtime_info(config)
+    if config.cpus_per_host is not None:  # hosts="auto": the count every process reads
+        publish_hosts(config, current_hosts(config, fresh=True))
     registry = RegistryActor.options(
         name=REGISTRY_ACTOR_NAME, namespace=config.namespace, **SERVICE, **where(config)
     ).remote(config)

@@ -36,6 +36,7 @@ from saga_actors.ray.cluster import (
     pin_to_local_files,
 )
 from saga_actors.ray.gateway import get_riding_restarts
+from saga_actors.ray.host_count import current_hosts
 from saga_actors.ray.participants import (
     deploy_participant,
     deploy_participants,
@@ -122,7 +123,7 @@ class SagaRuntime(QueriesAndActions):
         return self._pools[placement]
 
     def _host_of(self, saga_id: str, placement: str = "hosted") -> Any:
-        return self._pool(placement)[shard_of(saga_id, self.config.hosts)]
+        return self._pool(placement)[shard_of(saga_id, current_hosts(self.config))]
 
     @property
     def supervisor(self) -> Any:
@@ -308,7 +309,7 @@ class SagaRuntime(QueriesAndActions):
         """One call per host for the lot (not one open call per saga). A host that died is
         looked up again (the supervisor replaces it); if it still cannot be reached, the
         supervisor's next pass over hosted sagas starts them."""
-        groups = by_shard(records, self.config.hosts, lambda r: r.saga_id)
+        groups = by_shard(records, current_hosts(self.config), lambda r: r.saga_id)
         for index, group in groups.items():
             args = ([r.saga_id for r in group], [r.model_dump(mode="json") for r in group])
             try:
@@ -336,7 +337,7 @@ class SagaRuntime(QueriesAndActions):
     def runner_of(self, saga_id: str) -> str:
         """The Ray actor that runs ``saga_id``: ``saga:<saga_id>`` (dedicated) or the
         ``saga_actors:host:<i>`` that hosts it."""
-        return runner_name(self.get(saga_id), self.config.hosts)
+        return runner_name(self.get(saga_id), current_hosts(self.config))
 
     def _register(self, saga: Saga, placement: str) -> None:
         """Tell the actors that run sagas of this type what it is (once per runtime)."""

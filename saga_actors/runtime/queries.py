@@ -21,6 +21,7 @@ from saga_actors.model.choreography import Choreography
 from saga_actors.model.records import SagaRecord, Transition
 from saga_actors.model.state import SagaStatus
 from saga_actors.ray import calls
+from saga_actors.ray.host_count import current_hosts
 from saga_actors.services.host import by_shard
 
 Progress = Callable[[SagaRecord], None]
@@ -118,7 +119,7 @@ class QueriesAndActions:
             if pooled:
                 pool = self._pool(placement)
                 refs += [pool[i].wait.remote(group)
-                         for i, group in by_shard(pooled, self.config.hosts).items()]
+                         for i, group in by_shard(pooled, current_hosts(self.config)).items()]
         if not refs:
             return
         try:

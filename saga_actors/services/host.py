@@ -81,6 +81,23 @@ class SagaHost:
     def owns(self, saga_id: str) -> bool:
         return shard_of(saga_id, self.count) == self.index
 
+    def resize(self, count: int) -> int:
+        """The number of hosts changed (they follow the cluster): give up the sagas no
+        longer of this shard, and take those that now are, from the journal. A saga given
+        up mid-write and taken by its new host meanwhile never runs on both: the journal
+        refuses the stale writer's next transition (its seq is taken). Returns how many
+        were given up."""
+        self.count = count
+        gone = [saga_id for saga_id in self._tasks if not self.owns(saga_id)]
+        for saga_id in gone:
+            self._instances.pop(saga_id, None)
+            self._tasks.pop(saga_id).cancel()
+        if gone:
+            logger.info("host {} of {} gave up {} saga(s) to their new shards", self.index,
+                        count, len(gone))
+        self.recover()
+        return len(gone)
+
     def recover(self) -> int:
         """Start every unfinished hosted saga of this shard; returns how many."""
         started = 0

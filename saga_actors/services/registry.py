@@ -71,7 +71,7 @@ class Registry:
 
     def __init__(
         self, journal: Journal, *, metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time, hosts: int = 2,
+        clock: Callable[[], float] = time.time, hosts: int | Callable[[], int] = 2,
     ) -> None:
         self._journal = journal
         self._hosts = hosts
@@ -194,7 +194,8 @@ class Registry:
         if record is None:
             raise SagaNotFoundError(saga_id)
         self._put(RegistryEntry.of(record))
-        return describe(record, self._journal.history(saga_id), hosts=self._hosts)
+        hosts = self._hosts() if callable(self._hosts) else self._hosts
+        return describe(record, self._journal.history(saga_id), hosts=hosts)
 
     def list(
         self,

@@ -57,6 +57,9 @@ class Fleet(Protocol):
     def kill(self, handle: Any) -> None:
         """Kill the actor for good (the supervisor restarts it from the journal)."""
 
+    async def follow_cluster(self) -> int | None:
+        """With hosts="auto": match the hosts and buses to the cluster (the new count)."""
+
     async def ensure_hosted(self, saga_ids: list[str], placement: str = "hosted") -> None:
         """Make sure each hosted (or choreographed) saga runs in its host (or bus)."""
 
@@ -145,6 +148,9 @@ class Supervisor(Deliveries):
         """Check every live saga; start queued ones while there are free slots."""
         now = self._clock.now()
         if self._ticks % self.settings.hosted_check_every == 0:
+            follow = getattr(self._fleet, "follow_cluster", None)  # hosts="auto"
+            if follow is not None:
+                await follow()
             await self._check_hosted(now)
         self._ticks += 1
         waiting = []
