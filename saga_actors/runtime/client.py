@@ -118,9 +118,10 @@ class SagaRuntime(QueriesAndActions):
         return self._pool("choreography")
 
     def _pool(self, placement: str) -> list[Any]:
-        if placement not in self._pools:
-            self._pools[placement] = saga_hosts(self.config, placement)
-        return self._pools[placement]
+        pool = self._pools.get(placement)
+        if pool is None or len(pool) != current_hosts(self.config):  # (hosts="auto")
+            pool = self._pools[placement] = saga_hosts(self.config, placement)
+        return pool
 
     def _host_of(self, saga_id: str, placement: str = "hosted") -> Any:
         return self._pool(placement)[shard_of(saga_id, current_hosts(self.config))]
