@@ -42,6 +42,7 @@ class LocalCluster:
         self.proc: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.worker_nodes: dict[str, subprocess.Popen] = {}  # Ray node id -> its process
+        self._cpus: dict[subprocess.Popen, int] = {}  # each live worker's CPUs
 
     def env(self, **extra: str) -> dict[str, str]:
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # as with an activated venv
@@ -77,14 +78,14 @@ class LocalCluster:
                     raise RuntimeError("ray start did not open its port") from None
                 time.sleep(0.2)
 
-    def add_worker(self, timeout_s: float = 90,
-                   resources: dict[str, float] | None = None) -> LocalCluster:
+    def add_worker(self, timeout_s: float = 90, resources: dict[str, float] | None = None,
+                   num_cpus: int = 1) -> LocalCluster:
         """A second node (another raylet on this machine), joined to the head; with
         ``resources``, custom resources only it has."""
         extra = ["--resources", json.dumps(resources)] if resources else []
         proc = subprocess.Popen(
             [str(BIN / "ray"), "start", "--address", self.address, "--block",
-             "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *extra,
+             "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus), *extra,
              "--dashboard-agent-listen-port", str(free_port()),
              "--dashboard-agent-grpc-port", str(free_port()),
              "--metrics-export-port", str(free_port()),
@@ -95,13 +96,15 @@ class LocalCluster:
         )
         self.workers.append(proc)
         count = len(self.workers) + 1
+        cpus_before = 2 + sum(self._cpus.values())  # the head's 2, the other workers'
+        self._cpus[proc] = num_cpus
         joined = self.run(sys.executable, "-c", (
             "import time, ray\n"
             "ray.init(logging_level='ERROR')  # RAY_ADDRESS: this cluster\n"
             f"deadline = time.monotonic() + {timeout_s}\n"
             # joined, and its CPU in the scheduler's view (else actors skip the node)
             f"while (len(alive := [n for n in ray.nodes() if n['Alive']]) < {count}\n"
-            f"       or ray.cluster_resources().get('CPU', 0) < {count + 1}):\n"
+            f"       or ray.cluster_resources().get('CPU', 0) < {cpus_before + num_cpus}):\n"
             "    assert time.monotonic() < deadline, 'the worker node did not join'\n"
             "    time.sleep(0.2)\n"
             "print(' '.join(n['NodeID'] for n in alive))\n"), timeout_s=timeout_s + 30)
@@ -121,6 +124,7 @@ class LocalCluster:
     def remove_worker(self, node_id: str) -> None:
         """Kill one worker node at once (its raylet and everything it started)."""
         proc = self.worker_nodes.pop(node_id)
+        self._cpus.pop(proc, None)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

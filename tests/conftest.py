@@ -69,6 +69,8 @@ SLOW_FIRST = (
     "tests/integration/test_cluster.py",
     "tests/chaos/test_chaos.py",
     "tests/integration/test_launch_script.py",
+    "tests/integration/test_placement.py",
+    "tests/integration/test_replicas.py",
     "tests/console/test_console_browser.py",
     "tests/console/test_console_serve.py",
     "tests/integration/test_services.py",

@@ -176,3 +176,38 @@ def test_a_host_keeps_serving_while_another_process_holds_the_journal_write_lock
     journal = open_journal(f"sqlite:///{path}", read_only=True)
     assert "definition" in journal.load("waits").waiting_for
     assert "instance_restarted" in [t.event for t in journal.history("crashes")]
+
+
+def test_when_the_hosts_grow_a_saga_moves_to_its_new_shard_and_never_runs_on_two():
+    """hosts="auto" added a host: the old host gives up the sagas now of the new shard,
+    the new one takes them from the journal, each completes once; an instance left over
+    from before (a host that gave a saga up mid-write) is refused by the journal."""
+    import pytest
+
+    from saga_actors.engine.orchestration import SagaInstance
+    from saga_actors.journal import JournalConflictError
+
+    journal, gateway, (old,), ids = world(n=16, hosts=1)
+    moving = [i for i in ids if shard_of(i, 2) == 1]
+    snapshot = journal.load(moving[0])  # what a stale instance of it would hold
+    new = SagaHost(1, 2, journal, gateway, clock=old._clock, restart_budget=2)
+    new.definitions.register(ORDER)
+
+    async def go():
+        old.recover()
+        await asyncio.sleep(0)  # every saga a step in, on the old host
+        gave_up = old.resize(2)
+        taken = new.recover()
+        await asyncio.gather(*(t for h in (old, new) for t in list(h._tasks.values())),
+                             return_exceptions=True)
+        return gave_up, taken
+
+    gave_up, taken = asyncio.run(go())
+    assert gave_up == taken == len(moving) > 0
+    assert all(journal.load(i).status is SagaStatus.COMPLETED for i in ids)
+    for i in ids:  # one history each, no transition written twice
+        seqs = [t.seq for t in journal.history(i)]
+        assert seqs == sorted(set(seqs))
+    stale = SagaInstance(ORDER, snapshot, journal, gateway, clock=old._clock)
+    with pytest.raises(JournalConflictError):
+        asyncio.run(stale.run())
