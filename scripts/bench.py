@@ -1,7 +1,7 @@
 """Throughput, latency and memory of saga_actors beside its floors, in ONE process and run.
 
     python scripts/bench.py [--quick] [--json] [--scale N] [--markdown] [--postgres URL]
-        [--console]
+        [--console] [--cluster]
 
 Rows, all on the same 3-step order saga (reserve_inventory, process_payment,
 create_shipment), at several concurrencies:
@@ -27,6 +27,9 @@ PostgreSQL (a schema each, dropped after the run), same rounds. "dbos_postgres" 
 --dbos PYTHON too): the same order as a DBOS workflow on that server, same run.
 --console: hosted at 100 in flight with no console open and with 10 browser tabs on live
 saga pages (scripts/bench_console.py), round by round.
+--cluster: instead of the rows above, the capacity model on local `ray start` clusters of
+1, 2 and 3 nodes (PostgreSQL, hosts="auto", two replicas per participant) and replicas
+lifting a participant-bound saga (scripts/bench_cluster.py).
 --scale N: N hosted sagas in flight at once, each waiting on a slow participant; reports
 the host memory per in-flight saga.
 """
@@ -804,6 +807,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--console", action="store_true",
                    help="also measure hosted at 100 in flight with 10 browser tabs (Debian's "
                         "chromium) on live saga pages of the console, round by round")
+    p.add_argument("--cluster", action="store_true",
+                   help="the capacity model on ray start clusters of 1-3 nodes, and replicas "
+                        "of a blocking participant (scripts/bench_cluster.py; PostgreSQL: "
+                        "--postgres URL, default the local server)")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also hold N hosted sagas in flight at once (e.g. 10000)")
     p.add_argument("--plot", metavar="FILE.png",
@@ -818,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         sys.stdout = sys.stderr  # Ray prints warnings to stdout: keep it for the JSON alone
     configure_logging("bench", "WARNING")
+    if args.cluster:
+        return _cluster_main(args, stdout)
     data_dir = tempfile.mkdtemp(prefix="saga-bench-")
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     os.environ.setdefault("RAY_TMPDIR", ray_tmp)
@@ -837,6 +846,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report), file=stdout)
     if args.markdown or not args.json:
         print(markdown(report))
+    return 0
+
+
+def _cluster_main(args: argparse.Namespace, stdout: Any) -> int:
+    from scripts import bench_cluster
+
+    started = time.perf_counter()
+    rows = bench_cluster.cluster_rows(
+        args.postgres or "postgresql://postgres@127.0.0.1:5432/postgres", quick=args.quick)
+    report = {"machine": machine(), "rows": rows, "derived": bench_cluster.derived(rows),
+              "seconds": round(time.perf_counter() - started, 1)}
+    say(f"done in {report['seconds']}s; {report['derived']}")
+    if args.json:
+        print(json.dumps(report), file=stdout)
+    else:
+        for r in rows:
+            print(json.dumps(r))
     return 0
 
 

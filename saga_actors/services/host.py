@@ -75,6 +75,7 @@ class SagaHost:
         self._tasks: dict[str, asyncio.Task] = {}
         self._side_tasks: set[asyncio.Task] = set()  # journal writes nobody waits for
         self._instances: dict[str, SagaInstance] = {}
+        self.ran = 0  # sagas this host ran to their end (for the capacity bench)
         # one saga here: its writes need not wait to be grouped with others'
         journal.write_alone_when(lambda: len(self._tasks) <= 1)
 
@@ -148,7 +149,9 @@ class SagaHost:
     async def _drive(self, instance: SagaInstance) -> str:
         saga_id = instance.saga_id
         try:
-            return (await instance.run()).status.value
+            status = (await instance.run()).status.value
+            self.ran += 1
+            return status
         except JournalConflictError:
             logger.warning("saga {}: another instance advanced it; this one stops", saga_id)
             return "SUPERSEDED"
@@ -244,4 +247,4 @@ class SagaHost:
         return self.ensure([saga_id]) == 1
 
     def stats(self) -> dict[str, Any]:
-        return {"host": self.index, "running": len(self._tasks)}
+        return {"host": self.index, "running": len(self._tasks), "ran": self.ran}
