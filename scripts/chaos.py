@@ -2,6 +2,7 @@
 
     python scripts/chaos.py [--sagas N] [--seed S] [--dedicated SHARE] [--json]
                             [--no-ray-restart] [--keep] [--journal URL] [--store-url URL]
+                            [--cluster]
 
 Runs N sagas (order fulfillment and trip booking, `dedicated` and `hosted` mixed, the
 order as a choreography on the event bus, and the parallel order choreography whose
@@ -10,9 +11,12 @@ on an embedded Ray with the SQLite journal (or --journal postgresql://..., with 
 beside it) while injecting, at random from the seed:
 declined payments (non-retryable), transient participant failures (retryable), slow
 participants beyond their step timeout, kills of saga actors, SagaHosts, participant
-actors, bus actors, the supervisor and the registry, and one whole-Ray restart mid-flight (same
-journal). Then it checks, from the participants' own stores and the journal — not
-from what the runtime reports:
+actors and their replicas (each participant runs two), bus actors, the supervisor and the
+registry, `scale` of a participant up and down mid-flight, and one whole-Ray restart
+mid-flight (same journal). With --cluster it runs on a local `ray start` cluster instead,
+with hosts="auto", and a node joins and later leaves mid-flight (no whole-Ray restart).
+Then it checks, from the participants' own stores and the journal — not from what the
+runtime reports:
 
   lost               sagas not terminal (COMPLETED, FAILED, or STUCK with a reason)
   duplicate_effects  an effect applied twice, or a business row without its ledger entry
@@ -43,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if "--cluster" in sys.argv:  # Ray reads it as it is imported: to attach to `ray start`'s
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import ray  # noqa: E402
 
@@ -67,6 +73,7 @@ from saga_actors.constants import (  # noqa: E402
 )
 from saga_actors.model.records import runner_name  # noqa: E402
 from saga_actors.participant.stores import open_store, stores_beside  # noqa: E402
+from saga_actors.ray.deployments import get_deployment  # noqa: E402
 from saga_actors.ray.gateway import get_riding_restarts  # noqa: E402
 from saga_actors.ray.services import find_services  # noqa: E402
 from saga_actors.testing import Fault  # noqa: E402
@@ -91,6 +98,7 @@ for c in DEFINITIONS[2:]:
          "compensatable" if any(x.compensates == r.name for x in c.reactions) else "pivot")
         for r in c.reactions if r.kind == "action"]
 PARTICIPANTS = {cls.name: cls for m in EXAMPLES.values() for cls in m.PARTICIPANTS}
+REPLICAS = 2  # of each participant, at the start
 INVARIANTS = ("lost", "duplicate_effects", "wrong_effects", "unbalanced", "mismatched",
               "outside")
 
@@ -109,27 +117,40 @@ class Chaos:
         self.when: list[tuple[float, str]] = []  # (wall time, kind) of every fault, to plot
         self.rt: SagaRuntime | None = None
         self.webhook = Webhook(self.rng)
+        self.cluster: Any = None
+        if args.cluster:
+            from tests.cluster import LocalCluster
+
+            self.cluster = LocalCluster().start()
 
     # --- the cluster --------------------------------------------------------------------
 
     def up(self) -> SagaRuntime:
         os.environ["RAY_TMPDIR"] = self.ray_tmp
-        ray.init(include_dashboard=False, log_to_driver=False, namespace="saga_actors_chaos",
-                 _temp_dir=self.ray_tmp)
+        if self.cluster is not None:
+            ray.init(address=self.cluster.address, log_to_driver=False,
+                     namespace="saga_actors_chaos")
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False,
+                     namespace="saga_actors_chaos", _temp_dir=self.ray_tmp)
         rt = SagaRuntime(sagas=DEFINITIONS,
                          data_dir=self.data_dir, journal_url=self.args.journal,
                          store_url=self.args.store_url,
                          log_level="ERROR", stall_grace_s=3.0,
-                         restart_budget=20)
-        rt.deploy_many(PARTICIPANTS.values())
+                         restart_budget=20,
+                         **({"hosts": "auto"} if self.cluster is not None else {}))
+        for cls in PARTICIPANTS.values():  # two replicas each (killed and scaled below)
+            rt.deploy(cls, replicas=REPLICAS)
         rt.services()
         self.rt = rt
         return rt
 
-    def down(self) -> None:
+    def down(self, *, last: bool = False) -> None:
         if self.rt is not None:
             self.rt.close()
         ray.shutdown()
+        if last and self.cluster is not None:
+            self.cluster.stop()
 
     # --- launching ------------------------------------------------------------------------
 
@@ -157,6 +178,37 @@ class Chaos:
     def participant(self, name: str) -> Any:
         return ray.get_actor(participant_actor_name(name), self.rt.config.namespace)
 
+    def kill_replica(self, name: str | None = None) -> None:
+        """Another replica than the first, mid-call (Ray restarts it)."""
+        ns = self.rt.config.namespace
+        name = name or self.rng.choice(sorted(PARTICIPANTS))
+        count = (get_deployment(ns, name) or {}).get("replicas", 1)
+        if count > 1:
+            i = self.rng.randrange(1, count)
+            ray.kill(ray.get_actor(participant_actor_name(name, i), ns), no_restart=False)
+
+    def scale_something(self, name: str | None = None, replicas: int | None = None) -> None:
+        """A participant scaled up or down while sagas use it."""
+        name = name or self.rng.choice(sorted(PARTICIPANTS))
+        replicas = replicas or self.rng.choice([1, 2, 3])
+        try:
+            before = self.rt.scale(name, replicas)
+            if before != replicas:
+                self._injected("scale_up" if replicas > before else "scale_down")
+        except Exception as exc:  # noqa: BLE001 - a restart under way: say it, go on
+            say(f"  scale of {name} to {replicas} not done: {type(exc).__name__}: {exc}")
+
+    def grow_or_shrink(self, i: int, n: int) -> None:
+        """On --cluster: a node joins a third of the way in, and leaves at two thirds."""
+        if self.cluster is None:
+            return
+        if i >= n // 3 and not self.cluster.worker_nodes and "node_added" not in self.injected:
+            self.cluster.add_worker(num_cpus=2)
+            self._injected("node_added")
+        elif i >= 2 * n // 3 and self.cluster.worker_nodes:
+            self.cluster.remove_worker(next(iter(self.cluster.worker_nodes)))
+            self._injected("node_removed")
+
     def inject_fault(self) -> None:
         name = self.rng.choice(sorted(PARTICIPANTS))
         methods = PARTICIPANTS[name].handlers()
@@ -176,8 +228,8 @@ class Chaos:
 
     def kill_something(self, live_ids: list[str]) -> None:
         ns = self.rt.config.namespace
-        target = self.rng.choice(["saga", "host", "bus", "participant", "supervisor",
-                                  "registry"])
+        target = self.rng.choice(["saga", "host", "bus", "participant", "replica",
+                                  "supervisor", "registry"])
         try:
             if target == "saga" and live_ids:
                 saga_id = self.rng.choice(live_ids)
@@ -191,6 +243,8 @@ class Chaos:
             elif target == "participant":
                 ray.kill(self.participant(self.rng.choice(sorted(PARTICIPANTS))),
                          no_restart=False)
+            elif target == "replica":
+                self.kill_replica()
             else:
                 supervisor, registry = find_services(ns)
                 actor = supervisor if target == "supervisor" else registry
@@ -208,7 +262,8 @@ class Chaos:
         rt = self.up()
         ids: list[str] = []
         batches = self.inputs(self.args.sagas)
-        restart_at = len(batches) // 2 if self.args.ray_restart else -1
+        restart_at = (len(batches) // 2 if self.args.ray_restart and self.cluster is None
+                      else -1)
         step = max(1, len(batches) // 20)
         for i in range(0, len(batches), step):
             for name, payload, placement in batches[i:i + step]:
@@ -221,6 +276,19 @@ class Chaos:
                 self.inject_fault()
             if self.rng.random() < 0.6:
                 self.kill_something(live)
+            if self.rng.random() < 0.25:
+                self.scale_something()
+            batch = i // step  # and each kind at least once: payment 3, a replica killed, 1
+            if batch in (3, 6, 9):
+                try:
+                    if batch == 6:
+                        self.kill_replica("payment")
+                        self._injected("kill_replica")
+                    else:
+                        self.scale_something("payment", 3 if batch == 3 else 1)
+                except (ValueError, ray.exceptions.RayError):
+                    pass
+            self.grow_or_shrink(i, len(batches))
             if restart_at >= 0 and i >= restart_at:
                 restart_at = -1
                 say(f"  whole-Ray restart with {len(live)} sagas unfinished")
@@ -243,7 +311,7 @@ class Chaos:
             time.sleep(0.5)
         self.webhook.send_late(rt, self.injected)
         registry = self._registry_statuses()
-        self.down()
+        self.down(last=True)
         report = check(self.rt.config, ids, registry, self.webhook)
         self.ids = ids
         report.update(seed=self.args.seed, faults=dict(sorted(self.injected.items())),
@@ -473,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store-url", metavar="URL", default=None,
                    help="the participants' stores (default: beside a PostgreSQL journal, "
                         "else SQLite files in the run's folder)")
+    p.add_argument("--cluster", action="store_true",
+                   help="run on a local ray start cluster (hosts=auto) that a node joins "
+                        "and later leaves mid-flight, instead of an embedded Ray")
     p.add_argument("--keep", action="store_true",
                    help="keep the journal and participant stores (kept anyway on a failure)")
     p.add_argument("--json", action="store_true")

@@ -45,5 +45,7 @@ def test_seeded_chaos_run_keeps_every_invariant():
     assert report["by_status"]["COMPLETED"] and report["by_status"]["FAILED"]
     # the parallel orders' captures came early, on time, twice, never, and too late
     for kind in ("capture_early", "capture_on_time", "capture_duplicate", "capture_withheld",
-                 "capture_late_refused"):
+                 "capture_late_refused",
+                 # and the participants' replicas were killed and scaled up and down
+                 "kill_replica", "scale_up", "scale_down"):
         assert faults[kind], (kind, faults)
