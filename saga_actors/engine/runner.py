@@ -72,6 +72,7 @@ class Call:
     forever: bool = False  # a retriable step, past the pivot: until it succeeds
 
 
+_ENDS = {Event.STEP_SUCCEEDED: "action", Event.STEP_COMPENSATED: "compensation"}
 _RNG = random.Random()  # backoff jitter; seeding one per instance costs more than a step
 
 
@@ -104,6 +105,7 @@ class JournaledRun:
         self._held: list[Transition] = []  # deferred transitions, journaled with the next
         self._calls: set[asyncio.Future] = set()  # action calls under way (a halt stops them)
         self._stop_branches: str | None = None  # set while a failed branch stops the others
+        self._served_by: dict[tuple[str, str], int] = {}  # (step, kind) -> replica, till journaled
 
     @property
     def saga_id(self) -> str:
@@ -222,6 +224,11 @@ class JournaledRun:
         the next send, a published event before its delivery), which that next write
         therefore still precedes.
         """
+        ended = _ENDS.get(event) or (detail or {}).get("phase")
+        if step and self._served_by and ended:
+            replica = self._served_by.pop((step, ended), None)
+            if replica is not None:  # which replica of the participant applied it
+                detail = {**(detail or {}), "replica": replica}
         new, transition = prepare(
             self.record, event, now=self._clock.now(), step=step, detail=detail,
             step_attempt=step_attempt, **changes
@@ -367,6 +374,8 @@ class JournaledRun:
         finally:
             self._calls.discard(call)
         if reply.ok:
+            if reply.replica is not None:
+                self._served_by[(request.step, request.kind)] = reply.replica
             return reply.output, None
         retryable = policy.is_retryable(reply.error_type or "", reply.retryable)
         return {}, Failure.refused(reply.error_type or "Error", reply.error or "",

@@ -104,4 +104,6 @@ class StepReply(BaseModel):
     error_type: str | None = None
     error: str | None = None
     retryable: bool = True
+    replica: int | None = Field(None, description="The replica of the participant that "
+                                "answered (its actor shell says; none in-process).")
     replayed: bool = Field(False, description="A recorded outcome returned for a repeated key.")

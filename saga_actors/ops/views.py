@@ -136,18 +136,7 @@ def show_view(info: dict[str, Any]) -> RenderableType:
     for wait in info.get("signals_awaited", ()):
         facts.add_row("waiting", f"for signal {wait['signal']!r} (step {wait['step']}, "
                       f"until {when(wait['until'])})")
-    expects = [Expect(**x) for x in info.get("expects", ())]
-    running = awaited_apart(info.get("awaiting"), expects)  # (each expect said below)
-    if running:
-        waited = f" for {info['awaiting_s']:.0f} s" if info.get("awaiting_s") is not None else ""
-        head, _, rest = running.partition("; ")
-        facts.add_row("waiting", f"for {head}{waited}" + (f"; {rest}" if rest else ""))
-    if info["status"] not in ("COMPLETED", "FAILED"):
-        for x in expects:
-            facts.add_row("waiting", f"for {x.text(now=time.time())}")
-    if len(info.get("branches") or {}) > 1:
-        facts.add_row("steps", ", ".join(f"{step} {state}" for step, state
-                                            in info["branches"].items()))
+    _awaited_rows(facts, info)
     facts.add_row("started", f"{when(info['created_at'])}   updated {when(info['updated_at'])}"
                   f"   finished {when(info.get('finished_at'))}")
     if info.get("restarts"):
@@ -159,6 +148,8 @@ def show_view(info: dict[str, Any]) -> RenderableType:
                     for s in info["steps"]],
                    [("step", "STEP"), ("phase", "PHASE"), ("attempts", "ATTEMPTS"),
                     ("outcome", "OUTCOME"), ("started", "STARTED"), ("duration", "TOOK"),
+                    *([("replica", "REPLICA")] if any("replica" in s for s in info["steps"])
+                      else []),
                     ("last_error", "LAST ERROR")], empty="(no steps yet)")
     history = table([{**t, "time": when(t["at"]),
                        "detail": json.dumps(t["detail"]) if t["detail"] else None}
@@ -175,3 +166,20 @@ def show_view(info: dict[str, Any]) -> RenderableType:
              ("consumer", "CONSUMER"), ("cause", "CAUSED BY")])]
     return Group(*parts, Text("\nsteps", style="bold"), steps, Text("\nhistory", style="bold"),
                  history)
+
+
+def _awaited_rows(facts: Table, info: dict[str, Any]) -> None:
+    """What a choreographed saga waits for (the reactions under way, a join's other
+    events, an event from outside with how long of its window), and its steps' states."""
+    expects = [Expect(**x) for x in info.get("expects", ())]
+    running = awaited_apart(info.get("awaiting"), expects)  # (each expect said below)
+    if running:
+        waited = f" for {info['awaiting_s']:.0f} s" if info.get("awaiting_s") is not None else ""
+        head, _, rest = running.partition("; ")
+        facts.add_row("waiting", f"for {head}{waited}" + (f"; {rest}" if rest else ""))
+    if info["status"] not in ("COMPLETED", "FAILED"):
+        for x in expects:
+            facts.add_row("waiting", f"for {x.text(now=time.time())}")
+    if len(info.get("branches") or {}) > 1:
+        facts.add_row("steps", ", ".join(f"{step} {state}" for step, state
+                                            in info["branches"].items()))

@@ -181,7 +181,8 @@ OVERRIDABLE = frozenset({"name", "blocking_threads", "setup", "replicas", "num_c
 # what the Ray actor shell adds
 INSTANCE_ATTRIBUTES = frozenset({"participant_name", "store", "store_path", "db", "_engine"})
 SHELL_ATTRIBUTES = frozenset({"call", "call_many", "_recycler", "_replica", "replica",
-                              "_served", "served"})
+                              "_served", "served", "_count", "_namespace", "_metric",
+                              "_tags"})
 
 
 @functools.cache

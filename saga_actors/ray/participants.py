@@ -40,6 +40,8 @@ class ParticipantShell:
         super().__init__(*args, **kwargs)
         self._replica = replica
         self._served = 0  # requests answered by this actor (since it started)
+        self._namespace = namespace
+        self._metric: Any = None
         if namespace:  # after the subclass's own __init__, whatever its signature
             self.use_definitions(_lazy_lookup(namespace))
         self._recycler = Recycler(f"participant {self.participant_name}",  # type: ignore[attr-defined]
@@ -48,15 +50,33 @@ class ParticipantShell:
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """:meth:`Participant.handle_call` with plain dicts on the wire (cheaper to ship)."""
         self._recycler.count()
-        self._served += 1
-        return (await self.handle_call(request)).model_dump()  # type: ignore[attr-defined]
+        self._count(1)
+        reply = (await self.handle_call(request)).model_dump()  # type: ignore[attr-defined]
+        reply["replica"] = self._replica
+        return reply
 
     async def call_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`Participant.handle_many`: a host's batch, one reply per request."""
         self._recycler.count()
-        self._served += len(requests)
+        self._count(len(requests))
         replies = await self.handle_many(requests)  # type: ignore[attr-defined]
-        return [r.model_dump() for r in replies]
+        return [{**r.model_dump(), "replica": self._replica} for r in replies]
+
+    def _count(self, n: int) -> None:
+        """Requests served: here, and in the metric ``saga_actors_participant_requests_total``
+        by participant and replica."""
+        self._served += n
+        if self._metric is None:
+            from ray.util.metrics import Counter
+
+            self._metric = Counter(
+                "saga_actors_participant_requests_total",
+                "Requests a participant's replica served (actions and compensations).",
+                tag_keys=("namespace", "participant", "replica"))
+            self._tags = {"namespace": self._namespace,
+                          "participant": self.participant_name,  # type: ignore[attr-defined]
+                          "replica": str(self._replica)}
+        self._metric.inc(n, tags=self._tags)
 
     def replica(self) -> int:
         """Which of the participant's replicas this actor is."""

@@ -105,6 +105,8 @@ def steps_from_history(history: list[Transition]) -> list[dict[str, Any]]:
                 row["outcome"], row["ended_at"] = "failed", t.at
         elif t.event.is_step_success:
             row["outcome"], row["ended_at"] = _DONE[phase], t.at
+            if "replica" in t.detail:  # the participant's replica that applied it
+                row["replica"] = t.detail["replica"]
     for row in steps.values():
         if row["started_at"] and row["ended_at"]:
             row["duration_s"] = round(row["ended_at"] - row["started_at"], 6)
@@ -124,6 +126,8 @@ def _close_reaction(steps: dict[tuple[str, str], dict[str, Any]], t: Transition,
     outcome = t.detail.get("outcome")
     if outcome == "succeeded" or (outcome is None and row["outcome"] == "in flight"):
         row["outcome"], row["ended_at"] = _DONE[row["phase"]], t.at
+        if "replica" in t.detail:
+            row["replica"] = t.detail["replica"]
 
 
 def branch_states(record: SagaRecord) -> dict[str, str]:

@@ -68,6 +68,12 @@ def test_replicas_share_the_work_and_a_replica_killed_mid_call_loses_nothing(mak
     rec = rt.wait(target, timeout_s=60)
     assert rec.status is SagaStatus.COMPLETED, rec.error
     assert effects(h, target) == FORWARD  # charged once
+    # show names the replica that applied each step (the restarted replica 1 here)
+    steps = {s["step"]: s for s in ray.get(rt.registry.get.remote(target))["steps"]}
+    assert steps["process_payment"]["replica"] == 1
+    text = CliRunner().invoke(main, ["--address", ray.get_runtime_context().gcs_address,
+                                     "--namespace", ns, "show", target]).output
+    assert "REPLICA" in text, text
 
 
 def test_scale_up_and_down_while_sagas_run(make_harness):
