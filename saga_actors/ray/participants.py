@@ -114,7 +114,9 @@ def participant_actor_class(cls: type[Participant]) -> Any:
 
 
 PLACEMENT = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env", "label_selector")
-PLACEMENT_WAIT_S = 30.0  # a replica that no node starts within this: an error, not a hang
+PLACEMENT_WAIT_S = 120.0  # one that asks Ray for resources and no node starts within this:
+# an error, not a hang (one that asks for nothing waits as long as its start takes: a cold
+# node unpacking a job's working dir can take more than a minute)
 DRAIN_S = 2.5  # scaling down: callers' replica counts go stale this long (REPLICAS_TTL_S+)
 
 
@@ -146,7 +148,7 @@ def deploy_participant(
     check_placeable(name, options)
     actors = [_start_participant(cls, config, name, faults, kwargs, index, replica=i,
                                  options=options) for i in range(count)]
-    _wait_serving(name, {a: faults for a in actors})
+    _wait_serving(name, {a: faults for a in actors}, patient=not options)
     _write_down(config, cls, name, count, kwargs, options)
     return actors[0]
 
@@ -167,8 +169,10 @@ def deploy_participants(
         started[name] = [_start_participant(cls, config, name, faults.get(name), {},
                                             index(name), replica=i, options=options)
                          for i in range(max(1, cls.replicas))]
-    for name, actors in started.items():
-        _wait_serving(name, {a: faults.get(name) for a in actors})
+    for cls in classes:
+        name = _name_of(cls)
+        _wait_serving(name, {a: faults.get(name) for a in started[name]},
+                      patient=not placement_of(cls, {}))
     for cls in classes:
         name = _name_of(cls)
         _write_down(config, cls, name, len(started[name]), {}, placement_of(cls, {}))
@@ -202,7 +206,7 @@ def scale_participant(config: RuntimeConfig | str, name: str, replicas: int,
         actors = [_start_participant(cls, config, name, None, dict(spec["kwargs"]), 0,
                                      replica=i, options=spec["options"])
                   for i in range(before, replicas)]
-        _wait_serving(name, dict.fromkeys(actors))
+        _wait_serving(name, dict.fromkeys(actors), patient=not spec["options"])
     put_deployment(config.namespace, name, {**spec, "replicas": replicas})
     if replicas < before:
         time.sleep(DRAIN_S)  # callers read the new count within REPLICAS_TTL_S
@@ -314,11 +318,13 @@ def _start_participant(cls: type[Participant], config: RuntimeConfig, name: str,
     )
 
 
-def _wait_serving(name: str, actors: dict[Any, dict | None]) -> None:
+def _wait_serving(name: str, actors: dict[Any, dict | None], *, patient: bool) -> None:
     """Until each actor answers; faults set again on one that was already running. One
-    that no node starts within PLACEMENT_WAIT_S is stopped, and said."""
+    that asks Ray for resources (not ``patient``) and that no node starts within
+    PLACEMENT_WAIT_S is stopped, and said."""
     refs = [a.describe.remote() for a in actors]
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PLACEMENT_WAIT_S)
+    ready, _ = ray.wait(refs, num_returns=len(refs),
+                        timeout=None if patient else PLACEMENT_WAIT_S)
     if len(ready) < len(refs):
         for actor, ref in zip(actors, refs, strict=True):
             if ref not in ready:
