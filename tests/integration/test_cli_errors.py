@@ -49,9 +49,10 @@ def test_a_host_that_does_not_answer_is_reported_and_the_command_fails(make_harn
     assert f"{host_actor_name(index)} did not answer cancel (no answer within 2s)" in \
         frozen.output, frozen.output
     assert "past its pivot" not in frozen.output
-    # once it answers again, the same command works
+    # once it answers again, the same command works (or says the saga is already FAILED:
+    # the cancels sent while it hung reach it as it wakes, and may have finished first)
     done = cli("cancel", saga_id, "--namespace", ns)
-    assert done.exit_code == 0, done.output
+    assert done.exit_code == 0 or "it is already FAILED" in done.output, done.output
     assert rt.wait(saga_id, timeout_s=60).status is SagaStatus.FAILED
     again = cli("--namespace", ns, "cancel", saga_id)
     assert again.exit_code != 0 and "it is already FAILED" in again.output
