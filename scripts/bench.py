@@ -17,6 +17,8 @@ create_shipment), at several concurrencies:
               before each call and at the end, and each participant one per call; no
               idempotency logic, no validation (what `hosted` at 1 could at best be)
 Mix "failing": the last step fails for good and the first two are compensated.
+At 1,000 in flight, `bare_ray` and `hosted` also report `cpu_ms_per_saga`: the CPU each
+process group (by title, the driver, the raylet and the GCS included) spent per saga.
   choreography  (at 100 in flight) the same steps as reactions on the event bus
   choreography_parallel  (at 100 in flight, same rounds) the first two steps as a fan-out
               on the start event, side by side, and the third as a join on both
@@ -322,6 +324,45 @@ class RssSampler:
         self.sample()
 
 
+class CpuMeter:
+    """CPU time (user + system) that the driver and each Ray process spent while it was
+    open, grouped by process title (``ray::SagaHostImpl``, ``ray::BenchPayment``...,
+    ``raylet``, ``gcs_server``)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    @staticmethod
+    def _snapshot() -> dict[int, tuple[str, float]]:
+        out = {}
+        me = psutil.Process()
+        times = me.cpu_times()
+        out[me.pid] = ("driver", times.user + times.system)
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            name = proc.info["name"] or ""
+            if (name.startswith("ray::") or name in ("raylet", "gcs_server")) and \
+                    proc.info["cpu_times"]:
+                t = proc.info["cpu_times"]
+                out[proc.pid] = (name.split(".")[0], t.user + t.system)
+        return out
+
+    def __enter__(self) -> CpuMeter:
+        self._before = self._snapshot()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for pid, (name, cpu) in self._snapshot().items():
+            start = self._before.get(pid, (name, 0.0))[1]  # (a process started meanwhile)
+            self.spent[name] = self.spent.get(name, 0.0) + max(0.0, cpu - start)
+
+    def per_saga_ms(self, sagas: int) -> dict[str, float]:
+        """CPU-ms per saga of each process group, busiest first, and their total."""
+        out = {k: round(v * 1000 / sagas, 3) for k, v in
+               sorted(self.spent.items(), key=lambda kv: -kv[1]) if v > 0}
+        out["total"] = round(sum(self.spent.values()) * 1000 / sagas, 3)
+        return out
+
+
 async def drive(one: Callable[[int], Awaitable[str]], n: int, concurrency: int,
                 expect: str) -> tuple[float, list[float]]:
     """Run ``n`` sagas with ``concurrency`` in flight; seconds taken and latencies."""
@@ -436,11 +477,16 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     for c, n, mix in pairs:
         fail = mix == "failing"
         bare_runs, hosted_runs = [], []
+        cpu = {"bare_ray": CpuMeter(), "hosted": CpuMeter()}  # (at 1,000 in flight)
         for _ in range(rounds):
-            bare_runs.append(await measure(
-                "bare_ray", lambda i, fail=fail: orch.run.remote(f"o{i}", fail), n, c, mix))
-            hosted_runs.append(await measure(
-                "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c, mix))
+            with cpu["bare_ray"]:
+                bare_runs.append(await measure(
+                    "bare_ray", lambda i, fail=fail: orch.run.remote(f"o{i}", fail), n, c,
+                    mix))
+            with cpu["hosted"]:
+                hosted_runs.append(await measure(
+                    "hosted", lambda i, fail=fail: runtime_saga(i, "hosted", fail), n, c,
+                    mix))
             if c == 1:
                 tag = f"d{len(durable_runs)}"  # each round's orders are new ones
                 durable_runs.append(await measure(
@@ -463,6 +509,9 @@ async def bench(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                         n, c, mix))
                     pg_work.append((n, before, _pg_counters(args.postgres, settle=True)))
         rows += [_median(bare_runs), _median(hosted_runs)]
+        if c == 1000:  # what a saga costs each process at load, all rounds
+            for r, name in ((rows[-2], "bare_ray"), (rows[-1], "hosted")):
+                r["cpu_ms_per_saga"] = cpu[name].per_saga_ms(n * rounds)
         if c == 1:
             rows.append(_median(durable_runs))
         if (c, mix) == (100, "success"):
@@ -698,6 +747,12 @@ def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
     hosted, bare = get("hosted", 100), get("bare_ray", 100)
     if hosted and bare:
         out["hosted_vs_bare_ray_at_100"] = round(hosted["sagas_per_s"] / bare["sagas_per_s"], 3)
+    h1000, b1000 = get("hosted", 1000), get("bare_ray", 1000)
+    if h1000 and b1000:
+        out["hosted_vs_bare_ray_at_1000"] = round(h1000["sagas_per_s"] / b1000["sagas_per_s"], 3)
+        for r, name in ((h1000, "hosted"), (b1000, "bare_ray")):
+            if r.get("cpu_ms_per_saga"):
+                out[f"{name}_cpu_ms_per_saga_at_1000"] = r["cpu_ms_per_saga"]
     chor = get("choreography", 100)
     if chor and hosted:
         out["choreography_vs_hosted_at_100"] = round(
@@ -746,6 +801,13 @@ def markdown(report: dict[str, Any]) -> str:
                      f"; durable_floor / bare_ray {d['durable_floor_p50_vs_bare_ray_p50_at_1']} "
                      "(bare_ray plus the same eight fsynced commits, nothing else); hosted / "
                      f"durable_floor {d['hosted_p50_vs_durable_floor_p50_at_1']}.")
+    if d.get("hosted_vs_bare_ray_at_1000") is not None:
+        cpu = d.get("hosted_cpu_ms_per_saga_at_1000") or {}
+        bare = d.get("bare_ray_cpu_ms_per_saga_at_1000") or {}
+        lines.append(f"hosted / bare_ray at 1,000 in flight: **{d['hosted_vs_bare_ray_at_1000']}**"
+                     f"; CPU-ms per saga there, hosted {cpu.get('total')} ("
+                     + ", ".join(f"{k} {v}" for k, v in cpu.items() if k != "total")
+                     + f"), bare_ray {bare.get('total')}.")
     if d.get("choreography_vs_hosted_at_100") is not None:
         lines.append(f"choreography / hosted at 100 in flight, same rounds: "
                      f"**{d['choreography_vs_hosted_at_100']}**.")
