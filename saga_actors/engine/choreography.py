@@ -29,7 +29,7 @@ from loguru import logger
 
 from saga_actors.engine import bus_log
 from saga_actors.engine.bus_log import event_id, start_event, track
-from saga_actors.engine.failures import Failure, compensation_order
+from saga_actors.engine.failures import Failure
 from saga_actors.engine.reaction_calls import ReactionCalls, where_fields
 from saga_actors.engine.runner import JournaledRun, Outcome
 from saga_actors.model.choreography import Choreography, Reaction, event_payload
@@ -277,7 +277,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
     async def _fail(self, reaction: Reaction, causes: list[BusEvent], failure: Failure) -> None:
         """Publish the failure (or timeout) event of the reaction that failed for good and
         start the compensations; with none declared, park the saga with its event."""
-        rec, c = self.record, self.definition
+        rec = self.record
         event_type = (reaction.timeout_event if failure.deadline and reaction.timeout_event
                       else reaction.failure)
         if not event_type:  # a poison event: parked with it, nothing else held up
@@ -287,8 +287,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         logger.warning("{} failed for good ({}): publishing {}", reaction.name,
                        failure.error, event_type)
         uncertain = [s for s in rec.uncertain if s != reaction.step]
-        todo = compensation_order(rec.completed, uncertain,
-                                  lambda step: c.compensation_for(step, event_type) is not None)
+        todo = self._undo_order(event_type, uncertain)
         payload = {**bus_log.merged(causes),
                    "failure": {"step": reaction.step, "error": failure.error,
                                "error_type": failure.error_type}}
@@ -303,6 +302,9 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         c = self.definition
         failure = next((e.type for e in self.record.events if e.type in c.failure_events()),
                        None)
+        if failure is not None and not self.record.to_compensate:  # (a log of an older
+            self.record = self.record.model_copy(update={  # version: the order, derived)
+                "to_compensate": self._undo_order(failure)})
         while self.record.to_compensate and failure is not None:
             step = self.record.to_compensate[0]
             reaction = c.compensation_for(step, failure)
@@ -369,20 +371,6 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
                 found.append((c.reaction(expect.reaction),
                               [first[t] for t in expect.has] or rec.events[-1:]))
         return found
-
-    def _waiting(self) -> list:
-        """:func:`bus_log.waiting` of the log as it is (kept until the log grows)."""
-        if not self.definition.waits:
-            return []
-        size = len(self.record.events)
-        if self._waits_of[0] != size:
-            self._waits_of = (size, bus_log.waiting(self.definition, self.record))
-        return self._waits_of[1]
-
-    def _in_doubt(self, reaction: Reaction) -> bool:
-        rec = self.record
-        slot = rec.branches.get(reaction.step)
-        return reaction.step in rec.uncertain or bool(slot and slot.in_flight)
 
     def _abort_reason(self) -> str | None:
         rec = self.record

@@ -1,5 +1,5 @@
-"""One choreographed reaction's participant call, with its retries and deadline, and the
-settling of one whose outcome is unknown. A part of
+"""One choreographed reaction's participant call, with its retries and deadline, the
+settling of one whose outcome is unknown, and what a failure undoes. A part of
 :class:`~saga_actors.engine.choreography.ChoreographyInstance`. No Ray."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from saga_actors.engine import bus_log
-from saga_actors.engine.failures import Failure
+from saga_actors.engine.failures import Failure, compensation_order
 from saga_actors.engine.runner import Call, Outcome
 from saga_actors.model.choreography import Reaction
 from saga_actors.model.messages import StepRequest
@@ -102,6 +102,29 @@ class ReactionCalls:
 
         return await self._send(reaction.participant, request, timeout, reaction.retry,
                                 stoppable=reaction.kind == "action", timed_out=timed_out)
+
+    def _undo_order(self, failure: str, uncertain: list[str] | None = None) -> list[str]:
+        """What ``failure`` undoes, newest first (:func:`compensation_order`), less what
+        was undone already."""
+        rec, c = self.record, self.definition
+        order = compensation_order(rec.completed, rec.uncertain if uncertain is None
+                                   else uncertain,
+                                   lambda step: c.compensation_for(step, failure) is not None)
+        return [s for s in order if s not in rec.compensated]
+
+    def _waiting(self) -> list:
+        """:func:`bus_log.waiting` of the log as it is (kept until the log grows)."""
+        if not self.definition.waits:
+            return []
+        size = len(self.record.events)
+        if self._waits_of[0] != size:
+            self._waits_of = (size, bus_log.waiting(self.definition, self.record))
+        return self._waits_of[1]
+
+    def _in_doubt(self, reaction: Reaction) -> bool:
+        rec = self.record
+        slot = rec.branches.get(reaction.step)
+        return reaction.step in rec.uncertain or bool(slot and slot.in_flight)
 
 
 def where_fields(branches: dict[str, Branch]) -> dict[str, Any]:

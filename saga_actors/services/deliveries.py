@@ -48,6 +48,9 @@ class Deliveries:
         when the same event id was sent before). See :mod:`engine.outside_events`."""
         c = (self.definitions.lookup(saga_type, version) if version is not None
              else self.definitions.newest(saga_type))
+        if c is None:  # not registered here (a restarted supervisor): its newest saga's
+            newest = self._journal.query(saga_type=saga_type, limit=1, newest_first=True)
+            c = self.definitions.resolve(newest[0]) if newest else None
         if saga_id is not None:
             if (record := self._journal.load(saga_id)) is None:
                 raise SagaNotFoundError(saga_id)

@@ -28,6 +28,7 @@ from saga_actors import (
 )
 from saga_actors.clock import SystemClock
 from saga_actors.engine.outside_events import accept_outside_event
+from saga_actors.model.events import Event
 from saga_actors.testing import Fault, SagaTestKit
 
 
@@ -206,6 +207,30 @@ def test_a_cancel_mid_fan_out_stops_both_branches_and_undoes_what_landed():
     assert k.effects("inventory") == {"reserve_inventory": 1, "release_inventory": 1}
     assert k.effects("payment") == {}  # stopped mid-call and fenced
     assert "cancelled: customer changed their mind" in (rec.error or "")
+
+
+def test_a_log_journaled_mid_compensation_by_an_older_version_is_undone_all_the_same():
+    """An older version kept no order of compensations (its chain of events made it): a
+    saga it left COMPENSATING, its failure event out, still gets every completed branch
+    undone, newest first."""
+    k = kit(order_choreography_parallel(capture_window_s=60))
+    k.inject("create_shipment", fail=True)
+    failed = k.run(sample_input(30), "o30", events=[("PaymentCaptured", capture(30))])
+    assert failed.status is SagaStatus.FAILED
+    # the saga as the older version would have journaled it, just after ShipmentFailed
+    # (its participants answer the compensations from their records: the same keys)
+    cut = [e.type for e in failed.events].index("ShipmentFailed") + 1
+    old = failed.model_copy(update={
+        "status": SagaStatus.COMPENSATING, "events": failed.events[:cut], "to_compensate": [],
+        "compensated": [], "finished_at": None, "seq": failed.seq + 1})
+    last = k.history("o30")[-1]
+    k.journal.commit(old, last.model_copy(update={"seq": old.seq, "event": Event.RESUMED}))
+    from saga_actors.engine.choreography import ChoreographyInstance
+
+    rec = asyncio.run(ChoreographyInstance(k.saga, k.journal.load("o30"), k.journal,
+                                           k._gateway, clock=k.clock).run())
+    assert rec.status is SagaStatus.FAILED, rec.error
+    assert rec.compensated == old.completed[::-1]
 
 
 # --- events from outside ------------------------------------------------------------------
