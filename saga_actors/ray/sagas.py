@@ -139,6 +139,8 @@ class SagaHostImpl:
         settle_gc()
         self._feed = RegistryFeed(config.namespace)
         self._gateway = make_gateway(config, batch=config.batch_calls)
+        if config.cpus_per_host is not None:  # hosts="auto": the count now, not its caller's
+            count = current_hosts(config, fresh=True)
         self.host = SagaHost(
             index, count, open_journal(config.journal, create=False), self._gateway,
             on_transition=self._feed.push, fault_point=crash_points(config),

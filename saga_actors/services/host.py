@@ -80,7 +80,9 @@ class SagaHost:
         journal.write_alone_when(lambda: len(self._tasks) <= 1)
 
     def owns(self, saga_id: str) -> bool:
-        return shard_of(saga_id, self.count) == self.index
+        """Whether ``saga_id`` is of this host's shard (none, for a host past the count:
+        one being stopped, or started by a caller whose count was stale)."""
+        return self.index < self.count and shard_of(saga_id, self.count) == self.index
 
     def resize(self, count: int) -> int:
         """The number of hosts changed (they follow the cluster): give up the sagas no

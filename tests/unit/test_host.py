@@ -211,3 +211,6 @@ def test_when_the_hosts_grow_a_saga_moves_to_its_new_shard_and_never_runs_on_two
     stale = SagaInstance(ORDER, snapshot, journal, gateway, clock=old._clock)
     with pytest.raises(JournalConflictError):
         asyncio.run(stale.run())
+    # a host past the count (being stopped, or started from a stale count) owns nothing
+    extra = SagaHost(2, 2, journal, gateway, clock=old._clock)
+    assert not any(extra.owns(i) for i in ids) and extra.recover() == 0
