@@ -149,6 +149,13 @@ def test_every_dashboard_query_returns_the_sagas_numbers(prometheus, make_harnes
     choreo = filled(next(e for t, e in queries() if t.startswith("Choreography")), ns)
     assert {w for (_, w) in by(query(prometheus, choreo), "saga_type", "what")} == {
         "delivered", "published"}
+    # the requests each participant's replica served (one replica each here)
+    served = ("sum by (participant, replica) (ray_saga_actors_participant_requests_total"
+              f'{{namespace="{ns}"}})')
+    replicas = poll(lambda: by(query(prometheus, served), "participant", "replica"),
+                    timeout_s=60, every_s=0.5, what="the participants' requests served")
+    assert {p for p, r in replicas if r == "0"} >= {"inventory", "payment", "shipping"}
+    assert all(n > 0 for n in replicas.values())
 
     # the timeline of a declined order, live and offline
     declined = second[2]
