@@ -233,6 +233,56 @@ def test_a_log_journaled_mid_compensation_by_an_older_version_is_undone_all_the_
     assert rec.compensated == old.completed[::-1]
 
 
+class ManualClock:
+    """Time moves only when the test moves it; a sleep waits for that."""
+
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.t + seconds
+        while self.t < until:
+            await asyncio.sleep(0.001)
+
+
+def test_a_joins_window_is_journaled_so_a_restart_does_not_reset_it():
+    """The capture window (60 s) counts from the join's first event, kept in the journal:
+    a bus that dies 40 s in and is rebuilt times the saga out 20 s later, not 60."""
+    from saga_actors.engine.choreography import ChoreographyInstance
+
+    k = kit(order_choreography_parallel(capture_window_s=60))
+    clock = k.clock = ManualClock()
+    asyncio.run(_admit_only(k, 40))
+
+    def fresh() -> ChoreographyInstance:
+        return ChoreographyInstance(k.saga, k.journal.load("o40"), k.journal, k._gateway,
+                                    clock=clock)
+
+    async def scenario():
+        first = asyncio.ensure_future(fresh().run())
+        while not [x for x in k.journal.load("o40").expects
+                   if x.waits_for == ["PaymentCaptured"]]:
+            await asyncio.sleep(0.001)
+        clock.t += 40
+        await asyncio.sleep(0.01)
+        first.cancel()  # the bus dies, 40 s into the window
+        again = asyncio.ensure_future(fresh().run())
+        await asyncio.sleep(0.01)
+        assert not again.done()
+        clock.t += 21  # 61 s from the first event, 21 since the restart
+        return await asyncio.wait_for(again, 5)
+
+    rec = asyncio.run(scenario())
+    assert rec.status is SagaStatus.FAILED
+    timed_out = next(e for e in rec.events if e.type == "PaymentNotCaptured")
+    first_event = min(e.at for e in rec.events if e.type in ("InventoryReserved",
+                                                             "PaymentAuthorized"))
+    assert 60 <= timed_out.at - first_event <= 62
+
+
 # --- events from outside ------------------------------------------------------------------
 
 
