@@ -41,6 +41,11 @@ def check_graph(c: Choreography) -> None:
 
 
 def _check_external(c: Choreography) -> None:
+    for model in c.events:
+        for name in ("external", "correlate_by"):
+            if name in model.model_fields:
+                raise ValueError(f"event {model.__name__!r} has a field {name!r}: to declare "
+                                 f"it, write `{name}: ClassVar[...] = ...` on the model")
     published = {e for r in c.reactions for e in r.emits()}
     fields = c.input_model.model_fields
     for event, field in c.external().items():

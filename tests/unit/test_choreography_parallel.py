@@ -468,6 +468,14 @@ def test_the_graph_check_of_events_from_outside():
                        "which must be a field of both 'Billed' and the start event"):
         build(a, Reaction(on_all=("A", "Billed"), participant="p", handler="ship",
                           publishes="Done"), extra=(Billed,))
+    class Hook(BaseModel):  # a field, not a ClassVar: said, not silently ignored
+        external: bool = True
+        order_id: str
+
+    with pytest.raises(SagaDefinitionError, match="event 'Hook' has a field 'external': to "
+                       "declare it, write `external: ClassVar"):
+        build(a, Reaction(on="A", participant="p", handler="ship", publishes="Done"),
+              extra=(Hook,))
     with pytest.raises(SagaDefinitionError, match="event 'Paid' is external, but a reaction "
                        "publishes it"):
         build(a.model_copy(update={"publishes": "Paid"}),
