@@ -57,6 +57,13 @@ def _check_external(c: Choreography) -> None:
         if event in c.completes_on or event in c.fails_on:
             raise ValueError(f"event {event!r} is external: a reaction must take it (it "
                              "cannot end the saga by itself)")
+        for r in c.reactions_on(event):
+            if r.deadline_s is not None and not r.on_all:
+                raise ValueError(
+                    f"reaction {r.name!r} reacts to {event!r}, an event from outside, with a "
+                    "deadline: it would count from the event's arrival. The window for an "
+                    f"event from outside is a join's: on_all=(<the event it follows>, "
+                    f"{event!r}), counted from the first")
         if field is not None and (field not in c.event_model(event).model_fields
                                   or field not in fields):
             raise ValueError(f"event {event!r} is correlated by {field!r}, which must be a "

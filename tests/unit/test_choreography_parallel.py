@@ -468,6 +468,13 @@ def test_the_graph_check_of_events_from_outside():
                        "which must be a field of both 'Billed' and the start event"):
         build(a, Reaction(on_all=("A", "Billed"), participant="p", handler="ship",
                           publishes="Done"), extra=(Billed,))
+    with pytest.raises(SagaDefinitionError, match="reaction 'ship' reacts to 'Paid', an event "
+                       "from outside, with a deadline"):
+        build(a, Reaction(on_all=("A", "Paid"), participant="p", handler="join_them",
+                          publishes="Done"),
+              Reaction(on="Paid", participant="p", handler="ship", publishes="Done",
+                       deadline_s=5, timeout_event="Done"))
+
     class Hook(BaseModel):  # a field, not a ClassVar: said, not silently ignored
         external: bool = True
         order_id: str
