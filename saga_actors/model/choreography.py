@@ -115,26 +115,34 @@ class Choreography(_Data):
     fails_on: tuple[str, ...] = Field((), description="A finished compensation: FAILED.")
     deadline_s: float | None = Field(None, gt=0, description="Whole-saga time limit.")
     placement: Literal["choreography"] = "choreography"
-    _external: dict[str, str | None] = PrivateAttr(default_factory=dict)
-    _on: dict[str, list[Reaction]] = PrivateAttr(default_factory=dict)
+    # indexes, made again when the definition is copied with other events or reactions
+    _index: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _graph(self) -> Choreography:
         from saga_actors.model.flow import check_graph
 
-        self._external = {m.__name__: getattr(m, "correlate_by", None) for m in self.events
-                          if getattr(m, "external", False) is True}
-        for r in self.reactions:
-            for event in r.triggers:
-                self._on.setdefault(event, []).append(r)
         check_graph(self)
         return self
+
+    def _indexes(self) -> tuple[dict[str, str | None], dict[str, list[Reaction]]]:
+        """(events from outside -> correlation field, event -> its reactions)."""
+        index = self._index
+        if index is None or index[0] is not self.events or index[1] is not self.reactions:
+            outside = {m.__name__: getattr(m, "correlate_by", None) for m in self.events
+                       if getattr(m, "external", False) is True}
+            on: dict[str, list[Reaction]] = {}
+            for r in self.reactions:
+                for event in r.triggers:
+                    on.setdefault(event, []).append(r)
+            index = self._index = (self.events, self.reactions, outside, on)
+        return index[2], index[3]
 
     @property
     def waits(self) -> bool:
         """Whether a saga of it can wait for something no reaction under way publishes: a
         join, or an event from outside."""
-        return bool(self._external) or any(r.on_all for r in self.reactions)
+        return bool(self._indexes()[0]) or any(r.on_all for r in self.reactions)
 
     # --- what the runtime and the bus ask ------------------------------------------
 
@@ -154,17 +162,17 @@ class Choreography(_Data):
 
     def reaction_on(self, event_type: str) -> Reaction | None:
         """The first reaction to ``event_type`` (alone or in a join), if any."""
-        found = self._on.get(event_type)
+        found = self._indexes()[1].get(event_type)
         return found[0] if found else None
 
     def reactions_on(self, event_type: str) -> list[Reaction]:
         """Every reaction that waits for ``event_type`` (a fan-out has several)."""
-        return list(self._on.get(event_type, ()))
+        return list(self._indexes()[1].get(event_type, ()))
 
     def external(self) -> dict[str, str | None]:
         """The events that enter a running saga from outside (their model says
         ``external = True``), each with the field it is correlated by, if any."""
-        return dict(self._external)
+        return dict(self._indexes()[0])
 
     def compensation_for(self, step: str, failure_event: str) -> Reaction | None:
         """The compensating reaction that undoes ``step`` after ``failure_event``: the one

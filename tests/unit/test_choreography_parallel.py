@@ -487,3 +487,13 @@ def test_the_graph_check_of_events_from_outside():
                        "publishes it"):
         build(a.model_copy(update={"publishes": "Paid"}),
               Reaction(on="Paid", participant="p", handler="ship", publishes="Done"))
+
+
+def test_a_copy_with_other_reactions_is_indexed_anew():
+    """model_copy(update=...) runs no validator: the reactions by event follow the copy."""
+    c = ORDER_CHOREOGRAPHY_PARALLEL
+    quick = tuple(r.model_copy(update={"deadline_s": 5.0}) if r.on_all else r
+                  for r in c.reactions)
+    copy = c.model_copy(update={"reactions": quick})
+    assert copy.reaction_on("PaymentCaptured").deadline_s == 5.0
+    assert c.reaction_on("PaymentCaptured").deadline_s == 900.0
