@@ -105,16 +105,12 @@ def waiting(c: Choreography, record: SagaRecord) -> list[Expect]:
 
 
 def data_of(events: list[BusEvent]) -> dict[str, Any]:
-    """Everything the saga knows: the payloads of its events, merged in order."""
+    """The payloads of ``events``, merged in order: what a reaction sees (a join: every one
+    of its events'); of the whole log, everything the saga knows."""
     out: dict[str, Any] = {}
     for e in events:
         out.update(e.payload)
     return out
-
-
-def merged(causes: list[BusEvent]) -> dict[str, Any]:
-    """What a reaction sees: its event's payload (a join: every one of its events')."""
-    return data_of(causes)
 
 
 def awaiting_text(c: Choreography, running: list[Reaction], expects: list[Expect]) -> str | None:

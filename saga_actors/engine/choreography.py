@@ -230,13 +230,16 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
                         "consumer": new.consumer},
                 **self._log_changes([*self.record.events, new]))
 
-    def _log_changes(self, events: list[BusEvent], **more: Any) -> dict[str, Any]:
+    def _log_changes(self, events: list[BusEvent], due: list | None = None,
+                     **more: Any) -> dict[str, Any]:
         """The record fields that go with a new log: what the saga now waits for (the
-        reactions under way or due, the joins and the events from outside)."""
+        reactions under way or ``due``, the joins and the events from outside)."""
         c = self.definition
         record = self.record.model_copy(update={"events": events, **more})  # (unvalidated)
+        if due is None:
+            due = bus_log.due(c, events, set(record.branches))
         running = [c.reaction(name) for name in record.branches]
-        running += [r for r, _ in bus_log.due(c, events, set(record.branches))]
+        running += [r for r, _ in due]
         if record.status is SagaStatus.COMPENSATING:
             running = []
         expects = bus_log.waiting(c, record) if c.waits else []
@@ -248,7 +251,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         """Publish the event a reaction leads to; False if its output is invalid (parked)."""
         rec, c = self.record, self.definition
         forward = reaction.kind == "action"
-        seen = bus_log.merged(causes) if forward else bus_log.data_of(rec.events)
+        seen = bus_log.data_of(causes) if forward else bus_log.data_of(rec.events)
         clash = sorted(set(output) & set(seen)) if forward else []
         payload = {**seen, **output}
         try:
@@ -288,7 +291,7 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
                        failure.error, event_type)
         uncertain = [s for s in rec.uncertain if s != reaction.step]
         todo = self._undo_order(event_type, uncertain)
-        payload = {**bus_log.merged(causes),
+        payload = {**bus_log.data_of(causes),
                    "failure": {"step": reaction.step, "error": failure.error,
                                "error_type": failure.error_type}}
         await self._publish(causes, reaction, event_type, payload, outcome="failed",
@@ -339,20 +342,20 @@ class ChoreographyInstance(ReactionCalls, JournaledRun):
         status = changes.pop("status", None) or (
             SagaStatus.COMPENSATING if rec.status is SagaStatus.COMPENSATING
             else SagaStatus.PENDING)
+        events = [*rec.events, new]
+        branches = changes.get("branches", rec.branches)
+        due = bus_log.due(c, events, set(branches))
         # an event that something reacts to is journaled with that delivery's first write:
         # nothing acts on it before then, and a crash before it redelivers its cause
         await self._commit(
             Event.EVENT_PUBLISHED, step=reaction.step, status=status,
-            defer=status is SagaStatus.PENDING and any(
-                event_type in r.triggers for r, _ in bus_log.due(c, [*rec.events, new],
-                                                               set(rec.branches))),
-            data=bus_log.data_of([*rec.events, new]),
-            **where_fields(changes.get("branches", rec.branches)),
+            defer=status is SagaStatus.PENDING and any(event_type in r.triggers
+                                                       for r, _ in due),
+            data=bus_log.data_of(events), **where_fields(branches),
             detail={"event": event_type, "event_id": new.id, "causation_id": cause_id,
                     "producer": new.producer, "consumer": new.consumer,
                     "phase": reaction.kind, "outcome": outcome, **(detail_more or {})},
-            **self._log_changes([*rec.events, new], status=status, **{
-                k: v for k, v in changes.items() if k == "branches"}),
+            **self._log_changes(events, due, status=status, branches=branches),
             **changes)
 
     # --- helpers --------------------------------------------------------------------

@@ -86,7 +86,7 @@ class ReactionCalls:
                        deadline: float | None) -> Outcome:
         rec = self.record
         data = (bus_log.data_of(rec.events) if reaction.kind == "compensation"
-                else bus_log.merged(causes))
+                else bus_log.data_of(causes))
         request = StepRequest.model_construct(
             saga_id=rec.saga_id, saga_type=rec.saga_type, version=rec.version,
             step=reaction.step, kind=reaction.kind, method=reaction.handler, attempt=attempt,

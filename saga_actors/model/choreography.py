@@ -125,8 +125,9 @@ class Choreography(_Data):
         check_graph(self)
         return self
 
-    def _indexes(self) -> tuple[dict[str, str | None], dict[str, list[Reaction]]]:
-        """(events from outside -> correlation field, event -> its reactions)."""
+    def _indexes(self) -> tuple[dict[str, str | None], dict[str, list[Reaction]], bool]:
+        """(events from outside -> correlation field, event -> its reactions, whether it
+        waits: :attr:`waits`)."""
         index = self._index
         if index is None or index[0] is not self.events or index[1] is not self.reactions:
             outside = {m.__name__: getattr(m, "correlate_by", None) for m in self.events
@@ -135,14 +136,15 @@ class Choreography(_Data):
             for r in self.reactions:
                 for event in r.triggers:
                     on.setdefault(event, []).append(r)
-            index = self._index = (self.events, self.reactions, outside, on)
-        return index[2], index[3]
+            waits = bool(outside) or any(r.on_all for r in self.reactions)
+            index = self._index = (self.events, self.reactions, outside, on, waits)
+        return index[2], index[3], index[4]
 
     @property
     def waits(self) -> bool:
         """Whether a saga of it can wait for something no reaction under way publishes: a
         join, or an event from outside."""
-        return bool(self._indexes()[0]) or any(r.on_all for r in self.reactions)
+        return self._indexes()[2]
 
     # --- what the runtime and the bus ask ------------------------------------------
 
