@@ -167,11 +167,7 @@ def cancel(cluster: Cluster, saga_id: str, reason: str) -> None:
 @click.pass_obj
 def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str | None) -> None:
     """Send the signal NAME to a saga waiting for it (or that will)."""
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
-    out(actions.signal(cluster, saga_id, name, payload, signal_id))
+    out(actions.signal(cluster, saga_id, name, _json_data(data), signal_id))
 
 
 @main.command()
@@ -190,12 +186,16 @@ def signal(cluster: Cluster, saga_id: str, name: str, data: str, signal_id: str 
 def publish(cluster: Cluster, choreography: str, event: str, data: str, saga_id: str | None,
             event_id: str | None, version: int | None) -> None:
     """Send EVENT from outside into a running saga of CHOREOGRAPHY (a webhook's event)."""
+    out(actions.publish(cluster, choreography, event, _json_data(data), saga_id=saga_id,
+                        event_id=event_id, version=version))
+
+
+def _json_data(data: str) -> Any:
+    """The payload of a --data option; not JSON is said for that option."""
     try:
-        payload = json.loads(data)
+        return json.loads(data)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
-    out(actions.publish(cluster, choreography, event, payload, saga_id=saga_id,
-                        event_id=event_id, version=version))
 
 
 @main.command()
