@@ -21,19 +21,18 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from examples.order_fulfillment import OrderInput, sample_input
+from examples.order_choreography import (  # the events the chained order has too
+    Failure,
+    InventoryFailed,
+    InventoryReleased,
+    InventoryReserved,
+    OrderCreated,
+)
+from examples.order_fulfillment import sample_input
 from participants.inventory import Inventory
 from participants.payment import Payment
 from participants.shipping import Shipping
 from saga_actors import Choreography, Reaction, RetryPolicy
-
-
-class OrderCreated(OrderInput):
-    """A customer placed an order: the saga's input."""
-
-
-class InventoryReserved(OrderCreated):
-    reservation_id: str
 
 
 class PaymentAuthorized(OrderCreated):
@@ -58,15 +57,6 @@ class ShipmentCreated(OrderCreated):
     tracking: str
 
 
-class Failure(BaseModel):
-    step: str
-    error: str
-
-
-class InventoryFailed(OrderCreated):
-    failure: Failure
-
-
 class PaymentFailed(OrderCreated):
     failure: Failure
 
@@ -77,10 +67,6 @@ class ShipmentFailed(OrderCreated):
 
 class PaymentNotCaptured(OrderCreated):
     failure: Failure
-
-
-class InventoryReleased(OrderCreated):
-    released: int
 
 
 class PaymentRefunded(OrderCreated):
