@@ -161,22 +161,19 @@ def deploy_participants(
     ``faults`` by participant name; ``index(name)``: each one's place among the runtime's
     participants. Returns the first replica's actor by participant name."""
     faults = faults or {}
-    started: dict[str, list[Any]] = {}
+    started: list[tuple[type[Participant], str, dict[str, Any], list[Any]]] = []
     for cls in classes:
         name = _name_of(cls)
         options = placement_of(cls, {})
         check_placeable(name, options)
-        started[name] = [_start_participant(cls, config, name, faults.get(name), {},
-                                            index(name), replica=i, options=options)
-                         for i in range(max(1, cls.replicas))]
-    for cls in classes:
-        name = _name_of(cls)
-        _wait_serving(name, {a: faults.get(name) for a in started[name]},
-                      patient=not placement_of(cls, {}))
-    for cls in classes:
-        name = _name_of(cls)
-        _write_down(config, cls, name, len(started[name]), {}, placement_of(cls, {}))
-    return {name: actors[0] for name, actors in started.items()}
+        started.append((cls, name, options, [
+            _start_participant(cls, config, name, faults.get(name), {}, index(name),
+                               replica=i, options=options)
+            for i in range(max(1, cls.replicas))]))
+    for cls, name, options, actors in started:
+        _wait_serving(name, {a: faults.get(name) for a in actors}, patient=not options)
+        _write_down(config, cls, name, len(actors), {}, options)
+    return {name: actors[0] for _, name, _, actors in started}
 
 
 def scale_participant(config: RuntimeConfig | str, name: str, replicas: int,
