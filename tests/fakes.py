@@ -150,6 +150,9 @@ class FakeFleet:
     async def ensure_hosted(self, saga_ids, placement="hosted"):
         pass
 
+    async def follow_cluster(self):
+        return None  # a fixed number of hosts
+
     async def hosted(self, saga_id, method, *args, placement="hosted"):
         return "no host in this fake" if method == "cancel" else None
 

@@ -148,9 +148,7 @@ class Supervisor(Deliveries):
         """Check every live saga; start queued ones while there are free slots."""
         now = self._clock.now()
         if self._ticks % self.settings.hosted_check_every == 0:
-            follow = getattr(self._fleet, "follow_cluster", None)  # hosts="auto"
-            if follow is not None:
-                await follow()
+            await self._fleet.follow_cluster()  # hosts="auto": as many hosts as the nodes
             await self._check_hosted(now)
         self._ticks += 1
         waiting = []
