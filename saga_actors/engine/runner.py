@@ -235,11 +235,8 @@ class JournaledRun:
         )
         self._held.append(transition)
         self.record = new
-        if defer:
-            return
-        held, self._held = self._held, []
-        await self._journal.write(new, *held)
-        self._notify(new, held)
+        if not defer:
+            await self._flush()
 
     def _at(self, point: str) -> None:
         """A crash point (``<step>:<kind>:sent|replied``): the test kit may crash here."""
@@ -247,8 +244,9 @@ class JournaledRun:
             self._fault_point(self.record.saga_id, point)
 
     async def _flush(self) -> None:
-        """Journal the transitions held back (``defer``) now: before a wait of unknown
-        length, so that what the saga has is seen while it waits."""
+        """Journal the record with the transitions held back (``defer``) and the last one:
+        at each commit, and before a wait of unknown length, so that what the saga has is
+        seen while it waits."""
         if self._held:
             held, self._held = self._held, []
             await self._journal.write(self.record, *held)
