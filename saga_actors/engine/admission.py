@@ -11,13 +11,17 @@ from typing import Any
 from pydantic import SecretBytes, SecretStr, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from saga_actors.constants import POOLED
 from saga_actors.engine.choreography import start_event
 from saga_actors.errors import SagaConflictError, SagaInputError
 from saga_actors.journal.base import Journal
 from saga_actors.model.choreography import Choreography
 from saga_actors.model.definition import Saga, StepKind
 from saga_actors.model.messages import MAX_PAYLOAD_BYTES, NotJSONError, encode_json
-from saga_actors.model.records import SagaRecord, first_transition
+from saga_actors.engine.transitions import prepare
+from saga_actors.model.events import Event
+from saga_actors.model.records import SagaRecord, first_transitions
+from saga_actors.model.state import SagaStatus
 from saga_actors.model.shapes import shape_hash
 from saga_actors.model.validation import validation_brief
 
@@ -71,19 +75,39 @@ def build_record(
     )
 
 
+def opened(definition: Saga | Choreography, record: SagaRecord) -> SagaRecord:
+    """A new hosted saga's record with its first action already sent, when its first step
+    is a participant's action (not a group, a child or a wait): journaled at admission in
+    the same write as the start, so the host sends that action at once, as the resend of a
+    journaled attempt (same attempt, same key), with no write of its own before it. Any
+    other saga's record is returned as it is (a dedicated saga may wait for a free slot:
+    until its actor runs, it says so, STARTED)."""
+    if (not isinstance(definition, Saga) or record.seq != 0 or record.parent_id
+            or record.placement not in POOLED):
+        return record
+    group = definition.steps_at(0)
+    step = group[0] if len(group) == 1 else None
+    if step is None or step.group or step.child or step.signal:
+        return record
+    sent, _ = prepare(record, Event.ACTION_SENT, now=record.created_at, step=step.name,
+                      step_attempt=1, status=SagaStatus.PENDING, current_step=step.name,
+                      phase="action", attempt=1, in_flight=True, wait_until=None)
+    return sent
+
+
 def admit(journal: Journal, record: SagaRecord) -> SagaRecord:
     """Journal a new saga; an existing saga with the same id and input is returned instead.
 
     Raises :class:`SagaConflictError` when the id is taken by another type or input.
     """
-    if journal.create(record, first_transition(record)):
+    if journal.create(record, *first_transitions(record)):
         return record
     return _existing(journal, record)
 
 
 async def admit_async(journal: Journal, record: SagaRecord) -> SagaRecord:
     """:func:`admit`, with the journal write group-committed."""
-    if await journal.create_async(record, first_transition(record)):
+    if await journal.create_async(record, *first_transitions(record)):
         return record
     return _existing(journal, record)
 

@@ -25,7 +25,7 @@ from saga_actors.journal.base import Journal
 from saga_actors.model.definition import RetryPolicy
 from saga_actors.model.events import Event
 from saga_actors.model.messages import StepReply, StepRequest
-from saga_actors.model.records import SagaRecord, Transition, first_transition
+from saga_actors.model.records import SagaRecord, Transition, first_transitions
 from saga_actors.model.state import SagaStatus
 
 
@@ -90,6 +90,7 @@ class JournaledRun:
         rng: random.Random | None = None,
         on_transition: TransitionListener | None = None,
         fault_point: FaultPoint | None = None,
+        admitted: bool = False,
     ) -> None:
         if record.saga_type != definition.name:
             raise ValueError(f"record is a {record.saga_type!r} saga, not {definition.name!r}")
@@ -106,6 +107,10 @@ class JournaledRun:
         self._calls: set[asyncio.Future] = set()  # action calls under way (a halt stops them)
         self._stop_branches: str | None = None  # set while a failed branch stops the others
         self._served_by: dict[tuple[str, str], int] = {}  # (step, kind) -> replica, till journaled
+        # nothing journaled since its admission (``admitted``: the caller just journaled
+        # it, with its first send, if any: that send goes out as a resend, and no resume
+        # is journaled first)
+        self._admitted = record.seq == 0 or (admitted and record.seq == 1)
 
     @property
     def saga_id(self) -> str:
@@ -114,11 +119,13 @@ class JournaledRun:
     async def run(self) -> SagaRecord:
         """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
-            if self.record.seq == 0:
-                # its start was journaled at admission, not here: listeners (the registry's
-                # counters) hear of it now
-                self._notify(self.record, [first_transition(self.record)])
-            if self.record.seq > 0 and not self.record.status.terminal:
+            rec = self.record
+            unrun = rec.seq == 0 or (rec.seq == 1 and rec.updated_at == rec.created_at)
+            if self._admitted or unrun:
+                # its start (and its first send) was journaled at admission, not here, and
+                # nothing since: listeners (the registry's counters) hear of it now
+                self._notify(rec, first_transitions(rec))
+            if not self._admitted and not rec.status.terminal:
                 # Picked up after a crash or a restart: say so, and restart the stall clock.
                 await self._commit(Event.RESUMED, detail={"in_flight": self.record.in_flight},
                                    waiting_for=None)
@@ -323,8 +330,9 @@ class JournaledRun:
             if stopped is not None:
                 return {}, stopped
             if resend:
-                logger.info("re-sending {} {} attempt {} after a restart", call.kind,
-                            call.step, attempt)
+                if not self._admitted:  # (admission journals a first send: not a restart)
+                    logger.info("re-sending {} {} attempt {} after a restart", call.kind,
+                                call.step, attempt)
             else:
                 attempt += 1
                 await self._commit(

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from saga_actors.engine.admission import build_record
+from saga_actors.engine.admission import build_record, opened
 from saga_actors.errors import (
     InvalidSagaIdError,
     SagaDefinitionError,
@@ -92,9 +92,10 @@ def start_record(saga: Saga | Choreography, payload: Any, saga_id: str | None,
                  placement: str | None, *, lookup: Lookup, now: float,
                  definition_ref: str | None = None,
                  max_bytes: int | None = None) -> tuple[SagaRecord, dict[str, Saga]]:
-    """The record a new saga is journaled with, and the child saga types it runs (their
-    versions pinned in the record), once every check passed; raises the first that fails
-    (the input's :class:`SagaInputError` included)."""
+    """The record a new saga is journaled with (its first action sent, when it opens with
+    one: :func:`~saga_actors.engine.admission.opened`), and the child saga types it runs
+    (their versions pinned in the record), once every check passed; raises the first that
+    fails (the input's :class:`SagaInputError` included)."""
     saga_id = saga_id_for(saga, saga_id)
     placement = placement_for(saga, placement)
     options = {} if max_bytes is None else {"max_bytes": max_bytes}
@@ -104,4 +105,4 @@ def start_record(saga: Saga | Choreography, payload: Any, saga_id: str | None,
     if children:  # the versions its child steps run are pinned with it
         record = record.model_copy(update={"child_versions": {
             name: child.version for name, child in children.items()}})
-    return record, children
+    return opened(saga, record), children

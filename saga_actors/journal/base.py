@@ -28,16 +28,18 @@ class Journal(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    def create(self, record: SagaRecord, transition: Transition) -> bool:
-        """Store a new saga atomically; ``False`` (and nothing written) if the id exists."""
+    def create(self, record: SagaRecord, *transitions: Transition) -> bool:
+        """Store a new saga with its first ``transitions``, atomically; ``False`` (and
+        nothing written) if the id exists."""
 
-    def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
-        """:meth:`create` for many sagas; backends make it one transaction."""
-        return [self.create(record, transition) for record, transition in pairs]
+    def create_many(self, created: list[tuple]) -> list[bool]:
+        """:meth:`create` for many sagas (each ``(record, *transitions)``); backends make
+        it one transaction."""
+        return [self.create(record, *transitions) for record, *transitions in created]
 
-    async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
+    async def create_async(self, record: SagaRecord, *transitions: Transition) -> bool:
         """:meth:`create`, awaitable; group-committing backends batch it with others."""
-        return self.create(record, transition)
+        return self.create(record, *transitions)
 
     @abc.abstractmethod
     def commit(self, record: SagaRecord, *transitions: Transition) -> None:

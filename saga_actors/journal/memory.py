@@ -23,13 +23,13 @@ class MemoryJournal(Journal):
             self._records, self._history = _STORES.setdefault(url, ({}, {}))
             self._signals = _SIGNALS.setdefault(url, {})
 
-    def create(self, record: SagaRecord, transition: Transition) -> bool:
-        rec_json, tr_json = record.model_dump_json(), transition.model_dump_json()
+    def create(self, record: SagaRecord, *transitions: Transition) -> bool:
+        rec_json, tr_json = record.model_dump_json(), [t.model_dump_json() for t in transitions]
         with _LOCK:
             if record.saga_id in self._records:
                 return False
             self._records[record.saga_id] = rec_json
-            self._history[record.saga_id] = [tr_json]
+            self._history[record.saga_id] = tr_json
         return True
 
     def commit(self, record: SagaRecord, *transitions: Transition) -> None:

@@ -163,15 +163,15 @@ class PostgresJournal(GroupCommitted, Journal):
         except psycopg.Error as exc:
             raise JournalError(self.url, f"write failed: {_explain(exc)}") from None
 
-    def create(self, record: SagaRecord, transition: Transition) -> bool:
-        return self.create_many([(record, transition)])[0]
+    def create(self, record: SagaRecord, *transitions: Transition) -> bool:
+        return self.create_many([(record, *transitions)])[0]
 
-    def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
-        rows = [create_args(r, t) for r, t in pairs]
+    def create_many(self, created: list[tuple]) -> list[bool]:
+        rows = [create_args(r, ts) for r, *ts in created]
         return self._write(lambda db: [self._apply_create(db, row) for row in rows])
 
-    async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
-        return await self._grouped(self._apply_create, create_args(record, transition))
+    async def create_async(self, record: SagaRecord, *transitions: Transition) -> bool:
+        return await self._grouped(self._apply_create, create_args(record, transitions))
 
     def commit(self, record: SagaRecord, *transitions: Transition) -> None:
         args = commit_args(record, transitions)
@@ -186,7 +186,8 @@ class PostgresJournal(GroupCommitted, Journal):
         row, first = args
         created = db.execute(self._q["create"], row).rowcount == 1
         if created:
-            db.execute(self._q["append"], first)
+            with db.cursor() as cur:
+                cur.executemany(self._q["append"], first)
         return created
 
     def _apply_commit(self, db: psycopg.Connection, args: CommitArgs) -> bool:

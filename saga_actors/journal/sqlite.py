@@ -179,15 +179,15 @@ class SqliteJournal(GroupCommitted, Journal):
             except sqlite3.DatabaseError as exc:
                 raise JournalError(self.url, f"write failed: {explain(self.path, exc)}") from None
 
-    def create(self, record: SagaRecord, transition: Transition) -> bool:
-        return self.create_many([(record, transition)])[0]
+    def create(self, record: SagaRecord, *transitions: Transition) -> bool:
+        return self.create_many([(record, *transitions)])[0]
 
-    def create_many(self, pairs: list[tuple[SagaRecord, Transition]]) -> list[bool]:
-        rows = [create_args(r, t) for r, t in pairs]
+    def create_many(self, created: list[tuple]) -> list[bool]:
+        rows = [create_args(r, ts) for r, *ts in created]
         return self._write(lambda: [_apply_create(self._db, row) for row in rows])
 
-    async def create_async(self, record: SagaRecord, transition: Transition) -> bool:
-        return await self._grouped(_apply_create, create_args(record, transition))
+    async def create_async(self, record: SagaRecord, *transitions: Transition) -> bool:
+        return await self._grouped(_apply_create, create_args(record, transitions))
 
     def commit(self, record: SagaRecord, *transitions: Transition) -> None:
         args = commit_args(record, transitions)
@@ -350,7 +350,7 @@ def _apply_create(db: sqlite3.Connection, args: CreateArgs) -> bool:
     saga, first = args
     cur = db.execute("INSERT OR IGNORE INTO sagas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", saga)
     if cur.rowcount:
-        db.execute("INSERT INTO transitions VALUES (?, ?, ?)", first)
+        db.executemany("INSERT INTO transitions VALUES (?, ?, ?)", first)
     return bool(cur.rowcount)
 
 

@@ -20,7 +20,7 @@ from saga_actors.journal.base import JournalConflictError
 from saga_actors.model.records import SagaRecord, Transition
 
 CommitArgs = tuple[tuple, list[tuple]]
-CreateArgs = tuple[tuple, tuple]
+CreateArgs = tuple[tuple, list[tuple]]
 
 
 def row(record: SagaRecord) -> tuple:
@@ -29,9 +29,9 @@ def row(record: SagaRecord) -> tuple:
             record.seq, record.created_at, record.updated_at, record.model_dump_json())
 
 
-def create_args(record: SagaRecord, transition: Transition) -> CreateArgs:
-    """A new saga's row and its first transition's row."""
-    return row(record), (transition.saga_id, transition.seq, transition.model_dump_json())
+def create_args(record: SagaRecord, transitions: tuple[Transition, ...]) -> CreateArgs:
+    """A new saga's row and its first transitions' rows."""
+    return row(record), [(t.saga_id, t.seq, t.model_dump_json()) for t in transitions]
 
 
 def commit_args(record: SagaRecord, transitions: tuple[Transition, ...]) -> CommitArgs:

@@ -213,6 +213,17 @@ def runner_name(record: SagaRecord, hosts: int) -> str:
     return saga_actor_name(root)
 
 
+def first_transitions(record: SagaRecord) -> list[Transition]:
+    """The transitions journaled with a new saga: its start, and when the record opens with
+    its first action sent (:func:`~saga_actors.engine.admission.opened`), that send."""
+    first = first_transition(record)
+    if record.seq == 0:
+        return [first]
+    return [first, Transition.model_construct(
+        saga_id=record.saga_id, seq=1, at=record.created_at, event=Event.ACTION_SENT,
+        status=record.status, step=record.current_step, attempt=1, detail={})]
+
+
 def first_transition(record: SagaRecord) -> Transition:
     """The ``saga_started`` transition journaled with a new saga."""
     return Transition(

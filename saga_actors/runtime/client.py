@@ -25,7 +25,7 @@ from saga_actors.errors import (
 from saga_actors.journal import open_journal
 from saga_actors.model.choreography import Choreography
 from saga_actors.model.definition import Saga
-from saga_actors.model.records import SagaRecord, first_transition, runner_name
+from saga_actors.model.records import SagaRecord, first_transitions, runner_name
 from saga_actors.participant.base import Participant
 from saga_actors.participant.stores import check_reachable as check_store_reachable
 from saga_actors.ray import calls
@@ -51,7 +51,7 @@ from saga_actors.services.host import by_shard, shard_of
 
 def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
     """A just-journaled record, handed to its host to save it a journal read."""
-    return [record.model_dump(mode="json")] if record.seq == 0 else None
+    return [record.model_dump(mode="json")] if record.seq <= 1 else None
 
 
 class SagaRuntime(QueriesAndActions):
@@ -295,7 +295,7 @@ class SagaRuntime(QueriesAndActions):
         existing = {r.saga_id: admitted_before(self.journal, r) for _, r in prepared
                     if saga_ids is not None}  # raises SagaConflictError before any write
         fresh = [r for _, r in prepared if existing.get(r.saga_id) is None]
-        self.journal.create_many([(r, first_transition(r)) for r in fresh])
+        self.journal.create_many([(r, *first_transitions(r)) for r in fresh])
         records = [existing.get(r.saga_id) or r for _, r in prepared]
         for placement in POOLED:
             pooled = [r for r in records if r.placement == placement and not r.status.terminal]

@@ -123,7 +123,7 @@ class SagaHost:
                 self._ensure(record)
         return len(missing)
 
-    def _ensure(self, record: SagaRecord) -> asyncio.Task | None:
+    def _ensure(self, record: SagaRecord, *, admitted: bool = False) -> asyncio.Task | None:
         task = self._tasks.get(record.saga_id)
         if task is not None or record.status.terminal or record.parent_id:
             return task  # a child saga runs inside its parent's instance
@@ -142,7 +142,7 @@ class SagaHost:
             make, options = SagaInstance, {"definitions": self.definitions}
         instance = make(definition, record, self._journal, self._gateway,
                         clock=self._clock, on_transition=self._on_transition,
-                        fault_point=self._fault_point, **options)
+                        fault_point=self._fault_point, admitted=admitted, **options)
         task = asyncio.ensure_future(self._drive(instance))
         self._tasks[record.saga_id] = task
         self._instances[record.saga_id] = instance
@@ -192,17 +192,16 @@ class SagaHost:
         ``admitted`` is the record the caller just journaled (it saves a read); without it
         the record comes from the journal.
         """
-        if admitted is not None and saga_id not in self._tasks:
-            record = SagaRecord.model_validate(admitted)
-        else:
-            record = self._journal.load(saga_id)
+        fresh = admitted is not None and saga_id not in self._tasks
+        record = SagaRecord.model_validate(admitted) if fresh else self._journal.load(saga_id)
         if record is None:
             raise SagaNotFoundError(saga_id)
         while record.parent_id and not record.status.terminal:  # its parent runs it
             await self._clock.sleep(RESTART_POLL_S)
             record = self._journal.load(saga_id) or record
         while True:
-            task = self._ensure(record)
+            task = self._ensure(record, admitted=fresh)
+            fresh = False
             if task is None:
                 return record.status.value
             status = await asyncio.shield(task)
@@ -217,8 +216,10 @@ class SagaHost:
     def start(self, saga_ids: list[str], admitted: list[dict[str, Any]] | None = None) -> int:
         """Start sagas here without keeping a call open per saga (each pending Ray call
         costs the host ~55 KB); :meth:`wait` collects their outcomes. Returns how many."""
-        records = ([SagaRecord.model_validate(a) for a in admitted] if admitted
-                   else [self._journal.load(i) for i in saga_ids])
+        if admitted:
+            return sum(self._ensure(SagaRecord.model_validate(a), admitted=True) is not None
+                       for a in admitted)
+        records = [self._journal.load(i) for i in saga_ids]
         return sum(self._ensure(r) is not None for r in records if r is not None)
 
     async def wait(self, saga_ids: list[str]) -> list[str]:

@@ -183,8 +183,10 @@ class SagaTestKit:
             self.signal(saga_id, name, data)
         for event_type, data in events:
             self.publish(event_type, data, saga_id=saga_id)
+        admitted = True  # the first instance runs the saga as admitted; later ones resume
         while True:
-            instance = self._instance(saga_id)
+            instance = self._instance(saga_id, admitted=admitted)
+            admitted = False
             self._running[saga_id] = instance
             try:
                 return await instance.run()
@@ -243,9 +245,10 @@ class SagaTestKit:
 
     # --- inside -------------------------------------------------------------------------
 
-    def _instance(self, saga_id: str) -> SagaInstance | ChoreographyInstance:
+    def _instance(self, saga_id: str, *,
+                  admitted: bool = False) -> SagaInstance | ChoreographyInstance:
         options = {"clock": self.clock, "rng": random.Random(0),
-                   "fault_point": self._crash_point}
+                   "fault_point": self._crash_point, "admitted": admitted}
         record = self.journal.load(saga_id)
         if isinstance(self.saga, Choreography):
             return ChoreographyInstance(self.saga, record, self.journal, self._gateway,

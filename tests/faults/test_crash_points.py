@@ -16,7 +16,10 @@ from saga_actors.testing import Fault
 
 pytestmark = pytest.mark.ray
 
-POINTS = ("process_payment:action:sent", "process_payment:action:replied",
+# the first action is journaled as sent at admission: the process dies once it applied,
+# before anything else was journaled
+POINTS = ("reserve_inventory:action:replied",
+          "process_payment:action:sent", "process_payment:action:replied",
           "reserve_inventory:compensation:sent", "reserve_inventory:compensation:replied")
 
 
@@ -39,7 +42,7 @@ def test_crashes_between_journal_and_participant_apply_each_effect_once(make_har
     # every point really was hit: the successful saga at the payment, the failed one at
     # both payment points and both compensation points
     assert sorted(p.name for p in crashed.iterdir()) == sorted(
-        [f"{ok}@{p}" for p in POINTS[:2]] + [f"{failed}@{p}" for p in POINTS])
+        [f"{ok}@{p}" for p in POINTS[:3]] + [f"{failed}@{p}" for p in POINTS])
     for saga_id, expected in [
         (ok, ["inventory.reserve_inventory", "payment.process_payment",
               "shipping.create_shipment"]),
@@ -53,3 +56,11 @@ def test_crashes_between_journal_and_participant_apply_each_effect_once(make_har
     sent = [t.attempt for t in rt.history(ok)
             if t.event == "action_sent" and t.step == "process_payment"]
     assert sent == [1]
+    # a hosted saga's first action: sent once, journaled at admission, and sent again
+    # after the crash without a new attempt
+    history = [(t.event, t.step, t.attempt) for t in rt.history(ok)]
+    if placement == "hosted":
+        assert history[:3] == [("saga_started", None, 0),
+                               ("action_sent", "reserve_inventory", 1),
+                               ("resumed", "reserve_inventory", 1)]
+    assert [a for e, s, a in history if (e, s) == ("action_sent", "reserve_inventory")] == [1]
