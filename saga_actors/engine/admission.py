@@ -13,16 +13,16 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from saga_actors.constants import POOLED
 from saga_actors.engine.choreography import start_event
+from saga_actors.engine.transitions import prepare
 from saga_actors.errors import SagaConflictError, SagaInputError
 from saga_actors.journal.base import Journal
 from saga_actors.model.choreography import Choreography
 from saga_actors.model.definition import Saga, StepKind
-from saga_actors.model.messages import MAX_PAYLOAD_BYTES, NotJSONError, encode_json
-from saga_actors.engine.transitions import prepare
 from saga_actors.model.events import Event
+from saga_actors.model.messages import MAX_PAYLOAD_BYTES, NotJSONError, encode_json
 from saga_actors.model.records import SagaRecord, first_transitions
-from saga_actors.model.state import SagaStatus
 from saga_actors.model.shapes import shape_hash
+from saga_actors.model.state import SagaStatus
 from saga_actors.model.validation import validation_brief
 
 

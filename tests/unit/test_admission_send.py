@@ -15,12 +15,12 @@ import pytest
 
 from examples.order_fulfillment import ORDER_FULFILLMENT, PARTICIPANTS, sample_input
 from saga_actors import SagaStatus
-from saga_actors.testing.testkit import FakeClock
 from saga_actors.engine.admission import admit
 from saga_actors.engine.orchestration import SagaInstance
 from saga_actors.engine.startable import start_record
 from saga_actors.journal import open_journal
 from saga_actors.model.messages import StepRequest
+from saga_actors.testing.testkit import FakeClock
 
 
 class InProcess:
