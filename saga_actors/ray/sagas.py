@@ -185,6 +185,11 @@ class SagaHostImpl:
         """Terminal statuses of these sagas, once all have ended."""
         return await self.host.wait(saga_ids)
 
+    async def ended(self, epoch: str | None, cursor: int,
+                    wait_s: float) -> tuple[str, int, list[tuple[str, str]]]:
+        """Sagas that ended here since ``cursor`` (a long poll: :class:`EndedLog`)."""
+        return await self.host.ended.since(epoch, cursor, wait_s)
+
     async def ensure(self, saga_ids: list[str]) -> int:
         return self.host.ensure(saga_ids)
 

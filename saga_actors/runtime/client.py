@@ -10,10 +10,7 @@ from typing import Any
 from loguru import logger
 
 from saga_actors.config import RuntimeConfig
-from saga_actors.constants import (
-    POOLED,
-    pool_actor_name,
-)
+from saga_actors.constants import POOLED, pool_actor_name
 from saga_actors.engine.admission import admit, admit_async, admitted_before
 from saga_actors.engine.startable import start_record
 from saga_actors.errors import (
@@ -45,6 +42,7 @@ from saga_actors.ray.participants import (
 from saga_actors.ray.sagas import saga_hosts
 from saga_actors.ray.services import ensure_services
 from saga_actors.runtime.definitions import RuntimeDefinitions
+from saga_actors.runtime.executions import Executions
 from saga_actors.runtime.queries import QueriesAndActions
 from saga_actors.services.host import by_shard, shard_of
 
@@ -90,6 +88,9 @@ class SagaRuntime(QueriesAndActions):
         self._deployed: dict[str, int] = {}  # participant name -> its place, to spread them
         self._registered: set[tuple[str, str]] = set()
         self._executing = 0  # execute() calls under way: one alone commits its start at once
+        self._executions = Executions(
+            lambda key: self._pool(key[0])[key[1]], lambda p: self._pools.pop(p, None),
+            lambda saga_id: self.get(saga_id).status.terminal)
         self.journal.write_alone_when(lambda: self._executing <= 1)
         for saga in sagas:
             self.register(saga)
@@ -367,12 +368,15 @@ class SagaRuntime(QueriesAndActions):
             record = await admit_async(self.journal, record)
             saga_id = record.saga_id
             if record.placement in POOLED and not record.status.terminal:
-                try:  # the host answers when the saga ends: no polling while it runs
-                    admitted = _admitted(record)
-                    await self._host_of(saga_id, record.placement).run.remote(
-                        saga_id, admitted and admitted[0])
-                except calls.RayError:
-                    self._pools.pop(record.placement, None)  # its host died: look it up again
+                if self._executing > 1:  # many at once: started in bulk, their ends polled
+                    shard = shard_of(saga_id, current_hosts(self.config))
+                    await self._executions.run((record.placement, shard), record)
+                else:  # the host answers when the saga ends: no polling while it runs
+                    try:
+                        await self._host_of(saga_id, record.placement).run.remote(
+                            saga_id, (_admitted(record) or [None])[0])
+                    except calls.RayError:  # its host died: look it up again
+                        self._pools.pop(record.placement, None)
             else:
                 self._launch(saga, record)
             # the journal says how it ended (the supervisor recovers a lost host's sagas)
@@ -384,6 +388,7 @@ class SagaRuntime(QueriesAndActions):
 
     def close(self) -> None:
         """Close the journal connection (Ray stays up, and so do the sagas)."""
+        self._executions.close()
         self.journal.close()
 
     def __enter__(self) -> SagaRuntime:

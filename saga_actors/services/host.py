@@ -28,6 +28,7 @@ from saga_actors.model.choreography import Choreography
 from saga_actors.model.events import Event
 from saga_actors.model.records import SagaRecord
 from saga_actors.model.state import SagaStatus
+from saga_actors.services.ended import EndedLog
 
 RESTART_POLL_S = 0.05  # a caller waiting on a crashed saga looks for its next instance
 _TERMINAL = {s.value for s in SagaStatus if s.terminal}
@@ -76,6 +77,7 @@ class SagaHost:
         self._side_tasks: set[asyncio.Task] = set()  # journal writes nobody waits for
         self._instances: dict[str, SagaInstance] = {}
         self.ran = 0  # sagas this host ran to their end (for the capacity bench)
+        self.ended = EndedLog()  # for callers waiting on many sagas at once
         # one saga here: its writes need not wait to be grouped with others'
         journal.write_alone_when(lambda: len(self._tasks) <= 1)
 
@@ -153,6 +155,7 @@ class SagaHost:
         try:
             status = (await instance.run()).status.value
             self.ran += 1
+            self.ended.add(saga_id, status)
             return status
         except JournalConflictError:
             logger.warning("saga {}: another instance advanced it; this one stops", saga_id)
