@@ -86,6 +86,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
+# every change to a saga's record is validated, and one relying on pydantic's coercion
+# fails (production skips this: the engine gives each field its own type); set before
+# Ray starts, so that its workers run the same way
+os.environ["SAGA_ACTORS_STRICT_RECORDS"] = "1"
+
 PG_SERVER = os.environ.get("SAGA_ACTORS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 

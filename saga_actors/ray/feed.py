@@ -46,7 +46,7 @@ class RegistryFeed:
         """Send what is pending; a lost batch is repaired by the registry's resync."""
         if not self._pending:
             return
-        batch = [{"entry": RegistryEntry.of(record).model_dump(mode="json"), "events": events}
+        batch = [{"entry": RegistryEntry.json_of(record), "events": events}
                  for record, events in self._pending.values()]
         self._pending = {}
         if self._registry is None:

@@ -5,8 +5,9 @@ brings back every end. A Ray call costs both ends about a millisecond of CPU her
 what a whole saga's journal writes cost: at 1,000 in flight this is about half the hosts'
 CPU per saga.
 
-The journal stays the truth: a saga whose end the poll did not bring (its host was
-restarted, it moved to another host, a poll raced its end) is read there, every
+The journal stays the truth: when a poll first reaches a host process (the first poll, or
+the host was restarted) the sagas waited for there are read in the journal, and a saga
+whose end no poll brings (it moved to another host) is read there every
 ``CHECK_EVERY_S``."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from loguru import logger
 from saga_actors.model.records import SagaRecord
 from saga_actors.ray import calls
 
-CHECK_EVERY_S = 2.0  # a saga waited for here is also looked up in the journal this often
+CHECK_EVERY_S = 10.0  # a saga waited for here is also looked up in the journal this often
 POLL_WAIT_S = 5.0  # how long one long poll stays open when nothing ends
 RETRY_S = 0.5  # after a failed poll (the host is restarting), before the next
 
@@ -55,13 +56,10 @@ class Executions:
         if poll is None or poll.done():
             self._polls[key] = asyncio.ensure_future(self._poll(key))
         try:
-            while True:
-                try:
-                    await asyncio.wait_for(asyncio.shield(done), CHECK_EVERY_S)
+            while not done.done():
+                await asyncio.wait((done,), timeout=CHECK_EVERY_S)
+                if not done.done() and self._terminal(record.saga_id):
                     return
-                except TimeoutError:
-                    if self._terminal(record.saga_id):
-                        return
         finally:
             self._waiting[key].pop(record.saga_id, None)
 
@@ -87,6 +85,7 @@ class Executions:
 
     async def _poll(self, key: Key) -> None:
         epoch: str | None = None
+        known: str | None = None  # the host process the sweep was made for
         cursor = 0
         while self._waiting.get(key):
             try:
@@ -98,10 +97,18 @@ class Executions:
                 await asyncio.sleep(RETRY_S)
                 continue
             waiting = self._waiting.get(key, {})
+            if epoch != known:  # a first poll, or the host was restarted: what ended before
+                known = epoch  # it answered is read in the journal
+                self._sweep(waiting)
             for saga_id, status in ended:
                 done = waiting.get(saga_id)
                 if done is not None and not done.done():
                     done.set_result(status)
+
+    def _sweep(self, waiting: dict[str, asyncio.Future]) -> None:
+        for saga_id, done in list(waiting.items()):
+            if not done.done() and self._terminal(saga_id):
+                done.set_result("")
 
     def close(self) -> None:
         for poll in self._polls.values():

@@ -35,6 +35,14 @@ class RegistryEntry(BaseModel):
     def of(cls, record: SagaRecord) -> RegistryEntry:
         return cls(**{name: getattr(record, name) for name in cls.model_fields})
 
+    @classmethod
+    def json_of(cls, record: SagaRecord) -> dict[str, Any]:
+        """``of(record).model_dump(mode="json")``, straight from the record's own typed
+        fields (the registry feed's hot path)."""
+        out = {name: getattr(record, name) for name in cls.model_fields}
+        out["status"] = record.status.value
+        return out
+
 
 def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> dict[str, Any]:
     """One saga as ``show`` presents it: entry, the actor that runs it (``saga:<id>`` or

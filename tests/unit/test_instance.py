@@ -550,13 +550,17 @@ def test_cancelling_the_instance_itself_stops_it_even_past_its_deadline():
 
 
 def test_a_misspelled_or_mistyped_transition_field_raises_instead_of_being_journaled():
-    """``prepare`` builds the next record through validation: model_copy(update=...)
-    silently dropped a misspelled field and journaled a wrong type as it was."""
+    """A misspelled field always raises (model_copy(update=...) would silently drop it).
+    In the test suite (``SAGA_ACTORS_STRICT_RECORDS=1``, set by conftest) every change is
+    validated too, and one that only passes by pydantic's coercion (a status given as a
+    string) raises: production, which skips that validation, never relies on it."""
     from pydantic import ValidationError
 
     from saga_actors.engine.transitions import prepare
+    from saga_actors.model import records
     from saga_actors.model.events import Event
 
+    assert records.STRICT_RECORDS
     h = Harness()
     rec = h.journal.load(h.saga_id)
     with pytest.raises(TypeError, match=r"no field \['atempt'\]"):
@@ -565,7 +569,10 @@ def test_a_misspelled_or_mistyped_transition_field_raises_instead_of_being_journ
         prepare(rec, Event.ACTION_SENT, now=1.0, attempt="second")
     with pytest.raises(ValidationError, match="status"):
         prepare(rec, Event.ACTION_SENT, now=1.0, status="RUNNING")
-    new, transition = prepare(rec, Event.ACTION_SENT, now=1.0, attempt=2, status="PENDING")
+    with pytest.raises(TypeError, match="status: 'PENDING' is not of its type"):
+        prepare(rec, Event.ACTION_SENT, now=1.0, status="PENDING")
+    new, transition = prepare(rec, Event.ACTION_SENT, now=1.0, attempt=2,
+                              status=SagaStatus.PENDING)
     assert new.attempt == 2 and new.status is SagaStatus.PENDING and rec.attempt == 0
     assert transition.event is Event.ACTION_SENT and transition.seq == rec.seq + 1
 
