@@ -25,7 +25,7 @@ from saga_actors.journal.base import Journal
 from saga_actors.model.definition import RetryPolicy
 from saga_actors.model.events import Event
 from saga_actors.model.messages import StepReply, StepRequest
-from saga_actors.model.records import SagaRecord, Transition, first_transitions
+from saga_actors.model.records import SagaRecord, Transition, as_admitted, first_transitions
 from saga_actors.model.state import SagaStatus
 
 
@@ -110,7 +110,7 @@ class JournaledRun:
         # nothing journaled since its admission (``admitted``: the caller just journaled
         # it, with its first send, if any: that send goes out as a resend, and no resume
         # is journaled first)
-        self._admitted = record.seq == 0 or (admitted and record.seq == 1)
+        self._admitted = record.seq == 0 or (admitted and as_admitted(record))
 
     @property
     def saga_id(self) -> str:
@@ -120,8 +120,7 @@ class JournaledRun:
         """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
             rec = self.record
-            unrun = rec.seq == 0 or (rec.seq == 1 and rec.updated_at == rec.created_at)
-            if self._admitted or unrun:
+            if self._admitted or as_admitted(rec):
                 # its start (and its first send) was journaled at admission, not here, and
                 # nothing since: listeners (the registry's counters) hear of it now
                 self._notify(rec, first_transitions(rec))

@@ -233,11 +233,18 @@ def first_transitions(record: SagaRecord) -> list[Transition]:
     """The transitions journaled with a new saga: its start, and when the record opens with
     its first action sent (:func:`~saga_actors.engine.admission.opened`), that send."""
     first = first_transition(record)
-    if record.seq == 0:
+    if not as_admitted(record) or record.seq == 0:
         return [first]
     return [first, Transition.model_construct(
         saga_id=record.saga_id, seq=1, at=record.created_at, event=Event.ACTION_SENT,
         status=record.status, step=record.current_step, attempt=1, detail={})]
+
+
+def as_admitted(record: SagaRecord) -> bool:
+    """Whether ``record`` may still be as its admission journaled it: its start alone, or
+    with its first send (same instant, nothing since)."""
+    return record.seq == 0 or (record.seq == 1 and record.in_flight
+                               and record.updated_at == record.created_at)
 
 
 def first_transition(record: SagaRecord) -> Transition:

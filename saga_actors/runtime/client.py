@@ -22,7 +22,7 @@ from saga_actors.errors import (
 from saga_actors.journal import open_journal
 from saga_actors.model.choreography import Choreography
 from saga_actors.model.definition import Saga
-from saga_actors.model.records import SagaRecord, first_transitions, runner_name
+from saga_actors.model.records import SagaRecord, as_admitted, first_transitions, runner_name
 from saga_actors.participant.base import Participant
 from saga_actors.participant.stores import check_reachable as check_store_reachable
 from saga_actors.ray import calls
@@ -49,7 +49,7 @@ from saga_actors.services.host import by_shard, shard_of
 
 def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
     """A just-journaled record, handed to its host to save it a journal read."""
-    return [record.model_dump(mode="json")] if record.seq <= 1 else None
+    return [record.model_dump(mode="json")] if as_admitted(record) else None
 
 
 class SagaRuntime(QueriesAndActions):
