@@ -88,7 +88,9 @@ class ParticipantShell:
                 "node": ray.get_runtime_context().get_node_id()}
 
     def __repr__(self) -> str:
-        name = participant_actor_name(self.participant_name, self._replica)  # type: ignore[attr-defined]
+        # (also for an actor whose construction failed, as Ray formats its error)
+        name = participant_actor_name(getattr(self, "participant_name", type(self).__name__),
+                                      getattr(self, "_replica", 0))
         return f"Participant({name})"
 
 
