@@ -31,9 +31,11 @@ def _get(url: str, token: str | None) -> tuple[int, str]:
 
 @pytest.fixture
 def cluster():
-    c = LocalCluster().start()
-    yield c
-    c.stop()
+    c = LocalCluster()
+    try:  # (stopped also when its start times out: a cluster left running slows the rest)
+        yield c.start()
+    finally:
+        c.stop()
 
 
 def test_console_deploy_serves_it_through_ray_serve_and_the_dashboard_lists_it(

@@ -34,10 +34,12 @@ from tests.conftest import poll
 @pytest.fixture(scope="module")
 def cluster():
     # Ray declares a node dead after 2 missed health checks 1 s apart (default 5 x 3 s)
-    c = LocalCluster().start(RAY_health_check_period_ms="1000",
-                             RAY_health_check_failure_threshold="2").add_worker().add_worker()
-    yield c
-    c.stop()
+    c = LocalCluster()
+    try:  # (stopped also when its start times out: a cluster left running slows the rest)
+        yield c.start(RAY_health_check_period_ms="1000",
+                      RAY_health_check_failure_threshold="2").add_worker().add_worker()
+    finally:
+        c.stop()
 
 
 def test_sagas_outlive_their_driver_and_are_seen_by_another(cluster, tmp_path, pg_url):
@@ -231,9 +233,9 @@ def test_whole_cluster_restart_mid_flight(cluster, tmp_path):
     finally:
         cluster.stop()  # power cut: every Ray process of that cluster is gone
 
-    second = LocalCluster().start()
+    second = LocalCluster()
     try:
-        out = second.run(sys.executable, "scripts/launch_sagas.py", "--address",
+        out = second.start().run(sys.executable, "scripts/launch_sagas.py", "--address",
                          second.address, "--resume", "--json", "--data-dir", str(data),
                          "--namespace", "power-cut", "--timeout", "120")
     finally:

@@ -19,9 +19,11 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = LocalCluster().start()  # one node, 2 CPUs: one host with hosts="auto"
-    yield c
-    c.stop()
+    c = LocalCluster()
+    try:  # (stopped also when its start times out: a cluster left running slows the rest)
+        yield c.start()  # one node, 2 CPUs: one host with hosts="auto"
+    finally:
+        c.stop()
 
 
 def result(text: str) -> dict:
