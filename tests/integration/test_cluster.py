@@ -30,6 +30,10 @@ from saga_actors.services.spread import fair_share
 from tests.cluster import BIN, LocalCluster
 from tests.conftest import poll
 
+# each test first brings up three `ray start` nodes: on a slow hour of this 2-core VM that
+# alone took more than the suite's 120 s per test (setup included)
+pytestmark = pytest.mark.timeout(360)
+
 
 @pytest.fixture(scope="module")
 def cluster():
