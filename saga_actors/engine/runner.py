@@ -120,7 +120,7 @@ class JournaledRun:
         """Drive the saga until it is COMPLETED, FAILED or STUCK; safe to call after a crash."""
         with logger.contextualize(saga_id=self.saga_id, saga_type=self.definition.name):
             rec = self.record
-            if self._admitted or as_admitted(rec):
+            if as_admitted(rec):  # (so is every record the caller calls just admitted)
                 # its start (and its first send) was journaled at admission, not here, and
                 # nothing since: listeners (the registry's counters) hear of it now
                 self._notify(rec, first_transitions(rec))

@@ -280,7 +280,7 @@ def journal_list(store: Any, status: str | None, saga_type: str | None, limit: i
     """Sagas in the journal, newest first."""
     records = store.query(statuses=[status.upper()] if status else None, saga_type=saga_type,
                           limit=limit, newest_first=True)
-    entries = [RegistryEntry.of(r).model_dump(mode="json") for r in records]
+    entries = [RegistryEntry.json_of(r) for r in records]
     out(json.dumps(entries)) if as_json else emit(
         table(list_rows(entries), LIST_COLUMNS))
 

@@ -47,9 +47,9 @@ from saga_actors.runtime.queries import QueriesAndActions
 from saga_actors.services.host import by_shard, shard_of
 
 
-def _admitted(record: SagaRecord) -> list[dict[str, Any]] | None:
+def _admitted(record: SagaRecord) -> dict[str, Any] | None:
     """A just-journaled record, handed to its host to save it a journal read."""
-    return [record.model_dump(mode="json")] if as_admitted(record) else None
+    return record.model_dump(mode="json") if as_admitted(record) else None
 
 
 class SagaRuntime(QueriesAndActions):
@@ -258,8 +258,9 @@ class SagaRuntime(QueriesAndActions):
         if record.placement in POOLED:
             # no call stays open per saga (the host would hold ~55 KB for it): if this one
             # is lost, the supervisor's next pass over pooled sagas starts the saga
+            admitted = _admitted(record)
             self._host_of(record.saga_id, record.placement).start.remote(
-                [record.saga_id], _admitted(record))
+                [record.saga_id], [admitted] if admitted else None)
         else:
             self.supervisor.notify.remote()  # the supervisor admits it when a slot is free
         return record.saga_id
@@ -374,7 +375,7 @@ class SagaRuntime(QueriesAndActions):
                 else:  # the host answers when the saga ends: no polling while it runs
                     try:
                         await self._host_of(saga_id, record.placement).run.remote(
-                            saga_id, (_admitted(record) or [None])[0])
+                            saga_id, _admitted(record))
                     except calls.RayError:  # its host died: look it up again
                         self._pools.pop(record.placement, None)
             else:

@@ -13,7 +13,6 @@ whose end no poll brings (it moved to another host) is read there every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -113,5 +112,4 @@ class Executions:
     def close(self) -> None:
         for poll in self._polls.values():
             poll.cancel()
-        with contextlib.suppress(Exception):
-            self._polls.clear()
+        self._polls.clear()

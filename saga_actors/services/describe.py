@@ -38,7 +38,7 @@ class RegistryEntry(BaseModel):
     @classmethod
     def json_of(cls, record: SagaRecord) -> dict[str, Any]:
         """``of(record).model_dump(mode="json")``, straight from the record's own typed
-        fields (the registry feed's hot path)."""
+        fields (no model built: the registry feed's hot path, and every list of entries)."""
         out = {name: getattr(record, name) for name in cls.model_fields}
         out["status"] = record.status.value
         return out
@@ -48,7 +48,7 @@ def describe(record: SagaRecord, history: list[Transition], *, hosts: int) -> di
     """One saga as ``show`` presents it: entry, the actor that runs it (``saga:<id>`` or
     its host), steps with timings, full history."""
     return {
-        **RegistryEntry.of(record).model_dump(mode="json"),
+        **RegistryEntry.json_of(record),
         "runner": runner_name(record, hosts),
         "parent_id": record.parent_id,
         "children": list(dict.fromkeys(t.detail["child_id"] for t in history

@@ -217,7 +217,7 @@ class Registry:
                 statuses=[wanted] if wanted else None, saga_type=saga_type, version=version,
                 id_prefix=id_prefix, since=since, until=until, limit=limit, offset=offset,
                 newest_first=True)
-            return [RegistryEntry.of(r).model_dump(mode="json") for r in records]
+            return [RegistryEntry.json_of(r) for r in records]
         rows = [
             e for e in self._entries.values()
             if e.status is wanted
