@@ -81,9 +81,51 @@ class LocalCluster:
     def add_worker(self, timeout_s: float = 90, resources: dict[str, float] | None = None,
                    num_cpus: int = 1) -> LocalCluster:
         """A second node (another raylet on this machine), joined to the head; with
-        ``resources``, custom resources only it has."""
+        ``resources``, custom resources only it has. A node whose start dies is started
+        again, twice at most: Ray's raylet gives its dashboard agent a fixed 15 s to write
+        its port file and exits past it (ray-project/ray#65983), which a loaded 2-core VM
+        can exceed."""
+        count = len(self.worker_nodes) + 2  # the head, the live workers, this one
+        cpus_before = 2 + sum(self._cpus.values())  # the head's 2, the other workers'
+        for attempt in range(3):
+            proc = self._start_worker(resources, num_cpus)
+            checker = subprocess.Popen([sys.executable, "-c", (
+                "import time, ray\n"
+                "ray.init(logging_level='ERROR')  # RAY_ADDRESS: this cluster\n"
+                f"deadline = time.monotonic() + {timeout_s}\n"
+                # joined, and its CPU in the scheduler's view (else actors skip the node)
+                f"while (len(alive := [n for n in ray.nodes() if n['Alive']]) < {count}\n"
+                f"       or ray.cluster_resources().get('CPU', 0) < {cpus_before + num_cpus}):\n"
+                "    assert time.monotonic() < deadline, 'the worker node did not join'\n"
+                "    time.sleep(0.2)\n"
+                "print(' '.join(n['NodeID'] for n in alive))\n")], stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, env=self.env(RAY_ADDRESS=self.address),
+                cwd=ROOT)
+            while checker.poll() is None and proc.poll() is None:
+                time.sleep(0.2)
+            if proc.poll() is None:
+                break
+            checker.kill()
+            checker.wait()
+            with contextlib.suppress(ProcessLookupError):  # what the dead start left
+                os.killpg(proc.pid, signal.SIGKILL)
+            error = proc.stderr.read().decode()[-1500:]
+            if attempt == 2:
+                raise RuntimeError(f"a worker node's ray start died 3 times: {error}")
+        out, err = checker.communicate()
+        if checker.returncode != 0:
+            raise AssertionError(f"the worker node did not join:\n{err[-4000:]}")
+        self.workers.append(proc)
+        self._cpus[proc] = num_cpus
+        known = {*self.worker_nodes, self.head_node}
+        new = [n for n in out.split() if n not in known]
+        self.worker_nodes[new[0]] = proc
+        return self
+
+    def _start_worker(self, resources: dict[str, float] | None,
+                      num_cpus: int) -> subprocess.Popen:
         extra = ["--resources", json.dumps(resources)] if resources else []
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [str(BIN / "ray"), "start", "--address", self.address, "--block",
              "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus), *extra,
              "--dashboard-agent-listen-port", str(free_port()),
@@ -94,24 +136,6 @@ class LocalCluster:
             env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, cwd=ROOT,
         )
-        self.workers.append(proc)
-        count = len(self.workers) + 1
-        cpus_before = 2 + sum(self._cpus.values())  # the head's 2, the other workers'
-        self._cpus[proc] = num_cpus
-        joined = self.run(sys.executable, "-c", (
-            "import time, ray\n"
-            "ray.init(logging_level='ERROR')  # RAY_ADDRESS: this cluster\n"
-            f"deadline = time.monotonic() + {timeout_s}\n"
-            # joined, and its CPU in the scheduler's view (else actors skip the node)
-            f"while (len(alive := [n for n in ray.nodes() if n['Alive']]) < {count}\n"
-            f"       or ray.cluster_resources().get('CPU', 0) < {cpus_before + num_cpus}):\n"
-            "    assert time.monotonic() < deadline, 'the worker node did not join'\n"
-            "    time.sleep(0.2)\n"
-            "print(' '.join(n['NodeID'] for n in alive))\n"), timeout_s=timeout_s + 30)
-        known = {*self.worker_nodes, self.head_node}
-        new = [n for n in joined.stdout.split() if n not in known]
-        self.worker_nodes[new[0]] = proc
-        return self
 
     @property
     def head_node(self) -> str:

@@ -108,13 +108,22 @@ def _step(name: str, undo: str | None = None, **kw) -> Step:
 
 
 TICKET = Saga(name="ticket", input_model=Plan, steps=[_step("issue", "void")])
-TRAVEL = Saga(name="travel", input_model=Plan, steps=[
-    Parallel(_step("book_a", "cancel_a"), _step("book_b", "cancel_b"),
-             _step("book_c", "cancel_c"), name="bookings"),
-    Child("tickets", saga=TICKET),
-    Wait("approval", payload=Approval, timeout_s=4),
-    _step("pay", kind=StepKind.PIVOT),
-])
+
+
+def travel(name: str, wait_s: float) -> Saga:
+    return Saga(name=name, input_model=Plan, steps=[
+        Parallel(_step("book_a", "cancel_a"), _step("book_b", "cancel_b"),
+                 _step("book_c", "cancel_c"), name="bookings"),
+        Child("tickets", saga=TICKET),
+        Wait("approval", payload=Approval, timeout_s=wait_s),
+        _step("pay", kind=StepKind.PIVOT),
+    ])
+
+
+# the approval wait is long where the test sends a signal (a slow hour of a 2-core VM must
+# not time it out first), and short for the saga that is meant to time out
+TRAVEL = travel("travel", wait_s=120)
+TRAVEL_BRIEF = travel("travel_brief", wait_s=4)
 BOOKINGS = {"book_a", "book_b", "book_c"}
 UNDONE = {"cancel_a", "cancel_b", "cancel_c"}
 
@@ -134,7 +143,9 @@ def test_groups_children_and_signals_end_right_and_apply_each_effect_once(placed
     agency = placed.deploy(Agency)
     rt.register(TICKET)
     rt.register(TRAVEL)
-    start = {name: placed.start("travel", {"trip": name, "script": script},
+    rt.register(TRAVEL_BRIEF)
+    start = {name: placed.start("travel_brief" if name == "timeout" else "travel",
+                                {"trip": name, "script": script},
                                 saga_id=f"{name}-{placed.placement}")
              for name, script in [("ok", {}), ("early", {}), ("timeout", {}),
                                   ("group_fail", {"book_b": "fail", "book_a": "slow"}),

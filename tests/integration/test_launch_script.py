@@ -136,11 +136,23 @@ def test_the_parallel_order_choreography_from_the_launch_script(attached, args, 
     separate process, found by order id): the same contract as the other examples."""
     out = attached("order_choreography_parallel", "--count", "3", *args)
     assert [s["status"] for s in out["sagas"]] == [status] * 3
+    racing = "authorize_payment" in args  # the inventory branch runs beside the failure
     for s in out["sagas"]:
-        assert set(s["completed_steps"]) == completed
-        if status == "FAILED":  # every branch that completed undone, newest first
-            assert s["compensated_steps"] == s["completed_steps"][::-1]
-    assert out["effects"] == effects  # from the participants' own ledgers
+        if racing:
+            # it completed before the payment failed and was undone, or it was stopped in
+            # flight: settled, a reservation that applied is released, one that had not is
+            # fenced
+            assert set(s["completed_steps"]) <= set(s["compensated_steps"]) <= completed
+        else:
+            assert set(s["completed_steps"]) == completed
+        if status == "FAILED" and not racing:  # every branch that completed undone,
+            assert s["compensated_steps"] == s["completed_steps"][::-1]  # newest first
+    if racing:  # from the participants' own ledgers: each reservation that applied undone
+        reserved = out["effects"].get("inventory.reserve_inventory", 0)
+        assert reserved == out["effects"].get("inventory.release_inventory", 0) <= 3
+        assert set(out["effects"]) <= set(effects)
+    else:
+        assert out["effects"] == effects  # from the participants' own ledgers
     before, after = out["participants"]["before"], out["participants"]["after"]
     if status == "FAILED":
         assert after["stock"] == before["stock"]

@@ -25,9 +25,10 @@ class Contact(BaseModel):
 ONCE = RetryPolicy(max_attempts=1)
 
 
-def notify_saga(step: str, undo: str) -> Saga:
+def notify_saga(step: str, undo: str, timeout_s: float) -> Saga:
     return Saga(name=f"notify_{step}", input_model=Contact, steps=[
-        Step(name=step, participant="notifier", compensation=undo, timeout_s=0.5, retry=ONCE)])
+        Step(name=step, participant="notifier", compensation=undo, timeout_s=timeout_s,
+             retry=ONCE)])
 
 
 def test_slow_outside_calls_are_cancelled_or_refused_and_never_freeze_the_participant(
@@ -37,14 +38,17 @@ def test_slow_outside_calls_are_cancelled_or_refused_and_never_freeze_the_partic
     placed = make_harness(placement="hosted")
     notifier = placed.deploy(Notifier)
     rt = placed.runtime
-    email, sms = notify_saga("send_email", "retract_email"), notify_saga("send_sms", "retract_sms")
+    email = notify_saga("send_email", "retract_email", timeout_s=0.5)
+    # the SMS step's timeout leaves a slow VM time to hand the call to the participant
+    sms = notify_saga("send_sms", "retract_sms", timeout_s=3)
     rt.register(email)
     rt.register(sms)
     # a mail provider that hangs: the async handler is cancelled at its 0.5 s timeout
     hung_mail = placed.start(email.name, {"customer_id": "a", "mail_latency_s": 60})
-    # a blocking SMS client that answers after 4 s, long after the step's timeout
-    late_sms = placed.start(sms.name, {"customer_id": "b", "sms_latency_s": 4})
-    poll(lambda: ray.get(notifier.busy_keys.remote()), what="both calls on the participant")
+    # a blocking SMS client that answers after 8 s, long after the step's 3 s timeout
+    late_sms = placed.start(sms.name, {"customer_id": "b", "sms_latency_s": 8})
+    poll(lambda: f"{late_sms}/send_sms/action" in ray.get(notifier.busy_keys.remote()),
+         what="the SMS call on the participant")
     quick = placed.start(email.name, {"customer_id": "c"})
 
     assert rt.wait(quick, timeout_s=30).status is SagaStatus.COMPLETED
@@ -58,7 +62,7 @@ def test_slow_outside_calls_are_cancelled_or_refused_and_never_freeze_the_partic
     poll(lambda: ray.get(notifier.busy_keys.remote()) == [], what="cancelled calls gone")
     assert ray.get(notifier.outside_calls.remote())["email"] == [f"{quick}/send_email/action"]
     # the SMS client answers late: its effect is refused, nothing recorded
-    poll(lambda: ray.get(notifier.outside_calls.remote())["sms"], timeout_s=20,
+    poll(lambda: ray.get(notifier.outside_calls.remote())["sms"], timeout_s=40,
          what="the late SMS call to return")
     poll(lambda: ray.get(notifier.blocking_running.remote()) == 0,
          what="the late SMS thread to finish")
