@@ -34,6 +34,7 @@ from saga_actors.journal.sqlite_file import (
     identity,
     lock_writer,
     unlock_writer,
+    use_wal,
 )
 from saga_actors.journal.writes import (
     CommitArgs,
@@ -117,7 +118,7 @@ class SqliteJournal(GroupCommitted, Journal):
                 self._db = self.connect()
                 # before anything is written to it
                 version = self._check_version(allow_empty=True)
-                self._db.execute("PRAGMA journal_mode=WAL")
+                use_wal(self._db, busy_timeout_s)
                 if create or version < SCHEMA_VERSION:
                     # (an actor opening the cluster's journal writes nothing: each saga
                     # actor opens it, and a write here queued for the write lock)

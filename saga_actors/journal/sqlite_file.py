@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 
@@ -40,6 +41,29 @@ def unlock_writer(db: sqlite3.Connection) -> None:
     fd = getattr(db, "writer_lock", None)
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+WAL_RETRY_S = 0.01
+
+
+def use_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the file in WAL mode (a no-op once it is). Processes opening a new file at the
+    same instant race for the switch, and SQLite tells the losers "database is locked"
+    at once, without waiting out its busy timeout: they try again, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if error_kind(exc) != "busy" or time.monotonic() > deadline:
+                raise
+            mode = None
+        if mode == "wal":
+            return
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"database is locked (the journal mode stayed "
+                                           f"{mode!r} for {timeout_s:g}s)")
+        time.sleep(WAL_RETRY_S)
 
 
 def identity(path: Path) -> tuple[int, int] | None:

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from saga_actors.errors import ParticipantStoreError, StoreUnavailableError
+from saga_actors.journal.sqlite_file import use_wal
 from saga_actors.urls import is_postgres, participant_store_url, stores_beside  # noqa: F401
 
 STORE_SCHEMA_VERSION = 1
@@ -126,7 +127,7 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, timeout=STORE_BUSY_TIMEOUT_S,
                              factory=SqliteConnection)
-        db.execute("PRAGMA journal_mode=WAL")
+        use_wal(db, STORE_BUSY_TIMEOUT_S)
         db.execute("PRAGMA synchronous=FULL")
         return db
 

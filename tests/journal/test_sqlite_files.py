@@ -1,5 +1,7 @@
 """Journal files in a bad way: locked, read-only, missing, corrupt, from a newer release,
-someone else's, deleted while open. Each is a clear error, and the file is left as it was."""
+someone else's, deleted while open. Each is a clear error, and the file is left as it was.
+A new file opened by several processes at once (a journal, a participant's store) opens in
+each."""
 
 from __future__ import annotations
 
@@ -195,3 +197,46 @@ def test_opening_an_existing_journal_as_an_actor_writes_nothing(journal_file):
         assert contents(journal_file) == before
     finally:
         j.close()
+
+
+def _open_at_once(kind: str, path: str, barrier, results) -> None:
+    """One of several processes opening the same new file at the same instant."""
+    from saga_actors.participant.stores import open_store
+
+    barrier.wait()
+    try:
+        if kind == "journal":
+            SqliteJournal(f"sqlite:///{path}").close()
+        else:
+            db = open_store(path).connect()
+            db.begin()
+            db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY)")
+            db.end(keep=True)
+            db.close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("kind", ["journal", "participant store"])
+def test_processes_opening_a_new_file_at_the_same_instant_all_open_it(tmp_path, kind):
+    """Replicas of a participant share one SQLite file, and hosts one journal: started at
+    once on a new file, they race to switch it to WAL, and SQLite tells the losers
+    "database is locked" without waiting out the busy timeout (before they tried again,
+    3 runs of this test in 5 failed)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for trial in range(12):
+        path = str(tmp_path / f"{trial}.sqlite")
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(kind, path, barrier, results))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        failures += [o for o in outcomes if o != "ok"]
+    assert failures == []
