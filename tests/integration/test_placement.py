@@ -39,8 +39,11 @@ from saga_actors.ray.host_count import current_hosts
 from saga_actors.testing import Fault
 rt = SagaRuntime(sagas=[ORDER_FULFILLMENT], data_dir=DATA, namespace="grow", hosts="auto",
                  ray_init={"logging_level": "ERROR"})  # RAY_ADDRESS: the test's cluster
-slow = Fault(delay_s=7)  # (under the steps' 10 s timeout): sagas in flight as the node joins
-rt.deploy_many(PARTICIPANTS, faults={"payment": {"process_payment": slow},
+# each step 7 s (under its 10 s timeout): the sagas are in flight for 21 s or more, while
+# the node joins (a slow hour of this 2-core VM took more than 14 s to start one)
+slow = Fault(delay_s=7)
+rt.deploy_many(PARTICIPANTS, faults={"inventory": {"reserve_inventory": slow},
+                                     "payment": {"process_payment": slow},
                                      "shipping": {"create_shipment": slow}})
 ids = [rt.start(ORDER_FULFILLMENT.name, sample_input(i), placement="hosted")
        for i in range(24)]
