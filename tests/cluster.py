@@ -33,6 +33,17 @@ def free_port() -> int:
             return port
 
 
+def _tail(proc: subprocess.Popen, limit: int = 1500) -> str:
+    """What a dead process wrote to stderr so far, without waiting for the pipe to close
+    (a daemon it started may still hold it)."""
+    os.set_blocking(proc.stderr.fileno(), False)
+    try:
+        data = proc.stderr.read() or b""
+    except OSError:
+        data = b""
+    return data.decode(errors="replace")[-limit:]
+
+
 class LocalCluster:
     def __init__(self) -> None:
         self.port = free_port()
@@ -109,9 +120,8 @@ class LocalCluster:
             checker.wait()
             with contextlib.suppress(ProcessLookupError):  # what the dead start left
                 os.killpg(proc.pid, signal.SIGKILL)
-            error = proc.stderr.read().decode()[-1500:]
             if attempt == 2:
-                raise RuntimeError(f"a worker node's ray start died 3 times: {error}")
+                raise RuntimeError(f"a worker node's ray start died 3 times: {_tail(proc)}")
         out, err = checker.communicate()
         if checker.returncode != 0:
             raise AssertionError(f"the worker node did not join:\n{err[-4000:]}")
