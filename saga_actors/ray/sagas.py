@@ -23,6 +23,7 @@ from saga_actors.ray.actors import (
     settle_gc,
     where,
 )
+from saga_actors.ray.gateway import get_riding_restarts
 from saga_actors.ray.host_count import current_hosts
 
 # Each actor is a new process that imports this module: what only one kind of actor needs
@@ -232,5 +233,6 @@ def saga_host(index: int, config: RuntimeConfig, placement: str = "hosted") -> A
 def saga_hosts(config: RuntimeConfig, placement: str = "hosted") -> list[Any]:
     """Every host (or bus) of the pool, started if need be."""
     hosts = [saga_host(i, config, placement) for i in range(current_hosts(config))]
-    ray.get([h.stats.remote() for h in hosts])
+    # (asked again while one restarts: a host being restarted must not fail a caller)
+    get_riding_restarts(lambda: [h.stats.remote() for h in hosts])
     return hosts

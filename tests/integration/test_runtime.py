@@ -123,3 +123,22 @@ def test_operator_cancel_stops_the_call_and_compensates(shared):
     assert effects(actors, saga_id) == ["inventory.release_inventory",
                                         "inventory.reserve_inventory"]
     assert not rt.cancel(saga_id)  # already over
+
+
+def test_a_caller_that_needs_the_hosts_while_one_restarts_waits_for_it(make_harness):
+    """A host that Ray is restarting (killed, a node lost, the count changed under
+    hosts="auto"): a caller that looks the pool up again, as a start does when the count
+    changed, waits for it instead of failing with ActorUnavailableError (it did, every
+    time)."""
+    from saga_actors.ray.sagas import saga_hosts
+
+    h = make_harness(placement="hosted")
+    actors = deploy_order(h)
+    hosts = saga_hosts(h.runtime.config)
+    for host in hosts * 2:
+        ray.kill(host, no_restart=False)
+        assert len(saga_hosts(h.runtime.config)) == len(hosts)
+    saga_id = h.start("order_fulfillment", sample_input(3))
+    assert h.runtime.wait(saga_id, timeout_s=60).status is SagaStatus.COMPLETED
+    assert effects(actors, saga_id) == ["inventory.reserve_inventory",
+                                        "payment.process_payment", "shipping.create_shipment"]
