@@ -176,6 +176,7 @@ RegistryActor = ray.remote(RegistryActorImpl)
 def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
     """Start (or find) the supervisor and the registry in the runtime's namespace."""
     from saga_actors.ray.definitions import put_runtime_info
+    from saga_actors.ray.gateway import get_riding_restarts
     from saga_actors.ray.host_count import current_hosts, publish_hosts
 
     put_runtime_info(config)
@@ -187,7 +188,8 @@ def ensure_services(config: RuntimeConfig) -> tuple[Any, Any]:
     supervisor = SupervisorActor.options(
         name=SUPERVISOR_ACTOR_NAME, namespace=config.namespace, **SERVICE, **where(config)
     ).remote(config)
-    ray.get([registry.counts.remote(), supervisor.status.remote()])
+    # (asked again while one restarts: a service being restarted must not fail a caller)
+    get_riding_restarts(lambda: [registry.counts.remote(), supervisor.status.remote()])
     return supervisor, registry
 
 

@@ -125,12 +125,14 @@ def test_operator_cancel_stops_the_call_and_compensates(shared):
     assert not rt.cancel(saga_id)  # already over
 
 
-def test_a_caller_that_needs_the_hosts_while_one_restarts_waits_for_it(make_harness):
-    """A host that Ray is restarting (killed, a node lost, the count changed under
-    hosts="auto"): a caller that looks the pool up again, as a start does when the count
-    changed, waits for it instead of failing with ActorUnavailableError (it did, every
-    time)."""
+def test_a_caller_that_needs_the_hosts_or_services_while_one_restarts_waits_for_it(
+        make_harness):
+    """A host, the supervisor or the registry that Ray is restarting (killed, a node lost,
+    the count changed under hosts="auto"): a caller that looks them up again (a start
+    after the host count changed, ``rt.services()``) waits for it instead of failing with
+    ActorUnavailableError (it did, every time)."""
     from saga_actors.ray.sagas import saga_hosts
+    from saga_actors.ray.services import ensure_services
 
     h = make_harness(placement="hosted")
     actors = deploy_order(h)
@@ -138,6 +140,9 @@ def test_a_caller_that_needs_the_hosts_while_one_restarts_waits_for_it(make_harn
     for host in hosts * 2:
         ray.kill(host, no_restart=False)
         assert len(saga_hosts(h.runtime.config)) == len(hosts)
+    for service in [*ensure_services(h.runtime.config)] * 2:
+        ray.kill(service, no_restart=False)
+        assert len(ensure_services(h.runtime.config)) == 2
     saga_id = h.start("order_fulfillment", sample_input(3))
     assert h.runtime.wait(saga_id, timeout_s=60).status is SagaStatus.COMPLETED
     assert effects(actors, saga_id) == ["inventory.reserve_inventory",
