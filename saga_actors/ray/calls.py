@@ -4,11 +4,14 @@ Ray itself."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from saga_actors.errors import SagaError
+from saga_actors.ray.gateway import RESEND_EVERY_S
 
 RayError = ray.exceptions.RayError
 RayActorError = ray.exceptions.RayActorError  # its actor died or is out of reach
@@ -30,6 +33,20 @@ def get(refs: Any, *, timeout_s: float | None = None) -> Any:
         if isinstance(exc.cause, SagaError):
             raise exc.cause from None
         raise
+
+
+def ask(submit: Callable[[], Any], *, timeout_s: float) -> Any:
+    """:func:`get` of ``submit()``, submitted again while Ray restarts the actor
+    (``ActorUnavailableError``: the outcome is unknown; for a request that is safe to
+    repeat), until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return get(submit(), timeout_s=max(0.1, deadline - time.monotonic()))
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() + RESEND_EVERY_S >= deadline:
+                raise
+            time.sleep(RESEND_EVERY_S)
 
 
 def get_ready(refs: list[Any], *, timeout_s: float) -> list[Any]:

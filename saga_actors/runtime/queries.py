@@ -200,6 +200,9 @@ class QueriesAndActions:
 
     def _ask_supervisor(self, method: str, *args: Any) -> Any:
         """An operator's request; a saga_actors error the supervisor raises (the saga is
-        not STUCK, its host did not answer) comes back as itself."""
-        return calls.get(getattr(self.supervisor, method).remote(*args),
+        not STUCK, its host did not answer) comes back as itself. Sent again while Ray
+        restarts the supervisor: a cancel is safe to repeat, a signal or an event keeps
+        the id chosen before it was first sent, and a retry or a resolve that was taken
+        is refused the second time (the saga is no longer STUCK), never applied twice."""
+        return calls.ask(lambda: getattr(self.supervisor, method).remote(*args),
                          timeout_s=OPERATOR_CALL_TIMEOUT_S)

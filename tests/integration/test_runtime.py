@@ -129,8 +129,9 @@ def test_a_caller_that_needs_the_hosts_or_services_while_one_restarts_waits_for_
         make_harness):
     """A host, the supervisor or the registry that Ray is restarting (killed, a node lost,
     the count changed under hosts="auto"): a caller that looks them up again (a start
-    after the host count changed, ``rt.services()``) waits for it instead of failing with
-    ActorUnavailableError (it did, every time)."""
+    after the host count changed, ``rt.services()``) or asks the supervisor (cancel,
+    signal, publish) waits for it instead of failing with ActorUnavailableError (it did,
+    every time)."""
     from saga_actors.ray.sagas import saga_hosts
     from saga_actors.ray.services import ensure_services
 
@@ -143,6 +144,12 @@ def test_a_caller_that_needs_the_hosts_or_services_while_one_restarts_waits_for_
     for service in [*ensure_services(h.runtime.config)] * 2:
         ray.kill(service, no_restart=False)
         assert len(ensure_services(h.runtime.config)) == 2
+    # an operator's request to a supervisor being restarted is sent again, not failed
+    done = h.start("order_fulfillment", sample_input(4))
+    assert h.runtime.wait(done, timeout_s=60).status is SagaStatus.COMPLETED
+    for _ in range(2):
+        ray.kill(h.runtime.supervisor, no_restart=False)
+        assert h.runtime.cancel(done) is False  # (it had ended: nothing to cancel)
     saga_id = h.start("order_fulfillment", sample_input(3))
     assert h.runtime.wait(saga_id, timeout_s=60).status is SagaStatus.COMPLETED
     assert effects(actors, saga_id) == ["inventory.reserve_inventory",
