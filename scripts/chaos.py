@@ -562,7 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr  # Ray may print to stdout
     configure_logging("chaos", "ERROR")
     chaos = Chaos(args)
-    report = chaos.run()
+    try:
+        report = chaos.run()
+    finally:  # (a run that broke off must not leave its ray start cluster running)
+        if chaos.cluster is not None and chaos.cluster.proc is not None:
+            chaos.cluster.stop()
     ok = not any(report[k] for k in INVARIANTS)
     report["ok"] = ok
     if args.plot:
