@@ -4,14 +4,14 @@ Ray itself."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
 
 from saga_actors.errors import SagaError
-from saga_actors.ray.gateway import RESEND_EVERY_S
+from saga_actors.ray.gateway import get_riding_restarts
 
 RayError = ray.exceptions.RayError
 RayActorError = ray.exceptions.RayActorError  # its actor died or is out of reach
@@ -23,30 +23,32 @@ def is_initialized() -> bool:
     return ray.is_initialized()
 
 
-def get(refs: Any, *, timeout_s: float | None = None) -> Any:
-    """The result of a Ray call (or of several); :data:`GetTimeoutError` past ``timeout_s``.
-    A saga_actors error the actor raised (a saga not STUCK, a host that did not answer)
-    comes back as itself, not wrapped in Ray's :data:`RayTaskError`."""
+@contextlib.contextmanager
+def _own_errors() -> Iterator[None]:
+    """A saga_actors error the actor raised comes back as itself, not wrapped in Ray's
+    :data:`RayTaskError`."""
     try:
-        return ray.get(refs, timeout=timeout_s)
+        yield
     except RayTaskError as exc:
         if isinstance(exc.cause, SagaError):
             raise exc.cause from None
         raise
 
 
+def get(refs: Any, *, timeout_s: float | None = None) -> Any:
+    """The result of a Ray call (or of several); :data:`GetTimeoutError` past ``timeout_s``.
+    A saga_actors error the actor raised (a saga not STUCK, a host that did not answer)
+    comes back as itself."""
+    with _own_errors():
+        return ray.get(refs, timeout=timeout_s)
+
+
 def ask(submit: Callable[[], Any], *, timeout_s: float) -> Any:
     """:func:`get` of ``submit()``, submitted again while Ray restarts the actor
-    (``ActorUnavailableError``: the outcome is unknown; for a request that is safe to
-    repeat), until ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return get(submit(), timeout_s=max(0.1, deadline - time.monotonic()))
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() + RESEND_EVERY_S >= deadline:
-                raise
-            time.sleep(RESEND_EVERY_S)
+    (:func:`~saga_actors.ray.gateway.get_riding_restarts`: for a request that is safe to
+    repeat)."""
+    with _own_errors():
+        return get_riding_restarts(submit, timeout_s=timeout_s)
 
 
 def get_ready(refs: list[Any], *, timeout_s: float) -> list[Any]:
