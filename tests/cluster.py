@@ -80,7 +80,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start failed: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"ray start failed: {_tail(self.proc, 2000)}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self
